@@ -1,0 +1,231 @@
+"""Jobs, step records and the one transition table every writer obeys.
+
+Nothing here does I/O. The JSON form of :class:`Job` and :class:`StepRecord` is the storage format.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from durapod.errors import InvalidInput, InvalidJobId, JobStateError
+
+__all__ = [
+    "SETTLED",
+    "TERMINAL",
+    "TRANSITIONS",
+    "Job",
+    "JobStatus",
+    "Request",
+    "StepRecord",
+    "check_json",
+    "check_transition",
+    "utcnow",
+    "validate_job_id",
+]
+
+MAX_JOB_ID_LENGTH: Final = 200
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its lifecycle. A ``StrEnum``: ``JobStatus.COMPLETED == "completed"``."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for completed and cancelled: no request can change the job any more."""
+        return self in TERMINAL
+
+    @property
+    def is_settled(self) -> bool:
+        """True when nothing runs the job until someone asks: paused, completed, failed, cancelled."""
+        return self in SETTLED
+
+
+TERMINAL: Final = frozenset({JobStatus.COMPLETED, JobStatus.CANCELLED})
+SETTLED: Final = frozenset({JobStatus.PAUSED, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+#: What moves a job from one status to another.
+Request = Literal["create", "claim", "retry", "pause", "resume", "complete", "fail", "cancel", "rerun"]
+
+#: The transition table of DESIGN.md section 2, as ``(from, request) -> to``. ``None`` is a new job.
+#: ``resume`` of a paused job goes to ``running`` when a worker resumes it in place and to ``pending``
+#: when a client that runs nothing queues the resume for any worker.
+TRANSITIONS: Final[Mapping[tuple[JobStatus | None, Request], frozenset[JobStatus]]] = {
+    (None, "create"): frozenset({JobStatus.PENDING}),
+    (JobStatus.PENDING, "claim"): frozenset({JobStatus.RUNNING}),
+    (JobStatus.PENDING, "pause"): frozenset({JobStatus.PAUSED}),
+    (JobStatus.PENDING, "cancel"): frozenset({JobStatus.CANCELLED}),
+    # a pending job's retry timer may fail it for good (recovery limit) without running
+    (JobStatus.PENDING, "fail"): frozenset({JobStatus.FAILED}),
+    (JobStatus.RUNNING, "retry"): frozenset({JobStatus.PENDING}),
+    (JobStatus.RUNNING, "pause"): frozenset({JobStatus.PAUSED}),
+    (JobStatus.RUNNING, "complete"): frozenset({JobStatus.COMPLETED}),
+    (JobStatus.RUNNING, "fail"): frozenset({JobStatus.FAILED}),
+    (JobStatus.RUNNING, "cancel"): frozenset({JobStatus.CANCELLED}),
+    # a crashed owner's running job is taken over by another worker: running -> running, new epoch
+    (JobStatus.RUNNING, "claim"): frozenset({JobStatus.RUNNING}),
+    (JobStatus.PAUSED, "resume"): frozenset({JobStatus.RUNNING, JobStatus.PENDING}),
+    (JobStatus.PAUSED, "cancel"): frozenset({JobStatus.CANCELLED}),
+    (JobStatus.FAILED, "rerun"): frozenset({JobStatus.PENDING}),
+}
+
+
+def check_transition(job_id: str, current: JobStatus | None, request: Request, target: JobStatus) -> None:
+    """Raise :class:`JobStateError` unless ``request`` may move a job from ``current`` to ``target``."""
+    allowed = TRANSITIONS.get((current, request))
+    if allowed is None or target not in allowed:
+        raise JobStateError(job_id, str(current) if current is not None else "new", request)
+
+
+def utcnow() -> datetime:
+    """The current time as a timezone-aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def validate_job_id(job_id: object) -> str:
+    """Return ``job_id`` if it is a valid job id, else raise :class:`InvalidJobId` naming it.
+
+    A valid id is a non-empty ``str`` of at most 200 characters with no whitespace or control characters.
+    """
+    if not isinstance(job_id, str):
+        raise InvalidJobId(job_id, f"must be a str, not {type(job_id).__name__}")
+    if not job_id:
+        raise InvalidJobId(job_id, "must not be empty")
+    if len(job_id) > MAX_JOB_ID_LENGTH:
+        raise InvalidJobId(job_id, f"longer than {MAX_JOB_ID_LENGTH} characters")
+    for char in job_id:
+        if char.isspace():
+            raise InvalidJobId(job_id, "contains whitespace")
+        if not char.isprintable():
+            raise InvalidJobId(job_id, "contains a control character")
+    return job_id
+
+
+def _reject_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not JSON")
+
+
+def check_json(value: object, what: str, job_id: str | None = None) -> str:
+    """Return ``value`` encoded as JSON, or raise :class:`InvalidInput` naming ``what``.
+
+    NaN and infinities are refused, as are non-string keys, so what is stored reads back equal.
+    """
+    try:
+        encoded = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(what, value, str(exc), job_id) from None
+    if isinstance(value, dict | list) and json.loads(encoded) != value:
+        # tuples, non-str keys and other values that json.dumps coerces would not read back the same
+        raise InvalidInput(what, value, "does not read back equal (tuple or non-str key?)", job_id)
+    if isinstance(value, float) and not math.isfinite(value):  # pragma: no cover - allow_nan covers it
+        raise InvalidInput(what, value, "not finite", job_id)
+    return encoded
+
+
+class StepRecord(BaseModel):
+    """One journaled step: its result is returned on replay instead of running the step again.
+
+    Attributes:
+        job_id: the job the step belongs to.
+        index: its position in the journal, from 0.
+        name: the name the agent gave it in ``ctx.step(name, ...)``.
+        result: its JSON result.
+        attempt: the execution (``Job.attempts``) that recorded it.
+        epoch: the owner's fencing epoch when it was recorded.
+        recorded_at: when it was committed.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: str
+    index: int = Field(ge=0)
+    name: str
+    result: JsonValue = None
+    attempt: int = 0
+    epoch: int = 0
+    recorded_at: datetime
+
+
+class Job(BaseModel):
+    """A durable job: its identity, status, outcome and what durability needs.
+
+    Jobs are immutable; every change is a new ``Job`` with ``version`` one higher, written with a
+    compare-and-set on ``version``. The JSON form (``job.model_dump_json()``) is the storage format.
+
+    Attributes:
+        id: the job id.
+        agent: the name of the agent that runs it.
+        input: the JSON input it was started with.
+        status: where it is in its lifecycle.
+        result: the agent's return value once completed.
+        error: the last error's message (cleared by a success).
+        error_type: the last error's class name.
+        attempts: how many times the agent has been executed for this job.
+        recoveries: how many times the job was taken over after its owner died.
+        metadata: free JSON metadata, filterable with ``list(metadata=...)``.
+        created_at / updated_at / completed_at: timezone-aware UTC times.
+        version: the compare-and-set version, one higher for every write.
+        owner: the worker id that runs (or last ran) it.
+        lease_until: when the owner's lease expires.
+        epoch: the fencing token, one higher every time a worker claims the job.
+        next_attempt_at: when a pending job may run (its durable retry timer).
+        inputs: the inputs given on resume, oldest first.
+        answers: the values that answered ``ctx.interrupt`` calls, in order.
+        waiting_for: the prompt of the interrupt a paused job waits on.
+        steps: how many steps its journal holds.
+        run_attempts_base: ``attempts`` when the current run began (a failed job run again gets a fresh
+            retry budget while ``attempts`` keeps counting).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    agent: str = ""
+    input: JsonValue = None
+    status: JobStatus = JobStatus.PENDING
+    result: JsonValue = None
+    error: str | None = None
+    error_type: str | None = None
+    attempts: int = 0
+    recoveries: int = 0
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+    version: int = 0
+    owner: str | None = None
+    lease_until: datetime | None = None
+    epoch: int = 0
+    next_attempt_at: datetime | None = None
+    inputs: list[JsonValue] = Field(default_factory=list)
+    answers: list[JsonValue] = Field(default_factory=list)
+    waiting_for: str | None = None
+    steps: int = 0
+    run_attempts_base: int = 0
+
+    def evolve(self, **changes: Any) -> Job:
+        """Return a copy with ``changes`` applied, ``version`` one higher, ``updated_at`` now.
+
+        Used on the hot path: it skips validation, so callers pass values of the right types.
+        """
+        changes.setdefault("updated_at", utcnow())
+        changes["version"] = self.version + 1
+        return self.model_copy(update=changes)
+
+    @property
+    def run_attempts(self) -> int:
+        """Executions in the current run (since it was created or last run again after failing)."""
+        return self.attempts - self.run_attempts_base

@@ -1,0 +1,209 @@
+"""The store contract: what every store (memory, SQLite, Redis) offers, each operation atomic.
+
+A store holds jobs, their step journals, their event logs, leases (in the job record: ``owner``,
+``lease_until``, ``epoch``) and control requests. Every store passes the same contract test suite
+(``tests/test_store_contract.py``).
+
+Rules every implementation follows:
+
+- ``save`` is a compare-and-set on ``version``: it writes ``job`` only if the stored version equals
+  ``expected_version`` and ``job.version == expected_version + 1``; otherwise :class:`VersionConflict`.
+- The lease belongs to the store: ``save`` keeps the stored ``lease_until`` when ``job`` has the same
+  ``owner`` and ``epoch`` as the stored record (so a job actor's write never shortens a lease the lease
+  keeper renewed), clears it when ``job`` is settled (paused, completed, failed, cancelled), and takes
+  ``job.lease_until`` otherwise (a new owner).
+- ``append_step`` is fenced: the job must be running with the record's ``epoch``, and the record's
+  ``index`` must be the journal's length; otherwise :class:`StaleOwnerError` (a step whose index is
+  already journaled is refused, so no step is ever recorded twice). It also sets the job's ``steps``
+  count without changing its ``version``.
+- A record that cannot be decoded raises :class:`CorruptRecord` naming its key; it never crashes a worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import JsonValue
+
+from durapod.models import Job, JobStatus, StepRecord
+
+__all__ = [
+    "ControlKind",
+    "ControlRequest",
+    "Page",
+    "Store",
+    "decode_cursor",
+    "encode_cursor",
+    "matches",
+]
+
+ControlKind = Literal["pause", "resume", "cancel"]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of :meth:`Store.list`: jobs newest first, and the cursor of the next page (or None)."""
+
+    jobs: list[Job]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRequest:
+    """A pause, resume or cancel asked by a process that does not own the job.
+
+    Attributes:
+        job_id: the job.
+        kind: ``"pause"``, ``"resume"`` or ``"cancel"``.
+        payload: the new input of a resume (JSON), else None.
+        requested_at: when it was asked.
+    """
+
+    job_id: str
+    kind: ControlKind
+    requested_at: datetime
+    payload: JsonValue = field(default=None)
+
+
+def encode_cursor(job: Job) -> str:
+    """The opaque cursor that resumes a newest-first listing just after ``job``."""
+    raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Decode :func:`encode_cursor`; raise ``ValueError`` naming the cursor if it is not one."""
+    try:
+        created, job_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(created), str(job_id)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"invalid cursor {cursor!r}") from exc
+
+
+def matches(
+    job: Job,
+    status: Collection[JobStatus] | None,
+    agent: str | None,
+    metadata: Mapping[str, JsonValue] | None,
+) -> bool:
+    """True if ``job`` passes the filters of :meth:`Store.list` (for stores that filter in Python)."""
+    if status is not None and job.status not in status:
+        return False
+    if agent is not None and job.agent != agent:
+        return False
+    if metadata:
+        for key, value in metadata.items():
+            if key not in job.metadata or job.metadata[key] != value:
+                return False
+    return True
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What a durapod store offers. Every method is one atomic operation."""
+
+    async def create(self, job: Job) -> tuple[Job, bool]:
+        """Insert ``job`` if no job has its id. Returns the stored job and whether it was created."""
+        ...
+
+    async def get(self, job_id: str) -> Job | None:
+        """The job with that id, or None."""
+        ...
+
+    async def save(self, job: Job, *, expected_version: int) -> Job:
+        """Compare-and-set write of ``job`` (see the module rules). Returns the job as stored.
+
+        Raises:
+            JobNotFound: no job has that id.
+            VersionConflict: the stored version is not ``expected_version``.
+        """
+        ...
+
+    async def list(
+        self,
+        *,
+        status: Collection[JobStatus] | None = None,
+        agent: str | None = None,
+        metadata: Mapping[str, JsonValue] | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page:
+        """Jobs newest first (``created_at``, then id, descending), filtered, one page of ``limit``.
+
+        ``cursor`` is a previous page's ``next_cursor``; ``next_cursor`` is None on the last page.
+        """
+        ...
+
+    async def delete(self, job_id: str) -> bool:
+        """Remove a job with its journal, events and control requests. True if it existed."""
+        ...
+
+    async def append_step(self, record: StepRecord) -> None:
+        """Journal one step (fenced, see the module rules).
+
+        Raises:
+            JobNotFound: no job has that id.
+            StaleOwnerError: the job is not running with ``record.epoch``, or ``record.index`` is not
+                the journal's length.
+        """
+        ...
+
+    async def read_steps(self, job_id: str) -> list[StepRecord]:
+        """The job's journal, in order (empty for an unknown job)."""
+        ...
+
+    async def append_events(self, job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> None:
+        """Append events (JSON objects, each with an int ``seq``) to the job's event log."""
+        ...
+
+    async def read_events(self, job_id: str, *, after: int = -1) -> list[dict[str, JsonValue]]:
+        """The job's logged events whose ``seq`` is greater than ``after``, in order."""
+        ...
+
+    async def claim(self, job_id: str, owner: str, *, lease_until: datetime, now: datetime) -> Job | None:
+        """Take the lease of a pending or running job whose lease is free.
+
+        The lease is free when the job has no owner, its ``lease_until`` is None or before ``now``, or
+        ``owner`` already holds it. On success ``owner`` and ``lease_until`` are set, ``epoch`` and
+        ``version`` rise by one, and a running job (its previous owner died) counts one more recovery.
+        Returns the claimed job, or None if it is not claimable.
+        """
+        ...
+
+    async def claim_orphans(
+        self, agent: str | None, owner: str, *, lease_until: datetime, now: datetime, limit: int
+    ) -> list[Job]:
+        """Claim up to ``limit`` claimable jobs (as :meth:`claim`) of ``agent`` (None: any agent).
+
+        Oldest first, so that queued jobs run in the order they were submitted.
+        """
+        ...
+
+    async def renew_leases(self, owner: str, job_ids: Collection[str], *, lease_until: datetime) -> set[str]:
+        """Extend the leases ``owner`` holds on ``job_ids``. Returns the ids it still holds.
+
+        Does not change ``version``. A job that another worker claimed, or that is settled, is not renewed
+        and is missing from the result.
+        """
+        ...
+
+    async def release(self, job_id: str, owner: str) -> bool:
+        """Let go of ``owner``'s lease on the job (``lease_until`` cleared) so any worker may claim it."""
+        ...
+
+    async def request_control(self, request: ControlRequest) -> None:
+        """Record a control request for the job's owner to act on."""
+        ...
+
+    async def take_controls(self, job_ids: Collection[str]) -> list[ControlRequest]:
+        """Remove and return the control requests of ``job_ids``, oldest first."""
+        ...
+
+    async def close(self) -> None:
+        """Release the store's resources. Idempotent."""
+        ...

@@ -1,0 +1,198 @@
+"""MemoryStore: the store contract in one process's memory, for tests and for jobs that need no restart."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+
+import aiorwlock
+from pydantic import JsonValue
+
+from durapod.errors import JobNotFound, StaleOwnerError, VersionConflict
+from durapod.models import SETTLED, Job, JobStatus, StepRecord
+from durapod.stores.base import ControlRequest, Page, decode_cursor, encode_cursor, matches
+
+__all__ = ["MemoryStore"]
+
+_CLAIMABLE = (JobStatus.PENDING, JobStatus.RUNNING)
+
+
+def _lease_is_free(job: Job, owner: str, now: datetime) -> bool:
+    if job.status not in _CLAIMABLE:
+        return False
+    return job.owner is None or job.owner == owner or job.lease_until is None or job.lease_until < now
+
+
+def _claimed(job: Job, owner: str, lease_until: datetime) -> Job:
+    recoveries = job.recoveries + 1 if job.status is JobStatus.RUNNING else job.recoveries
+    return job.evolve(owner=owner, lease_until=lease_until, epoch=job.epoch + 1, recoveries=recoveries)
+
+
+class MemoryStore:
+    """Jobs, journals and events in dicts guarded by a readers-writer lock.
+
+    Nothing survives the process. Records are immutable models, so reads hand them out without copying.
+
+    Example:
+        >>> store = MemoryStore()
+    """
+
+    def __init__(self) -> None:
+        self._lock = aiorwlock.RWLock()
+        self._jobs: dict[str, Job] = {}
+        self._steps: defaultdict[str, list[StepRecord]] = defaultdict(list)
+        self._events: defaultdict[str, list[dict[str, JsonValue]]] = defaultdict(list)
+        self._controls: defaultdict[str, list[ControlRequest]] = defaultdict(list)
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(jobs={len(self._jobs)})"
+
+    async def create(self, job: Job) -> tuple[Job, bool]:
+        async with self._lock.writer_lock:
+            existing = self._jobs.get(job.id)
+            if existing is not None:
+                return existing, False
+            self._jobs[job.id] = job
+            return job, True
+
+    async def get(self, job_id: str) -> Job | None:
+        async with self._lock.reader_lock:
+            return self._jobs.get(job_id)
+
+    async def save(self, job: Job, *, expected_version: int) -> Job:
+        async with self._lock.writer_lock:
+            stored = self._jobs.get(job.id)
+            if stored is None:
+                raise JobNotFound(job.id)
+            if stored.version != expected_version or job.version != expected_version + 1:
+                raise VersionConflict(job.id, expected_version, stored.version)
+            if job.status in SETTLED:
+                if job.lease_until is not None:
+                    job = job.model_copy(update={"lease_until": None})
+            elif job.owner == stored.owner and job.epoch == stored.epoch:
+                if job.lease_until != stored.lease_until:
+                    job = job.model_copy(update={"lease_until": stored.lease_until})
+            if job.steps != stored.steps:
+                job = job.model_copy(update={"steps": stored.steps})
+            self._jobs[job.id] = job
+            return job
+
+    async def list(
+        self,
+        *,
+        status: Collection[JobStatus] | None = None,
+        agent: str | None = None,
+        metadata: Mapping[str, JsonValue] | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page:
+        async with self._lock.reader_lock:
+            found = [job for job in self._jobs.values() if matches(job, status, agent, metadata)]
+        found.sort(key=lambda job: (job.created_at, job.id), reverse=True)
+        if cursor is not None:
+            after = decode_cursor(cursor)
+            found = [job for job in found if (job.created_at, job.id) < after]
+        if limit is not None and len(found) > limit:
+            page = found[:limit]
+            return Page(page, encode_cursor(page[-1]) if page else None)
+        return Page(found, None)
+
+    async def delete(self, job_id: str) -> bool:
+        async with self._lock.writer_lock:
+            self._steps.pop(job_id, None)
+            self._events.pop(job_id, None)
+            self._controls.pop(job_id, None)
+            return self._jobs.pop(job_id, None) is not None
+
+    async def append_step(self, record: StepRecord) -> None:
+        async with self._lock.writer_lock:
+            job = self._jobs.get(record.job_id)
+            if job is None:
+                raise JobNotFound(record.job_id)
+            journal = self._steps[record.job_id]
+            if job.status is not JobStatus.RUNNING or job.epoch != record.epoch:
+                raise StaleOwnerError(record.job_id, record.epoch, job.epoch, f"job is {job.status}")
+            if record.index != len(journal):
+                raise StaleOwnerError(
+                    record.job_id, record.epoch, job.epoch, f"step #{record.index} but journal has {len(journal)}"
+                )
+            journal.append(record)
+            self._jobs[record.job_id] = job.model_copy(update={"steps": len(journal)})
+
+    async def read_steps(self, job_id: str) -> list[StepRecord]:
+        async with self._lock.reader_lock:
+            return list(self._steps.get(job_id, ()))
+
+    async def append_events(self, job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> None:
+        async with self._lock.writer_lock:
+            self._events[job_id].extend(dict(event) for event in events)
+
+    async def read_events(self, job_id: str, *, after: int = -1) -> list[dict[str, JsonValue]]:
+        async with self._lock.reader_lock:
+            return [
+                dict(event)
+                for event in self._events.get(job_id, ())
+                if isinstance(seq := event.get("seq"), int) and seq > after
+            ]
+
+    async def claim(self, job_id: str, owner: str, *, lease_until: datetime, now: datetime) -> Job | None:
+        async with self._lock.writer_lock:
+            job = self._jobs.get(job_id)
+            if job is None or not _lease_is_free(job, owner, now):
+                return None
+            claimed = self._jobs[job_id] = _claimed(job, owner, lease_until)
+            return claimed
+
+    async def claim_orphans(
+        self, agent: str | None, owner: str, *, lease_until: datetime, now: datetime, limit: int
+    ) -> list[Job]:
+        async with self._lock.writer_lock:
+            candidates = sorted(
+                (
+                    job
+                    for job in self._jobs.values()
+                    if (agent is None or job.agent == agent) and _lease_is_free(job, owner, now)
+                ),
+                key=lambda job: (job.created_at, job.id),
+            )[: max(limit, 0)]
+            claimed = [_claimed(job, owner, lease_until) for job in candidates]
+            for job in claimed:
+                self._jobs[job.id] = job
+            return claimed
+
+    async def renew_leases(self, owner: str, job_ids: Collection[str], *, lease_until: datetime) -> set[str]:
+        held: set[str] = set()
+        async with self._lock.writer_lock:
+            for job_id in job_ids:
+                job = self._jobs.get(job_id)
+                if job is None or job.owner != owner or job.status in SETTLED:
+                    continue
+                self._jobs[job_id] = job.model_copy(update={"lease_until": lease_until})
+                held.add(job_id)
+        return held
+
+    async def release(self, job_id: str, owner: str) -> bool:
+        async with self._lock.writer_lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.owner != owner:
+                return False
+            self._jobs[job_id] = job.model_copy(update={"lease_until": None})
+            return True
+
+    async def request_control(self, request: ControlRequest) -> None:
+        async with self._lock.writer_lock:
+            if request.job_id not in self._jobs:
+                raise JobNotFound(request.job_id)
+            self._controls[request.job_id].append(request)
+
+    async def take_controls(self, job_ids: Collection[str]) -> list[ControlRequest]:
+        taken: list[ControlRequest] = []
+        async with self._lock.writer_lock:
+            for job_id in job_ids:
+                taken.extend(self._controls.pop(job_id, ()))
+        taken.sort(key=lambda request: request.requested_at)
+        return taken
+
+    async def close(self) -> None:
+        return None
