@@ -22,6 +22,7 @@ Rules every implementation follows:
 from __future__ import annotations
 
 import base64
+import builtins
 import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ ControlKind = Literal["pause", "resume", "cancel"]
 class Page:
     """One page of :meth:`Store.list`: jobs newest first, and the cursor of the next page (or None)."""
 
-    jobs: list[Job]
+    jobs: builtins.list[Job]
     next_cursor: str | None = None
 
 
@@ -153,7 +154,7 @@ class Store(Protocol):
         """
         ...
 
-    async def read_steps(self, job_id: str) -> list[StepRecord]:
+    async def read_steps(self, job_id: str) -> builtins.list[StepRecord]:
         """The job's journal, in order (empty for an unknown job)."""
         ...
 
@@ -161,7 +162,7 @@ class Store(Protocol):
         """Append events (JSON objects, each with an int ``seq``) to the job's event log."""
         ...
 
-    async def read_events(self, job_id: str, *, after: int = -1) -> list[dict[str, JsonValue]]:
+    async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
         """The job's logged events whose ``seq`` is greater than ``after``, in order."""
         ...
 
@@ -177,7 +178,7 @@ class Store(Protocol):
 
     async def claim_orphans(
         self, agent: str | None, owner: str, *, lease_until: datetime, now: datetime, limit: int
-    ) -> list[Job]:
+    ) -> builtins.list[Job]:
         """Claim up to ``limit`` claimable jobs (as :meth:`claim`) of ``agent`` (None: any agent).
 
         Oldest first, so that queued jobs run in the order they were submitted.
@@ -200,7 +201,7 @@ class Store(Protocol):
         """Record a control request for the job's owner to act on."""
         ...
 
-    async def take_controls(self, job_ids: Collection[str]) -> list[ControlRequest]:
+    async def take_controls(self, job_ids: Collection[str]) -> builtins.list[ControlRequest]:
         """Remove and return the control requests of ``job_ids``, oldest first."""
         ...
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
@@ -68,13 +69,13 @@ class MemoryStore:
             if stored.version != expected_version or job.version != expected_version + 1:
                 raise VersionConflict(job.id, expected_version, stored.version)
             if job.status in SETTLED:
-                if job.lease_until is not None:
-                    job = job.model_copy(update={"lease_until": None})
+                lease_until = None
             elif job.owner == stored.owner and job.epoch == stored.epoch:
-                if job.lease_until != stored.lease_until:
-                    job = job.model_copy(update={"lease_until": stored.lease_until})
-            if job.steps != stored.steps:
-                job = job.model_copy(update={"steps": stored.steps})
+                lease_until = stored.lease_until
+            else:
+                lease_until = job.lease_until
+            if job.lease_until != lease_until or job.steps != stored.steps:
+                job = job.model_copy(update={"lease_until": lease_until, "steps": stored.steps})
             self._jobs[job.id] = job
             return job
 
@@ -120,7 +121,7 @@ class MemoryStore:
             journal.append(record)
             self._jobs[record.job_id] = job.model_copy(update={"steps": len(journal)})
 
-    async def read_steps(self, job_id: str) -> list[StepRecord]:
+    async def read_steps(self, job_id: str) -> builtins.list[StepRecord]:
         async with self._lock.reader_lock:
             return list(self._steps.get(job_id, ()))
 
@@ -128,7 +129,7 @@ class MemoryStore:
         async with self._lock.writer_lock:
             self._events[job_id].extend(dict(event) for event in events)
 
-    async def read_events(self, job_id: str, *, after: int = -1) -> list[dict[str, JsonValue]]:
+    async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
         async with self._lock.reader_lock:
             return [
                 dict(event)
@@ -146,7 +147,7 @@ class MemoryStore:
 
     async def claim_orphans(
         self, agent: str | None, owner: str, *, lease_until: datetime, now: datetime, limit: int
-    ) -> list[Job]:
+    ) -> builtins.list[Job]:
         async with self._lock.writer_lock:
             candidates = sorted(
                 (
@@ -186,8 +187,8 @@ class MemoryStore:
                 raise JobNotFound(request.job_id)
             self._controls[request.job_id].append(request)
 
-    async def take_controls(self, job_ids: Collection[str]) -> list[ControlRequest]:
-        taken: list[ControlRequest] = []
+    async def take_controls(self, job_ids: Collection[str]) -> builtins.list[ControlRequest]:
+        taken: builtins.list[ControlRequest] = []
         async with self._lock.writer_lock:
             for job_id in job_ids:
                 taken.extend(self._controls.pop(job_id, ()))

@@ -1,0 +1,1 @@
+"""durapod: durable LLM agents."""

@@ -1,0 +1,122 @@
+"""Clocks: the system clock, and a fake one that tests advance by hand.
+
+Everything in durapod that waits (restart backoff, retry timers, leases, schedules) waits on a
+:class:`Clock`, so tests check exact delays without sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+__all__ = ["SYSTEM_CLOCK", "Clock", "FakeClock", "SystemClock"]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """What durapod needs of time."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back."""
+        ...
+
+    def utcnow(self) -> datetime:
+        """The wall-clock time, timezone-aware UTC."""
+        ...
+
+    async def sleep(self, delay: float) -> None:
+        """Wait ``delay`` seconds."""
+        ...
+
+
+class SystemClock:
+    """The real clock: ``time.monotonic``, ``datetime.now(UTC)`` and ``asyncio.sleep``."""
+
+    def monotonic(self) -> float:
+        """Seconds from ``time.monotonic()``."""
+        return time.monotonic()
+
+    def utcnow(self) -> datetime:
+        """``datetime.now(UTC)``."""
+        return datetime.now(UTC)
+
+    async def sleep(self, delay: float) -> None:
+        """``asyncio.sleep(delay)``."""
+        await asyncio.sleep(max(delay, 0.0))
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+class FakeClock:
+    """A clock that moves only when a test calls :meth:`advance`.
+
+    Every ``sleep`` request is recorded in :attr:`sleeps`, so tests can assert exact delays.
+
+    Example:
+        >>> clock = FakeClock()
+        >>> clock.monotonic()
+        0.0
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._start = start or datetime(2026, 1, 1, tzinfo=UTC)
+        if self._start.tzinfo is None:
+            raise ValueError(f"FakeClock start must be timezone-aware, got {self._start!r}")
+        self._now = 0.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self.sleeps: list[float] = []
+        """Every delay passed to ``sleep``, in call order."""
+
+    def monotonic(self) -> float:
+        """Seconds advanced since the clock was made."""
+        return self._now
+
+    def utcnow(self) -> datetime:
+        """The start time plus the seconds advanced, UTC."""
+        return (self._start + timedelta(seconds=self._now)).astimezone(UTC)
+
+    async def sleep(self, delay: float) -> None:
+        """Wait until the clock has been advanced by ``delay`` seconds."""
+        self.sleeps.append(delay)
+        if delay <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._now + delay, next(self._order), future))
+        await future
+
+    @property
+    def pending(self) -> int:
+        """How many sleeps are waiting."""
+        return sum(1 for _, _, future in self._sleepers if not future.done())
+
+    async def advance(self, seconds: float) -> None:
+        """Move time forward, waking each sleeper whose deadline passes, in deadline order.
+
+        After each wake-up the event loop runs what the wake-up made ready, so chains of sleeps
+        (a restart that sleeps again) play out within one call.
+        """
+        if seconds < 0:
+            raise ValueError(f"cannot advance a clock backwards ({seconds!r})")
+        target = self._now + seconds
+        await _settle()
+        while self._sleepers and self._sleepers[0][0] <= target:
+            deadline, _, future = heapq.heappop(self._sleepers)
+            self._now = max(self._now, deadline)
+            if not future.done():
+                future.set_result(None)
+            await _settle()
+        self._now = target
+        await _settle()
+
+
+async def _settle(rounds: int = 20) -> None:
+    # Several loop iterations: a woken task may await other ready futures before it sleeps again.
+    for _ in range(rounds):
+        await asyncio.sleep(0)
