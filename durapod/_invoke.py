@@ -1,0 +1,106 @@
+"""Turning what users pass as an agent into one call: ``invoke(job, ctx) -> result``.
+
+Accepted agents: ``async def f(input)``, ``async def f(input, ctx)``, an async generator function of
+either shape (it yields ``str`` tokens or event objects), and any object with ``async def run(input[,
+ctx])`` (optionally ``stream(input[, ctx])``, an async generator, which is preferred when present).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from pydantic import JsonValue
+
+from durapod.context import JobContext
+from durapod.models import Job
+
+__all__ = ["AgentInvoker", "agent_name"]
+
+
+def _positional_arity(fn: Callable[..., Any]) -> int:
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return 1
+    count = 0
+    for parameter in signature.parameters.values():
+        if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            return 2
+        if parameter.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return count
+
+
+def agent_name(agent: object) -> str:
+    """The default name of an agent: its qualified name (its class's, for an object)."""
+    qualname = getattr(agent, "__qualname__", None)
+    if isinstance(qualname, str) and (inspect.isfunction(agent) or inspect.ismethod(agent)):
+        return qualname
+    return type(agent).__qualname__
+
+
+class AgentInvoker:
+    """Calls an agent of any accepted shape for a job.
+
+    Raises ``TypeError`` naming the agent when it is none of the accepted shapes.
+    """
+
+    __slots__ = ("fn", "is_generator", "takes_context")
+
+    def __init__(self, agent: object) -> None:
+        fn: Callable[..., Any] | None = None
+        if inspect.iscoroutinefunction(agent) or inspect.isasyncgenfunction(agent):
+            fn = agent  # type: ignore[assignment]
+        else:
+            stream = getattr(agent, "stream", None)
+            run = getattr(agent, "run", None)
+            if stream is not None and inspect.isasyncgenfunction(stream):
+                fn = stream
+            elif run is not None and (inspect.iscoroutinefunction(run) or inspect.isasyncgenfunction(run)):
+                fn = run
+            elif callable(agent) and inspect.iscoroutinefunction(getattr(agent, "__call__", None)):  # noqa: B004
+                fn = agent.__call__
+        if fn is None:
+            raise TypeError(
+                f"agent {agent!r} must be an async function, an async generator function, "
+                "or an object with an async run(input[, ctx]) method"
+            )
+        arity = _positional_arity(fn)
+        if arity < 1:
+            raise TypeError(f"agent {agent!r} must accept its input as the first positional argument")
+        self.fn = fn
+        self.takes_context = arity >= 2
+        self.is_generator = inspect.isasyncgenfunction(fn)
+
+    async def __call__(self, job: Job, ctx: JobContext) -> JsonValue:
+        if self.takes_context:
+            args: tuple[Any, ...] = (job.input, ctx)
+        else:
+            # A plain agent cannot replay: on resume it is called with the newest input.
+            args = (job.inputs[-1] if job.inputs else job.input,)
+        if not self.is_generator:
+            return await self.fn(*args)  # type: ignore[no-any-return]
+        return await _drain(self.fn(*args), ctx)
+
+
+async def _drain(stream: AsyncIterator[Any], ctx: JobContext) -> JsonValue:
+    """Run an async generator agent: log what it yields; its result is its tokens joined, or its done."""
+    tokens: list[str] = []
+    done: Any = _NO_DONE
+    async for item in stream:
+        if isinstance(item, str):
+            tokens.append(item)
+            await ctx.emit_token(item)
+            continue
+        kind = getattr(item, "type", None)
+        if kind == "done":
+            done = item.content
+        elif kind == "token":
+            tokens.append(item.token)
+        await ctx.emit(item)
+    return "".join(tokens) if done is _NO_DONE else done
+
+
+_NO_DONE = object()

@@ -1,0 +1,669 @@
+"""DurableAgent: the facade users hold. It turns calls into job records and actor messages.
+
+A ``DurableAgent`` is a worker: inside ``async with durable:`` it runs a supervision tree (a root
+supervisor over a lease keeper and a supervisor of job actors), continues the orphaned jobs of its agent,
+and runs every job it starts in a job actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import math
+import random as _random
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Self
+
+import structlog
+from pydantic import JsonValue
+
+from durapod._invoke import AgentInvoker, agent_name
+from durapod.actors.actor import ActorRef, spawn
+from durapod.actors.job import Cancel, JobActor, JobSlot, Pause
+from durapod.actors.lease import LeaseKeeper
+from durapod.context import JobContext
+from durapod.errors import (
+    InvalidInput,
+    JobConflictError,
+    JobNotFound,
+    JobStateError,
+    NonRetryableError,
+    StepMismatch,
+    VersionConflict,
+)
+from durapod.models import Job, JobStatus, check_json, validate_job_id
+from durapod.stores.base import ControlRequest, Store
+from durapod.supervisor.clock import SYSTEM_CLOCK, Clock
+from durapod.supervisor.policy import Backoff, ChildSpec, RestartDecision, RestartType
+from durapod.supervisor.supervisor import Supervisor
+
+__all__ = ["DurableAgent", "parse_statuses"]
+
+_log = structlog.get_logger("durapod")
+
+#: Errors that no retry can fix: the job fails at once.
+_NEVER_RETRY: tuple[type[BaseException], ...] = (NonRetryableError, InvalidInput, StepMismatch)
+
+
+def _positive(name: str, value: float, *, allow_zero: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return float(value)
+
+
+def parse_statuses(status: JobStatus | str | Iterable[JobStatus | str] | None) -> frozenset[JobStatus] | None:
+    """Normalise a ``status=`` filter (one status or several); raise ``ValueError`` naming a bad one."""
+    if status is None:
+        return None
+    items = [status] if isinstance(status, str) else list(status)
+    parsed: set[JobStatus] = set()
+    for item in items:
+        try:
+            parsed.add(JobStatus(item))
+        except ValueError:
+            valid = ", ".join(s.value for s in JobStatus)
+            raise ValueError(f"invalid job status {item!r}; expected one of {valid}") from None
+    return frozenset(parsed)
+
+
+class _Waiters:
+    """Local futures waiting for jobs to settle, resolved by every write this process makes."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, list[asyncio.Future[Job]]] = {}
+
+    def publish(self, job: Job) -> None:
+        if job.status.is_settled and (futures := self._waiting.pop(job.id, None)):
+            for future in futures:
+                if not future.done():
+                    future.set_result(job)
+
+    async def wait(self, store: Store, job_id: str, timeout: float | None, poll_interval: float) -> Job:
+        future: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(job_id, []).append(future)
+        try:
+            async with asyncio.timeout(timeout):
+                job = await store.get(job_id)
+                if job is None:
+                    raise JobNotFound(job_id)
+                delay = min(0.01, poll_interval)
+                while not job.status.is_settled:
+                    # Local writes resolve the future at once; polling catches other processes' writes.
+                    done, _ = await asyncio.wait([future], timeout=delay)
+                    if done:
+                        return future.result()
+                    delay = min(delay * 2, poll_interval)
+                    fresh = await store.get(job_id)
+                    if fresh is None:
+                        raise JobNotFound(job_id)
+                    job = fresh
+                return job
+        finally:
+            futures = self._waiting.get(job_id)
+            if futures is not None:
+                if future in futures:
+                    futures.remove(future)
+                if not futures:
+                    del self._waiting[job_id]
+            future.cancel()
+
+
+class DurableAgent:
+    """Makes an async agent durable: checkpointed steps, pause/resume/cancel, retries with backoff.
+
+    Args:
+        agent: ``async def f(input)`` or ``async def f(input, ctx)``, an async generator of events, or an
+            object with ``async def run(input[, ctx])``.
+        store: where jobs live (:class:`MemoryStore`, :class:`SQLiteStore`, :class:`RedisStore`).
+        max_retries: retries after the first execution fails (total executions <= max_retries + 1).
+        retry_delay: seconds before the first retry.
+        max_retry_delay: the cap on the delay between retries.
+        backoff: the multiplier of the delay from one retry to the next.
+        jitter: the delay is multiplied by ``1 + jitter * U(0, 1)``.
+        retry_on: a predicate on the exception: False fails the job at once.
+        pause_timeout: seconds a pause waits for the step in flight before cancelling it.
+        lease_ttl: seconds a job's lease lasts without renewal (renewed every third of it).
+        max_recoveries: how many times a job is taken over after its worker died before it fails.
+        max_concurrency: the most jobs this worker runs at once (None: no limit).
+        worker_id: this worker's id (default: a fresh one). A restarted worker given the same id reclaims
+            its jobs at once.
+        name: the agent's name on its jobs (default: the agent's qualified name).
+        metadata: merged into every job's metadata.
+        clock: time source (a ``durapod.testing.FakeClock`` in tests).
+        random: jitter source, uniform in [0, 1).
+        poll_interval: the longest gap between two store reads while waiting on another process's job.
+
+    Example:
+        >>> async def triage(ticket: str, ctx: JobContext) -> str:
+        ...     facts = await ctx.step("lookup", lookup_ticket, ticket)
+        ...     return await ctx.step("draft", llm_draft, facts)
+        >>> durable = DurableAgent(triage, MemoryStore(), max_retries=3, retry_delay=2.0)
+        >>> async with durable:                                      # doctest: +SKIP
+        ...     job = await durable.run("job_123", "Handle ticket #456")
+    """
+
+    def __init__(
+        self,
+        agent: Any,
+        store: Store,
+        *,
+        max_retries: int = 3,
+        retry_delay: float = 1.0,
+        max_retry_delay: float = 60.0,
+        backoff: float = 2.0,
+        jitter: float = 0.1,
+        retry_on: Callable[[BaseException], bool] | None = None,
+        pause_timeout: float = 30.0,
+        lease_ttl: float = 30.0,
+        max_recoveries: int = 10,
+        max_concurrency: int | None = None,
+        worker_id: str | None = None,
+        name: str | None = None,
+        metadata: Mapping[str, JsonValue] | None = None,
+        schedule: str | None = None,
+        on_schedule: Callable[..., Any] | None = None,
+        timezone: str = "UTC",
+        clock: Clock | None = None,
+        random: Callable[[], float] | None = None,
+        poll_interval: float = 0.25,
+    ) -> None:
+        self._invoker = AgentInvoker(agent)
+        if not isinstance(store, Store):
+            raise TypeError(f"store must be a durapod store (MemoryStore, SQLiteStore, RedisStore), got {store!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        if isinstance(max_recoveries, bool) or not isinstance(max_recoveries, int) or max_recoveries < 0:
+            raise ValueError(f"max_recoveries must be an int >= 0, got {max_recoveries!r}")
+        if max_concurrency is not None and (
+            isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1
+        ):
+            raise ValueError(f"max_concurrency must be an int >= 1 or None, got {max_concurrency!r}")
+        self.agent = agent
+        self.store = store
+        self.max_retries = max_retries
+        self.retry_policy = Backoff(
+            initial_delay=_positive("retry_delay", retry_delay),
+            max_delay=_positive("max_retry_delay", max_retry_delay),
+            multiplier=backoff,
+            jitter=_positive("jitter", jitter),
+        )
+        self.retry_on = retry_on
+        self.pause_timeout = _positive("pause_timeout", pause_timeout)
+        self.lease_ttl = _positive("lease_ttl", lease_ttl, allow_zero=False)
+        self.max_recoveries = max_recoveries
+        self.max_concurrency = max_concurrency
+        self.worker_id = worker_id if worker_id is not None else f"worker-{uuid.uuid4().hex[:12]}"
+        validate_job_id(self.worker_id)
+        self.name = name if name is not None else agent_name(agent)
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name must be a non-empty str, got {self.name!r}")
+        self.metadata: dict[str, JsonValue] = dict(metadata or {})
+        check_json(self.metadata, "metadata")
+        self.clock: Clock = clock or SYSTEM_CLOCK
+        self._random = random or _random.random
+        self.poll_interval = _positive("poll_interval", poll_interval, allow_zero=False)
+        self.schedule_expression = schedule
+        self.on_schedule = on_schedule
+        self.timezone = timezone
+        self._log = _log.bind(worker_id=self.worker_id, agent=self.name)
+        self._waiters = _Waiters()
+        self._concurrency = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+        self._root: Supervisor | None = None
+        self._root_ref: ActorRef[Any] | None = None
+        self._jobs: Supervisor | None = None
+        self._closing = False
+
+    def __repr__(self) -> str:
+        return f"DurableAgent(name={self.name!r}, worker_id={self.worker_id!r}, store={self.store!r})"
+
+    # -- JobRuntime (what job actors call) -------------------------------------------------------
+
+    def invoke(self, job: Job, ctx: JobContext) -> Any:
+        """Call the agent for ``job`` (used by job actors)."""
+        return self._invoker(job, ctx)
+
+    @property
+    def takes_context(self) -> bool:
+        """True when the agent accepts a ``ctx`` (it can be paused at a step boundary)."""
+        return self._invoker.takes_context
+
+    @property
+    def concurrency(self) -> asyncio.Semaphore | None:
+        """The semaphore that enforces ``max_concurrency`` (None: unlimited)."""
+        return self._concurrency
+
+    def publish(self, job: Job) -> None:
+        """Wake the local callers waiting for ``job`` to settle (used by job actors)."""
+        self._waiters.publish(job)
+
+    def log(self, job: Job) -> Any:
+        """A logger bound to the job (used by job actors)."""
+        return self._log.bind(job_id=job.id, attempt=job.attempts)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def is_running(self) -> bool:
+        """True between ``open()`` (or ``async with``) and ``aclose()``."""
+        return self._root_ref is not None and self._root_ref.is_alive
+
+    async def open(self) -> None:
+        """Start the supervision tree and continue this agent's orphaned jobs. Idempotent."""
+        if self.is_running:
+            return
+        self._closing = False
+        root = self._root = Supervisor(f"{self.name}:root", max_restarts=3, within=5.0, clock=self.clock)
+        self._root_ref = await spawn(root, name=root.name)
+
+        def jobs_supervisor() -> Supervisor:
+            self._jobs = Supervisor(
+                f"{self.name}:jobs",
+                max_restarts=None,
+                clock=self.clock,
+                random=self._random,
+                ordered_shutdown=False,
+            )
+            return self._jobs
+
+        await root.start_child(ChildSpec("jobs", jobs_supervisor, RestartType.PERMANENT, shutdown_timeout=60.0))
+        await root.start_child(
+            ChildSpec(
+                "lease-keeper",
+                lambda: LeaseKeeper(self.store, self.clock, self.worker_id, self.lease_ttl, self._live_jobs),
+                RestartType.PERMANENT,
+            )
+        )
+        self._log.info("worker started")
+        await self.recover()
+
+    async def aclose(self) -> None:
+        """Stop the worker: running jobs are interrupted and handed back (pending) for the next worker.
+
+        Their journals keep every finished step, so they continue where they stopped. Idempotent.
+        """
+        ref, self._root_ref = self._root_ref, None
+        if ref is None:
+            return
+        self._closing = True
+        ref.stop()
+        await ref.join()
+        self._log.info("worker stopped")
+
+    async def recover(self) -> list[Job]:
+        """Claim and continue this agent's orphaned jobs (dead owner, or this worker id's). Returns them."""
+        supervisor = self._require_jobs()
+        now = self.clock.utcnow()
+        claimed = await self.store.claim_orphans(
+            self.name, self.worker_id, lease_until=now + timedelta(seconds=self.lease_ttl), now=now, limit=1 << 30
+        )
+        recovered = []
+        for job in claimed:
+            if supervisor.has_child(job.id):
+                continue
+            self._log.info("recovering job", job_id=job.id, status=job.status, recoveries=job.recoveries)
+            await self._spawn(job)
+            recovered.append(job)
+        return recovered
+
+    # -- the public API --------------------------------------------------------------------------
+
+    async def run(
+        self, job_id: str, input: JsonValue = None, *, metadata: Mapping[str, JsonValue] | None = None
+    ) -> Job:
+        """Start (or join) a job and wait until it settles: completed, failed, cancelled or paused.
+
+        On an existing id: completed and cancelled jobs are returned unchanged; a pending or running job is
+        waited for (never run twice); a paused job is returned as it is; a failed job runs again, its
+        ``attempts`` continuing to count.
+
+        Raises:
+            InvalidJobId: the id is empty, too long, or holds whitespace or control characters.
+            InvalidInput: the input or metadata is not JSON.
+            JobConflictError: the id exists with a different input (or another agent).
+        """
+        await self.start(job_id, input, metadata=metadata)
+        return await self.wait(job_id)
+
+    async def start(
+        self, job_id: str, input: JsonValue = None, *, metadata: Mapping[str, JsonValue] | None = None
+    ) -> Job:
+        """Create a job and start it in its actor; returns at once (with the job as created).
+
+        Same rules as :meth:`run` for existing ids, without waiting.
+        """
+        job = self._new_job(job_id, input, metadata, owned=True)
+        supervisor = self._require_jobs()
+        stored, created = await self.store.create(job)
+        if created:
+            await self._spawn(stored)
+            return stored
+        return await self._start_existing(supervisor, stored, input)
+
+    async def submit(
+        self, job_id: str, input: JsonValue = None, *, metadata: Mapping[str, JsonValue] | None = None
+    ) -> Job:
+        """Queue a job without running it here: a worker's ``serve()`` takes it. Returns the stored job.
+
+        Raises:
+            JobConflictError: the id exists with a different input.
+        """
+        job = self._new_job(job_id, input, metadata, owned=False)
+        stored, created = await self.store.create(job)
+        if not created:
+            self._check_same(stored, input)
+        return stored
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Wait until the job settles (completed, failed, cancelled or paused) and return it.
+
+        Raises:
+            JobNotFound: no job has that id.
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        validate_job_id(job_id)
+        return await self._waiters.wait(self.store, job_id, timeout, self.poll_interval)
+
+    async def status(self, job_id: str) -> Job | None:
+        """The job with that id as stored, or None."""
+        return await self.store.get(validate_job_id(job_id))
+
+    async def list(
+        self,
+        status: JobStatus | str | Iterable[JobStatus | str] | None = None,
+        *,
+        limit: int | None = None,
+        metadata: Mapping[str, JsonValue] | None = None,
+    ) -> builtins.list[Job]:
+        """This agent's jobs, newest first, filtered by status (one or several) and metadata.
+
+        Raises:
+            ValueError: an unknown status, or a negative limit.
+        """
+        statuses = parse_statuses(status)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"limit must be an int >= 0 or None, got {limit!r}")
+        page = await self.store.list(status=statuses, agent=self.name, metadata=metadata, limit=limit)
+        return page.jobs
+
+    async def pause(self, job_id: str) -> Job:
+        """Pause a pending or running job; returns once it is durably paused (or settled otherwise).
+
+        A running job stops at its next step boundary, or after ``pause_timeout`` seconds by cancelling the
+        step in flight (which runs again on resume). A job that finishes first is returned as it ended.
+
+        Raises:
+            JobNotFound: no job has that id.
+            JobStateError: the job is paused, completed, failed or cancelled already.
+        """
+        return await self._control(job_id, "pause")
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel a pending, running or paused job at once; cancelled is terminal.
+
+        The running agent gets ``CancelledError`` in whatever it awaits.
+
+        Raises:
+            JobNotFound: no job has that id.
+            JobStateError: the job is completed, failed or cancelled already.
+        """
+        return await self._control(job_id, "cancel")
+
+    async def resume(self, job_id: str, new_input: JsonValue = None) -> Job:
+        """Continue a paused job from its checkpoint and wait until it settles again.
+
+        ``new_input`` (if not None) is appended to ``job.inputs``; an agent waiting in
+        ``ctx.interrupt(prompt)`` receives it as that call's value; a plain agent is called with it.
+
+        Raises:
+            JobNotFound: no job has that id.
+            JobStateError: the job is not paused.
+            InvalidInput: ``new_input`` is not JSON.
+        """
+        validate_job_id(job_id)
+        check_json(new_input, "resume input", job_id)
+        supervisor = self._require_jobs()
+        while True:
+            job = await self._get(job_id)
+            if job.status is not JobStatus.PAUSED:
+                raise JobStateError(job_id, job.status, "resume")
+            if supervisor.has_child(job_id):
+                # The actor that paused it is still stopping: let it finish first.
+                ref = supervisor.child(job_id)
+                if ref is not None:
+                    await ref.join()
+                await asyncio.sleep(0)
+                continue
+            now = self.clock.utcnow()
+            resumed = job.evolve(
+                status=JobStatus.RUNNING,
+                owner=self.worker_id,
+                epoch=job.epoch + 1,
+                lease_until=now + timedelta(seconds=self.lease_ttl),
+                inputs=[*job.inputs, new_input] if new_input is not None else job.inputs,
+                answers=[*job.answers, new_input] if job.waiting_for is not None else job.answers,
+                waiting_for=None,
+                next_attempt_at=None,
+                updated_at=now,
+            )
+            try:
+                stored = await self.store.save(resumed, expected_version=job.version)
+            except VersionConflict:
+                continue
+            break
+        self._log.info("job resumed", job_id=job_id)
+        await self._spawn(stored)
+        return await self.wait(job_id)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _require_jobs(self) -> Supervisor:
+        if self._jobs is None or not self.is_running or self._closing:
+            raise RuntimeError(f"{self!r} is not running: use `async with durable:` (or await durable.open())")
+        return self._jobs
+
+    def _live_jobs(self) -> dict[str, ActorRef[Any]]:
+        jobs = self._jobs
+        if jobs is None:
+            return {}
+        return {info.name: info.ref for info in jobs.which_children() if info.ref is not None}
+
+    def _new_job(self, job_id: str, input: JsonValue, metadata: Mapping[str, JsonValue] | None, *, owned: bool) -> Job:
+        validate_job_id(job_id)
+        check_json(input, "input", job_id)
+        merged = {**self.metadata, **(metadata or {})}
+        if metadata:
+            check_json(merged, "metadata", job_id)
+        now = self.clock.utcnow()
+        return Job(
+            id=job_id,
+            agent=self.name,
+            input=input,
+            status=JobStatus.PENDING,
+            metadata=merged,
+            created_at=now,
+            updated_at=now,
+            version=1,
+            owner=self.worker_id if owned else None,
+            lease_until=now + timedelta(seconds=self.lease_ttl) if owned else None,
+            epoch=1 if owned else 0,
+        )
+
+    def _check_same(self, stored: Job, input: JsonValue) -> None:
+        if stored.agent != self.name:
+            raise JobConflictError(stored.id, f"another agent ({stored.agent!r})")
+        if stored.input != input:
+            raise JobConflictError(stored.id)
+
+    async def _start_existing(self, supervisor: Supervisor, stored: Job, input: JsonValue) -> Job:
+        self._check_same(stored, input)
+        job_id = stored.id
+        while stored.status is JobStatus.FAILED:
+            now = self.clock.utcnow()
+            rerun = stored.evolve(
+                status=JobStatus.PENDING,
+                run_attempts_base=stored.attempts,
+                owner=self.worker_id,
+                epoch=stored.epoch + 1,
+                lease_until=now + timedelta(seconds=self.lease_ttl),
+                next_attempt_at=None,
+                completed_at=None,
+                updated_at=now,
+            )
+            try:
+                stored = await self.store.save(rerun, expected_version=stored.version)
+            except VersionConflict:
+                stored = await self._get(job_id)
+                continue
+            self._log.info("job runs again", job_id=job_id, attempts=stored.attempts)
+            await self._spawn(stored)
+            return stored
+        if stored.status in (JobStatus.PENDING, JobStatus.RUNNING) and not supervisor.has_child(job_id):
+            # Nobody here runs it: take it over if its owner's lease has lapsed (or it is ours).
+            now = self.clock.utcnow()
+            claimed = await self.store.claim(
+                job_id, self.worker_id, lease_until=now + timedelta(seconds=self.lease_ttl), now=now
+            )
+            if claimed is not None:
+                await self._spawn(claimed)
+                return claimed
+        return stored
+
+    async def _spawn(self, job: Job) -> None:
+        supervisor = self._require_jobs()
+        slot = JobSlot(job)
+        used = job.run_attempts if job.status is JobStatus.PENDING else max(job.run_attempts - 1, 0)
+
+        async def on_exit(error: BaseException | None, decision: RestartDecision) -> None:
+            if error is not None:
+                await self._job_failed(slot, error, decision)
+
+        spec = ChildSpec(
+            job.id,
+            lambda: JobActor(self, slot),
+            RestartType.TRANSIENT,
+            backoff=self.retry_policy,
+            max_restarts=self.max_retries,
+            restarts=used,
+            should_restart=self._should_retry,
+            on_exit=on_exit,
+            shutdown_timeout=max(self.pause_timeout, 5.0),
+        )
+        try:
+            await supervisor.start_child(spec)
+        except ValueError:
+            if not supervisor.has_child(job.id):
+                raise
+            # Another call started it a moment ago: one execution only.
+
+    def _should_retry(self, error: BaseException) -> bool:
+        if isinstance(error, _NEVER_RETRY):
+            return False
+        if not isinstance(error, Exception) and not isinstance(error, asyncio.CancelledError):
+            return False
+        return self.retry_on(error) if self.retry_on is not None else True
+
+    async def _job_failed(self, slot: JobSlot, error: BaseException, decision: RestartDecision) -> None:
+        """Record a crashed execution: a durable retry timer, or the final failure."""
+        job = slot.job
+        message = str(error) or type(error).__name__
+        log = self._log.bind(job_id=job.id, attempt=job.attempts)
+        for _ in range(8):
+            if job.status not in (JobStatus.RUNNING, JobStatus.PENDING) or job.owner != self.worker_id:
+                return
+            now = self.clock.utcnow()
+            if decision.restart:
+                new = job.evolve(
+                    status=JobStatus.PENDING,
+                    error=message,
+                    error_type=type(error).__name__,
+                    next_attempt_at=now + timedelta(seconds=decision.delay),
+                    updated_at=now,
+                )
+            else:
+                new = job.evolve(
+                    status=JobStatus.FAILED,
+                    error=message,
+                    error_type=type(error).__name__,
+                    completed_at=now,
+                    updated_at=now,
+                )
+            try:
+                slot.job = await self.store.save(new, expected_version=job.version)
+            except VersionConflict:
+                fresh = await self.store.get(job.id)
+                if fresh is None:
+                    return
+                slot.job = job = fresh
+                continue
+            if decision.restart:
+                log.warning("attempt failed; retrying", error=message, delay=round(decision.delay, 3))
+            else:
+                log.error("job failed", error=message, error_type=type(error).__name__, reason=decision.reason)
+            self.publish(slot.job)
+            return
+
+    async def _get(self, job_id: str) -> Job:
+        job = await self.store.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    async def _control(self, job_id: str, request: str) -> Job:
+        validate_job_id(job_id)
+        supervisor = self._require_jobs()
+        allowed = (
+            (JobStatus.PENDING, JobStatus.RUNNING)
+            if request == "pause"
+            else (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.PAUSED)
+        )
+        while True:
+            job = await self._get(job_id)
+            if job.status not in allowed:
+                raise JobStateError(job_id, job.status, request)
+            ref = supervisor.child(job_id)
+            if ref is not None and ref.is_alive:
+                ref.tell(Pause() if request == "pause" else Cancel())
+                return await self.wait(job_id)
+            if supervisor.has_child(job_id):
+                # Waiting out a retry delay: no actor runs it now, so the store is the only writer.
+                await supervisor.terminate_child(job_id)
+            now = self.clock.utcnow()
+            owned_elsewhere = (
+                job.owner is not None
+                and job.owner != self.worker_id
+                and job.lease_until is not None
+                and job.lease_until >= now
+                and job.status is JobStatus.RUNNING
+            )
+            if owned_elsewhere:
+                kind: Any = request
+                await self.store.request_control(ControlRequest(job_id, kind, now))
+                return await self.wait(job_id)
+            target = JobStatus.PAUSED if request == "pause" else JobStatus.CANCELLED
+            changed = job.evolve(
+                status=target,
+                epoch=job.epoch + 1,
+                completed_at=now if target is JobStatus.CANCELLED else job.completed_at,
+                updated_at=now,
+            )
+            try:
+                stored = await self.store.save(changed, expected_version=job.version)
+            except VersionConflict:
+                continue
+            self._log.info(f"job {target}", job_id=job_id)
+            self.publish(stored)
+            return stored
