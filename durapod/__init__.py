@@ -13,6 +13,7 @@ Example:
 
 from durapod.actors import Actor, ActorRef, ControlMessage, Mailbox, MailboxStatistics, OverflowPolicy
 from durapod.agent import DurableAgent
+from durapod.client import Client
 from durapod.context import JobContext
 from durapod.errors import (
     AskTimeout,
@@ -55,6 +56,7 @@ __all__ = [
     "AskTimeout",
     "Backoff",
     "ChildSpec",
+    "Client",
     "ControlMessage",
     "ControlRequest",
     "CorruptRecord",

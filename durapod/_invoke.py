@@ -52,7 +52,7 @@ class AgentInvoker:
     def __init__(self, agent: object) -> None:
         fn: Callable[..., Any] | None = None
         if inspect.iscoroutinefunction(agent) or inspect.isasyncgenfunction(agent):
-            fn = agent  # type: ignore[assignment]
+            fn = agent
         else:
             stream = getattr(agent, "stream", None)
             run = getattr(agent, "run", None)

@@ -15,11 +15,12 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import structlog
 from pydantic import JsonValue
 
+from durapod._control import ALLOWED, apply_control, get_job, resumed
 from durapod._invoke import AgentInvoker, agent_name
 from durapod.actors.actor import ActorRef, spawn
 from durapod.actors.job import Cancel, JobActor, JobSlot, Pause
@@ -35,7 +36,7 @@ from durapod.errors import (
     VersionConflict,
 )
 from durapod.models import Job, JobStatus, check_json, validate_job_id
-from durapod.stores.base import ControlRequest, Store
+from durapod.stores.base import Store
 from durapod.supervisor.clock import SYSTEM_CLOCK, Clock
 from durapod.supervisor.policy import Backoff, ChildSpec, RestartDecision, RestartType
 from durapod.supervisor.supervisor import Supervisor
@@ -83,34 +84,34 @@ class _Waiters:
                 if not future.done():
                     future.set_result(job)
 
-    async def wait(self, store: Store, job_id: str, timeout: float | None, poll_interval: float) -> Job:
-        future: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(job_id, []).append(future)
-        try:
-            async with asyncio.timeout(timeout):
-                job = await store.get(job_id)
-                if job is None:
-                    raise JobNotFound(job_id)
-                delay = min(0.01, poll_interval)
-                while not job.status.is_settled:
-                    # Local writes resolve the future at once; polling catches other processes' writes.
-                    done, _ = await asyncio.wait([future], timeout=delay)
-                    if done:
-                        return future.result()
-                    delay = min(delay * 2, poll_interval)
-                    fresh = await store.get(job_id)
-                    if fresh is None:
+    async def wait(self, store: Store, job_id: str, timeout: float | None, poll_interval: float, is_local: bool) -> Job:
+        """Wait for the job to settle. Local writes wake the waiter at once; other processes' writes are
+        seen by polling, quickly at first (every 10 ms, doubling up to ``poll_interval``)."""
+        delay = poll_interval if is_local else min(0.01, poll_interval)
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(timeout):
+            while True:
+                future: asyncio.Future[Job] = loop.create_future()
+                waiting = self._waiting.setdefault(job_id, [])
+                waiting.append(future)
+                try:
+                    job = await store.get(job_id)
+                    if job is None:
                         raise JobNotFound(job_id)
-                    job = fresh
-                return job
-        finally:
-            futures = self._waiting.get(job_id)
-            if futures is not None:
-                if future in futures:
-                    futures.remove(future)
-                if not futures:
-                    del self._waiting[job_id]
-            future.cancel()
+                    if job.status.is_settled:
+                        return job
+                    try:
+                        async with asyncio.timeout(delay):
+                            return await future
+                    except TimeoutError:
+                        delay = min(delay * 2, poll_interval)
+                finally:
+                    if not future.done():
+                        future.cancel()
+                        if future in waiting:
+                            waiting.remove(future)
+                        if not waiting and self._waiting.get(job_id) is waiting:
+                            del self._waiting[job_id]
 
 
 class DurableAgent:
@@ -375,7 +376,8 @@ class DurableAgent:
             TimeoutError: ``timeout`` seconds passed first.
         """
         validate_job_id(job_id)
-        return await self._waiters.wait(self.store, job_id, timeout, self.poll_interval)
+        is_local = self._jobs is not None and self._jobs.has_child(job_id)
+        return await self._waiters.wait(self.store, job_id, timeout, self.poll_interval, is_local)
 
     async def status(self, job_id: str) -> Job | None:
         """The job with that id as stored, or None."""
@@ -437,30 +439,22 @@ class DurableAgent:
         check_json(new_input, "resume input", job_id)
         supervisor = self._require_jobs()
         while True:
-            job = await self._get(job_id)
+            job = await get_job(self.store, job_id)
             if job.status is not JobStatus.PAUSED:
                 raise JobStateError(job_id, job.status, "resume")
-            if supervisor.has_child(job_id):
+            ref = supervisor.child(job_id)
+            if ref is not None:
                 # The actor that paused it is still stopping: let it finish first.
-                ref = supervisor.child(job_id)
-                if ref is not None:
-                    await ref.join()
+                await ref.join()
                 await asyncio.sleep(0)
                 continue
-            now = self.clock.utcnow()
-            resumed = job.evolve(
-                status=JobStatus.RUNNING,
-                owner=self.worker_id,
-                epoch=job.epoch + 1,
-                lease_until=now + timedelta(seconds=self.lease_ttl),
-                inputs=[*job.inputs, new_input] if new_input is not None else job.inputs,
-                answers=[*job.answers, new_input] if job.waiting_for is not None else job.answers,
-                waiting_for=None,
-                next_attempt_at=None,
-                updated_at=now,
-            )
+            if supervisor.has_child(job_id):
+                await supervisor.terminate_child(job_id)  # a restart that would only find it paused
             try:
-                stored = await self.store.save(resumed, expected_version=job.version)
+                stored = await self.store.save(
+                    resumed(job, new_input, self.clock, owner=self.worker_id, lease_ttl=self.lease_ttl),
+                    expected_version=job.version,
+                )
             except VersionConflict:
                 continue
             break
@@ -526,7 +520,7 @@ class DurableAgent:
             try:
                 stored = await self.store.save(rerun, expected_version=stored.version)
             except VersionConflict:
-                stored = await self._get(job_id)
+                stored = await get_job(self.store, job_id)
                 continue
             self._log.info("job runs again", job_id=job_id, attempts=stored.attempts)
             await self._spawn(stored)
@@ -616,23 +610,12 @@ class DurableAgent:
             self.publish(slot.job)
             return
 
-    async def _get(self, job_id: str) -> Job:
-        job = await self.store.get(job_id)
-        if job is None:
-            raise JobNotFound(job_id)
-        return job
-
-    async def _control(self, job_id: str, request: str) -> Job:
+    async def _control(self, job_id: str, request: Literal["pause", "cancel"]) -> Job:
         validate_job_id(job_id)
         supervisor = self._require_jobs()
-        allowed = (
-            (JobStatus.PENDING, JobStatus.RUNNING)
-            if request == "pause"
-            else (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.PAUSED)
-        )
         while True:
-            job = await self._get(job_id)
-            if job.status not in allowed:
+            job = await get_job(self.store, job_id)
+            if job.status not in ALLOWED[request]:
                 raise JobStateError(job_id, job.status, request)
             ref = supervisor.child(job_id)
             if ref is not None and ref.is_alive:
@@ -641,29 +624,12 @@ class DurableAgent:
             if supervisor.has_child(job_id):
                 # Waiting out a retry delay: no actor runs it now, so the store is the only writer.
                 await supervisor.terminate_child(job_id)
-            now = self.clock.utcnow()
-            owned_elsewhere = (
-                job.owner is not None
-                and job.owner != self.worker_id
-                and job.lease_until is not None
-                and job.lease_until >= now
-                and job.status is JobStatus.RUNNING
-            )
-            if owned_elsewhere:
-                kind: Any = request
-                await self.store.request_control(ControlRequest(job_id, kind, now))
-                return await self.wait(job_id)
-            target = JobStatus.PAUSED if request == "pause" else JobStatus.CANCELLED
-            changed = job.evolve(
-                status=target,
-                epoch=job.epoch + 1,
-                completed_at=now if target is JobStatus.CANCELLED else job.completed_at,
-                updated_at=now,
-            )
+            applied = await apply_control(self.store, job_id, request, self.clock, self.publish)
+            if applied is not None:
+                self._log.info(f"job {applied.status}", job_id=job_id)
+                return applied
             try:
-                stored = await self.store.save(changed, expected_version=job.version)
-            except VersionConflict:
+                # A live owner elsewhere got a control request; if it dies first, try again.
+                return await self.wait(job_id, timeout=self.lease_ttl)
+            except TimeoutError:
                 continue
-            self._log.info(f"job {target}", job_id=job_id)
-            self.publish(stored)
-            return stored

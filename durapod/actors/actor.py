@@ -195,9 +195,11 @@ async def spawn(
     ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     ref._task = asyncio.create_task(_run(actor, ref, mailbox, ready, restart, restarted_after), name=actor_name)
     try:
-        await asyncio.shield(ready)
+        await ready
     except asyncio.CancelledError:
-        ref.kill()
+        if not ready.cancelled():
+            raise  # on_start failed with a CancelledError of its own
+        ref.kill()  # the caller gave up waiting: do not leave a half-started actor behind
         raise
     return ref
 
@@ -217,6 +219,8 @@ async def _run(
             await actor.on_restart(restarted_after)
         await actor.on_start()
         started = True
+        if ready.done():  # the spawner was cancelled while we started
+            return
         ready.set_result(None)
         while True:
             try:

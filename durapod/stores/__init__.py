@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 from durapod.stores.base import ControlRequest, Page, Store
 from durapod.stores.memory import MemoryStore
 
@@ -38,7 +40,7 @@ def open_store(url: str) -> Store:
             raise ValueError(f"invalid SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs.db")
         return SQLiteStore(rest[1:])
     if scheme in ("redis", "rediss", "unix"):
-        from durapod.stores.redis import RedisStore
-
-        return RedisStore.from_url(url)
+        redis_module = importlib.import_module("durapod.stores.redis")
+        redis_store: Store = redis_module.RedisStore.from_url(url)
+        return redis_store
     raise ValueError(f"invalid store URL {url!r}: unknown scheme {scheme!r}")

@@ -53,13 +53,20 @@ class MemoryStore:
         async with self._lock.writer_lock:
             existing = self._jobs.get(job.id)
             if existing is not None:
-                return existing, False
+                return self._current(existing), False
             self._jobs[job.id] = job
             return job, True
 
+    def _current(self, job: Job) -> Job:
+        # The journal's length is the truth for ``steps``; records are not copied on every append.
+        journal = self._steps.get(job.id)
+        steps = len(journal) if journal else 0
+        return job if job.steps == steps else job.model_copy(update={"steps": steps})
+
     async def get(self, job_id: str) -> Job | None:
         async with self._lock.reader_lock:
-            return self._jobs.get(job_id)
+            job = self._jobs.get(job_id)
+            return self._current(job) if job is not None else None
 
     async def save(self, job: Job, *, expected_version: int) -> Job:
         async with self._lock.writer_lock:
@@ -74,10 +81,10 @@ class MemoryStore:
                 lease_until = stored.lease_until
             else:
                 lease_until = job.lease_until
-            if job.lease_until != lease_until or job.steps != stored.steps:
-                job = job.model_copy(update={"lease_until": lease_until, "steps": stored.steps})
+            if job.lease_until != lease_until:
+                job = job.model_copy(update={"lease_until": lease_until})
             self._jobs[job.id] = job
-            return job
+            return self._current(job)
 
     async def list(
         self,
@@ -89,7 +96,7 @@ class MemoryStore:
         cursor: str | None = None,
     ) -> Page:
         async with self._lock.reader_lock:
-            found = [job for job in self._jobs.values() if matches(job, status, agent, metadata)]
+            found = [self._current(job) for job in self._jobs.values() if matches(job, status, agent, metadata)]
         found.sort(key=lambda job: (job.created_at, job.id), reverse=True)
         if cursor is not None:
             after = decode_cursor(cursor)
@@ -119,7 +126,6 @@ class MemoryStore:
                     record.job_id, record.epoch, job.epoch, f"step #{record.index} but journal has {len(journal)}"
                 )
             journal.append(record)
-            self._jobs[record.job_id] = job.model_copy(update={"steps": len(journal)})
 
     async def read_steps(self, job_id: str) -> builtins.list[StepRecord]:
         async with self._lock.reader_lock:
@@ -143,7 +149,7 @@ class MemoryStore:
             if job is None or not _lease_is_free(job, owner, now):
                 return None
             claimed = self._jobs[job_id] = _claimed(job, owner, lease_until)
-            return claimed
+            return self._current(claimed)
 
     async def claim_orphans(
         self, agent: str | None, owner: str, *, lease_until: datetime, now: datetime, limit: int
@@ -160,7 +166,7 @@ class MemoryStore:
             claimed = [_claimed(job, owner, lease_until) for job in candidates]
             for job in claimed:
                 self._jobs[job.id] = job
-            return claimed
+            return [self._current(job) for job in claimed]
 
     async def renew_leases(self, owner: str, job_ids: Collection[str], *, lease_until: datetime) -> set[str]:
         held: set[str] = set()

@@ -107,8 +107,9 @@ class ChildSpec:
         max_restarts: restarts allowed to this child (None: no limit but the supervisor's intensity).
         restarts: restarts already used (a job recovered after a crash keeps counting).
         should_restart: a predicate on the crash error; False fails the child for good.
-        on_exit: awaited after every stop with the error (None for a normal stop) and the decision,
-            before any delay: where a job records its failure or its retry timer.
+        on_exit: awaited with the error and the decision after every crash, and after a normal stop
+            that leads to a restart (a permanent child), before any delay: where a job records its
+            failure or its retry timer. A normal stop that ends the child does not call it.
         shutdown_timeout: seconds to wait for a graceful stop before the child's task is cancelled.
     """
 

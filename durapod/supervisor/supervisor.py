@@ -218,7 +218,7 @@ class Supervisor(Actor[Any]):
             del self._children[message.name]
             if message.error is not None:
                 self._log.warning("child failed", child=message.name, reason=decision.reason, error=repr(message.error))
-            if entry.spec.on_exit is not None:
+            if entry.spec.on_exit is not None and message.error is not None:
                 # in a task of its own: a slow store write must not hold up the other children's exits
                 task = asyncio.create_task(_call_on_exit(entry.spec, message.error, decision, self._log))
                 self._background.add(task)
