@@ -12,7 +12,7 @@ from pydantic import JsonValue
 
 from durapod.errors import JobNotFound, StaleOwnerError, VersionConflict
 from durapod.models import SETTLED, Job, JobStatus, StepRecord
-from durapod.stores.base import ControlRequest, Page, decode_cursor, encode_cursor, matches
+from durapod.stores.base import ControlRequest, Page, Store, decode_cursor, encode_cursor, matches
 
 __all__ = ["MemoryStore"]
 
@@ -30,7 +30,7 @@ def _claimed(job: Job, owner: str, lease_until: datetime) -> Job:
     return job.evolve(owner=owner, lease_until=lease_until, epoch=job.epoch + 1, recoveries=recoveries)
 
 
-class MemoryStore:
+class MemoryStore(Store):
     """Jobs, journals and events in dicts guarded by a readers-writer lock.
 
     Nothing survives the process. Records are immutable models, so reads hand them out without copying.
