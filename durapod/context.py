@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, final
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, final, overload
 
 from pydantic import JsonValue
 
@@ -71,7 +71,13 @@ class JobContext(metaclass=NoPublicConstructor):
         """True while the agent is still returning journaled steps instead of running them."""
         return self._next_index < len(self._journal)
 
-    async def step(self, name: str, fn: Callable[P, Awaitable[R] | R], *args: P.args, **kwargs: P.kwargs) -> R:
+    @overload
+    async def step(self, name: str, fn: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    @overload
+    async def step(self, name: str, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    async def step(self, name: str, fn: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> Any:
         """Run ``fn(*args, **kwargs)`` once and journal its JSON result before returning it.
 
         On replay (after a crash, a retry or a resume) a journaled step returns its recorded result
@@ -91,7 +97,7 @@ class JobContext(metaclass=NoPublicConstructor):
             if record.name != name:
                 raise StepMismatch(self.job_id, index, record.name, name)
             self._next_index = index + 1
-            return record.result  # type: ignore[return-value]
+            return record.result
         self._actor.check_suspend()
         result = fn(*args, **kwargs)
         if inspect.isawaitable(result):

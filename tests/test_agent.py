@@ -68,7 +68,8 @@ async def test_run_completes_and_journals_every_step() -> None:
     async with DurableAgent(agent, store, metadata={"team": "support"}) as durable:
         job = await durable.run("job_1", "hi")
         assert job.status is JobStatus.COMPLETED
-        assert job.status == "completed"
+        assert isinstance(job.status, str)
+        assert job.status.value == "completed"
         assert job.result == "hi:a-done:b-done"
         assert job.attempts == 1
         assert job.metadata == {"team": "support"}
@@ -245,7 +246,8 @@ async def test_retry_delays_follow_the_backoff_exactly() -> None:
             await clock.advance(delay)
         done = await settle(durable, "j")
         assert done.status is JobStatus.COMPLETED
-        assert done.error is None and done.error_type is None  # a success clears the error
+        assert done.error is None
+        assert done.error_type is None
         assert done.attempts == 4
         assert attempts == [1, 2, 3, 4]
         restart_sleeps = [s for s in clock.sleeps if s not in (0.1,)]
@@ -264,7 +266,8 @@ async def test_retries_exhausted_fail_and_run_again_keeps_counting() -> None:
         job = await durable.run("j", "x")
         assert job.status is JobStatus.FAILED
         assert job.attempts == 3 == calls
-        assert job.error == "nope" and job.error_type == "ValueError"
+        assert job.error == "nope"
+        assert job.error_type == "ValueError"
         again = await durable.run("j", "x")
         assert again.status is JobStatus.FAILED
         assert again.attempts == 6
@@ -337,7 +340,8 @@ async def test_run_on_existing_ids() -> None:
         assert info.value.job_id == "j"
         probe.gate("a").set()
         one, two = await asyncio.wait_for(asyncio.gather(first, second), WAIT)
-        assert one.status is JobStatus.COMPLETED and one.result == "A"
+        assert one.status is JobStatus.COMPLETED
+        assert one.result == "A"
         assert two == one
         assert calls == 1
         again = await durable.run("j", "a")
@@ -399,7 +403,8 @@ async def test_a_journal_that_no_longer_matches_fails_the_job() -> None:
         job = await durable.resume("j", "go")
         assert job.status is JobStatus.FAILED
         assert job.error_type == "StepMismatch"
-        assert "'one'" in (job.error or "") and "'two'" in (job.error or "")
+        assert "'one'" in (job.error or "")
+        assert "'two'" in (job.error or "")
 
 
 async def test_illegal_requests_raise_job_state_error_and_write_nothing() -> None:
