@@ -309,7 +309,12 @@ class DurableAgent:
         supervisor = self._require_jobs()
         now = self.clock.utcnow()
         claimed = await self.store.claim_orphans(
-            self.name, self.worker_id, lease_until=now + timedelta(seconds=self.lease_ttl), now=now, limit=1 << 30
+            self.name,
+            self.worker_id,
+            lease_until=now + timedelta(seconds=self.lease_ttl),
+            now=now,
+            limit=1 << 30,
+            reclaim_own=True,
         )
         recovered = []
         for job in claimed:
@@ -319,6 +324,51 @@ class DurableAgent:
             await self._spawn(job)
             recovered.append(job)
         return recovered
+
+    async def serve(self, *, batch_size: int = 64) -> None:
+        """Run queued and orphaned jobs until cancelled: the loop of a dedicated worker process.
+
+        Takes jobs that ``submit()`` (or a ``Client``) queued for this agent's ``name`` or for any agent,
+        jobs resumed by a ``Client``, and jobs whose owner's lease expired, up to ``max_concurrency`` at
+        a time (``batch_size`` per claim when unlimited). Waits on the store between claims: stores that
+        can signal new work (Redis) wake it at once; others are polled, at most every ``poll_interval``.
+        Opens the worker if it is not running; cancel the task (or SIGTERM the CLI) to stop.
+        """
+        if not self.is_running:
+            await self.open()
+        supervisor = self._require_jobs()
+        idle_delay = 0.005
+        while True:
+            capacity = batch_size
+            if self.max_concurrency is not None:
+                capacity = self.max_concurrency - len(supervisor.which_children())
+            claimed = await self._claim_work(capacity) if capacity > 0 else 0
+            if claimed:
+                idle_delay = 0.005
+                continue
+            await self._wait_for_work(idle_delay)
+            idle_delay = min(idle_delay * 2, self.poll_interval)
+
+    async def _claim_work(self, capacity: int) -> int:
+        supervisor = self._require_jobs()
+        now = self.clock.utcnow()
+        until = now + timedelta(seconds=self.lease_ttl)
+        claimed = await self.store.claim_orphans(self.name, self.worker_id, lease_until=until, now=now, limit=capacity)
+        if len(claimed) < capacity:
+            claimed += await self.store.claim_orphans(
+                "", self.worker_id, lease_until=until, now=now, limit=capacity - len(claimed)
+            )
+        for job in claimed:
+            if not supervisor.has_child(job.id):
+                await self._spawn(job)
+        return len(claimed)
+
+    async def _wait_for_work(self, delay: float) -> None:
+        wait_for_work = getattr(self.store, "wait_for_work", None)
+        if wait_for_work is not None:
+            await wait_for_work(self.name, delay)
+        else:
+            await asyncio.sleep(delay)
 
     # -- the public API --------------------------------------------------------------------------
 
@@ -469,11 +519,12 @@ class DurableAgent:
             raise RuntimeError(f"{self!r} is not running: use `async with durable:` (or await durable.open())")
         return self._jobs
 
-    def _live_jobs(self) -> dict[str, ActorRef[Any]]:
+    def _live_jobs(self) -> dict[str, ActorRef[Any] | None]:
+        """The jobs this worker holds: running actors, and jobs waiting out a retry delay (None)."""
         jobs = self._jobs
         if jobs is None:
             return {}
-        return {info.name: info.ref for info in jobs.which_children() if info.ref is not None}
+        return {info.name: info.ref for info in jobs.which_children()}
 
     def _new_job(self, job_id: str, input: JsonValue, metadata: Mapping[str, JsonValue] | None, *, owned: bool) -> Job:
         validate_job_id(job_id)
@@ -529,7 +580,7 @@ class DurableAgent:
             # Nobody here runs it: take it over if its owner's lease has lapsed (or it is ours).
             now = self.clock.utcnow()
             claimed = await self.store.claim(
-                job_id, self.worker_id, lease_until=now + timedelta(seconds=self.lease_ttl), now=now
+                job_id, self.worker_id, lease_until=now + timedelta(seconds=self.lease_ttl), now=now, reclaim_own=True
             )
             if claimed is not None:
                 await self._spawn(claimed)

@@ -44,7 +44,7 @@ class LeaseKeeper(Actor[Any]):
         clock: Clock,
         worker_id: str,
         lease_ttl: float,
-        live_jobs: Callable[[], dict[str, ActorRef[Any]]],
+        live_jobs: Callable[[], dict[str, ActorRef[Any] | None]],
         *,
         control_interval: float = 0.1,
     ) -> None:
@@ -84,7 +84,8 @@ class LeaseKeeper(Actor[Any]):
             self._last_renewal = self.clock.monotonic()
             return
         try:
-            for request in await self.store.take_controls(list(jobs)):
+            live = [job_id for job_id, ref in jobs.items() if ref is not None]
+            for request in await self.store.take_controls(live) if live else ():
                 ref = jobs.get(request.job_id)
                 if ref is not None:
                     ref.tell(Pause() if request.kind == "pause" else Cancel())
@@ -99,16 +100,17 @@ class LeaseKeeper(Actor[Any]):
         self._last_renewal = now
         self._next_renewal = now + self.renew_interval
         for job_id, ref in jobs.items():
-            if job_id not in held:
+            if job_id not in held and ref is not None:
                 self._log.warning("lease lost", job_id=job_id)
                 ref.tell(LeaseLost())
 
-    def _on_store_failure(self, jobs: dict[str, ActorRef[Any]], exc: Exception) -> None:
+    def _on_store_failure(self, jobs: dict[str, ActorRef[Any] | None], exc: Exception) -> None:
         since = self.clock.monotonic() - self._last_renewal
         # Stop before the lease can expire: one more failed interval and another worker may claim them.
         if since + self.renew_interval >= self.lease_ttl:
             self._log.error("lease renewal keeps failing; stopping job actors", error=repr(exc), jobs=len(jobs))
             for ref in jobs.values():
-                ref.tell(LeaseLost())
+                if ref is not None:
+                    ref.tell(LeaseLost())
         else:
             self._log.warning("lease renewal failed; will retry", error=repr(exc))

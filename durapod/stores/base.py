@@ -166,18 +166,28 @@ class Store(Protocol):
         """The job's logged events whose ``seq`` is greater than ``after``, in order."""
         ...
 
-    async def claim(self, job_id: str, owner: str, *, lease_until: datetime, now: datetime) -> Job | None:
+    async def claim(
+        self, job_id: str, owner: str, *, lease_until: datetime, now: datetime, reclaim_own: bool = False
+    ) -> Job | None:
         """Take the lease of a pending or running job whose lease is free.
 
-        The lease is free when the job has no owner, its ``lease_until`` is None or before ``now``, or
-        ``owner`` already holds it. On success ``owner`` and ``lease_until`` are set, ``epoch`` and
+        The lease is free when the job has no owner or its ``lease_until`` is None or before ``now``; with
+        ``reclaim_own`` also when ``owner`` holds it already (a restarted worker with the same id takes
+        back its jobs at once). On success ``owner`` and ``lease_until`` are set, ``epoch`` and
         ``version`` rise by one, and a running job (its previous owner died) counts one more recovery.
         Returns the claimed job, or None if it is not claimable.
         """
         ...
 
     async def claim_orphans(
-        self, agent: str | None, owner: str, *, lease_until: datetime, now: datetime, limit: int
+        self,
+        agent: str | None,
+        owner: str,
+        *,
+        lease_until: datetime,
+        now: datetime,
+        limit: int,
+        reclaim_own: bool = False,
     ) -> builtins.list[Job]:
         """Claim up to ``limit`` claimable jobs (as :meth:`claim`) of ``agent`` (None: any agent).
 

@@ -19,10 +19,12 @@ __all__ = ["MemoryStore"]
 _CLAIMABLE = (JobStatus.PENDING, JobStatus.RUNNING)
 
 
-def _lease_is_free(job: Job, owner: str, now: datetime) -> bool:
+def _lease_is_free(job: Job, owner: str, now: datetime, reclaim_own: bool) -> bool:
     if job.status not in _CLAIMABLE:
         return False
-    return job.owner is None or job.owner == owner or job.lease_until is None or job.lease_until < now
+    if job.owner is None or job.lease_until is None or job.lease_until < now:
+        return True
+    return reclaim_own and job.owner == owner
 
 
 def _claimed(job: Job, owner: str, lease_until: datetime) -> Job:
@@ -143,23 +145,32 @@ class MemoryStore(Store):
                 if isinstance(seq := event.get("seq"), int) and seq > after
             ]
 
-    async def claim(self, job_id: str, owner: str, *, lease_until: datetime, now: datetime) -> Job | None:
+    async def claim(
+        self, job_id: str, owner: str, *, lease_until: datetime, now: datetime, reclaim_own: bool = False
+    ) -> Job | None:
         async with self._lock.writer_lock:
             job = self._jobs.get(job_id)
-            if job is None or not _lease_is_free(job, owner, now):
+            if job is None or not _lease_is_free(job, owner, now, reclaim_own):
                 return None
             claimed = self._jobs[job_id] = _claimed(job, owner, lease_until)
             return self._current(claimed)
 
     async def claim_orphans(
-        self, agent: str | None, owner: str, *, lease_until: datetime, now: datetime, limit: int
+        self,
+        agent: str | None,
+        owner: str,
+        *,
+        lease_until: datetime,
+        now: datetime,
+        limit: int,
+        reclaim_own: bool = False,
     ) -> builtins.list[Job]:
         async with self._lock.writer_lock:
             candidates = sorted(
                 (
                     job
                     for job in self._jobs.values()
-                    if (agent is None or job.agent == agent) and _lease_is_free(job, owner, now)
+                    if (agent is None or job.agent == agent) and _lease_is_free(job, owner, now, reclaim_own)
                 ),
                 key=lambda job: (job.created_at, job.id),
             )[: max(limit, 0)]
