@@ -16,7 +16,7 @@ from pydantic import JsonValue
 from durapod.context import JobContext
 from durapod.models import Job
 
-__all__ = ["AgentInvoker", "agent_name"]
+__all__ = ["AgentInvoker", "ReportedError", "agent_name"]
 
 
 def _positional_arity(fn: Callable[..., Any]) -> int:
@@ -94,13 +94,30 @@ async def _drain(stream: AsyncIterator[Any], ctx: JobContext) -> JsonValue:
             tokens.append(item)
             await ctx.emit_token(item)
             continue
-        kind = getattr(item, "type", None)
+        kind = item.get("type") if isinstance(item, dict) else getattr(item, "type", None)
         if kind == "done":
-            done = item.content
-        elif kind == "token":
-            tokens.append(item.token)
+            done = item["content"] if isinstance(item, dict) else item.content
+            continue  # the runtime logs the job's done event once it is completed
+        if kind == "error":
+            message = item.get("error") if isinstance(item, dict) else item.error
+            error_type = item.get("error_type") if isinstance(item, dict) else item.error_type
+            raise ReportedError(str(message), str(error_type or "ReportedError"))
+        if kind == "token":
+            tokens.append(item["token"] if isinstance(item, dict) else item.token)
         await ctx.emit(item)
     return "".join(tokens) if done is _NO_DONE else done
 
 
 _NO_DONE = object()
+
+
+class ReportedError(Exception):
+    """An agent reported failure by yielding an ``error`` event; the job fails (and retries) with it.
+
+    Attributes:
+        error_type: the ``error_type`` the event gave, recorded on the job.
+    """
+
+    def __init__(self, message: str, error_type: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type

@@ -12,7 +12,7 @@ import builtins
 import math
 import random as _random
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -22,7 +22,9 @@ from pydantic import JsonValue
 
 from durapod._control import ALLOWED, apply_control, get_job, resumed
 from durapod._invoke import AgentInvoker, agent_name
+from durapod._stream import EventSource, Subscribers, follow
 from durapod.actors.actor import ActorRef, spawn
+from durapod.actors.eventlog import EventLog
 from durapod.actors.job import Cancel, JobActor, JobSlot, Pause
 from durapod.actors.lease import LeaseKeeper
 from durapod.context import JobContext
@@ -35,6 +37,7 @@ from durapod.errors import (
     StepMismatch,
     VersionConflict,
 )
+from durapod.events import Event
 from durapod.models import Job, JobStatus, check_json, validate_job_id
 from durapod.stores.base import Store
 from durapod.supervisor.clock import SYSTEM_CLOCK, Clock
@@ -213,6 +216,8 @@ class DurableAgent:
         self.timezone = timezone
         self._log = _log.bind(worker_id=self.worker_id, agent=self.name)
         self._waiters = _Waiters()
+        self._subscribers = Subscribers()
+        self._slots: dict[str, JobSlot] = {}
         self._concurrency = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         self._root: Supervisor | None = None
         self._root_ref: ActorRef[Any] | None = None
@@ -241,6 +246,16 @@ class DurableAgent:
     def publish(self, job: Job) -> None:
         """Wake the local callers waiting for ``job`` to settle (used by job actors)."""
         self._waiters.publish(job)
+
+    def forget(self, slot: JobSlot) -> None:
+        """The job's actor is gone for good (used by job actors): drop its slot."""
+        if self._slots.get(slot.job.id) is slot:
+            del self._slots[slot.job.id]
+
+    def publish_event(self, job_id: str, event: dict[str, JsonValue]) -> None:
+        """Hand a new event to the job's live subscribers (used by job actors)."""
+        self._subscribers.publish(job_id, event)
+
 
     def log(self, job: Job) -> Any:
         """A logger bound to the job (used by job actors)."""
@@ -400,7 +415,7 @@ class DurableAgent:
         supervisor = self._require_jobs()
         stored, created = await self.store.create(job)
         if created:
-            await self._spawn(stored)
+            await self._spawn(stored, fresh=True)
             return stored
         return await self._start_existing(supervisor, stored, input)
 
@@ -428,6 +443,40 @@ class DurableAgent:
         validate_job_id(job_id)
         is_local = self._jobs is not None and self._jobs.has_child(job_id)
         return await self._waiters.wait(self.store, job_id, timeout, self.poll_interval, is_local)
+
+    async def stream(self, job_id: str, *, after: int = -1) -> AsyncGenerator[Event, None]:
+        """Yield the job's events after ``after``: first those logged, then live ones, until it settles.
+
+        Works from any coroutine, and from another process on a shared store (by reading the log). A
+        consumer that stops reading never stops the job; one that falls behind resumes from the log.
+
+        Raises:
+            JobNotFound: no job has that id.
+        """
+        validate_job_id(job_id)
+        async for event in follow(self._event_source(), job_id, after):
+            yield event
+
+    async def run_stream(
+        self, job_id: str, input: JsonValue = None, *, metadata: Mapping[str, JsonValue] | None = None
+    ) -> AsyncGenerator[Event, None]:
+        """Start (or join) a job like :meth:`run` and yield its events until it settles.
+
+        Yields ``job_status`` events (at the start, the end, and around each failed attempt), the agent's
+        ``token``, ``tool_call``, ``tool_result``, ``step`` and ``interrupt`` events, and ``done``.
+        """
+        source = self._event_source()
+        with source.subscribe(job_id) as subscription:
+            await self.start(job_id, input, metadata=metadata)
+            async for event in follow(source, job_id, -1, subscription):
+                yield event
+
+    def _event_source(self) -> EventSource:
+        def unflushed(job_id: str, after: int) -> builtins.list[dict[str, JsonValue]]:
+            slot = self._slots.get(job_id)
+            return slot.events.unflushed(after) if slot is not None else []
+
+        return EventSource(self.store, self._subscribers, unflushed, self.poll_interval)
 
     async def status(self, job_id: str) -> Job | None:
         """The job with that id as stored, or None."""
@@ -587,9 +636,10 @@ class DurableAgent:
                 return claimed
         return stored
 
-    async def _spawn(self, job: Job) -> None:
+    async def _spawn(self, job: Job, *, fresh: bool = False) -> None:
         supervisor = self._require_jobs()
-        slot = JobSlot(job)
+        slot = JobSlot(job, EventLog(job.id, self.store, self.publish_event, fresh=fresh))
+        self._slots[job.id] = slot
         used = job.run_attempts if job.status is JobStatus.PENDING else max(job.run_attempts - 1, 0)
 
         async def on_exit(error: BaseException | None, decision: RestartDecision) -> None:
@@ -613,6 +663,9 @@ class DurableAgent:
             if not supervisor.has_child(job.id):
                 raise
             # Another call started it a moment ago: one execution only.
+        except BaseException:
+            self._slots.pop(job.id, None)
+            raise
 
     def _should_retry(self, error: BaseException) -> bool:
         if isinstance(error, _NEVER_RETRY):
@@ -625,6 +678,7 @@ class DurableAgent:
         """Record a crashed execution: a durable retry timer, or the final failure."""
         job = slot.job
         message = str(error) or type(error).__name__
+        error_type = getattr(error, "error_type", None) or type(error).__name__
         log = self._log.bind(job_id=job.id, attempt=job.attempts)
         for _ in range(8):
             if job.status not in (JobStatus.RUNNING, JobStatus.PENDING) or job.owner != self.worker_id:
@@ -634,7 +688,7 @@ class DurableAgent:
                 new = job.evolve(
                     status=JobStatus.PENDING,
                     error=message,
-                    error_type=type(error).__name__,
+                    error_type=error_type,
                     next_attempt_at=now + timedelta(seconds=decision.delay),
                     updated_at=now,
                 )
@@ -642,7 +696,7 @@ class DurableAgent:
                 new = job.evolve(
                     status=JobStatus.FAILED,
                     error=message,
-                    error_type=type(error).__name__,
+                    error_type=error_type,
                     completed_at=now,
                     updated_at=now,
                 )
@@ -657,8 +711,19 @@ class DurableAgent:
             if decision.restart:
                 log.warning("attempt failed; retrying", error=message, delay=round(decision.delay, 3))
             else:
-                log.error("job failed", error=message, error_type=type(error).__name__, reason=decision.reason)
+                log.error("job failed", error=message, error_type=error_type, reason=decision.reason)
+            events = slot.events
+            events.append(
+                {"type": "error", "error": message, "error_type": error_type, "will_retry": decision.restart}
+            )
+            events.append({"type": "job_status", "job": slot.job.model_dump(mode="json")})
+            try:
+                await events.flush()
+            except Exception as exc:
+                log.warning("event log flush failed", error=repr(exc))
             self.publish(slot.job)
+            if not decision.restart:
+                self.forget(slot)
             return
 
     async def _control(self, job_id: str, request: Literal["pause", "cancel"]) -> Job:

@@ -44,7 +44,7 @@ class JobContext(metaclass=NoPublicConstructor):
         ...     return "sent" if approved else "dropped"
     """
 
-    __slots__ = ("_actor", "_interrupts", "_journal", "_next_index", "attempt", "input", "inputs", "job_id")
+    __slots__ = ("_actor", "_interrupts", "_journal", "_next_index", "attempt", "epoch", "input", "inputs", "job_id")
 
     def __init__(self, actor: JobActor, journal: list[StepRecord]) -> None:
         job = actor.job
@@ -60,6 +60,9 @@ class JobContext(metaclass=NoPublicConstructor):
         """The inputs given on resume, oldest first."""
         self.attempt: int = job.attempts
         """Which execution this is, from 1."""
+        self.epoch: int = job.epoch
+        """The fencing token of this execution: it rises every time a worker takes the job over, so an
+        external system can refuse the writes of a worker that lost the job."""
 
     @property
     def metadata(self) -> dict[str, JsonValue]:
@@ -123,11 +126,31 @@ class JobContext(metaclass=NoPublicConstructor):
         raise Suspend(str(prompt))
 
     async def emit_token(self, token: str) -> None:
-        """Emit a ``token`` event: a piece of the agent's streamed output."""
-        from durapod.events import TokenEvent
+        """Stream a piece of the agent's output (a ``token`` event).
 
-        await self._actor.emit(TokenEvent(token=token))
+        While the agent replays journaled steps, what it emits is already in the log and is skipped.
+        """
+        if not self.is_replaying:
+            await self._actor.emit({"type": "token", "token": str(token)})
 
     async def emit(self, event: Any) -> None:
-        """Append an event (a ``durapod.events`` model or a JSON object) to the job's event log."""
-        await self._actor.emit(event)
+        """Log an event: a ``durapod.events`` model (``ToolCallEvent(name=..., arguments=...)``) or a JSON
+        object with a ``type``. Its ``job_id`` and ``seq`` are set here.
+
+        Raises:
+            TypeError: not an event.
+            InvalidInput: not JSON.
+        """
+        if hasattr(event, "model_dump"):
+            data = event.model_dump(mode="json", exclude={"job_id", "seq", "replayed"})
+        elif isinstance(event, dict):
+            data = dict(event)
+        else:
+            raise TypeError(f"cannot emit {event!r}: expected a durapod.events model or a dict with a 'type'")
+        if not isinstance(data.get("type"), str):
+            raise TypeError(f"cannot emit {event!r}: an event needs a 'type'")
+        check_json(data, "event", self.job_id)
+        if data["type"] == "error":
+            raise TypeError("agents report failure by raising (or by yielding an ErrorEvent from a generator)")
+        if not self.is_replaying:
+            await self._actor.emit(data)

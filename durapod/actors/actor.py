@@ -227,9 +227,13 @@ async def _run(
                 item = await mailbox.get()
             except MailboxClosed:
                 break
-            if item is _STOP:
+            if isinstance(item, Stop):  # any Stop instance, not only the one stop() sends
                 break
             if type(item) is _Ask:
+                if isinstance(item.message, Stop):
+                    if not item.reply.done():
+                        item.reply.set_result(None)
+                    break
                 try:
                     answer = await actor.receive(item.message)
                 except Exception as exc:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from pydantic import JsonValue
 
 from durapod.actors.actor import Actor, ControlMessage
+from durapod.actors.eventlog import EventLog
 from durapod.context import JobContext, Suspend
 from durapod.errors import JobNotFound, NonRetryableError, StaleOwnerError, VersionConflict
 from durapod.models import Job, JobStatus, StepRecord, check_json
@@ -58,6 +59,14 @@ class JobRuntime(Protocol):
         """Tell local waiters that ``job`` was written."""
         ...
 
+    def forget(self, slot: JobSlot) -> None:
+        """The job's actor stopped for good."""
+        ...
+
+    def publish_event(self, job_id: str, event: dict[str, JsonValue]) -> None:
+        """Hand a new event to the job's live subscribers."""
+        ...
+
     def log(self, job: Job) -> Any:
         """A structlog logger bound to the job."""
         ...
@@ -70,9 +79,10 @@ class JobRuntime(Protocol):
 
 @dataclass(slots=True)
 class JobSlot:
-    """The latest known state of a job, shared by the successive actors a supervisor restarts."""
+    """The latest known state of a job and its event log, shared by the actors a supervisor restarts."""
 
     job: Job
+    events: EventLog
 
 
 class Pause(ControlMessage):
@@ -132,7 +142,6 @@ class JobActor(Actor[ControlMessage]):
         self._pause_requested = False
         self._stop_reason: str | None = None
         self._holds_slot = False
-        self._event_seq: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -143,6 +152,7 @@ class JobActor(Actor[ControlMessage]):
             return
         if job.steps:
             self._journal = await self.runtime.store.read_steps(job.id)
+        await self.slot.events.load()
         delay = self._seconds_until(job.next_attempt_at)
         if delay > 0 or self.runtime.concurrency is not None:
             self._gate = asyncio.create_task(self._wait_to_start(delay))
@@ -164,6 +174,8 @@ class JobActor(Actor[ControlMessage]):
             else:
                 await self._abandon()
         self._release_slot()
+        if error is None:
+            self.runtime.forget(self.slot)
 
     # -- messages --------------------------------------------------------------------------------
 
@@ -182,6 +194,7 @@ class JobActor(Actor[ControlMessage]):
                 self._agent.cancel()
         elif type(message) is LeaseLost:
             self._stop_reason = "lease lost"
+            self.slot.events.discard()
             self._stop_agent_and_actor()
         elif type(message) is Shutdown:
             self.ref.stop()
@@ -207,6 +220,7 @@ class JobActor(Actor[ControlMessage]):
             return
         self.log = self.log.bind(attempt=self.job.attempts)
         self.log.debug("agent starting", recoveries=self.job.recoveries)
+        self.status_event()
         ctx = JobContext._create(self, self._journal)
         agent = self._agent = asyncio.create_task(self._execute(ctx))
         agent.add_done_callback(self._on_agent_done)
@@ -239,7 +253,8 @@ class JobActor(Actor[ControlMessage]):
         elif self._pause_requested and isinstance(error, Exception) and not isinstance(error, NonRetryableError):
             # A pause was asked for while the attempt failed: pause with the error rather than retry.
             self._stop_reason = "paused"
-            await self._write(status=JobStatus.PAUSED, error=str(error), error_type=type(error).__name__)
+            if await self._write(status=JobStatus.PAUSED, error=str(error), error_type=type(error).__name__):
+                await self._settled_event()
             self.ref.stop()
         else:
             raise error
@@ -247,20 +262,25 @@ class JobActor(Actor[ControlMessage]):
     async def _complete(self, result: JsonValue) -> None:
         check_json(result, "result", self.job.id)
         self._stop_reason = "completed"
-        await self._write(
+        if await self._write(
             status=JobStatus.COMPLETED,
             result=result,
             error=None,
             error_type=None,
             completed_at=self.runtime.clock.utcnow(),
             waiting_for=None,
-        )
+        ):
+            self.slot.events.append({"type": "done", "content": result})
+            await self._settled_event()
         self.ref.stop()
 
     async def _write_paused(self, waiting_for: str | None) -> None:
         self._stop_reason = "paused"
         if await self._write(status=JobStatus.PAUSED, waiting_for=waiting_for):
             self.log.info("job paused", waiting_for=waiting_for)
+            if waiting_for is not None:
+                self.slot.events.append({"type": "interrupt", "prompt": waiting_for})
+            await self._settled_event()
         self.ref.stop()
 
     async def _pause(self) -> None:
@@ -268,7 +288,8 @@ class JobActor(Actor[ControlMessage]):
         if status is JobStatus.PENDING:
             self._stop_reason = "paused"
             self._cancel_timers()
-            await self._write(status=JobStatus.PAUSED)
+            if await self._write(status=JobStatus.PAUSED):
+                await self._settled_event()
             self.ref.stop()
         elif status is JobStatus.RUNNING and not self._pause_requested:
             self._pause_requested = True
@@ -288,7 +309,8 @@ class JobActor(Actor[ControlMessage]):
         agent = self._agent
         if agent is not None and not agent.done():
             agent.cancel()
-        await self._write(status=JobStatus.CANCELLED, completed_at=self.runtime.clock.utcnow(), waiting_for=None)
+        if await self._write(status=JobStatus.CANCELLED, completed_at=self.runtime.clock.utcnow(), waiting_for=None):
+            await self._settled_event()
         self.log.info("job cancelled")
         if agent is None or agent.done():
             self.ref.stop()
@@ -302,7 +324,9 @@ class JobActor(Actor[ControlMessage]):
             else job.attempts
         )
         with contextlib.suppress(StaleOwnerError, VersionConflict, JobNotFound):
-            await self._write(status=JobStatus.PENDING, attempts=attempts, next_attempt_at=None)
+            if await self._write(status=JobStatus.PENDING, attempts=attempts, next_attempt_at=None):
+                self.status_event()
+                await self.slot.events.flush()
             await self.runtime.store.release(job.id, self.runtime.worker_id)
 
     # -- what JobContext calls -------------------------------------------------------------------
@@ -325,24 +349,24 @@ class JobActor(Actor[ControlMessage]):
             recorded_at=self.runtime.clock.utcnow(),
         )
         await self.runtime.store.append_step(record)
+        self.slot.events.append({"type": "step", "name": name, "index": index, "result": result})
         return record
 
-    async def emit(self, event: Any) -> None:
-        """Append one event to the job's log with the next sequence number."""
-        if self._event_seq is None:
-            logged = await self.runtime.store.read_events(self.job.id)
-            self._event_seq = len(logged)
-        if hasattr(event, "model_dump"):
-            data = event.model_dump(mode="json")
-        elif isinstance(event, dict):
-            data = dict(event)
-        else:
-            raise TypeError(f"cannot emit {event!r}: expected a durapod.events model or a dict")
-        data["job_id"] = self.job.id
-        data["seq"] = self._event_seq
-        check_json(data, "event", self.job.id)
-        self._event_seq += 1
-        await self.runtime.store.append_events(self.job.id, [data])
+    async def emit(self, data: dict[str, JsonValue]) -> None:
+        """Log one agent event (numbered, published live, persisted in a batch)."""
+        if self.slot.events.append(data):
+            await self.slot.events.flush()
+
+    def status_event(self) -> None:
+        """Log a ``job_status`` event with the job as it is now."""
+        self.slot.events.append({"type": "job_status", "job": self.job.model_dump(mode="json")})
+
+    async def _settled_event(self) -> None:
+        self.status_event()
+        try:
+            await self.slot.events.flush()
+        except Exception as exc:  # the job's state is written; its log catches up on the next flush
+            self.log.warning("event log flush failed", error=repr(exc))
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -367,6 +391,7 @@ class JobActor(Actor[ControlMessage]):
             self.job = self.slot.job = fresh
             self.log.info("job changed elsewhere; stopping", status=fresh.status, owner=fresh.owner, epoch=fresh.epoch)
             self._stop_reason = "changed elsewhere"
+            self.slot.events.discard()
             self.runtime.publish(fresh)
         self._stop_agent_and_actor()
 

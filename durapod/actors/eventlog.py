@@ -1,0 +1,144 @@
+"""A job's event log as its actor writes it: sequence numbers, batching, live fan-out, replay marks.
+
+Events are numbered by ``seq`` (rising by one within the job), published at once to live subscribers,
+and persisted in small batches (``batch_size`` events, or ``flush_delay`` seconds after the first one
+buffered), so a token stream costs one store write per batch, not per token. Runtime events (status,
+steps, errors, done) are flushed when the job settles.
+
+After a crash, the next execution re-runs the agent from its last checkpoint. Events it emits while
+replaying journaled steps are already in the log and are not emitted again. The first events it emits
+past the checkpoint repeat what the dead execution had logged after that checkpoint: they get new
+sequence numbers (no gap, no duplicate) and ``replayed=True``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import JsonValue
+
+from durapod.stores.base import Store
+
+__all__ = ["AGENT_EVENT", "EventLog"]
+
+#: Event types the runtime writes; every other type comes from the agent.
+_RUNTIME_TYPES = frozenset({"job_status", "step", "error", "done"})
+
+
+def AGENT_EVENT(event: dict[str, JsonValue]) -> bool:
+    """True for an event produced by the agent (tokens, tool calls, custom events)."""
+    return event.get("type") not in _RUNTIME_TYPES
+
+
+class EventLog:
+    """One job's event log writer. Lives in the job's slot, so it outlives actor restarts."""
+
+    def __init__(
+        self,
+        job_id: str,
+        store: Store,
+        publish: Callable[[str, dict[str, JsonValue]], None],
+        *,
+        fresh: bool,
+        batch_size: int = 64,
+        flush_delay: float = 0.05,
+    ) -> None:
+        self.job_id = job_id
+        self._store = store
+        self._publish = publish
+        self._batch_size = batch_size
+        self._flush_delay = flush_delay
+        self._buffer: list[dict[str, JsonValue]] = []
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushing: asyncio.Task[None] | None = None
+        self._loaded = fresh
+        self.next_seq = 0
+        self.stale_agent_events = 0
+        self.logged_steps = 0
+
+    async def load(self) -> None:
+        """Read the logged events once: where numbering continues and what a replay repeats."""
+        if self._loaded:
+            return
+        logged = await self._store.read_events(self.job_id)
+        self._loaded = True
+        if not logged:
+            return
+        last = logged[-1].get("seq")
+        self.next_seq = (last if isinstance(last, int) else len(logged) - 1) + 1
+        self.logged_steps = sum(1 for event in logged if event.get("type") == "step")
+        trailing = 0
+        for event in reversed(logged):
+            if not AGENT_EVENT(event):
+                break
+            trailing += 1
+        self.stale_agent_events = trailing
+
+    def append(self, event: dict[str, JsonValue]) -> bool:
+        """Number, publish and buffer one event. True when the buffer is full and should be flushed."""
+        event["job_id"] = self.job_id
+        event["seq"] = self.next_seq
+        self.next_seq += 1
+        if self.stale_agent_events:
+            if AGENT_EVENT(event):
+                self.stale_agent_events -= 1
+                event["replayed"] = True
+            elif event.get("type") == "error" or _settled_status(event):
+                self.stale_agent_events = 0  # that execution ended: the next one is new, not a replay
+        self._buffer.append(event)
+        self._publish(self.job_id, event)
+        if len(self._buffer) == 1 and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._flush_delay, self._flush_later)
+        return len(self._buffer) >= self._batch_size
+
+    def unflushed(self, after: int) -> list[dict[str, JsonValue]]:
+        """Buffered events with ``seq > after`` (not yet in the store)."""
+        return [event for event in self._buffer if _seq(event) > after]
+
+    def discard(self) -> None:
+        """Drop what is buffered: another worker owns the job now and writes its log."""
+        self._buffer.clear()
+        self._cancel_timer()
+
+    async def flush(self) -> None:
+        """Persist what is buffered, in order (one store write)."""
+        self._cancel_timer()
+        async with self._lock:
+            if not self._buffer:
+                return
+            batch, self._buffer = self._buffer, []
+            try:
+                await self._store.append_events(self.job_id, batch)
+            except BaseException:
+                self._buffer[:0] = batch  # keep them for the next flush: nothing is lost
+                raise
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _flush_later(self) -> None:
+        self._timer = None
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.ensure_future(self._flush_quietly())
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self.flush()
+        except Exception:  # the next flush (at the latest when the job settles) retries them
+            if self._buffer and self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(self._flush_delay * 4, self._flush_later)
+
+
+def _settled_status(event: dict[str, Any]) -> bool:
+    job = event.get("job")
+    return event.get("type") == "job_status" and isinstance(job, dict) and job.get("status") != "running"
+
+
+def _seq(event: dict[str, Any]) -> int:
+    seq = event.get("seq")
+    return seq if isinstance(seq, int) else -1

@@ -1,0 +1,72 @@
+"""Crash recovery on SQLiteStore with real worker processes killed by SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import pytest
+
+from durapod import Client, JobStatus, SQLiteStore
+from tests.fleet import Fleet, audit
+from tests.workers.crash_worker import STEPS, expected_result
+
+pytestmark = pytest.mark.slow
+
+JOBS = 200
+
+
+async def submit_all(store_url: str) -> None:
+    async with Client(SQLiteStore(store_url.removeprefix("sqlite:///"))) as client:
+        for index in range(JOBS):
+            await client.submit(f"job-{index:03d}", f"in{index}", agent="crash")
+
+
+async def final_jobs(db: Path) -> dict[str, tuple[JobStatus, object, int]]:
+    async with Client(SQLiteStore(db)) as client:
+        page = await client.list(agent="crash")
+        return {job.id: (job.status, job.result, job.steps) for job in page.jobs}
+
+
+async def wait_all_completed(db: Path, fleet: Fleet, timeout: float = 240.0) -> None:
+    async with Client(SQLiteStore(db), poll_interval=0.2) as client:
+        for index in range(JOBS):
+            await client.wait(f"job-{index:03d}", timeout=timeout)
+
+
+@pytest.mark.timeout(600)
+def test_sigkill_at_random_moments_loses_nothing_and_reruns_no_journaled_step(tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+    url = f"sqlite:///{db}"
+    fleet = Fleet(url, tmp_path / "side.db", concurrency=20, lease_ttl=2.0)
+    asyncio.run(submit_all(url))
+    rng = random.Random(1234)
+    killed: set[int] = set()
+    try:
+        target = 0
+        for round_ in range(4):
+            worker = fleet.start("crash-worker")  # the same worker id: reclaims its jobs at once
+            target += rng.randint(60, 200)
+            fleet.wait_for_executions(target)
+            worker.kill()
+            killed.add(worker.pid)
+            assert round_ < 4
+        final = fleet.start("crash-worker")
+        asyncio.run(wait_all_completed(db, fleet))
+        assert final.terminate() == 0
+    finally:
+        fleet.stop_all()
+
+    jobs = asyncio.run(final_jobs(db))
+    assert len(jobs) == JOBS
+    for index in range(JOBS):
+        status, result, steps = jobs[f"job-{index:03d}"]
+        assert status is JobStatus.COMPLETED
+        assert result == expected_result(f"in{index}")
+        assert steps == STEPS
+    report = audit(fleet.executions(), killed)
+    assert report.unexplained_reruns == []
+    assert report.two_owners == []
+    assert report.reruns_in_flight <= len(killed) * fleet.concurrency
+    print(f"\ncrash test: {len(killed)} kills, {report.reruns_in_flight} in-flight steps ran again")

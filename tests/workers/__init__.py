@@ -1,0 +1,1 @@
+"""Worker programs that tests run as real subprocesses (and kill with SIGKILL)."""
