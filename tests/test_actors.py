@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar
+from collections.abc import Coroutine
+from typing import Any, ClassVar, TypeVar
 
 import pytest
 
 from durapod.actors import Actor, ActorRef, ControlMessage, OverflowPolicy, Stop, spawn
 from durapod.errors import AskTimeout, DurapodError, MailboxFull
+
+T = TypeVar("T")
+
+pytestmark = pytest.mark.timeout(10)  # a hang fails fast instead of after the global 120 s
 
 
 class Boom(Exception):
@@ -63,6 +68,19 @@ async def block(ref: ActorRef[Any], actor: Recorder) -> None:
     """Make ``actor`` busy on a ``"block"`` message until ``actor.gate`` is set."""
     ref.tell("block")
     await actor.blocked.wait()
+
+
+async def started(coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """Run ``coroutine`` in a task and return once it has run up to its first real suspension."""
+    entered = asyncio.Event()
+
+    async def run() -> T:
+        entered.set()
+        return await coroutine  # runs synchronously up to its first wait
+
+    task = asyncio.create_task(run())
+    await entered.wait()
+    return task
 
 
 # -- construction and spawn ---------------------------------------------------------------------
@@ -259,8 +277,7 @@ async def test_asks_queued_behind_a_stop_get_ask_timeout() -> None:
     actor = Recorder()
     ref = await spawn(actor)
     await block(ref, actor)
-    pending = asyncio.create_task(ref.ask("queued", timeout=5.0))
-    await asyncio.sleep(0)  # let the ask queue its envelope
+    pending = await started(ref.ask("queued", timeout=5.0))
     assert ref.statistics().queued == 1
     ref.stop()
     actor.gate.set()
@@ -338,6 +355,14 @@ async def test_telling_stop_is_the_same_as_calling_stop() -> None:
     assert actor.events == [("start",), ("stop", None)]
 
 
+async def test_asking_stop_answers_none_and_stops() -> None:
+    actor = Recorder()
+    ref = await spawn(actor)
+    assert await ref.ask(Stop(), timeout=1.0) is None
+    assert await ref.join() is None
+    assert actor.events == [("start",), ("stop", None)]
+
+
 # -- stop, kill, join ----------------------------------------------------------------------------
 
 
@@ -352,7 +377,7 @@ async def test_stop_runs_on_stop_with_none_and_join_returns_none() -> None:
     assert not ref.is_alive
     assert ref.exit_reason is None
     # join can be called again (and by several waiters)
-    assert await asyncio.gather(ref.join(), ref.join()) == [None, None]
+    assert list(await asyncio.gather(ref.join(), ref.join())) == [None, None]
 
 
 async def test_stop_twice_is_harmless() -> None:
@@ -390,8 +415,7 @@ async def test_kill_an_idle_actor() -> None:
 async def test_join_is_not_cancelled_by_cancelling_a_waiter() -> None:
     actor = Recorder()
     ref = await spawn(actor)
-    waiter = asyncio.create_task(ref.join())
-    await asyncio.sleep(0)
+    waiter = await started(ref.join())
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
@@ -459,17 +483,19 @@ async def test_statistics_through_the_ref() -> None:
     assert (stats.queued, stats.queued_control, stats.received, stats.dropped, stats.rejected) == (0, 0, 0, 0, 0)
     await block(ref, actor)
     assert [ref.tell(i) for i in range(5)] == [True, True, True, False, False]
-    ref.tell(Flush())
+    stats_flush = Flush()
+    ref.tell(stats_flush)
     stats = ref.statistics()
     assert stats.queued == 3
     assert stats.queued_control == 1
     assert stats.received == 1 + 3 + 1  # "block", three ordinary, one control
     assert stats.dropped == 2
     assert stats.rejected == 0
-    actor.gate.set()
     ref.stop()
+    actor.gate.set()
     await ref.join()
-    assert actor.events[2:5] == [actor.events[2], 0, 1]
+    # the control lane (Flush, then Stop) overtook the queued ordinary messages
+    assert actor.events[2:] == [stats_flush, ("stop", None)]
 
 
 async def test_default_mailbox_is_bounded_with_reject() -> None:

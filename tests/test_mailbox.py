@@ -10,9 +10,11 @@ from durapod.actors import ActorRef, Mailbox, MailboxStatistics, OverflowPolicy
 from durapod.actors.mailbox import MailboxClosed
 from durapod.errors import DurapodError, MailboxFull
 
+pytestmark = pytest.mark.timeout(10)  # a hang fails fast instead of after the global 120 s
+
 
 def make(capacity: int = 3, policy: OverflowPolicy = OverflowPolicy.REJECT, owner: str = "worker") -> Mailbox[str]:
-    mailbox: Mailbox[str] = Mailbox._create(owner, capacity, policy)
+    mailbox: Mailbox[str] = Mailbox[str]._create(owner, capacity, policy)
     return mailbox
 
 
@@ -55,7 +57,7 @@ def test_capacity_below_one_is_refused(capacity: int) -> None:
 
 
 def test_policy_given_as_string_is_accepted() -> None:
-    mailbox: Mailbox[str] = Mailbox._create("worker", 2, "drop_oldest")
+    mailbox: Mailbox[str] = Mailbox[str]._create("worker", 2, "drop_oldest")
     assert mailbox.overflow_policy is OverflowPolicy.DROP_OLDEST
 
 

@@ -73,7 +73,7 @@ class Backoff:
         try:
             base = self.initial_delay * self.multiplier**exponent
         except OverflowError:
-            base = self.max_delay
+            base = self.max_delay if self.initial_delay > 0 else 0.0  # zero times any growth stays zero
         return min(base, self.max_delay) * (1.0 + self.jitter * random_value)
 
 

@@ -244,17 +244,22 @@ class Supervisor(Actor[Any]):
         to_start = [entry]
         if self.strategy is Strategy.ONE_FOR_ALL:
             to_start = [c for c in self._children.values() if c.ref is None]
-        for child in to_start:
-            child.started_at = self.clock.monotonic()
-            child.restarting = None
-            try:
-                child.ref = await self._spawn(child.spec, restart=True, error=error if child is entry else None)
-            except Exception as exc:
-                # A child that cannot even start counts as one more crash of that child.
-                self._log.warning("child failed to restart", child=child.spec.name, error=repr(exc))
-                placeholder = _DeadRef(child.spec.name, exc)
-                child.ref = placeholder.ref
-                self.ref.tell(_ChildExited(child.spec.name, placeholder.ref, exc))
+        # ``entry.restarting`` stays set until the spawns are done, so that a shutdown meanwhile cancels
+        # (and waits for) a child still in on_start instead of leaving it running unsupervised.
+        try:
+            for child in to_start:
+                child.started_at = self.clock.monotonic()
+                try:
+                    child.ref = await self._spawn(child.spec, restart=True, error=error if child is entry else None)
+                except Exception as exc:
+                    # A child that cannot even start counts as one more crash of that child.
+                    self._log.warning("child failed to restart", child=child.spec.name, error=repr(exc))
+                    placeholder = _DeadRef(child.spec.name, exc)
+                    child.ref = placeholder.ref
+                    self.ref.tell(_ChildExited(child.spec.name, placeholder.ref, exc))
+        finally:
+            if entry.restarting is asyncio.current_task():
+                entry.restarting = None
 
     async def _shutdown_all(self, entries: list[_Child]) -> None:
         if self._ordered_shutdown:
@@ -264,9 +269,12 @@ class Supervisor(Actor[Any]):
             await asyncio.gather(*(self._shutdown_child(entry) for entry in entries))
 
     async def _shutdown_child(self, entry: _Child) -> None:
-        if entry.restarting is not None:
-            entry.restarting.cancel()
+        restarting = entry.restarting
+        if restarting is not None:
             entry.restarting = None
+            restarting.cancel()
+            if restarting is not asyncio.current_task():
+                await asyncio.wait([restarting])  # a child it was starting is killed before we go on
         ref = entry.ref
         entry.ref = None
         if ref is None or not ref.is_alive:
