@@ -1,6 +1,6 @@
 """The store contract: what every store (memory, SQLite, Redis) offers, each operation atomic.
 
-A store holds jobs, their step journals, their event logs, leases (in the job record: ``owner``,
+A store holds jobs, their step journals, their event logs, schedules, leases (in the job record: ``owner``,
 ``lease_until``, ``epoch``) and control requests. Every store passes the same contract test suite
 (``tests/test_store_contract.py``).
 
@@ -32,6 +32,7 @@ from typing import Literal, Protocol, runtime_checkable
 from pydantic import JsonValue
 
 from durapod.models import Job, JobStatus, StepRecord
+from durapod.schedules import ScheduleState
 
 __all__ = [
     "ControlKind",
@@ -213,6 +214,24 @@ class Store(Protocol):
 
     async def take_controls(self, job_ids: Collection[str]) -> builtins.list[ControlRequest]:
         """Remove and return the control requests of ``job_ids``, oldest first."""
+        ...
+
+    async def get_schedule(self, agent: str, name: str) -> ScheduleState | None:
+        """The schedule ``name`` of ``agent``, or None."""
+        ...
+
+    async def save_schedule(self, state: ScheduleState, *, expected_version: int | None) -> ScheduleState:
+        """Compare-and-set write of a schedule: create it when ``expected_version`` is None (it must not
+        exist), else replace the stored one whose version is ``expected_version`` (``state.version``
+        must be one higher). Raises :class:`VersionConflict` otherwise."""
+        ...
+
+    async def list_schedules(self, agent: str | None = None) -> builtins.list[ScheduleState]:
+        """The schedules of ``agent`` (None: every agent), by agent and name."""
+        ...
+
+    async def delete_schedule(self, agent: str, name: str) -> bool:
+        """Remove a schedule. True if it existed."""
         ...
 
     async def close(self) -> None:

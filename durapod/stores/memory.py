@@ -12,6 +12,7 @@ from pydantic import JsonValue
 
 from durapod.errors import JobNotFound, StaleOwnerError, VersionConflict
 from durapod.models import SETTLED, Job, JobStatus, StepRecord
+from durapod.schedules import ScheduleState
 from durapod.stores.base import ControlRequest, Page, Store, decode_cursor, encode_cursor, matches
 
 __all__ = ["MemoryStore"]
@@ -47,6 +48,7 @@ class MemoryStore(Store):
         self._steps: defaultdict[str, list[StepRecord]] = defaultdict(list)
         self._events: defaultdict[str, list[dict[str, JsonValue]]] = defaultdict(list)
         self._controls: defaultdict[str, list[ControlRequest]] = defaultdict(list)
+        self._schedules: dict[tuple[str, str], ScheduleState] = {}
 
     def __repr__(self) -> str:
         return f"MemoryStore(jobs={len(self._jobs)})"
@@ -211,6 +213,33 @@ class MemoryStore(Store):
                 taken.extend(self._controls.pop(job_id, ()))
         taken.sort(key=lambda request: request.requested_at)
         return taken
+
+    async def get_schedule(self, agent: str, name: str) -> ScheduleState | None:
+        async with self._lock.reader_lock:
+            return self._schedules.get((agent, name))
+
+    async def save_schedule(self, state: ScheduleState, *, expected_version: int | None) -> ScheduleState:
+        key = (state.agent, state.name)
+        async with self._lock.writer_lock:
+            stored = self._schedules.get(key)
+            if expected_version is None:
+                if stored is not None:
+                    raise VersionConflict(f"schedule {state.agent}/{state.name}", 0, stored.version)
+            elif stored is None or stored.version != expected_version or state.version != expected_version + 1:
+                raise VersionConflict(
+                    f"schedule {state.agent}/{state.name}", expected_version, stored.version if stored else None
+                )
+            self._schedules[key] = state
+            return state
+
+    async def list_schedules(self, agent: str | None = None) -> builtins.list[ScheduleState]:
+        async with self._lock.reader_lock:
+            found = [state for (owner, _), state in self._schedules.items() if agent is None or owner == agent]
+        return sorted(found, key=lambda state: (state.agent, state.name))
+
+    async def delete_schedule(self, agent: str, name: str) -> bool:
+        async with self._lock.writer_lock:
+            return self._schedules.pop((agent, name), None) is not None
 
     async def close(self) -> None:
         return None
