@@ -4,7 +4,7 @@ Each step returns a short string at once; on durapod every step's result is comm
 the agent continues. The baseline runs the same agent as bare asyncio functions (memory store), or writes
 the same rows with plain sqlite3 / redis-py (see ``--store``). Prints one JSON object.
 
-    python bench/throughput.py --jobs 5000 --concurrency 50 --store memory
+    python bench/throughput.py --jobs 5000 --concurrency 50 --store memory|sqlite|redis
 """
 
 from __future__ import annotations
@@ -111,28 +111,185 @@ async def actor_memory(count: int) -> dict[str, Any]:
     return {"actors": count, "bytes_per_actor_including_job_record": round(total / count)}
 
 
+def sqlite_baseline(path: str, jobs: int, concurrency: int, group: bool) -> dict[str, Any]:
+    """The same rows durapod writes (job, running, 3 steps, completed), with plain sqlite3.
+
+    ``group=False``: one transaction per write. ``group=True``: the writes of ``concurrency`` jobs that
+    are in flight together share one transaction per round (what group commit does).
+    """
+    import sqlite3
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("CREATE TABLE jobs (id TEXT PRIMARY KEY, status TEXT, record TEXT)")
+    conn.execute("CREATE TABLE steps (job_id TEXT, idx INTEGER, record TEXT, PRIMARY KEY (job_id, idx))")
+
+    def writes(index: int) -> list[tuple[str, tuple[Any, ...]]]:
+        job_id = f"job-{index}"
+        record = json.dumps({"id": job_id, "input": f"input-{index}"})
+        out: list[tuple[str, tuple[Any, ...]]] = [("INSERT INTO jobs VALUES (?, 'pending', ?)", (job_id, record))]
+        out.append(("UPDATE jobs SET status='running', record=? WHERE id=?", (record, job_id)))
+        for step in range(STEPS):
+            out.append(("INSERT INTO steps VALUES (?, ?, ?)", (job_id, step, json.dumps(step_result(step)))))
+        out.append(("UPDATE jobs SET status='completed', record=? WHERE id=?", (record, job_id)))
+        return out
+
+    started = time.perf_counter()
+    if group:
+        for first in range(0, jobs, concurrency):
+            batches = [writes(index) for index in range(first, min(first + concurrency, jobs))]
+            for position in range(len(batches[0])):
+                conn.execute("BEGIN")
+                for batch in batches:
+                    conn.execute(*batch[position])
+                conn.execute("COMMIT")
+    else:
+        for index in range(jobs):
+            for sql, args in writes(index):
+                conn.execute("BEGIN")
+                conn.execute(sql, args)
+                conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return {"jobs": jobs, "seconds": round(elapsed, 4), "jobs_per_second": round(jobs / elapsed, 1)}
+
+
+async def redis_baseline(url: str, jobs: int, concurrency: int, pipelined: bool) -> dict[str, Any]:
+    """The same writes with plain redis-py: one round trip per write, or pipelined across jobs."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    await client.flushdb()
+
+    def commands(index: int) -> list[tuple[str, ...]]:
+        job_id = f"job-{index}"
+        record = json.dumps({"id": job_id, "input": f"input-{index}"})
+        out = [("HSET", f"base:job:{{{job_id}}}", "record", record, "status", "pending")]
+        out.append(("HSET", f"base:job:{{{job_id}}}", "status", "running"))
+        for step in range(STEPS):
+            out.append(("RPUSH", f"base:steps:{{{job_id}}}", json.dumps(step_result(step))))
+        out.append(("HSET", f"base:job:{{{job_id}}}", "status", "completed"))
+        return out
+
+    started = time.perf_counter()
+    if pipelined:
+        for first in range(0, jobs, concurrency):
+            batches = [commands(index) for index in range(first, min(first + concurrency, jobs))]
+            for position in range(len(batches[0])):
+                pipe = client.pipeline(transaction=False)
+                for batch in batches:
+                    pipe.execute_command(*batch[position])
+                await pipe.execute()
+    else:
+
+        async def one(index: int) -> None:
+            for command in commands(index):
+                await client.execute_command(*command)
+
+        await run_pool(jobs, concurrency, one)
+    elapsed = time.perf_counter() - started
+    await client.aclose()
+    return {"jobs": jobs, "seconds": round(elapsed, 4), "jobs_per_second": round(jobs / elapsed, 1)}
+
+
+class RedisServer:
+    """A private redis-server on a free port for the benchmark (no persistence)."""
+
+    def __init__(self) -> None:
+        import socket
+        import subprocess
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    async def ready(self) -> None:
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(self.url)
+        for _ in range(200):
+            try:
+                await client.ping()
+                break
+            except Exception:
+                await asyncio.sleep(0.05)
+        await client.aclose()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def ratio(durapod: dict[str, Any], baseline: dict[str, Any]) -> float:
+    return round(durapod["jobs_per_second"] / baseline["jobs_per_second"], 4)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--store", choices=["memory"], default="memory")
+    parser.add_argument("--store", choices=["memory", "sqlite", "redis"], default="memory")
     parser.add_argument("--memory-actors", type=int, default=2000, help="live actors for the memory figure")
     args = parser.parse_args()
     quiet_logs()
-    baseline = await bench_bare(args.jobs, args.concurrency)
-    durapod = await bench_durapod(MemoryStore(), args.jobs, args.concurrency)
-    report = {
+    report: dict[str, Any] = {
         "benchmark": "throughput",
         "store": args.store,
         "steps_per_job": STEPS,
         "concurrency": args.concurrency,
         "python": sys.version.split()[0],
         "machine": platform.machine(),
-        "baseline": {"name": "bare asyncio functions", **baseline},
-        "durapod": durapod,
-        "ratio_durapod_to_baseline": round(durapod["jobs_per_second"] / baseline["jobs_per_second"], 4),
-        "memory": await actor_memory(args.memory_actors),
     }
+    if args.store == "memory":
+        baseline = await bench_bare(args.jobs, args.concurrency)
+        result = await bench_durapod(MemoryStore(), args.jobs, args.concurrency)
+        report["baselines"] = {"bare asyncio functions": baseline}
+        report["durapod"] = result
+        report["ratio_durapod_to_baseline"] = {"bare asyncio functions": ratio(result, baseline)}
+        report["memory"] = await actor_memory(args.memory_actors)
+    elif args.store == "sqlite":
+        import tempfile
+
+        from durapod.stores.sqlite import SQLiteStore
+
+        with tempfile.TemporaryDirectory() as folder:
+            per_write = sqlite_baseline(f"{folder}/a.db", args.jobs, args.concurrency, group=False)
+            grouped = sqlite_baseline(f"{folder}/b.db", args.jobs, args.concurrency, group=True)
+            store = SQLiteStore(f"{folder}/durapod.db")
+            result = await bench_durapod(store, args.jobs, args.concurrency)
+            await store.close()
+        report["baselines"] = {"sqlite3, one transaction per write": per_write, "sqlite3, grouped": grouped}
+        report["durapod"] = result
+        report["ratio_durapod_to_baseline"] = {
+            "sqlite3, one transaction per write": ratio(result, per_write),
+            "sqlite3, grouped": ratio(result, grouped),
+        }
+    else:
+        import importlib
+
+        server = RedisServer()
+        try:
+            await server.ready()
+            single = await redis_baseline(server.url, args.jobs, args.concurrency, pipelined=False)
+            piped = await redis_baseline(server.url, args.jobs, args.concurrency, pipelined=True)
+            redis_module = importlib.import_module("durapod.stores.redis")
+            store = redis_module.RedisStore.from_url(server.url)
+            result = await bench_durapod(store, args.jobs, args.concurrency)
+            await store.close()
+        finally:
+            server.stop()
+        report["baselines"] = {"redis-py, one round trip per write": single, "redis-py, pipelined": piped}
+        report["durapod"] = result
+        report["ratio_durapod_to_baseline"] = {
+            "redis-py, one round trip per write": ratio(result, single),
+            "redis-py, pipelined": ratio(result, piped),
+        }
     print(json.dumps(report, indent=2))
 
 

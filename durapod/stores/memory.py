@@ -43,7 +43,8 @@ class MemoryStore(Store):
     """
 
     def __init__(self) -> None:
-        self._lock = aiorwlock.RWLock()
+        # fast=True: no extra trip round the event loop after each acquire (nothing here awaits inside)
+        self._lock = aiorwlock.RWLock(fast=True)
         self._jobs: dict[str, Job] = {}
         self._steps: defaultdict[str, list[StepRecord]] = defaultdict(list)
         self._events: defaultdict[str, list[dict[str, JsonValue]]] = defaultdict(list)
