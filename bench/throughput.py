@@ -165,7 +165,7 @@ async def redis_baseline(url: str, jobs: int, concurrency: int, pipelined: bool)
     def commands(index: int) -> list[tuple[str, ...]]:
         job_id = f"job-{index}"
         record = json.dumps({"id": job_id, "input": f"input-{index}"})
-        out = [("HSET", f"base:job:{{{job_id}}}", "record", record, "status", "pending")]
+        out: list[tuple[str, ...]] = [("HSET", f"base:job:{{{job_id}}}", "record", record, "status", "pending")]
         out.append(("HSET", f"base:job:{{{job_id}}}", "status", "running"))
         for step in range(STEPS):
             out.append(("RPUSH", f"base:steps:{{{job_id}}}", json.dumps(step_result(step))))
@@ -185,7 +185,7 @@ async def redis_baseline(url: str, jobs: int, concurrency: int, pipelined: bool)
 
         async def one(index: int) -> None:
             for command in commands(index):
-                await client.execute_command(*command)
+                await client.execute_command(*command)  # type: ignore[no-untyped-call]
 
         await run_pool(jobs, concurrency, one)
     elapsed = time.perf_counter() - started
@@ -227,7 +227,7 @@ class RedisServer:
 
 
 def ratio(durapod: dict[str, Any], baseline: dict[str, Any]) -> float:
-    return round(durapod["jobs_per_second"] / baseline["jobs_per_second"], 4)
+    return round(float(durapod["jobs_per_second"]) / float(baseline["jobs_per_second"]), 4)
 
 
 async def main() -> None:
