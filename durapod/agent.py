@@ -23,6 +23,7 @@ from pydantic import JsonValue
 
 from durapod._control import ALLOWED, apply_control, get_job, resumed
 from durapod._invoke import AgentInvoker, agent_name
+from durapod._retry import retry_unavailable
 from durapod._stream import EventSource, Subscribers, follow
 from durapod.actors.actor import ActorRef, spawn
 from durapod.actors.eventlog import EventLog
@@ -891,7 +892,12 @@ class DurableAgent:
                     updated_at=now,
                 )
             try:
-                slot.job = await self.store.save(new, expected_version=job.version)
+                slot.job = await retry_unavailable(
+                    lambda: self.store.save(new, expected_version=job.version),  # noqa: B023 - awaited at once
+                    self.clock,
+                    log,
+                    what=f"record failure of {job.id}",
+                )
             except VersionConflict:
                 fresh = await self.store.get(job.id)
                 if fresh is None:

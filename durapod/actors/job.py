@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from pydantic import JsonValue
 
+from durapod._retry import retry_unavailable
 from durapod.actors.actor import Actor, ControlMessage
 from durapod.actors.eventlog import EventLog
 from durapod.context import JobContext, Suspend
@@ -348,7 +349,10 @@ class JobActor(Actor[ControlMessage]):
             epoch=job.epoch,
             recorded_at=self.runtime.clock.utcnow(),
         )
-        await self.runtime.store.append_step(record)
+        store = self.runtime.store
+        await retry_unavailable(
+            lambda: store.append_step(record), self.runtime.clock, self.log, what=f"journal step {name!r}"
+        )
         self.slot.events.append({"type": "step", "name": name, "index": index, "result": result})
         return record
 
@@ -373,8 +377,16 @@ class JobActor(Actor[ControlMessage]):
     async def _write(self, **changes: Any) -> bool:
         """Compare-and-set the job with ``changes``; on a lost race, re-read it and stop the agent."""
         job = self.job
+        new = job.evolve(**changes)
+        store = self.runtime.store
         try:
-            self.job = await self.runtime.store.save(job.evolve(**changes), expected_version=job.version)
+            # A store that blinks does not fail the job: the result waits here until it can be written.
+            self.job = await retry_unavailable(
+                lambda: store.save(new, expected_version=job.version),
+                self.runtime.clock,
+                self.log,
+                what=f"write {new.status}",
+            )
         except VersionConflict:
             await self._reconcile()
             return False

@@ -1,0 +1,49 @@
+"""Riding out a store that blinks: retry an operation while the store is unreachable."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from durapod.errors import StoreUnavailable
+from durapod.supervisor.clock import Clock
+
+__all__ = ["retry_unavailable"]
+
+T = TypeVar("T")
+
+
+async def retry_unavailable(
+    operation: Callable[[], Awaitable[T]],
+    clock: Clock,
+    log: Any,
+    *,
+    what: str,
+    give_up_after: float | None = None,
+    first_delay: float = 0.05,
+    max_delay: float = 2.0,
+) -> T:
+    """Run ``operation``; while it raises :class:`StoreUnavailable`, wait (exponential backoff) and retry.
+
+    Logs a warning on the first failure and once the store is back. Raises the last
+    ``StoreUnavailable`` once ``give_up_after`` seconds have passed (None: never gives up).
+    Other errors propagate at once.
+    """
+    delay = first_delay
+    started = clock.monotonic()
+    failures = 0
+    while True:
+        try:
+            result = await operation()
+        except StoreUnavailable as exc:
+            failures += 1
+            if failures == 1:
+                log.warning("store unavailable; retrying", operation=what, error=str(exc))
+            if give_up_after is not None and clock.monotonic() - started + delay > give_up_after:
+                raise
+            await clock.sleep(delay)
+            delay = min(delay * 2, max_delay)
+            continue
+        if failures:
+            log.warning("store is back", operation=what, retries=failures)
+        return result
