@@ -46,6 +46,7 @@ from durapod.events import (
 )
 from durapod.models import Job, JobStatus, StepRecord
 from durapod.stores import ControlRequest, MemoryStore, Page, Store, open_store
+from durapod.stores.sqlite import SQLiteStore
 from durapod.supervisor import Backoff, ChildSpec, RestartDecision, RestartType, Strategy, Supervisor
 
 __version__ = "0.1.0"
@@ -85,6 +86,7 @@ __all__ = [
     "RestartDecision",
     "RestartIntensityExceeded",
     "RestartType",
+    "SQLiteStore",
     "StaleOwnerError",
     "StepEvent",
     "StepMismatch",

@@ -28,9 +28,7 @@ class Subscription:
     """One consumer's live queue of a job's events."""
 
     job_id: str
-    queue: asyncio.Queue[dict[str, JsonValue]] = field(
-        default_factory=lambda: asyncio.Queue(SUBSCRIBER_BUFFER)
-    )
+    queue: asyncio.Queue[dict[str, JsonValue]] = field(default_factory=lambda: asyncio.Queue(SUBSCRIBER_BUFFER))
     lagging: bool = False
 
 

@@ -28,12 +28,13 @@ class Worker:
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
+        self.process.communicate(timeout=30)  # reaps it and closes its pipes
         self.killed = True
 
     def terminate(self) -> int:
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
+        self.process.communicate(timeout=60)
+        return self.process.returncode
 
 
 @dataclass
@@ -98,7 +99,7 @@ class Fleet:
         for worker in self.workers:
             if worker.process.poll() is None:
                 worker.process.kill()
-                worker.process.wait(timeout=30)
+            worker.process.communicate(timeout=30)
 
 
 @dataclass

@@ -192,36 +192,46 @@ async def spawn(
     mailbox: Mailbox[Any] = Mailbox._create(actor_name, actor.mailbox_capacity, actor.overflow_policy)
     ref: ActorRef[M] = ActorRef._create(actor_name, mailbox)  # type: ignore[assignment]
     actor._ref = ref
-    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    ref._task = asyncio.create_task(_run(actor, ref, mailbox, ready, restart, restarted_after), name=actor_name)
-    try:
-        await ready
-    except asyncio.CancelledError:
-        if not ready.cancelled():
-            raise  # on_start failed with a CancelledError of its own
-        ref.kill()  # the caller gave up waiting: do not leave a half-started actor behind
-        raise
-    return ref
-
-
-async def _run(
-    actor: Actor[Any],
-    ref: ActorRef[Any],
-    mailbox: Mailbox[Any],
-    ready: asyncio.Future[None],
-    restart: bool,
-    restarted_after: BaseException | None,
-) -> None:
-    error: BaseException | None = None
-    started = False
+    # Readiness: on_start runs here, in the caller's task, so that spawn returns once the actor's state
+    # is loaded and a failure (a corrupt record) is raised to the caller, not lost in a background task.
     try:
         if restart:
             await actor.on_restart(restarted_after)
         await actor.on_start()
-        started = True
-        if ready.done():  # the spawner was cancelled while we started
-            return
-        ready.set_result(None)
+    except BaseException as exc:
+        mailbox.close()
+        ref._exit.set_result(exc)
+        raise
+    task = ref._task = asyncio.create_task(_run(actor, ref, mailbox), name=actor_name)
+    task.add_done_callback(lambda _: _killed_before_running(actor, ref, mailbox))
+    return ref
+
+
+def _killed_before_running(actor: Actor[Any], ref: ActorRef[Any], mailbox: Mailbox[Any]) -> None:
+    """A task cancelled before its first step never runs ``_run``: stop the actor here instead."""
+    if ref._exit.done():
+        return
+    mailbox.close()
+    error = asyncio.CancelledError()
+
+    async def stop() -> None:
+        try:
+            await actor.on_stop(error)
+        except Exception:
+            _log.exception("actor on_stop failed", actor=ref.name)
+        finally:
+            ref._exit.set_result(error)
+
+    _STOPPING.add(task := asyncio.ensure_future(stop()))
+    task.add_done_callback(_STOPPING.discard)
+
+
+_STOPPING: set[asyncio.Future[None]] = set()
+
+
+async def _run(actor: Actor[Any], ref: ActorRef[Any], mailbox: Mailbox[Any]) -> None:
+    error: BaseException | None = None
+    try:
         while True:
             try:
                 item = await mailbox.get()
@@ -248,18 +258,13 @@ async def _run(
         error = exc
     except Exception as exc:
         error = exc
-        if not started and not ready.done():
-            ready.set_exception(exc)
     finally:
         mailbox.close()
         for left in mailbox.drain():
             if type(left) is _Ask and not left.reply.done():
                 left.reply.set_exception(AskTimeout(ref.name, 0.0))
-        if not ready.done():
-            ready.set_exception(error if isinstance(error, Exception) else RuntimeError(f"{ref.name} did not start"))
         try:
-            if started:
-                await actor.on_stop(error)
+            await actor.on_stop(error)
         except Exception:
             _log.exception("actor on_stop failed", actor=ref.name)
         finally:

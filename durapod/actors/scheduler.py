@@ -213,4 +213,3 @@ class SchedulerActor(Actor[Any]):
         if created:
             self._log.info("schedule fired", schedule=state.name, job_id=job_id)
         return None
-

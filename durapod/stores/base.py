@@ -82,9 +82,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     """Decode :func:`encode_cursor`; raise ``ValueError`` naming the cursor if it is not one."""
     try:
         created, job_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created), str(job_id)
+        moment = datetime.fromisoformat(created)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"invalid cursor {cursor!r}") from exc
+    if moment.tzinfo is None:
+        raise ValueError(f"invalid cursor {cursor!r}")
+    return moment, str(job_id)
 
 
 def matches(
@@ -94,6 +97,8 @@ def matches(
     metadata: Mapping[str, JsonValue] | None,
 ) -> bool:
     """True if ``job`` passes the filters of :meth:`Store.list` (for stores that filter in Python)."""
+    if isinstance(status, str):
+        status = (JobStatus(status),)
     if status is not None and job.status not in status:
         return False
     if agent is not None and job.agent != agent:
@@ -138,6 +143,10 @@ class Store(Protocol):
         """Jobs newest first (``created_at``, then id, descending), filtered, one page of ``limit``.
 
         ``cursor`` is a previous page's ``next_cursor``; ``next_cursor`` is None on the last page.
+        Metadata values compare by JSON equality as Python sees it (``1 == 1.0``).
+
+        Raises:
+            ValueError: a negative ``limit`` or an invalid ``cursor``.
         """
         ...
 
@@ -160,7 +169,11 @@ class Store(Protocol):
         ...
 
     async def append_events(self, job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> None:
-        """Append events (JSON objects, each with an int ``seq``) to the job's event log."""
+        """Append events (JSON objects, each with an int ``seq``) to the job's event log.
+
+        An event whose ``seq`` is already logged for the job is ignored (a retried flush is harmless);
+        an event without an int ``seq`` is refused with :class:`InvalidInput`.
+        """
         ...
 
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
@@ -192,7 +205,8 @@ class Store(Protocol):
     ) -> builtins.list[Job]:
         """Claim up to ``limit`` claimable jobs (as :meth:`claim`) of ``agent`` (None: any agent).
 
-        Oldest first, so that queued jobs run in the order they were submitted.
+        Oldest first, so that queued jobs run in the order they were submitted. A job whose record is
+        corrupt is skipped (and stays where it is), so that one bad record never stops every worker.
         """
         ...
 
@@ -213,7 +227,7 @@ class Store(Protocol):
         ...
 
     async def take_controls(self, job_ids: Collection[str]) -> builtins.list[ControlRequest]:
-        """Remove and return the control requests of ``job_ids``, oldest first."""
+        """Remove and return the control requests of ``job_ids``, oldest first (ties in the order asked)."""
         ...
 
     async def get_schedule(self, agent: str, name: str) -> ScheduleState | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import itertools
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
@@ -10,7 +11,7 @@ from datetime import datetime
 import aiorwlock
 from pydantic import JsonValue
 
-from durapod.errors import JobNotFound, StaleOwnerError, VersionConflict
+from durapod.errors import InvalidInput, JobNotFound, StaleOwnerError, VersionConflict
 from durapod.models import SETTLED, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
 from durapod.stores.base import ControlRequest, Page, Store, decode_cursor, encode_cursor, matches
@@ -29,7 +30,7 @@ def _lease_is_free(job: Job, owner: str, now: datetime, reclaim_own: bool) -> bo
 
 
 def _claimed(job: Job, owner: str, lease_until: datetime) -> Job:
-    recoveries = job.recoveries + 1 if job.status is JobStatus.RUNNING else job.recoveries
+    recoveries = job.recoveries + 1 if job.status == JobStatus.RUNNING else job.recoveries
     return job.evolve(owner=owner, lease_until=lease_until, epoch=job.epoch + 1, recoveries=recoveries)
 
 
@@ -48,7 +49,8 @@ class MemoryStore(Store):
         self._jobs: dict[str, Job] = {}
         self._steps: defaultdict[str, list[StepRecord]] = defaultdict(list)
         self._events: defaultdict[str, list[dict[str, JsonValue]]] = defaultdict(list)
-        self._controls: defaultdict[str, list[ControlRequest]] = defaultdict(list)
+        self._controls: defaultdict[str, list[tuple[int, ControlRequest]]] = defaultdict(list)
+        self._asked = itertools.count()
         self._schedules: dict[tuple[str, str], ScheduleState] = {}
 
     def __repr__(self) -> str:
@@ -100,6 +102,8 @@ class MemoryStore(Store):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page:
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"invalid limit {limit!r}: expected an int >= 0")
         async with self._lock.reader_lock:
             found = [self._current(job) for job in self._jobs.values() if matches(job, status, agent, metadata)]
         found.sort(key=lambda job: (job.created_at, job.id), reverse=True)
@@ -124,7 +128,7 @@ class MemoryStore(Store):
             if job is None:
                 raise JobNotFound(record.job_id)
             journal = self._steps[record.job_id]
-            if job.status is not JobStatus.RUNNING or job.epoch != record.epoch:
+            if job.status != JobStatus.RUNNING or job.epoch != record.epoch:
                 raise StaleOwnerError(record.job_id, record.epoch, job.epoch, f"job is {job.status}")
             if record.index != len(journal):
                 raise StaleOwnerError(
@@ -137,8 +141,17 @@ class MemoryStore(Store):
             return list(self._steps.get(job_id, ()))
 
     async def append_events(self, job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> None:
+        for event in events:
+            if not isinstance(event.get("seq"), int) or isinstance(event.get("seq"), bool):
+                raise InvalidInput("event", dict(event), "needs an int 'seq'", job_id)
         async with self._lock.writer_lock:
-            self._events[job_id].extend(dict(event) for event in events)
+            log = self._events[job_id]
+            last = log[-1]["seq"] if log else -1
+            for event in events:
+                seq = event["seq"]
+                if isinstance(seq, int) and isinstance(last, int) and seq > last:  # a logged seq is ignored
+                    log.append(dict(event))
+                    last = seq
 
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
         async with self._lock.reader_lock:
@@ -205,15 +218,15 @@ class MemoryStore(Store):
         async with self._lock.writer_lock:
             if request.job_id not in self._jobs:
                 raise JobNotFound(request.job_id)
-            self._controls[request.job_id].append(request)
+            self._controls[request.job_id].append((next(self._asked), request))
 
     async def take_controls(self, job_ids: Collection[str]) -> builtins.list[ControlRequest]:
-        taken: builtins.list[ControlRequest] = []
+        taken: builtins.list[tuple[int, ControlRequest]] = []
         async with self._lock.writer_lock:
             for job_id in job_ids:
                 taken.extend(self._controls.pop(job_id, ()))
-        taken.sort(key=lambda request: request.requested_at)
-        return taken
+        taken.sort(key=lambda item: (item[1].requested_at, item[0]))
+        return [request for _, request in taken]
 
     async def get_schedule(self, agent: str, name: str) -> ScheduleState | None:
         async with self._lock.reader_lock:

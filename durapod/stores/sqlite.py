@@ -1,11 +1,13 @@
 """SQLiteStore: the store contract in one SQLite file, with group commit across jobs.
 
 Every write is queued to one writer thread that owns the write connection. The writer takes everything
-queued (a batch), runs each operation inside its own ``SAVEPOINT`` of one ``BEGIN IMMEDIATE``
-transaction, commits once, and then wakes the awaiting coroutines of each event loop with one
-``call_soon_threadsafe``. A refused operation (a :class:`VersionConflict`, a fenced step) rolls back to its
-savepoint and gets its own exception; the rest of the batch commits. Reads run on a second connection in
-a reader thread, batched the same way. No sqlite call ever runs on the event loop.
+queued (a batch), runs it in one ``BEGIN IMMEDIATE`` transaction, commits once, and then wakes the
+awaiting coroutines of each event loop with one ``call_soon_threadsafe``. A refused operation (a
+:class:`VersionConflict`, a fenced step) gets its own exception and the rest of the batch commits: every
+operation makes its checks before its first write, so a refusal has nothing to undo (this is checked; an
+operation that breaks the rule, or an unexpected failure such as a full disk, makes the writer run the
+batch again one operation per transaction, so each still gets its own answer). Reads run on a second
+connection in a reader thread, batched the same way. No sqlite call ever runs on the event loop.
 
 Schema (``PRAGMA user_version`` 1): ``jobs`` holds each job's JSON record (``Job.model_dump_json()``)
 next to the queryable columns; times are integer microseconds since the Unix epoch (UTC) so that they
@@ -26,6 +28,9 @@ the job (or retry the compare-and-set, which fails safely) to find out.
 from __future__ import annotations
 
 import asyncio
+import builtins
+import contextlib
+import functools
 import json
 import os
 import queue
@@ -49,16 +54,15 @@ from durapod.errors import (
     StoreUnavailable,
     VersionConflict,
 )
-from durapod.models import SETTLED, Job, JobStatus, StepRecord, utcnow
-from durapod.stores.base import ControlKind, ControlRequest, Page, decode_cursor, encode_cursor, matches
+from durapod.models import SETTLED, Job, JobStatus, StepRecord
+from durapod.schedules import ScheduleState
+from durapod.stores.base import ControlKind, ControlRequest, Page, Store, decode_cursor, encode_cursor, matches
 
 __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 1
-
-_SCHEMA: Final = (
+_SCHEMA_1: Final = (
     """CREATE TABLE jobs (
         id TEXT PRIMARY KEY,
         agent TEXT NOT NULL,
@@ -89,13 +93,24 @@ _SCHEMA: Final = (
         requested_at INTEGER NOT NULL
     )""",
     "CREATE INDEX controls_job ON controls (job_id)",
+    # the journal's length is the job's ``steps``: kept by sqlite itself, so a step is one statement
+    """CREATE TRIGGER steps_count AFTER INSERT ON steps BEGIN
+        UPDATE jobs SET steps = NEW.idx + 1 WHERE id = NEW.job_id;
+    END""",
+    """CREATE TABLE schedules (
+        agent TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, record TEXT NOT NULL,
+        PRIMARY KEY (agent, name)
+    ) WITHOUT ROWID""",
 )
+#: ``_MIGRATIONS[n]`` takes a file from schema version ``n`` to ``n + 1``; append, never edit.
+_MIGRATIONS: Final = (_SCHEMA_1,)
+SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
 # the columns every job read selects, in the order _decode_job expects
 _JOB_COLUMNS: Final = "id, record, owner, lease_until, epoch, version, steps"
 _CLAIMABLE_SQL: Final = (
-    "status IN ('pending', 'running') AND (owner IS NULL OR owner = :owner OR lease_until IS NULL"
-    " OR lease_until < :now)"
+    "status IN ('pending', 'running') AND (owner IS NULL OR lease_until IS NULL OR lease_until < :now"
+    " OR (:reclaim_own AND owner = :owner))"
 )
 _SAVE_SQL: Final = """
     UPDATE jobs SET
@@ -130,13 +145,19 @@ def _optional_micros(moment: datetime | None) -> int | None:
     return None if moment is None else _micros(moment)
 
 
+def _reason(exc: Exception) -> str:
+    """An exception's message on one line, short enough for a log."""
+    reason = " ".join(str(exc).split())
+    return reason if len(reason) <= 300 else reason[:297] + "..."
+
+
 def _decode_job(row: Sequence[Any]) -> Job:
     """Decode a row of ``_JOB_COLUMNS`` and apply the columns the store maintains."""
     job_id, record, owner, lease_micros, epoch, version, steps = row
     try:
         job = Job.model_validate_json(record)
     except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
-        raise CorruptRecord(job_id, str(exc).splitlines()[0]) from None
+        raise CorruptRecord(job_id, _reason(exc)) from None
     if job.id != job_id:
         raise CorruptRecord(job_id, f"the record is of job {job.id!r}")
     lease_until = None if lease_micros is None else _moment(lease_micros)
@@ -174,7 +195,9 @@ def _encode_json(value: object, what: str, job_id: str) -> str:
 
 # ---------------------------------------------------------------------------------------------------
 # Operations. Each runs in a worker thread with that thread's connection, inside the batch's transaction
-# (writes) and raises a DurapodError to refuse; the worker rolls the operation back to its savepoint.
+# (writes). An operation refuses by raising a DurapodError, and only before its first write: so a refusal
+# needs no rollback, and the batch's other operations commit. (A savepoint per operation would cost three
+# statements, and as many GIL hand-overs, instead of one.) The worker checks the rule as it goes.
 
 
 def _op_create(conn: sqlite3.Connection, values: tuple[Any, ...]) -> Job | None:
@@ -257,8 +280,7 @@ def _op_delete(conn: sqlite3.Connection, job_id: str) -> bool:
 
 def _op_append_step(conn: sqlite3.Connection, job_id: str, index: int, epoch: int, record: str) -> None:
     if conn.execute(_APPEND_STEP_SQL, (job_id, index, record, epoch)).rowcount:
-        conn.execute("UPDATE jobs SET steps = ? WHERE id = ?", (index + 1, job_id))
-        return
+        return  # the steps_count trigger has set the job's count
     found = conn.execute("SELECT status, epoch FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if found is None:
         raise JobNotFound(job_id)
@@ -277,7 +299,7 @@ def _op_read_steps(conn: sqlite3.Connection, job_id: str) -> list[StepRecord]:
         try:
             steps.append(StepRecord.model_validate_json(record))
         except (ValueError, TypeError) as exc:
-            raise CorruptRecord(f"{job_id}/steps/{index}", str(exc).splitlines()[0]) from None
+            raise CorruptRecord(f"{job_id}/steps/{index}", _reason(exc)) from None
     return steps
 
 
@@ -293,17 +315,19 @@ def _op_read_events(conn: sqlite3.Connection, job_id: str, after: int) -> list[d
         try:
             event = json.loads(record)
         except (ValueError, TypeError) as exc:
-            raise CorruptRecord(f"{job_id}/events/{seq}", str(exc)) from None
+            raise CorruptRecord(f"{job_id}/events/{seq}", _reason(exc)) from None
         if not isinstance(event, dict):
             raise CorruptRecord(f"{job_id}/events/{seq}", "not a JSON object")
         events.append(event)
     return events
 
 
-def _op_claim(conn: sqlite3.Connection, job_id: str, owner: str, lease_until: datetime, now: int) -> Job | None:
+def _op_claim(
+    conn: sqlite3.Connection, job_id: str, owner: str, lease_until: datetime, now: int, reclaim_own: bool
+) -> Job | None:
     row = conn.execute(
         f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = :id AND {_CLAIMABLE_SQL}",
-        {"id": job_id, "owner": owner, "now": now},
+        {"id": job_id, "owner": owner, "now": now, "reclaim_own": reclaim_own},
     ).fetchone()
     if row is None:
         return None
@@ -313,7 +337,13 @@ def _op_claim(conn: sqlite3.Connection, job_id: str, owner: str, lease_until: da
 
 
 def _op_claim_orphans(
-    conn: sqlite3.Connection, agent: str | None, owner: str, lease_until: datetime, now: int, limit: int
+    conn: sqlite3.Connection,
+    agent: str | None,
+    owner: str,
+    lease_until: datetime,
+    now: int,
+    limit: int,
+    reclaim_own: bool,
 ) -> list[Job]:
     claimed: list[Job] = []
     after = (-(2**62), "")
@@ -321,7 +351,8 @@ def _op_claim_orphans(
         WHERE {_CLAIMABLE_SQL} AND (:agent IS NULL OR agent = :agent) AND (created_at, id) > (:created, :id)
         ORDER BY created_at, id LIMIT :limit"""
     while len(claimed) < limit:
-        params = {"owner": owner, "now": now, "agent": agent, "created": after[0], "id": after[1]}
+        params = {"owner": owner, "now": now, "reclaim_own": reclaim_own, "agent": agent}
+        params.update(created=after[0], id=after[1])
         rows = conn.execute(sql, {**params, "limit": limit - len(claimed)}).fetchall()
         if not rows:
             break
@@ -361,19 +392,69 @@ def _op_request_control(conn: sqlite3.Connection, job_id: str, kind: str, payloa
 
 def _op_take_controls(conn: sqlite3.Connection, job_ids: str) -> list[ControlRequest]:
     rows = conn.execute(
-        "DELETE FROM controls WHERE job_id IN (SELECT value FROM json_each(?))"
-        " RETURNING id, job_id, kind, payload, requested_at",
+        "SELECT id, job_id, kind, payload, requested_at FROM controls"
+        " WHERE job_id IN (SELECT value FROM json_each(?)) ORDER BY requested_at, id",
         (job_ids,),
     ).fetchall()
-    rows.sort(key=lambda row: (row[4], row[0]))
     taken: list[ControlRequest] = []
     for control_id, job_id, kind, payload, requested_at in rows:
         try:
             decoded = json.loads(payload)
         except (ValueError, TypeError) as exc:
-            raise CorruptRecord(f"controls/{control_id}", str(exc)) from None
+            raise CorruptRecord(f"controls/{control_id}", _reason(exc)) from None
         taken.append(ControlRequest(job_id, kind, _moment(requested_at), decoded))
+    if rows:
+        conn.execute(
+            "DELETE FROM controls WHERE id IN (SELECT value FROM json_each(?))", (json.dumps([row[0] for row in rows]),)
+        )
     return taken
+
+
+def _decode_schedule(agent: str, name: str, record: str) -> ScheduleState:
+    try:
+        return ScheduleState.model_validate_json(record)
+    except (ValueError, TypeError) as exc:
+        raise CorruptRecord(f"schedules/{agent}/{name}", _reason(exc)) from None
+
+
+def _op_get_schedule(conn: sqlite3.Connection, agent: str, name: str) -> ScheduleState | None:
+    row = conn.execute("SELECT record FROM schedules WHERE agent = ? AND name = ?", (agent, name)).fetchone()
+    return None if row is None else _decode_schedule(agent, name, row[0])
+
+
+def _op_save_schedule(
+    conn: sqlite3.Connection, agent: str, name: str, version: int, expected_version: int | None, record: str
+) -> None:
+    if expected_version is None:
+        written = conn.execute(
+            "INSERT INTO schedules (agent, name, version, record) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (agent, name, version, record),
+        ).rowcount
+    elif version == expected_version + 1:
+        written = conn.execute(
+            "UPDATE schedules SET version = ?, record = ? WHERE agent = ? AND name = ? AND version = ?",
+            (version, record, agent, name, expected_version),
+        ).rowcount
+    else:
+        written = 0
+    if not written:
+        found = conn.execute("SELECT version FROM schedules WHERE agent = ? AND name = ?", (agent, name)).fetchone()
+        raise VersionConflict(
+            f"schedule {agent}/{name}",
+            0 if expected_version is None else expected_version,
+            None if found is None else found[0],
+        )
+
+
+def _op_list_schedules(conn: sqlite3.Connection, agent: str | None) -> list[ScheduleState]:
+    rows = conn.execute(
+        "SELECT agent, name, record FROM schedules WHERE ?1 IS NULL OR agent = ?1 ORDER BY agent, name", (agent,)
+    )
+    return [_decode_schedule(*row) for row in rows]
+
+
+def _op_delete_schedule(conn: sqlite3.Connection, agent: str, name: str) -> bool:
+    return conn.execute("DELETE FROM schedules WHERE agent = ? AND name = ?", (agent, name)).rowcount > 0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -389,7 +470,8 @@ class _Stop:
         self.done = done
 
 
-_Item = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"] | _Stop
+_Work = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
+_Item = _Work | _Stop
 # (future, succeeded, result or exception)
 _Outcome = tuple["asyncio.Future[Any]", bool, Any]
 
@@ -411,10 +493,8 @@ def _deliver(outcomes: list[_Outcome]) -> None:
     for outcome in outcomes:
         by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
     for loop, settled in by_loop.items():
-        try:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits these any more
             loop.call_soon_threadsafe(_settle, settled)
-        except RuntimeError:  # the loop is closed: nobody is awaiting these any more
-            pass
 
 
 def _store_error(path: str, exc: BaseException) -> StoreError:
@@ -441,9 +521,10 @@ def _connect(path: str, *, synchronous: str, busy_timeout: float) -> sqlite3.Con
                     f"SQLite store {path!r} has schema version {version}, newer than the version"
                     f" {SCHEMA_VERSION} this durapod knows; upgrade durapod"
                 )
-            if version < 1:
-                for statement in _SCHEMA:
+            for statements in _MIGRATIONS[version:]:
+                for statement in statements:
                     conn.execute(statement)
+            if version < SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         finally:
@@ -455,8 +536,17 @@ def _connect(path: str, *, synchronous: str, busy_timeout: float) -> sqlite3.Con
     return conn
 
 
+def _open(path: str, file: str, synchronous: str, busy_timeout: float) -> sqlite3.Connection:
+    try:
+        return _connect(file, synchronous=synchronous, busy_timeout=busy_timeout)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from exc
+
+
 class _Worker:
     """A thread that owns one connection and runs the operations queued for it, a batch at a time."""
+
+    max_batch = 1000
 
     def __init__(self, path: str, role: str, connect: Callable[[], sqlite3.Connection], *, writes: bool) -> None:
         self.queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
@@ -471,19 +561,25 @@ class _Worker:
         stop: _Stop | None = None
         try:
             while stop is None:
-                batch: list[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]] = []
+                batch: list[_Work] = []
                 item = self.queue.get()
                 while True:
                     if isinstance(item, _Stop):
                         stop = item
                         break
                     batch.append(item)
+                    if len(batch) >= self.max_batch:
+                        break
                     try:
                         item = self.queue.get_nowait()
                     except queue.Empty:
                         break
                 if batch:
-                    _deliver(self._run(batch))
+                    try:
+                        outcomes = self._run(batch)
+                    except Exception as exc:  # a bug here must not stop the thread nor strand the callers
+                        outcomes = [(future, False, _store_error(self._path, exc)) for _, _, future in batch]
+                    _deliver(outcomes)
         finally:
             if self._conn is not None:
                 self._conn.close()
@@ -491,22 +587,28 @@ class _Worker:
             if stop is not None and stop.done is not None:
                 _deliver([(stop.done, True, None)])
 
-    def _run(self, batch: list[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]]) -> list[_Outcome]:
-        try:
-            if self._conn is None:
+    def _run(self, batch: list[_Work]) -> list[_Outcome]:
+        if self._conn is None:
+            try:
                 self._conn = self._connect()
-            if self._writes:
-                return self._run_transaction(self._conn, batch)
-            return [self._run_one(self._conn, op, args, future) for op, args, future in batch]
-        except StoreError as exc:  # the file could not be opened
-            return [(future, False, StoreError(str(exc))) for _, _, future in batch]
-        except Exception as exc:  # the transaction failed as a whole: nothing of the batch was written
-            if self._conn is not None and self._conn.in_transaction:
-                try:
-                    self._conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
+            except StoreError as exc:  # the file cannot be opened: the next batch tries again
+                return [(future, False, StoreError(str(exc))) for _, _, future in batch]
+        conn = self._conn
+        if not self._writes:
+            return [self._run_one(conn, op, args, future) for op, args, future in batch]
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:  # another process held the write lock beyond busy_timeout
             return [(future, False, _store_error(self._path, exc)) for _, _, future in batch]
+        try:
+            return self._run_together(conn, batch)
+        except Exception:
+            # something failed that should not (an I/O error, a full disk, a refusal after a write):
+            # nothing of the batch is committed, so run each operation alone to give each its own answer
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            return [self._run_alone(conn, op, args, future) for op, args, future in batch]
 
     def _run_one(
         self, conn: sqlite3.Connection, op: Callable[..., Any], args: tuple[Any, ...], future: asyncio.Future[Any]
@@ -518,28 +620,43 @@ class _Worker:
         except Exception as exc:
             return (future, False, _store_error(self._path, exc))
 
-    def _run_transaction(
-        self, conn: sqlite3.Connection, batch: list[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]]
-    ) -> list[_Outcome]:
+    def _run_together(self, conn: sqlite3.Connection, batch: list[_Work]) -> list[_Outcome]:
+        """Group commit: the whole batch in the transaction begun by the caller, committed once."""
         outcomes: list[_Outcome] = []
-        conn.execute("BEGIN IMMEDIATE")
         for op, args, future in batch:
-            conn.execute("SAVEPOINT op")
-            outcome = self._run_one(conn, op, args, future)
-            if not outcome[1]:
-                if not conn.in_transaction:  # sqlite rolled the whole transaction back (I/O error, full disk)
-                    raise outcome[2]
-                conn.execute("ROLLBACK TO op")
-            conn.execute("RELEASE op")
-            outcomes.append(outcome)
+            changes = conn.total_changes
+            try:
+                outcomes.append((future, True, op(conn, *args)))
+            except DurapodError as exc:
+                if conn.total_changes != changes:
+                    raise  # refused after writing: only a transaction of its own can undo it
+                outcomes.append((future, False, exc))
         conn.execute("COMMIT")
         return outcomes
+
+    def _run_alone(
+        self, conn: sqlite3.Connection, op: Callable[..., Any], args: tuple[Any, ...], future: asyncio.Future[Any]
+    ) -> _Outcome:
+        """One operation in a transaction of its own, rolled back unless it succeeds."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            return (future, False, _store_error(self._path, exc))
+        outcome = self._run_one(conn, op, args, future)
+        try:
+            conn.execute("COMMIT" if outcome[1] else "ROLLBACK")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            return (future, False, _store_error(self._path, exc))
+        return outcome
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
 
-class SQLiteStore:
+class SQLiteStore(Store):
     """Jobs, journals, events, leases and control requests in one SQLite file (WAL mode).
 
     The embedded default for anything that must survive a restart. Writes from many coroutines are
@@ -603,15 +720,11 @@ class SQLiteStore:
 
     # -- plumbing ------------------------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            return _connect(self._file, synchronous=self._synchronous, busy_timeout=self._busy_timeout)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open SQLite store {self._path!r}: {exc}") from exc
-
     def _worker(self, role: str) -> _Worker:
-        worker = _Worker(self._path, role, self._connect, writes=role == "writer")
-        # a store dropped without close() still stops its thread
+        # the worker must not hold the store, so that a store dropped without close() is collected
+        # and its finalizer stops the thread
+        connect = functools.partial(_open, self._path, self._file, self._synchronous, self._busy_timeout)
+        worker = _Worker(self._path, role, connect, writes=role == "writer")
         weakref.finalize(self, worker.queue.put, _Stop(None))
         return worker
 
@@ -630,11 +743,11 @@ class SQLiteStore:
                 self._writer.queue.put((op, args, future))
         return future
 
-    async def _write(self, op: Callable[..., T], *args: Any) -> T:
-        return await self._submit(False, op, args)
+    def _write(self, op: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return self._submit(False, op, args)
 
-    async def _read(self, op: Callable[..., T], *args: Any) -> T:
-        return await self._submit(True, op, args)
+    def _read(self, op: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return self._submit(True, op, args)
 
     # -- the Store protocol ----------------------------------------------------------------------------
 
@@ -656,7 +769,7 @@ class SQLiteStore:
             _optional_micros(job.lease_until),
             job.epoch,
             job.version,
-            job.steps,
+            0,  # the journal's length is the truth for ``steps``, and a new job's journal is empty
             job.model_dump_json(),
         )
         existing = await self._write(_op_create, values)
@@ -756,7 +869,7 @@ class SQLiteStore:
         """
         await self._write(_op_append_step, record.job_id, record.index, record.epoch, record.model_dump_json())
 
-    async def read_steps(self, job_id: str) -> list[StepRecord]:
+    async def read_steps(self, job_id: str) -> builtins.list[StepRecord]:
         """The job's journal, in order (empty for an unknown job).
 
         Raises:
@@ -781,32 +894,45 @@ class SQLiteStore:
         if rows:
             await self._write(_op_append_events, rows)
 
-    async def read_events(self, job_id: str, *, after: int = -1) -> list[dict[str, JsonValue]]:
+    async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
         """The job's logged events whose ``seq`` is greater than ``after``, in ``seq`` order."""
         return await self._read(_op_read_events, job_id, after)
 
-    async def claim(self, job_id: str, owner: str, *, lease_until: datetime, now: datetime) -> Job | None:
+    async def claim(
+        self, job_id: str, owner: str, *, lease_until: datetime, now: datetime, reclaim_own: bool = False
+    ) -> Job | None:
         """Take the lease of a pending or running job whose lease is free (see :class:`Store`).
 
+        The lease is free when the job has no owner or its ``lease_until`` is None or before ``now``; with
+        ``reclaim_own`` also when ``owner`` holds it already.
+
         Returns:
-            The claimed job (``epoch`` and ``version`` one higher), or None if it is not claimable.
+            The claimed job (``epoch`` and ``version`` one higher, one more recovery if it was running),
+            or None if it is not claimable.
 
         Raises:
             CorruptRecord: the job's record cannot be decoded; nothing is written.
         """
-        return await self._write(_op_claim, job_id, owner, lease_until, _micros(now))
+        return await self._write(_op_claim, job_id, owner, lease_until, _micros(now), reclaim_own)
 
     async def claim_orphans(
-        self, agent: str | None, owner: str, *, lease_until: datetime, now: datetime, limit: int
-    ) -> list[Job]:
-        """Claim up to ``limit`` claimable jobs of ``agent`` (None: any agent), oldest first.
+        self,
+        agent: str | None,
+        owner: str,
+        *,
+        lease_until: datetime,
+        now: datetime,
+        limit: int,
+        reclaim_own: bool = False,
+    ) -> builtins.list[Job]:
+        """Claim up to ``limit`` claimable jobs (as :meth:`claim`) of ``agent`` (None: any agent), oldest first.
 
         A job whose record cannot be decoded is skipped (it stays where it is), so that one bad record
         does not stop every worker from taking the others.
         """
         if limit <= 0:
             return []
-        return await self._write(_op_claim_orphans, agent, owner, lease_until, _micros(now), limit)
+        return await self._write(_op_claim_orphans, agent, owner, lease_until, _micros(now), limit, reclaim_own)
 
     async def renew_leases(self, owner: str, job_ids: Collection[str], *, lease_until: datetime) -> set[str]:
         """Extend the leases ``owner`` holds on ``job_ids``; returns the ids it still holds.
@@ -833,11 +959,44 @@ class SQLiteStore:
         kind: ControlKind = request.kind
         await self._write(_op_request_control, request.job_id, kind, payload, _micros(request.requested_at))
 
-    async def take_controls(self, job_ids: Collection[str]) -> list[ControlRequest]:
+    async def take_controls(self, job_ids: Collection[str]) -> builtins.list[ControlRequest]:
         """Remove and return the control requests of ``job_ids``, oldest first."""
         if not job_ids:
             return []
         return await self._write(_op_take_controls, json.dumps(list(job_ids)))
+
+    async def get_schedule(self, agent: str, name: str) -> ScheduleState | None:
+        """The schedule ``name`` of ``agent``, or None.
+
+        Raises:
+            CorruptRecord: its record cannot be decoded (``.key`` is ``"schedules/<agent>/<name>"``).
+        """
+        return await self._read(_op_get_schedule, agent, name)
+
+    async def save_schedule(self, state: ScheduleState, *, expected_version: int | None) -> ScheduleState:
+        """Compare-and-set write of a schedule.
+
+        With ``expected_version`` None the schedule is created and must not exist; otherwise the stored
+        one must have ``expected_version`` and ``state.version`` must be one higher.
+
+        Returns:
+            ``state``, as stored.
+
+        Raises:
+            VersionConflict: any of those does not hold (``.job_id`` is ``"schedule <agent>/<name>"``).
+        """
+        await self._write(
+            _op_save_schedule, state.agent, state.name, state.version, expected_version, state.model_dump_json()
+        )
+        return state
+
+    async def list_schedules(self, agent: str | None = None) -> builtins.list[ScheduleState]:
+        """The schedules of ``agent`` (None: every agent), by agent and name."""
+        return await self._read(_op_list_schedules, agent)
+
+    async def delete_schedule(self, agent: str, name: str) -> bool:
+        """Remove a schedule. True if it existed."""
+        return await self._write(_op_delete_schedule, agent, name)
 
     async def close(self) -> None:
         """Commit what is queued, stop the threads and close the connections. Idempotent.
@@ -856,7 +1015,3 @@ class SQLiteStore:
             waiting = [future for future in self._stopped if future.get_loop() is loop]
         for future in waiting:
             await asyncio.shield(future)
-
-
-# keep the one reference to utcnow used by docs/tests importing from here
-_ = utcnow

@@ -185,8 +185,15 @@ class Supervisor(Actor[Any]):
         return ref
 
     def _on_child_exit(self, ref: ActorRef[Any], error: BaseException | None) -> None:
-        if not self._stopping:
-            self.ref.tell(_ChildExited(ref.name, ref, error))
+        if self._stopping:
+            return
+        if error is None:
+            # A normal stop of a transient or temporary child only ends it: no need for a message.
+            entry = self._children.get(ref.name)
+            if entry is not None and entry.ref is ref and entry.spec.restart is not RestartType.PERMANENT:
+                del self._children[ref.name]
+                return
+        self.ref.tell(_ChildExited(ref.name, ref, error))
 
     def decide(self, spec: ChildSpec, restarts: int, error: BaseException | None, ran_for: float) -> RestartDecision:
         """The restart decision for a child that stopped with ``error`` after running ``ran_for`` seconds.

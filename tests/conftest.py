@@ -1,0 +1,44 @@
+"""Shared fixtures: ``store`` runs a test once per store kind (see ``STORE_FACTORIES``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from durapod.stores.base import Store
+from durapod.stores.memory import MemoryStore
+from durapod.stores.sqlite import SQLiteStore
+
+#: Builds an empty store for one test. It gets the test's request, so that it can pull the fixtures it
+#: needs (``request.getfixturevalue("tmp_path")``, a Redis server...).
+StoreFactory = Callable[[pytest.FixtureRequest], Awaitable[Store]]
+
+
+async def _memory_store(request: pytest.FixtureRequest) -> Store:
+    return MemoryStore()
+
+
+async def _sqlite_store(request: pytest.FixtureRequest) -> Store:
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    return SQLiteStore(tmp_path / "jobs.db")
+
+
+#: Every kind of store the ``store`` fixture runs a test on. Add a kind here (with its marks in
+#: STORE_MARKS, e.g. ``[pytest.mark.redis]``) and every test that takes ``store`` runs on it too.
+STORE_FACTORIES: dict[str, StoreFactory] = {
+    "memory": _memory_store,
+    "sqlite": _sqlite_store,
+}
+STORE_MARKS: dict[str, list[pytest.MarkDecorator]] = {}
+
+
+@pytest.fixture(params=[pytest.param(kind, marks=STORE_MARKS.get(kind, []), id=kind) for kind in STORE_FACTORIES])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """A fresh, empty store of each kind in turn; closed after the test."""
+    made = await STORE_FACTORIES[request.param](request)
+    try:
+        yield made
+    finally:
+        await made.close()
