@@ -43,6 +43,7 @@ class Fleet:
     side_db: Path
     concurrency: int = 20
     lease_ttl: float = 2.0
+    step_delay: float = 0.002
     workers: list[Worker] = field(default_factory=list)
 
     def start(self, worker_id: str) -> Worker:
@@ -58,6 +59,8 @@ class Fleet:
                 str(self.concurrency),
                 "--lease-ttl",
                 str(self.lease_ttl),
+                "--step-delay",
+                str(self.step_delay),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -74,20 +77,28 @@ class Fleet:
         self.workers.append(worker)
         return worker
 
-    def executions(self) -> list[tuple[str, int, int, str, int, int]]:
+    def executions(self, kind: str = "ran") -> list[tuple[str, int, int, str, int, int]]:
+        """Rows of one kind (``ran``: a step function executed; ``journaled``: its result was committed)."""
+        return [row[1:] for row in self.rows(kind)]
+
+    def rows(self, kind: str) -> list[tuple[int, str, int, int, str, int, int]]:
+        """Rows of one kind with their global order: (seq, job_id, step, pid, worker, epoch, attempt)."""
         if not self.side_db.exists():
             return []
         with sqlite3.connect(self.side_db, timeout=30) as conn:
             try:
-                rows = conn.execute("SELECT job_id, step, pid, worker, epoch, attempt FROM executions").fetchall()
+                rows = conn.execute(
+                    "SELECT seq, job_id, step, pid, worker, epoch, attempt FROM executions WHERE kind = ? ORDER BY seq",
+                    (kind,),
+                ).fetchall()
             except sqlite3.OperationalError:
                 return []
         return [tuple(row) for row in rows]
 
-    def wait_for_executions(self, count: int, timeout: float = 120.0) -> None:
-        """Poll the side table (another process writes it) until it holds ``count`` executions."""
+    def wait_for_executions(self, count: int, timeout: float = 120.0, *, pid: int | None = None) -> None:
+        """Poll the side table (other processes write it) until it holds ``count`` executions (of ``pid``)."""
         deadline = time.monotonic() + timeout
-        while len(self.executions()) < count:
+        while len([row for row in self.executions() if pid is None or row[2] == pid]) < count:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"fewer than {count} executions after {timeout}s")
             for worker in self.workers:
@@ -136,3 +147,26 @@ def audit(rows: list[tuple[str, int, int, str, int, int]], killed_pids: set[int]
     unexplained += [(job_id, -1) for (job_id, _pid), count in per_job_and_pid.items() if count > 1]
     two_owners = [key for key, pids in owners.items() if len(pids) > 1]
     return Audit(in_flight, unexplained, two_owners)
+
+
+def stale_commits(
+    ran: list[tuple[int, str, int, int, str, int, int]], journaled: list[tuple[int, str, int, int, str, int, int]]
+) -> list[tuple[str, int, int]]:
+    """Steps committed by an owner after a newer owner of the job had started running it.
+
+    Fencing must make this empty: once a worker takes a job over (a higher epoch), the old owner's
+    journal writes are refused. Rows are globally ordered by ``seq`` across processes.
+    """
+    first_run_of_epoch: dict[tuple[str, int], int] = {}
+    for seq, job_id, _step, _pid, _worker, epoch, _attempt in ran:
+        first_run_of_epoch.setdefault((job_id, epoch), seq)
+    stale = []
+    for seq, job_id, step, _pid, _worker, epoch, _attempt in journaled:
+        newer = [
+            start
+            for (other_job, other_epoch), start in first_run_of_epoch.items()
+            if other_job == job_id and other_epoch > epoch
+        ]
+        if newer and min(newer) < seq:
+            stale.append((job_id, step, epoch))
+    return stale

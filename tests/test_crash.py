@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from durapod import Client, JobStatus, SQLiteStore
-from tests.fleet import Fleet, audit
+from tests.fleet import Fleet, audit, stale_commits
 from tests.workers.crash_worker import STEPS, expected_result
 
 pytestmark = pytest.mark.slow
@@ -70,3 +72,54 @@ def test_sigkill_at_random_moments_loses_nothing_and_reruns_no_journaled_step(tm
     assert report.two_owners == []
     assert report.reruns_in_flight <= len(killed) * fleet.concurrency
     print(f"\ncrash test: {len(killed)} kills, {report.reruns_in_flight} in-flight steps ran again")
+
+
+@pytest.mark.timeout(300)
+def test_a_worker_paused_past_its_lease_is_fenced_off(tmp_path: Path) -> None:
+    """Two workers on one SQLite file: one is frozen (SIGSTOP) past its lease, the other takes its jobs
+    over; when the first wakes up, none of its writes lands, and every job completes once."""
+    db = tmp_path / "jobs.db"
+    url = f"sqlite:///{db}"
+    fleet = Fleet(url, tmp_path / "side.db", concurrency=10, lease_ttl=1.0, step_delay=0.05)
+    jobs = 40
+
+    async def submit() -> None:
+        async with Client(SQLiteStore(db)) as client:
+            for index in range(jobs):
+                await client.submit(f"job-{index:03d}", f"in{index}", agent="crash")
+
+    asyncio.run(submit())
+    try:
+        frozen = fleet.start("worker-a")
+        fleet.wait_for_executions(10, pid=frozen.pid)
+        frozen.process.send_signal(signal.SIGSTOP)
+        taken_before = {row[0] for row in fleet.executions() if row[2] == frozen.pid}
+        other = fleet.start("worker-b")
+        # wait until the second worker runs a job the frozen one had started (its lease expired)
+        deadline = time.monotonic() + 60
+        while not any(row[2] == other.pid and row[0] in taken_before for row in fleet.executions()):
+            assert time.monotonic() < deadline, "the second worker never took over"
+            time.sleep(0.05)
+        frozen.process.send_signal(signal.SIGCONT)
+        asyncio.run(_wait_jobs(db, jobs))
+        assert frozen.terminate() == 0
+        assert other.terminate() == 0
+    finally:
+        fleet.stop_all()
+    final = asyncio.run(final_jobs(db))
+    for index in range(jobs):
+        status, result, steps = final[f"job-{index:03d}"]
+        assert status is JobStatus.COMPLETED
+        assert result == expected_result(f"in{index}")
+        assert steps == STEPS
+    assert stale_commits(fleet.rows("ran"), fleet.rows("journaled")) == []
+    report = audit(fleet.executions(), set())
+    assert report.two_owners == []
+    taken_over = {row[0] for row in fleet.executions() if row[2] == other.pid} & taken_before
+    assert taken_over, "no job was taken over"
+
+
+async def _wait_jobs(db: Path, count: int) -> None:
+    async with Client(SQLiteStore(db), poll_interval=0.2) as client:
+        for index in range(count):
+            await client.wait(f"job-{index:03d}", timeout=120)

@@ -27,8 +27,9 @@ STEPS = 5
 def side_connection(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
+    # One table for both kinds of row: its rowid orders what the processes did, across processes.
     conn.execute(
-        "CREATE TABLE IF NOT EXISTS executions ("
+        "CREATE TABLE IF NOT EXISTS executions (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT, "
         "job_id TEXT, step INTEGER, pid INTEGER, worker TEXT, epoch INTEGER, attempt INTEGER)"
     )
     return conn
@@ -45,23 +46,27 @@ async def main() -> None:
     parser.add_argument("worker_id")
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--lease-ttl", type=float, default=2.0)
+    parser.add_argument("--step-delay", type=float, default=0.002, help="seconds of work after each step")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     side = side_connection(args.side)
     pid = os.getpid()
 
-    def record(job_id: str, step: int, epoch: int, attempt: int) -> str:
+    def record(kind: str, job_id: str, step: int, epoch: int, attempt: int) -> str:
         side.execute(
-            "INSERT INTO executions VALUES (?, ?, ?, ?, ?, ?)", (job_id, step, pid, args.worker_id, epoch, attempt)
+            "INSERT INTO executions (kind, job_id, step, pid, worker, epoch, attempt) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (kind, job_id, step, pid, args.worker_id, epoch, attempt),
         )
         return str(step)
 
     async def crash(job_input: str, ctx: JobContext) -> str:
         parts = []
         for index in range(STEPS):
-            await ctx.step(f"step-{index}", record, ctx.job_id, index, ctx.epoch, ctx.attempt)
+            await ctx.step(f"step-{index}", record, "ran", ctx.job_id, index, ctx.epoch, ctx.attempt)
+            if not ctx.is_replaying:
+                record("journaled", ctx.job_id, index, ctx.epoch, ctx.attempt)
             parts.append(f"{job_input}.{index}")
-            await asyncio.sleep(0.002)  # work between steps: gives kills a chance to land anywhere
+            await asyncio.sleep(args.step_delay)  # work between steps: gives kills a chance to land anywhere
         return "|".join(parts)
 
     durable = DurableAgent(
