@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from durapod.errors import StoreUnavailable
 from durapod.supervisor.clock import Clock
 
-__all__ = ["retry_unavailable"]
+__all__ = ["PatientStore", "retry_unavailable"]
 
 T = TypeVar("T")
 
@@ -47,3 +48,33 @@ async def retry_unavailable(
         if failures:
             log.warning("store is back", operation=what, retries=failures)
         return result
+
+
+class PatientStore:
+    """A store whose operations ride out :class:`StoreUnavailable` for up to ``timeout`` seconds.
+
+    What callers of ``run``, ``status`` and the other public calls use: a blink of the store is waited
+    out, a longer outage raises ``StoreUnavailable`` after a clear, bounded time.
+    """
+
+    def __init__(self, store: Any, clock: Clock, timeout: float, log: Any) -> None:
+        self._store = store
+        self._clock = clock
+        self._timeout = timeout
+        self._log = log
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._store, name)
+        if not inspect.iscoroutinefunction(attribute):
+            return attribute
+
+        async def patient(*args: Any, **kwargs: Any) -> Any:
+            return await retry_unavailable(
+                lambda: attribute(*args, **kwargs),
+                self._clock,
+                self._log,
+                what=name,
+                give_up_after=self._timeout,
+            )
+
+        return patient

@@ -16,14 +16,14 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, cast
 
 import structlog
 from pydantic import JsonValue
 
 from durapod._control import ALLOWED, apply_control, get_job, resumed
 from durapod._invoke import AgentInvoker, agent_name
-from durapod._retry import retry_unavailable
+from durapod._retry import PatientStore, retry_unavailable
 from durapod._stream import EventSource, Subscribers, follow
 from durapod.actors.actor import ActorRef, spawn
 from durapod.actors.eventlog import EventLog
@@ -38,6 +38,7 @@ from durapod.errors import (
     JobStateError,
     NonRetryableError,
     StepMismatch,
+    StoreError,
     VersionConflict,
 )
 from durapod.events import Event
@@ -155,6 +156,9 @@ class DurableAgent:
         clock: time source (a ``durapod.testing.FakeClock`` in tests).
         random: jitter source, uniform in [0, 1).
         poll_interval: the longest gap between two store reads while waiting on another process's job.
+        store_timeout: how long public calls wait out an unreachable store before raising
+            ``StoreUnavailable`` (running jobs wait for it indefinitely: no job fails because the store
+            blinked).
 
     Example:
         >>> async def triage(ticket: str, ctx: JobContext) -> str:
@@ -189,6 +193,7 @@ class DurableAgent:
         clock: Clock | None = None,
         random: Callable[[], float] | None = None,
         poll_interval: float = 0.25,
+        store_timeout: float = 10.0,
     ) -> None:
         self._invoker = AgentInvoker(agent)
         if not isinstance(store, Store):
@@ -225,6 +230,7 @@ class DurableAgent:
         self.clock: Clock = clock or SYSTEM_CLOCK
         self._random = random or _random.random
         self.poll_interval = _positive("poll_interval", poll_interval, allow_zero=False)
+        self.store_timeout = _positive("store_timeout", store_timeout, allow_zero=False)
         parse_timezone(timezone)
         self.timezone = timezone
         self._on_schedule: dict[str, Callable[..., Any] | None] = {}
@@ -239,6 +245,7 @@ class DurableAgent:
             raise ValueError("on_schedule needs a schedule= cron expression")
         self._scheduler: SchedulerActor | None = None
         self._log = _log.bind(worker_id=self.worker_id, agent=self.name)
+        self._patient: Store = cast(Store, PatientStore(store, self.clock, self.store_timeout, self._log))
         self._waiters = _Waiters()
         self._subscribers = Subscribers()
         self._background: set[asyncio.Future[Any]] = set()
@@ -383,7 +390,11 @@ class DurableAgent:
             capacity = batch_size
             if self.max_concurrency is not None:
                 capacity = self.max_concurrency - len(supervisor.which_children())
-            claimed = await self._claim_work(capacity) if capacity > 0 else 0
+            try:
+                claimed = await self._claim_work(capacity) if capacity > 0 else 0
+            except StoreError as exc:
+                self._log.warning("cannot claim work; retrying", error=repr(exc))
+                claimed = 0
             if claimed:
                 idle_delay = 0.005
                 continue
@@ -456,7 +467,7 @@ class DurableAgent:
 
     async def schedules(self) -> builtins.list[ScheduleState]:
         """This agent's schedules as stored (their last and next fire, last error), by name."""
-        return await self.store.list_schedules(self.name)
+        return await self._patient.list_schedules(self.name)
 
     async def pause_schedule(self, name: str) -> ScheduleState:
         """Stop a schedule from firing until :meth:`resume_schedule`. Raises ``KeyError`` if unknown."""
@@ -470,7 +481,7 @@ class DurableAgent:
         """Delete a schedule. True if it existed."""
         self._on_schedule.pop(name, None)
         self._pending_schedules.pop(name, None)
-        removed = await self.store.delete_schedule(self.name, name)
+        removed = await self._patient.delete_schedule(self.name, name)
         self._wake_scheduler()
         return removed
 
@@ -515,7 +526,7 @@ class DurableAgent:
     async def start_scheduled(self, job_id: str, input: JsonValue, metadata: dict[str, JsonValue]) -> bool:
         """Create a fire's job if absent and run it here (used by the scheduler)."""
         job = self._new_job(job_id, input, metadata, owned=True)
-        stored, created = await self.store.create(job)
+        stored, created = await self._patient.create(job)
         if created:
             await self._spawn(stored, fresh=True)
         return created
@@ -523,7 +534,7 @@ class DurableAgent:
     async def _save_schedule(self, name: str, request: _ScheduleRequest) -> ScheduleState:
         while True:
             now = self.clock.utcnow()
-            current = await self.store.get_schedule(self.name, name)
+            current = await self._patient.get_schedule(self.name, name)
             fields = {
                 "cron": request.cron,
                 "timezone": request.timezone,
@@ -534,7 +545,7 @@ class DurableAgent:
             try:
                 if current is None:
                     state = ScheduleState(agent=self.name, name=name, created_at=now, updated_at=now, **fields)
-                    state = await self.store.save_schedule(
+                    state = await self._patient.save_schedule(
                         state.model_copy(
                             update={"next_fire": CronSchedule(request.cron, request.timezone).next_after(now)}
                         ),
@@ -551,7 +562,7 @@ class DurableAgent:
                             "updated_at": now,
                         }
                     )
-                    state = await self.store.save_schedule(changed, expected_version=current.version)
+                    state = await self._patient.save_schedule(changed, expected_version=current.version)
             except VersionConflict:
                 continue
             self._pending_schedules.pop(name, None)
@@ -559,14 +570,14 @@ class DurableAgent:
 
     async def _update_schedule(self, name: str, **changes: Any) -> ScheduleState:
         while True:
-            current = await self.store.get_schedule(self.name, name)
+            current = await self._patient.get_schedule(self.name, name)
             if current is None:
                 raise KeyError(f"agent {self.name!r} has no schedule {name!r}")
             updated = current.model_copy(
                 update={**changes, "version": current.version + 1, "updated_at": self.clock.utcnow()}
             )
             try:
-                state = await self.store.save_schedule(updated, expected_version=current.version)
+                state = await self._patient.save_schedule(updated, expected_version=current.version)
             except VersionConflict:
                 continue
             self._wake_scheduler()
@@ -604,7 +615,7 @@ class DurableAgent:
         """
         job = self._new_job(job_id, input, metadata, owned=True)
         supervisor = self._require_jobs()
-        stored, created = await self.store.create(job)
+        stored, created = await self._patient.create(job)
         if created:
             await self._spawn(stored, fresh=True)
             return stored
@@ -619,7 +630,7 @@ class DurableAgent:
             JobConflictError: the id exists with a different input.
         """
         job = self._new_job(job_id, input, metadata, owned=False)
-        stored, created = await self.store.create(job)
+        stored, created = await self._patient.create(job)
         if not created:
             self._check_same(stored, input)
         return stored
@@ -633,7 +644,7 @@ class DurableAgent:
         """
         validate_job_id(job_id)
         is_local = self._jobs is not None and self._jobs.has_child(job_id)
-        return await self._waiters.wait(self.store, job_id, timeout, self.poll_interval, is_local)
+        return await self._waiters.wait(self._patient, job_id, timeout, self.poll_interval, is_local)
 
     async def stream(self, job_id: str, *, after: int = -1) -> AsyncGenerator[Event, None]:
         """Yield the job's events after ``after``: first those logged, then live ones, until it settles.
@@ -671,7 +682,7 @@ class DurableAgent:
 
     async def status(self, job_id: str) -> Job | None:
         """The job with that id as stored, or None."""
-        return await self.store.get(validate_job_id(job_id))
+        return await self._patient.get(validate_job_id(job_id))
 
     async def list(
         self,
@@ -688,7 +699,7 @@ class DurableAgent:
         statuses = parse_statuses(status)
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
             raise ValueError(f"limit must be an int >= 0 or None, got {limit!r}")
-        page = await self.store.list(status=statuses, agent=self.name, metadata=metadata, limit=limit)
+        page = await self._patient.list(status=statuses, agent=self.name, metadata=metadata, limit=limit)
         return page.jobs
 
     async def pause(self, job_id: str) -> Job:
@@ -729,7 +740,7 @@ class DurableAgent:
         check_json(new_input, "resume input", job_id)
         supervisor = self._require_jobs()
         while True:
-            job = await get_job(self.store, job_id)
+            job = await get_job(self._patient, job_id)
             if job.status is not JobStatus.PAUSED:
                 raise JobStateError(job_id, job.status, "resume")
             ref = supervisor.child(job_id)
@@ -741,7 +752,7 @@ class DurableAgent:
             if supervisor.has_child(job_id):
                 await supervisor.terminate_child(job_id)  # a restart that would only find it paused
             try:
-                stored = await self.store.save(
+                stored = await self._patient.save(
                     resumed(job, new_input, self.clock, owner=self.worker_id, lease_ttl=self.lease_ttl),
                     expected_version=job.version,
                 )
@@ -809,9 +820,9 @@ class DurableAgent:
                 updated_at=now,
             )
             try:
-                stored = await self.store.save(rerun, expected_version=stored.version)
+                stored = await self._patient.save(rerun, expected_version=stored.version)
             except VersionConflict:
-                stored = await get_job(self.store, job_id)
+                stored = await get_job(self._patient, job_id)
                 continue
             self._log.info("job runs again", job_id=job_id, attempts=stored.attempts)
             await self._spawn(stored)
@@ -819,7 +830,7 @@ class DurableAgent:
         if stored.status in (JobStatus.PENDING, JobStatus.RUNNING) and not supervisor.has_child(job_id):
             # Nobody here runs it: take it over if its owner's lease has lapsed (or it is ours).
             now = self.clock.utcnow()
-            claimed = await self.store.claim(
+            claimed = await self._patient.claim(
                 job_id, self.worker_id, lease_until=now + timedelta(seconds=self.lease_ttl), now=now, reclaim_own=True
             )
             if claimed is not None:
@@ -924,7 +935,7 @@ class DurableAgent:
         validate_job_id(job_id)
         supervisor = self._require_jobs()
         while True:
-            job = await get_job(self.store, job_id)
+            job = await get_job(self._patient, job_id)
             if job.status not in ALLOWED[request]:
                 raise JobStateError(job_id, job.status, request)
             ref = supervisor.child(job_id)
@@ -934,7 +945,7 @@ class DurableAgent:
             if supervisor.has_child(job_id):
                 # Waiting out a retry delay: no actor runs it now, so the store is the only writer.
                 await supervisor.terminate_child(job_id)
-            applied = await apply_control(self.store, job_id, request, self.clock, self.publish)
+            applied = await apply_control(self._patient, job_id, request, self.clock, self.publish)
             if applied is not None:
                 self._log.info(f"job {applied.status}", job_id=job_id)
                 return applied

@@ -25,7 +25,7 @@ import structlog
 from pydantic import JsonValue
 
 from durapod.actors.actor import Actor, ControlMessage
-from durapod.errors import VersionConflict
+from durapod.errors import StoreError, VersionConflict
 from durapod.models import Job, JobStatus, check_json
 from durapod.schedules import CronSchedule, ScheduleState, fire_job_id
 from durapod.stores.base import Store
@@ -110,7 +110,13 @@ class SchedulerActor(Actor[Any]):
             self._timer.cancel()
             self._timer = None
         store, clock = self.runtime.store, self.runtime.clock
-        states = await store.list_schedules(self.runtime.name)
+        try:
+            states = await store.list_schedules(self.runtime.name)
+        except StoreError as exc:
+            # The store blinked: try again shortly instead of crashing (and escalating) the scheduler.
+            self._log.warning("cannot read schedules; retrying", error=repr(exc))
+            self._timer = asyncio.create_task(self._sleep_then_tick(_QUEUE_POLL))
+            return
         wake_at: datetime | None = None
         for state in states:
             if state.paused:
