@@ -66,6 +66,8 @@ async def apply_control(
             status=target,
             epoch=job.epoch + 1,
             completed_at=now if target is JobStatus.CANCELLED else job.completed_at,
+            waiting_for=None if target is JobStatus.CANCELLED else job.waiting_for,
+            paused_running=job.status is JobStatus.RUNNING if target is JobStatus.PAUSED else job.paused_running,
             updated_at=now,
         )
         try:
@@ -80,12 +82,16 @@ async def apply_control(
 def resumed(job: Job, new_input: JsonValue, clock: Clock, *, owner: str | None, lease_ttl: float) -> Job:
     """The next version of a paused job that resumes with ``new_input``.
 
-    With an ``owner`` the job goes straight to running under that owner (the worker resumes it in
-    place); without one it goes to pending, for any worker to take.
+    With an ``owner`` a job paused mid-execution goes straight to running under that owner (the worker
+    resumes it in place); without one it goes to pending, for any worker to take. A job paused before
+    its execution started goes to pending either way, and starts a new attempt when it runs.
     """
     now = clock.utcnow()
+    # Paused mid-execution: the worker continues it (in place, or a client queues it to be continued).
+    # Paused before an execution started (pending): it goes back to pending and starts a new attempt.
+    continues = job.paused_running
     return job.evolve(
-        status=JobStatus.RUNNING if owner is not None else JobStatus.PENDING,
+        status=JobStatus.RUNNING if owner is not None and continues else JobStatus.PENDING,
         owner=owner,
         epoch=job.epoch + 1,
         lease_until=now + timedelta(seconds=lease_ttl) if owner is not None else None,
@@ -93,5 +99,7 @@ def resumed(job: Job, new_input: JsonValue, clock: Clock, *, owner: str | None, 
         answers=[*job.answers, new_input] if job.waiting_for is not None else job.answers,
         waiting_for=None,
         next_attempt_at=None,
+        resuming=owner is None and continues,
+        paused_running=False,
         updated_at=now,
     )

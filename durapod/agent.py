@@ -255,6 +255,7 @@ class DurableAgent:
         self._root_ref: ActorRef[Any] | None = None
         self._jobs: Supervisor | None = None
         self._closing = False
+        self._opened = False
 
     def __repr__(self) -> str:
         return f"DurableAgent(name={self.name!r}, worker_id={self.worker_id!r}, store={self.store!r})"
@@ -313,6 +314,7 @@ class DurableAgent:
         if self.is_running:
             return
         self._closing = False
+        self._opened = False
         root = self._root = Supervisor(f"{self.name}:root", max_restarts=3, within=5.0, clock=self.clock)
         self._root_ref = await spawn(root, name=root.name)
 
@@ -353,8 +355,12 @@ class DurableAgent:
         self._log.info("worker stopped")
 
     async def recover(self) -> list[Job]:
-        """Claim and continue this agent's orphaned jobs (dead owner, or this worker id's). Returns them."""
-        supervisor = self._require_jobs()
+        """Claim and continue this agent's orphaned jobs (their owner's lease expired). Returns them.
+
+        When the worker opens, this also takes back the jobs its own ``worker_id`` held (a restarted
+        worker), without waiting for their leases to expire.
+        """
+        self._require_jobs()
         now = self.clock.utcnow()
         claimed = await self.store.claim_orphans(
             self.name,
@@ -362,16 +368,23 @@ class DurableAgent:
             lease_until=now + timedelta(seconds=self.lease_ttl),
             now=now,
             limit=1 << 30,
-            reclaim_own=True,
+            reclaim_own=not self._opened,
         )
-        recovered = []
+        self._opened = True
         for job in claimed:
-            if supervisor.has_child(job.id):
-                continue
             self._log.info("recovering job", job_id=job.id, status=job.status, recoveries=job.recoveries)
-            await self._spawn(job)
-            recovered.append(job)
-        return recovered
+            await self._adopt(job)
+        return claimed
+
+    async def _adopt(self, job: Job) -> None:
+        """Run a job this worker just claimed, after any stale local actor of it is gone."""
+        supervisor = self._require_jobs()
+        ref = supervisor.child(job.id)
+        if ref is not None and ref.is_alive:
+            await ref.join()  # an actor that is stopping (it paused the job a moment ago)
+        if supervisor.has_child(job.id):
+            await supervisor.terminate_child(job.id)  # a restart that the claim has made stale
+        await self._spawn(job)
 
     async def serve(self, *, batch_size: int = 64) -> None:
         """Run queued and orphaned jobs until cancelled: the loop of a dedicated worker process.
@@ -402,7 +415,7 @@ class DurableAgent:
             idle_delay = min(idle_delay * 2, self.poll_interval)
 
     async def _claim_work(self, capacity: int) -> int:
-        supervisor = self._require_jobs()
+        self._require_jobs()
         now = self.clock.utcnow()
         until = now + timedelta(seconds=self.lease_ttl)
         claimed = await self.store.claim_orphans(self.name, self.worker_id, lease_until=until, now=now, limit=capacity)
@@ -411,8 +424,7 @@ class DurableAgent:
                 "", self.worker_id, lease_until=until, now=now, limit=capacity - len(claimed)
             )
         for job in claimed:
-            if not supervisor.has_child(job.id):
-                await self._spawn(job)
+            await self._adopt(job)
         return len(claimed)
 
     async def _wait_for_work(self, delay: float) -> None:
@@ -842,7 +854,9 @@ class DurableAgent:
         supervisor = self._require_jobs()
         slot = JobSlot(job, EventLog(job.id, self.store, self.publish_event, fresh=fresh))
         self._slots[job.id] = slot
-        used = job.run_attempts if job.status is JobStatus.PENDING else max(job.run_attempts - 1, 0)
+        # Restarts used so far: every execution of this run that failed (the current one has not).
+        starts_new_attempt = job.status is JobStatus.PENDING and not job.resuming
+        used = job.run_attempts if starts_new_attempt else max(job.run_attempts - 1, 0)
 
         async def on_exit(error: BaseException | None, decision: RestartDecision) -> None:
             if error is not None:

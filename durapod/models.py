@@ -188,6 +188,10 @@ class Job(BaseModel):
         steps: how many steps its journal holds.
         run_attempts_base: ``attempts`` when the current run began (a failed job run again gets a fresh
             retry budget while ``attempts`` keeps counting).
+        resuming: a pending job that a client resumed: the worker that takes it continues the same
+            execution (its journal replays) instead of counting a new attempt.
+        paused_running: the job was paused in the middle of an execution (resume continues it), not
+            before one started (resume then starts a new attempt).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -215,6 +219,8 @@ class Job(BaseModel):
     waiting_for: str | None = None
     steps: int = 0
     run_attempts_base: int = 0
+    resuming: bool = False
+    paused_running: bool = False
 
     def evolve(self, **changes: Any) -> Job:
         """Return a copy with ``changes`` applied, ``version`` one higher, ``updated_at`` now.

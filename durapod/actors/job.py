@@ -204,7 +204,11 @@ class JobActor(Actor[ControlMessage]):
     async def _go(self) -> None:
         job = self.job
         if job.status is JobStatus.PENDING:
-            if not await self._write(status=JobStatus.RUNNING, attempts=job.attempts + 1, next_attempt_at=None):
+            # A resumed job continues its execution; a new or retried one starts another attempt.
+            attempts = job.attempts if job.resuming else job.attempts + 1
+            if not await self._write(
+                status=JobStatus.RUNNING, attempts=attempts, next_attempt_at=None, resuming=False
+            ):
                 return
         elif job.status is not JobStatus.RUNNING:
             self.ref.stop()
@@ -254,7 +258,9 @@ class JobActor(Actor[ControlMessage]):
         elif self._pause_requested and isinstance(error, Exception) and not isinstance(error, NonRetryableError):
             # A pause was asked for while the attempt failed: pause with the error rather than retry.
             self._stop_reason = "paused"
-            if await self._write(status=JobStatus.PAUSED, error=str(error), error_type=type(error).__name__):
+            if await self._write(
+                status=JobStatus.PAUSED, error=str(error), error_type=type(error).__name__, paused_running=False
+            ):
                 await self._settled_event()
             self.ref.stop()
         else:
@@ -277,7 +283,7 @@ class JobActor(Actor[ControlMessage]):
 
     async def _write_paused(self, waiting_for: str | None) -> None:
         self._stop_reason = "paused"
-        if await self._write(status=JobStatus.PAUSED, waiting_for=waiting_for):
+        if await self._write(status=JobStatus.PAUSED, waiting_for=waiting_for, paused_running=True):
             self.log.info("job paused", waiting_for=waiting_for)
             if waiting_for is not None:
                 self.slot.events.append({"type": "interrupt", "prompt": waiting_for})
@@ -289,7 +295,7 @@ class JobActor(Actor[ControlMessage]):
         if status is JobStatus.PENDING:
             self._stop_reason = "paused"
             self._cancel_timers()
-            if await self._write(status=JobStatus.PAUSED):
+            if await self._write(status=JobStatus.PAUSED, paused_running=False):
                 await self._settled_event()
             self.ref.stop()
         elif status is JobStatus.RUNNING and not self._pause_requested:

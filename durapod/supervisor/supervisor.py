@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import deque
 from collections.abc import Callable
@@ -318,4 +319,5 @@ async def _call_on_exit(spec: ChildSpec, error: BaseException | None, decision: 
     try:
         await spec.on_exit(error, decision)
     except Exception as exc:
-        log.exception("child on_exit hook failed", child=spec.name, error=repr(exc))
+        with contextlib.suppress(Exception):  # a broken log sink must not stop the restart
+            log.exception("child on_exit hook failed", child=spec.name, error=repr(exc))
