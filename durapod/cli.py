@@ -7,6 +7,8 @@ Usage::
     durapod [--store URL] ls [--status S ...] [--limit N] [--agent NAME] [--json]
     durapod [--store URL] show ID [--json]
     durapod [--store URL] pause ID | cancel ID | resume ID [INPUT] | wait ID [--timeout S]
+    durapod [--store URL] watch ID [--after SEQ] [--json]
+    durapod [--store URL] schedules [--agent NAME] [--json]
     durapod [--store URL] demo [--yes] [--fresh]
 
 The store comes from ``--store``, else the ``DURAPOD_STORE`` environment variable, else
@@ -41,6 +43,17 @@ from pydantic import JsonValue
 from durapod.agent import DurableAgent, parse_statuses
 from durapod.client import Client
 from durapod.errors import DurapodError
+from durapod.events import (
+    DoneEvent,
+    ErrorEvent,
+    Event,
+    InterruptEvent,
+    JobStatusEvent,
+    StepEvent,
+    TokenEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+)
 from durapod.models import Job, JobStatus, StepRecord, validate_job_id
 from durapod.stores import open_store
 
@@ -180,6 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
     wait = command("wait", _cmd_wait, "wait until a job settles; exit 1 if it failed or was cancelled")
     wait.add_argument("job_id", metavar="ID")
     wait.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds (exit 1)")
+
+    watch = command("watch", _cmd_watch, "print a job's events as they come (tokens inline) until it settles")
+    watch.add_argument("job_id", metavar="ID")
+    watch.add_argument("--after", type=int, default=-1, metavar="SEQ", help="start after this sequence number")
+    watch.add_argument("--json", action="store_true", help="print one JSON event per line")
+
+    schedules = command("schedules", _cmd_schedules, "list schedules with their next fire time")
+    schedules.add_argument("--agent", metavar="NAME", help="only this agent's schedules")
+    schedules.add_argument("--json", action="store_true", help="print a JSON array")
 
     demo = command("demo", _cmd_demo, "a support-ticket agent that survives Ctrl-C and crashes")
     demo.add_argument("--yes", "-y", action="store_true", help="approve every reply without asking")
@@ -323,6 +345,78 @@ async def _cmd_show(args: argparse.Namespace) -> int:
         [["#", "STEP", "ATTEMPT", "RECORDED", "RESULT"]] + [_step_row(step) for step in steps],
         indent="  ",
     )
+    return 0
+
+
+async def _cmd_watch(args: argparse.Namespace) -> int:
+    job_id = validate_job_id(args.job_id)
+    in_tokens = False
+    async with _client(args) as client:
+        async for event in client.stream(job_id, after=args.after):
+            if args.json:
+                print(event.model_dump_json(), flush=True)
+                continue
+            if isinstance(event, TokenEvent):
+                print(event.token, end="", flush=True)
+                in_tokens = True
+                continue
+            if in_tokens:
+                print()
+                in_tokens = False
+            print(f"[{event.seq}] {_describe(event)}", flush=True)
+    if in_tokens:
+        print()
+    return 0
+
+
+def _describe(event: Event) -> str:
+    replayed = " (replayed)" if event.replayed else ""
+    if isinstance(event, JobStatusEvent):
+        job = event.job
+        detail = f" attempt {job.attempts}" if job.attempts else ""
+        if job.status is JobStatus.FAILED or (job.error and job.status is JobStatus.PENDING):
+            detail += f": {job.error_type}: {job.error}"
+        return f"status {job.status.value}{detail}{replayed}"
+    if isinstance(event, ToolCallEvent):
+        return f"tool call {event.name}({_json(event.arguments)}){replayed}"
+    if isinstance(event, ToolResultEvent):
+        return f"tool result {event.name}: {_truncate(_json(event.result), 60)}{replayed}"
+    if isinstance(event, StepEvent):
+        return f"step #{event.index} {event.name}: {_truncate(_json(event.result), 60)}{replayed}"
+    if isinstance(event, InterruptEvent):
+        return f"waiting for: {event.prompt}"
+    if isinstance(event, DoneEvent):
+        return f"done: {_truncate(_json(event.content), 60)}"
+    if isinstance(event, ErrorEvent):
+        retry = " (will retry)" if event.will_retry else ""
+        return f"error {event.error_type}: {event.error}{retry}"
+    return event.type  # pragma: no cover - every event type is handled above
+
+
+async def _cmd_schedules(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        states = await client.schedules(args.agent)
+    if args.json:
+        print(json.dumps([state.model_dump(mode="json") for state in states]))
+        return 0
+    if not states:
+        print("no schedules")
+        return 0
+    rows = [["AGENT", "NAME", "CRON", "TIMEZONE", "STATE", "NEXT FIRE", "LAST FIRE", "LAST ERROR"]]
+    rows += [
+        [
+            state.agent,
+            state.name,
+            state.cron,
+            state.timezone,
+            "paused" if state.paused else "active",
+            _long_time(state.next_fire) if state.next_fire else "-",
+            _long_time(state.last_fire) if state.last_fire else "-",
+            _truncate(state.last_error or "-", 40),
+        ]
+        for state in states
+    ]
+    _print_table(rows)
     return 0
 
 

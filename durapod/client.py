@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from types import TracebackType
 from typing import Literal, Self
 
 from pydantic import JsonValue
 
 from durapod._control import apply_control, get_job, resumed
+from durapod._stream import EventSource, Subscribers, follow
 from durapod.agent import parse_statuses
 from durapod.errors import JobConflictError, JobStateError, VersionConflict
+from durapod.events import Event
 from durapod.models import Job, JobStatus, StepRecord, check_json, validate_job_id
+from durapod.schedules import ScheduleState
 from durapod.stores.base import Page, Store
 from durapod.supervisor.clock import SYSTEM_CLOCK, Clock
 
@@ -126,6 +129,22 @@ class Client:
         return await self.store.list(
             status=parse_statuses(status), agent=agent, metadata=metadata, limit=limit, cursor=cursor
         )
+
+    async def stream(self, job_id: str, *, after: int = -1) -> AsyncGenerator[Event, None]:
+        """Yield the job's logged events after ``after``, then new ones as workers log them, until the
+        job settles. A consumer that stops reading never affects the job.
+
+        Raises:
+            JobNotFound: no such job.
+        """
+        validate_job_id(job_id)
+        source = EventSource(self.store, Subscribers(), lambda _job_id, _after: [], self.poll_interval)
+        async for event in follow(source, job_id, after):
+            yield event
+
+    async def schedules(self, agent: str | None = None) -> builtins.list[ScheduleState]:
+        """The schedules in the store (of ``agent``, or of every agent), with their next fire times."""
+        return await self.store.list_schedules(agent)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Wait until the job settles (completed, failed, cancelled or paused).

@@ -520,3 +520,64 @@ def test_demo_interrupted_by_sigint_exits_cleanly_and_resumes(
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert re.search(r"resuming demo-ticket-1 from step \d+ \(\d+ steps? already journaled\)", rerun.stdout)
     assert "asking the LLM to classify the ticket" not in rerun.stdout[: rerun.stdout.index("▶ demo-ticket-2")]
+
+
+# -- watch and schedules ---------------------------------------------------------------------------
+
+
+async def chatty(prompt: str, ctx: JobContext) -> str:
+    await ctx.emit_token("Hello ")
+    await ctx.emit_token("there")
+    return await ctx.step("sign", lambda: "signed")
+
+
+def test_watch_prints_the_stream_with_tokens_inline(capsys: pytest.CaptureFixture[str], url: str) -> None:
+    async def go() -> None:
+        store = open_store(url)
+        try:
+            async with DurableAgent(chatty, store, name="chatty") as durable:
+                await durable.run("talk", "hi")
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+    capsys.readouterr()  # the worker's own log lines
+    code, out, _ = cli(capsys, "--store", url, "watch", "talk")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "[0] status running attempt 1"
+    assert "Hello there" in lines
+    assert lines[-2] == "[4] done: signed"
+    assert lines[-1].endswith("status completed attempt 1")
+    code, out, _ = cli(capsys, "--store", url, "watch", "talk", "--after", "3", "--json")
+    assert code == 0
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [event["seq"] for event in events] == list(range(4, 4 + len(events)))
+    code, _, err = cli(capsys, "--store", url, "watch", "missing")
+    assert code == 1
+    assert "missing" in one_error_line(err)
+
+
+def test_schedules_lists_them_with_their_next_fire(capsys: pytest.CaptureFixture[str], url: str) -> None:
+    async def go() -> None:
+        store = open_store(url)
+        try:
+            async with DurableAgent(triage, store, name="triage", schedule="0 9 * * MON") as durable:
+                await durable.schedule("nightly", "30 2 * * *", timezone="Europe/Paris")
+        finally:
+            await store.close()
+
+    code, out, _ = cli(capsys, "--store", url, "schedules")
+    assert code == 0
+    assert out.strip() == "no schedules"
+    asyncio.run(go())
+    capsys.readouterr()  # the worker's own log lines
+    code, out, _ = cli(capsys, "--store", url, "schedules")
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header.split()[:3] == ["AGENT", "NAME", "CRON"]
+    assert [row.split()[1] for row in rows] == ["default", "nightly"]
+    code, out, _ = cli(capsys, "--store", url, "schedules", "--json")
+    states = json.loads(out)
+    assert {state["name"]: state["cron"] for state in states} == {"default": "0 9 * * MON", "nightly": "30 2 * * *"}
+    assert all(state["next_fire"] for state in states)
