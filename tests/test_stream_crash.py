@@ -1,0 +1,93 @@
+"""A worker killed mid-stream: another continues the job, and a consumer resumes with no gap."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from durapod import Client, Event, JobStatus, SQLiteStore, TokenEvent
+from tests.workers.stream_worker import WORDS, expected_text
+
+pytestmark = pytest.mark.slow
+
+WORKER = Path(__file__).parent / "workers" / "stream_worker.py"
+ROOT = Path(__file__).parent.parent
+
+
+def start_worker(url: str, worker_id: str) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, str(WORKER), url, worker_id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    return process
+
+
+async def read_until_tokens(client: Client, job_id: str, count: int) -> list[Event]:
+    seen: list[Event] = []
+    async for event in client.stream(job_id):
+        seen.append(event)
+        if sum(isinstance(e, TokenEvent) for e in seen) >= count:
+            return seen
+    raise AssertionError("the job ended before the consumer saw enough tokens")
+
+
+@pytest.mark.timeout(120)
+def test_a_consumer_resumes_after_a_worker_is_killed_mid_stream(tmp_path: Path) -> None:
+    db = tmp_path / "stream.db"
+    url = f"sqlite:///{db}"
+
+    async def submit() -> None:
+        async with Client(SQLiteStore(db)) as client:
+            await client.submit("story", "tell me", agent="storyteller")
+
+    asyncio.run(submit())
+    first = start_worker(url, "first")
+    try:
+
+        async def before_the_kill() -> list[Event]:
+            async with Client(SQLiteStore(db), poll_interval=0.02) as client:
+                return await read_until_tokens(client, "story", 25)
+
+        seen = asyncio.run(before_the_kill())
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=30)
+        second = start_worker(url, "second")
+
+        async def after_the_kill() -> tuple[list[Event], JobStatus, object]:
+            async with Client(SQLiteStore(db), poll_interval=0.05) as client:
+                rest = [event async for event in client.stream("story", after=seen[-1].seq)]
+                job = await client.wait("story", timeout=60)
+                return rest, job.status, job.result
+
+        rest, status, result = asyncio.run(after_the_kill())
+        second.send_signal(signal.SIGTERM)
+        second.communicate(timeout=30)
+    finally:
+        for process in (first,):
+            if process.poll() is None:
+                process.kill()
+                process.communicate(timeout=30)
+
+    assert status is JobStatus.COMPLETED
+    assert result == expected_text()
+    events = seen + rest
+    assert [event.seq for event in events] == list(range(len(events)))  # no gap, no duplicate
+    tokens = [event for event in events if isinstance(event, TokenEvent)]
+    fresh = [event.token for event in tokens if not event.replayed]
+    replayed = [event.token for event in tokens if event.replayed]
+    # every word was streamed once as new; words past the last checkpoint are streamed again, marked
+    assert "".join(fresh) == expected_text()
+    assert len(fresh) == WORDS
+    assert replayed, "the replaying execution re-emitted nothing"
+    assert all(token in fresh for token in replayed)

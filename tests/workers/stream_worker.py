@@ -1,0 +1,61 @@
+"""A worker process for the streaming crash test.
+
+    python tests/workers/stream_worker.py STORE_URL WORKER_ID
+
+Serves the ``storyteller`` agent: it streams ``WORDS`` tokens, journaling a step every ``CHUNK`` tokens,
+with a little work between tokens so that a SIGKILL lands mid-stream. Prints ``ready`` once serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+import structlog
+
+from durapod import DurableAgent, JobContext, open_store
+
+WORDS = 60
+CHUNK = 10
+
+
+def expected_text() -> str:
+    return "".join(f"w{index} " for index in range(WORDS))
+
+
+async def storyteller(prompt: str, ctx: JobContext) -> str:
+    text = ""
+    for chunk in range(WORDS // CHUNK):
+        words = [f"w{chunk * CHUNK + offset} " for offset in range(CHUNK)]
+        for word in words:
+            await ctx.emit_token(word)
+            await asyncio.sleep(0.01)
+        # the chunk is checkpointed: a replay after a crash does not stream it again
+        text += await ctx.step(f"chunk-{chunk}", "".join, words)
+    return text
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("store")
+    parser.add_argument("worker_id")
+    args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
+    durable = DurableAgent(
+        storyteller, open_store(args.store), name="storyteller", worker_id=args.worker_id, lease_ttl=1.0
+    )
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with durable:
+        serving = asyncio.create_task(durable.serve())
+        print("ready", flush=True)
+        await stop.wait()
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+    await durable.store.close()
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
