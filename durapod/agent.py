@@ -13,7 +13,6 @@ import math
 import random as _random
 import uuid
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Literal, Self, cast
@@ -23,38 +22,32 @@ from pydantic import JsonValue
 
 from durapod._control import ALLOWED, apply_control, get_job, resumed
 from durapod._invoke import AgentInvoker, agent_name
-from durapod._retry import PatientStore, retry_unavailable
+from durapod._retry import PatientStore
+from durapod._running import RunningMixin
+from durapod._scheduling import ScheduleRequest, SchedulingMixin
 from durapod._stream import EventSource, Subscribers, follow
+from durapod._waiting import Waiters, parse_statuses
 from durapod.actors.actor import ActorRef, spawn
-from durapod.actors.eventlog import EventLog
-from durapod.actors.job import Cancel, JobActor, JobSlot, Pause
+from durapod.actors.job import Cancel, JobSlot, Pause
 from durapod.actors.lease import LeaseKeeper
 from durapod.actors.scheduler import SchedulerActor
 from durapod.context import JobContext
 from durapod.errors import (
-    InvalidInput,
     JobConflictError,
-    JobNotFound,
     JobStateError,
-    NonRetryableError,
-    StepMismatch,
-    StoreError,
     VersionConflict,
 )
 from durapod.events import Event
 from durapod.models import Job, JobStatus, check_json, validate_job_id
-from durapod.schedules import CatchUp, CronSchedule, Overlap, ScheduleState, check_policy, parse_timezone
+from durapod.schedules import CronSchedule, parse_timezone
 from durapod.stores.base import Store
 from durapod.supervisor.clock import SYSTEM_CLOCK, Clock
-from durapod.supervisor.policy import Backoff, ChildSpec, RestartDecision, RestartType
+from durapod.supervisor.policy import Backoff, ChildSpec, RestartType
 from durapod.supervisor.supervisor import Supervisor
 
 __all__ = ["DurableAgent", "parse_statuses"]
 
 _log = structlog.get_logger("durapod")
-
-#: Errors that no retry can fix: the job fails at once.
-_NEVER_RETRY: tuple[type[BaseException], ...] = (NonRetryableError, InvalidInput, StepMismatch)
 
 
 def _positive(name: str, value: float, *, allow_zero: bool = True) -> float:
@@ -65,74 +58,7 @@ def _positive(name: str, value: float, *, allow_zero: bool = True) -> float:
     return float(value)
 
 
-def parse_statuses(status: JobStatus | str | Iterable[JobStatus | str] | None) -> frozenset[JobStatus] | None:
-    """Normalise a ``status=`` filter (one status or several); raise ``ValueError`` naming a bad one."""
-    if status is None:
-        return None
-    items = [status] if isinstance(status, str) else list(status)
-    parsed: set[JobStatus] = set()
-    for item in items:
-        try:
-            parsed.add(JobStatus(item))
-        except ValueError:
-            valid = ", ".join(s.value for s in JobStatus)
-            raise ValueError(f"invalid job status {item!r}; expected one of {valid}") from None
-    return frozenset(parsed)
-
-
-class _Waiters:
-    """Local futures waiting for jobs to settle, resolved by every write this process makes."""
-
-    def __init__(self) -> None:
-        self._waiting: dict[str, list[asyncio.Future[Job]]] = {}
-
-    def publish(self, job: Job) -> None:
-        if job.status.is_settled and (futures := self._waiting.pop(job.id, None)):
-            for future in futures:
-                if not future.done():
-                    future.set_result(job)
-
-    async def wait(self, store: Store, job_id: str, timeout: float | None, poll_interval: float, is_local: bool) -> Job:
-        """Wait for the job to settle. Local writes wake the waiter at once; other processes' writes are
-        seen by polling, quickly at first (every 10 ms, doubling up to ``poll_interval``)."""
-        delay = poll_interval if is_local else min(0.01, poll_interval)
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(timeout):
-            while True:
-                future: asyncio.Future[Job] = loop.create_future()
-                waiting = self._waiting.setdefault(job_id, [])
-                waiting.append(future)
-                try:
-                    job = await store.get(job_id)
-                    if job is None:
-                        raise JobNotFound(job_id)
-                    if job.status.is_settled:
-                        return job
-                    try:
-                        async with asyncio.timeout(delay):
-                            return await future
-                    except TimeoutError:
-                        delay = min(delay * 2, poll_interval)
-                finally:
-                    if not future.done():
-                        future.cancel()
-                        if future in waiting:
-                            waiting.remove(future)
-                        if not waiting and self._waiting.get(job_id) is waiting:
-                            del self._waiting[job_id]
-
-
-@dataclass(frozen=True, slots=True)
-class _ScheduleRequest:
-    cron: str
-    on_schedule: Callable[..., Any] | None
-    timezone: str
-    overlap: Overlap
-    catch_up: CatchUp
-    catch_up_window: float
-
-
-class DurableAgent:
+class DurableAgent(RunningMixin, SchedulingMixin):
     """Makes an async agent durable: checkpointed steps, pause/resume/cancel, retries with backoff.
 
     Args:
@@ -234,10 +160,10 @@ class DurableAgent:
         parse_timezone(timezone)
         self.timezone = timezone
         self._on_schedule: dict[str, Callable[..., Any] | None] = {}
-        self._pending_schedules: dict[str, _ScheduleRequest] = {}
+        self._pending_schedules: dict[str, ScheduleRequest] = {}
         if schedule is not None:
             CronSchedule(schedule, timezone)  # ValueError naming a bad expression, now
-            self._pending_schedules["default"] = _ScheduleRequest(
+            self._pending_schedules["default"] = ScheduleRequest(
                 schedule, on_schedule, timezone, "skip", "none", 86_400.0
             )
             self._on_schedule["default"] = on_schedule
@@ -246,7 +172,7 @@ class DurableAgent:
         self._scheduler: SchedulerActor | None = None
         self._log = _log.bind(worker_id=self.worker_id, agent=self.name)
         self._patient: Store = cast(Store, PatientStore(store, self.clock, self.store_timeout, self._log))
-        self._waiters = _Waiters()
+        self._waiters = Waiters()
         self._subscribers = Subscribers()
         self._background: set[asyncio.Future[Any]] = set()
         self._slots: dict[str, JobSlot] = {}
@@ -353,251 +279,6 @@ class DurableAgent:
         ref.stop()
         await ref.join()
         self._log.info("worker stopped")
-
-    async def recover(self) -> list[Job]:
-        """Claim and continue this agent's orphaned jobs (their owner's lease expired). Returns them.
-
-        When the worker opens, this also takes back the jobs its own ``worker_id`` held (a restarted
-        worker), without waiting for their leases to expire.
-        """
-        self._require_jobs()
-        now = self.clock.utcnow()
-        claimed = await self.store.claim_orphans(
-            self.name,
-            self.worker_id,
-            lease_until=now + timedelta(seconds=self.lease_ttl),
-            now=now,
-            limit=1 << 30,
-            reclaim_own=not self._opened,
-        )
-        self._opened = True
-        for job in claimed:
-            self._log.info("recovering job", job_id=job.id, status=job.status, recoveries=job.recoveries)
-            await self._adopt(job)
-        return claimed
-
-    async def _adopt(self, job: Job) -> None:
-        """Run a job this worker just claimed, after any stale local actor of it is gone."""
-        supervisor = self._require_jobs()
-        ref = supervisor.child(job.id)
-        if ref is not None and ref.is_alive:
-            await ref.join()  # an actor that is stopping (it paused the job a moment ago)
-        if supervisor.has_child(job.id):
-            await supervisor.terminate_child(job.id)  # a restart that the claim has made stale
-        await self._spawn(job)
-
-    async def serve(self, *, batch_size: int = 64) -> None:
-        """Run queued and orphaned jobs until cancelled: the loop of a dedicated worker process.
-
-        Takes jobs that ``submit()`` (or a ``Client``) queued for this agent's ``name`` or for any agent,
-        jobs resumed by a ``Client``, and jobs whose owner's lease expired, up to ``max_concurrency`` at
-        a time (``batch_size`` per claim when unlimited). Waits on the store between claims: stores that
-        can signal new work (Redis) wake it at once; others are polled, at most every ``poll_interval``.
-        Opens the worker if it is not running; cancel the task (or SIGTERM the CLI) to stop.
-        """
-        if not self.is_running:
-            await self.open()
-        supervisor = self._require_jobs()
-        idle_delay = 0.005
-        while True:
-            capacity = batch_size
-            if self.max_concurrency is not None:
-                capacity = self.max_concurrency - len(supervisor.which_children())
-            try:
-                claimed = await self._claim_work(capacity) if capacity > 0 else 0
-            except StoreError as exc:
-                self._log.warning("cannot claim work; retrying", error=repr(exc))
-                claimed = 0
-            if claimed:
-                idle_delay = 0.005
-                continue
-            await self._wait_for_work(idle_delay)
-            idle_delay = min(idle_delay * 2, self.poll_interval)
-
-    async def _claim_work(self, capacity: int) -> int:
-        self._require_jobs()
-        now = self.clock.utcnow()
-        until = now + timedelta(seconds=self.lease_ttl)
-        claimed = await self.store.claim_orphans(self.name, self.worker_id, lease_until=until, now=now, limit=capacity)
-        if len(claimed) < capacity:
-            claimed += await self.store.claim_orphans(
-                "", self.worker_id, lease_until=until, now=now, limit=capacity - len(claimed)
-            )
-        for job in claimed:
-            await self._adopt(job)
-        return len(claimed)
-
-    async def _wait_for_work(self, delay: float) -> None:
-        wait_for_work = getattr(self.store, "wait_for_work", None)
-        if wait_for_work is not None:
-            await wait_for_work(self.name, delay)
-        else:
-            await asyncio.sleep(delay)
-
-    # -- schedules -------------------------------------------------------------------------------
-
-    async def schedule(
-        self,
-        name: str,
-        cron: str,
-        on_schedule: Callable[..., Any] | None = None,
-        *,
-        timezone: str | None = None,
-        overlap: Overlap = "skip",
-        catch_up: CatchUp = "none",
-        catch_up_window: float = 86_400.0,
-    ) -> ScheduleState:
-        """Add (or change) a named schedule of this agent; it is kept in the store for every replica.
-
-        Args:
-            name: unique per agent; job ids of its fires are ``<name>:<UTC fire time>``.
-            cron: 5 fields, 6 with a leading seconds field, or an alias such as ``@hourly``.
-            on_schedule: makes each run's input (sync or async; given the fire time if it takes an
-                argument). None: the input is None.
-            timezone: IANA name (default: the agent's ``timezone``).
-            overlap: ``skip`` (default), ``allow`` or ``queue``.
-            catch_up: ``none`` (default), ``latest`` or ``all`` (within ``catch_up_window`` seconds).
-
-        Raises:
-            ValueError: an invalid name, expression, timezone or policy, naming it.
-        """
-        validate_job_id(name)
-        if ":" in name:
-            raise ValueError(f"invalid schedule name {name!r}: ':' separates the name from the fire time")
-        zone = timezone or self.timezone
-        CronSchedule(cron, zone)
-        check_policy(overlap, catch_up, catch_up_window)
-        request = _ScheduleRequest(cron, on_schedule, zone, overlap, catch_up, float(catch_up_window))
-        self._on_schedule[name] = on_schedule
-        if not self.is_running:
-            self._pending_schedules[name] = request
-            now = self.clock.utcnow()
-            return ScheduleState(agent=self.name, name=name, cron=cron, timezone=zone, created_at=now, updated_at=now)
-        state = await self._save_schedule(name, request)
-        self._wake_scheduler()
-        return state
-
-    async def schedules(self) -> builtins.list[ScheduleState]:
-        """This agent's schedules as stored (their last and next fire, last error), by name."""
-        return await self._patient.list_schedules(self.name)
-
-    async def pause_schedule(self, name: str) -> ScheduleState:
-        """Stop a schedule from firing until :meth:`resume_schedule`. Raises ``KeyError`` if unknown."""
-        return await self._update_schedule(name, paused=True)
-
-    async def resume_schedule(self, name: str) -> ScheduleState:
-        """Let a paused schedule fire again (from its next tick). Raises ``KeyError`` if unknown."""
-        return await self._update_schedule(name, paused=False, last_fire=self.clock.utcnow())
-
-    async def remove_schedule(self, name: str) -> bool:
-        """Delete a schedule. True if it existed."""
-        self._on_schedule.pop(name, None)
-        self._pending_schedules.pop(name, None)
-        removed = await self._patient.delete_schedule(self.name, name)
-        self._wake_scheduler()
-        return removed
-
-    def start_scheduler(self) -> None:
-        """Start firing this agent's schedules (idempotent). The worker must be running."""
-        root = self._root
-        if root is None or not self.is_running:
-            raise RuntimeError(f"{self!r} is not running: use `async with durable:` before start_scheduler()")
-        if root.has_child("scheduler"):
-            return
-
-        def build() -> SchedulerActor:
-            self._scheduler = SchedulerActor(self)
-            return self._scheduler
-
-        spec = ChildSpec("scheduler", build, RestartType.PERMANENT, shutdown_timeout=1.0)
-        task = asyncio.ensure_future(root.start_child(spec))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def stop_scheduler(self) -> None:
-        """Stop firing at once (no new fire starts; jobs already created run on). Idempotent."""
-        for task in list(self._background):
-            await asyncio.gather(task, return_exceptions=True)
-        root = self._root
-        if root is not None and root.has_child("scheduler"):
-            ref = root.child("scheduler")
-            if ref is not None:
-                ref.kill()
-            await root.terminate_child("scheduler")
-        self._scheduler = None
-
-    @property
-    def is_scheduling(self) -> bool:
-        """True while the scheduler runs."""
-        return self._root is not None and self.is_running and self._root.has_child("scheduler")
-
-    def on_schedule_for(self, schedule: str) -> Callable[..., Any] | None:
-        """The ``on_schedule`` registered here for ``schedule`` (used by the scheduler)."""
-        return self._on_schedule.get(schedule)
-
-    async def start_scheduled(self, job_id: str, input: JsonValue, metadata: dict[str, JsonValue]) -> bool:
-        """Create a fire's job if absent and run it here (used by the scheduler)."""
-        job = self._new_job(job_id, input, metadata, owned=True)
-        stored, created = await self._patient.create(job)
-        if created:
-            await self._spawn(stored, fresh=True)
-        return created
-
-    async def _save_schedule(self, name: str, request: _ScheduleRequest) -> ScheduleState:
-        while True:
-            now = self.clock.utcnow()
-            current = await self._patient.get_schedule(self.name, name)
-            fields = {
-                "cron": request.cron,
-                "timezone": request.timezone,
-                "overlap": request.overlap,
-                "catch_up": request.catch_up,
-                "catch_up_window": request.catch_up_window,
-            }
-            try:
-                if current is None:
-                    state = ScheduleState(agent=self.name, name=name, created_at=now, updated_at=now, **fields)
-                    state = await self._patient.save_schedule(
-                        state.model_copy(
-                            update={"next_fire": CronSchedule(request.cron, request.timezone).next_after(now)}
-                        ),
-                        expected_version=None,
-                    )
-                elif all(getattr(current, key) == value for key, value in fields.items()):
-                    state = current
-                else:
-                    changed = current.model_copy(
-                        update={
-                            **fields,
-                            "next_fire": CronSchedule(request.cron, request.timezone).next_after(now),
-                            "version": current.version + 1,
-                            "updated_at": now,
-                        }
-                    )
-                    state = await self._patient.save_schedule(changed, expected_version=current.version)
-            except VersionConflict:
-                continue
-            self._pending_schedules.pop(name, None)
-            return state
-
-    async def _update_schedule(self, name: str, **changes: Any) -> ScheduleState:
-        while True:
-            current = await self._patient.get_schedule(self.name, name)
-            if current is None:
-                raise KeyError(f"agent {self.name!r} has no schedule {name!r}")
-            updated = current.model_copy(
-                update={**changes, "version": current.version + 1, "updated_at": self.clock.utcnow()}
-            )
-            try:
-                state = await self._patient.save_schedule(updated, expected_version=current.version)
-            except VersionConflict:
-                continue
-            self._wake_scheduler()
-            return state
-
-    def _wake_scheduler(self) -> None:
-        if self._scheduler is not None and self.is_scheduling:
-            self._scheduler.wake()
 
     # -- the public API --------------------------------------------------------------------------
 
@@ -782,13 +463,6 @@ class DurableAgent:
             raise RuntimeError(f"{self!r} is not running: use `async with durable:` (or await durable.open())")
         return self._jobs
 
-    def _live_jobs(self) -> dict[str, ActorRef[Any] | None]:
-        """The jobs this worker holds: running actors, and jobs waiting out a retry delay (None)."""
-        jobs = self._jobs
-        if jobs is None:
-            return {}
-        return {info.name: info.ref for info in jobs.which_children()}
-
     def _new_job(self, job_id: str, input: JsonValue, metadata: Mapping[str, JsonValue] | None, *, owned: bool) -> Job:
         validate_job_id(job_id)
         check_json(input, "input", job_id)
@@ -850,101 +524,6 @@ class DurableAgent:
                 return claimed
         return stored
 
-    async def _spawn(self, job: Job, *, fresh: bool = False) -> None:
-        supervisor = self._require_jobs()
-        slot = JobSlot(job, EventLog(job.id, self.store, self.publish_event, fresh=fresh))
-        self._slots[job.id] = slot
-        # Restarts used so far: every execution of this run that failed (the current one has not).
-        starts_new_attempt = job.status is JobStatus.PENDING and not job.resuming
-        used = job.run_attempts if starts_new_attempt else max(job.run_attempts - 1, 0)
-
-        async def on_exit(error: BaseException | None, decision: RestartDecision) -> None:
-            if error is not None:
-                await self._job_failed(slot, error, decision)
-
-        spec = ChildSpec(
-            job.id,
-            lambda: JobActor(self, slot),
-            RestartType.TRANSIENT,
-            backoff=self.retry_policy,
-            max_restarts=self.max_retries,
-            restarts=used,
-            should_restart=self._should_retry,
-            on_exit=on_exit,
-            shutdown_timeout=max(self.pause_timeout, 5.0),
-        )
-        try:
-            await supervisor.start_child(spec)
-        except ValueError:
-            if not supervisor.has_child(job.id):
-                raise
-            # Another call started it a moment ago: one execution only.
-        except BaseException:
-            self._slots.pop(job.id, None)
-            raise
-
-    def _should_retry(self, error: BaseException) -> bool:
-        if isinstance(error, _NEVER_RETRY):
-            return False
-        if not isinstance(error, Exception) and not isinstance(error, asyncio.CancelledError):
-            return False
-        return self.retry_on(error) if self.retry_on is not None else True
-
-    async def _job_failed(self, slot: JobSlot, error: BaseException, decision: RestartDecision) -> None:
-        """Record a crashed execution: a durable retry timer, or the final failure."""
-        job = slot.job
-        message = str(error) or type(error).__name__
-        error_type = getattr(error, "error_type", None) or type(error).__name__
-        log = self._log.bind(job_id=job.id, attempt=job.attempts)
-        for _ in range(8):
-            if job.status not in (JobStatus.RUNNING, JobStatus.PENDING) or job.owner != self.worker_id:
-                return
-            now = self.clock.utcnow()
-            if decision.restart:
-                new = job.evolve(
-                    status=JobStatus.PENDING,
-                    error=message,
-                    error_type=error_type,
-                    next_attempt_at=now + timedelta(seconds=decision.delay),
-                    updated_at=now,
-                )
-            else:
-                new = job.evolve(
-                    status=JobStatus.FAILED,
-                    error=message,
-                    error_type=error_type,
-                    completed_at=now,
-                    updated_at=now,
-                )
-            try:
-                slot.job = await retry_unavailable(
-                    lambda: self.store.save(new, expected_version=job.version),  # noqa: B023 - awaited at once
-                    self.clock,
-                    log,
-                    what=f"record failure of {job.id}",
-                )
-            except VersionConflict:
-                fresh = await self.store.get(job.id)
-                if fresh is None:
-                    return
-                slot.job = job = fresh
-                continue
-            if decision.restart:
-                log.warning("attempt failed; retrying", error=message, delay=round(decision.delay, 3))
-            else:
-                log.error("job failed", error=message, error_type=error_type, reason=decision.reason)
-            events = slot.events
-            events.append({"type": "error", "error": message, "error_type": error_type, "will_retry": decision.restart})
-            events.append({"type": "job_status", "job": slot.job.model_dump(mode="json")})
-            try:
-                await events.flush()
-            except Exception as exc:
-                log.warning("event log flush failed", error=repr(exc))
-            self.publish(slot.job)
-            if not decision.restart:
-                self.forget(slot)
-            return
-
     async def _control(self, job_id: str, request: Literal["pause", "cancel"]) -> Job:
         validate_job_id(job_id)
         supervisor = self._require_jobs()
@@ -954,8 +533,14 @@ class DurableAgent:
                 raise JobStateError(job_id, job.status, request)
             ref = supervisor.child(job_id)
             if ref is not None and ref.is_alive:
+                if job.status.is_settled:
+                    await ref.join()  # the actor that settled it is stopping: then the store is ours
+                    continue
                 ref.tell(Pause() if request == "pause" else Cancel())
-                return await self.wait(job_id)
+                settled = await self.wait(job_id)
+                if request == "cancel" and settled.status is JobStatus.PAUSED:
+                    continue  # it paused itself before the cancel reached it: cancel the paused job
+                return settled
             if supervisor.has_child(job_id):
                 # Waiting out a retry delay: no actor runs it now, so the store is the only writer.
                 await supervisor.terminate_child(job_id)

@@ -40,7 +40,8 @@ from typing import Any, TextIO, TypeVar, cast
 import structlog
 from pydantic import JsonValue
 
-from durapod.agent import DurableAgent, parse_statuses
+from durapod._waiting import parse_statuses
+from durapod.agent import DurableAgent
 from durapod.client import Client
 from durapod.errors import DurapodError
 from durapod.events import (

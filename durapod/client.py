@@ -11,7 +11,7 @@ from pydantic import JsonValue
 
 from durapod._control import apply_control, get_job, resumed
 from durapod._stream import EventSource, Subscribers, follow
-from durapod.agent import parse_statuses
+from durapod._waiting import Waiters, parse_statuses
 from durapod.errors import JobConflictError, JobStateError, VersionConflict
 from durapod.events import Event
 from durapod.models import Job, JobStatus, StepRecord, check_json, validate_job_id
@@ -49,9 +49,7 @@ class Client:
         self.store = store
         self.poll_interval = poll_interval
         self.clock: Clock = clock or SYSTEM_CLOCK
-        from durapod.agent import _Waiters
-
-        self._waiters = _Waiters()
+        self._waiters = Waiters()
 
     def __repr__(self) -> str:
         return f"Client(store={self.store!r})"

@@ -206,9 +206,7 @@ class JobActor(Actor[ControlMessage]):
         if job.status is JobStatus.PENDING:
             # A resumed job continues its execution; a new or retried one starts another attempt.
             attempts = job.attempts if job.resuming else job.attempts + 1
-            if not await self._write(
-                status=JobStatus.RUNNING, attempts=attempts, next_attempt_at=None, resuming=False
-            ):
+            if not await self._write(status=JobStatus.RUNNING, attempts=attempts, next_attempt_at=None, resuming=False):
                 return
         elif job.status is not JobStatus.RUNNING:
             self.ref.stop()
