@@ -4,7 +4,7 @@ A slow subscriber must not slow the agent: each subscriber has a bounded buffer,
 behind catches up from the event log. The baseline, in the same run, iterates the same async generator
 with no durapod. Prints one JSON object.
 
-    python bench/streaming.py --tokens 20000 --store memory|sqlite
+    python bench/stream_throughput.py --tokens 20000 --store memory|sqlite
 """
 
 from __future__ import annotations
