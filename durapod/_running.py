@@ -90,8 +90,9 @@ class RunningMixin:
         """Run a job this worker just claimed, after any stale local actor of it is gone."""
         supervisor = self._require_jobs()
         ref = supervisor.child(job.id)
-        if ref is not None and ref.is_alive:
+        if ref is not None:
             await ref.join()  # an actor that is stopping (it paused the job a moment ago)
+            await supervisor.settle(job.id)  # and the supervisor has handled its exit
         if supervisor.has_child(job.id):
             await supervisor.terminate_child(job.id)  # a restart that the claim has made stale
         await self._spawn(job)

@@ -438,9 +438,9 @@ class DurableAgent(RunningMixin, SchedulingMixin):
                 raise JobStateError(job_id, job.status, "resume")
             ref = supervisor.child(job_id)
             if ref is not None:
-                # The actor that paused it is still stopping: let it finish first.
+                # The actor that paused it is still stopping: let it finish, and its exit be handled.
                 await ref.join()
-                await asyncio.sleep(0)
+                await supervisor.settle(job_id)
                 continue
             if supervisor.has_child(job_id):
                 await supervisor.terminate_child(job_id)  # a restart that would only find it paused
@@ -531,8 +531,12 @@ class DurableAgent(RunningMixin, SchedulingMixin):
             job = await get_job(self._patient, job_id)
             if job.status not in ALLOWED[request]:
                 raise JobStateError(job_id, job.status, request)
+            # No await between looking at the child and acting on it: the child may stop at any await.
             ref = supervisor.child(job_id)
-            if ref is not None and ref.is_alive:
+            if ref is not None and not ref.is_alive:
+                await supervisor.settle(job_id)  # it stopped: let the supervisor record its exit first
+                continue
+            if ref is not None:
                 if job.status.is_settled:
                     await ref.join()  # the actor that settled it is stopping: then the store is ours
                     continue
@@ -544,6 +548,7 @@ class DurableAgent(RunningMixin, SchedulingMixin):
             if supervisor.has_child(job_id):
                 # Waiting out a retry delay: no actor runs it now, so the store is the only writer.
                 await supervisor.terminate_child(job_id)
+                continue  # read the job again: the retry timer was written meanwhile
             applied = await apply_control(self._patient, job_id, request, self.clock, self.publish)
             if applied is not None:
                 self._log.info(f"job {applied.status}", job_id=job_id)

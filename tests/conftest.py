@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -9,7 +10,11 @@ import pytest
 
 from durapod.stores.base import Store
 from durapod.stores.memory import MemoryStore
+from durapod.stores.redis import RedisStore
 from durapod.stores.sqlite import SQLiteStore
+from tests.redis_fixtures import redis_proc, redis_server_process, redis_store, redis_url
+
+__all__ = ["STORE_FACTORIES", "STORE_MARKS", "redis_proc", "redis_server_process", "redis_store", "redis_url"]
 
 #: Builds an empty store for one test. It gets the test's request, so that it can pull the fixtures it
 #: needs (``request.getfixturevalue("tmp_path")``, a Redis server...).
@@ -25,13 +30,19 @@ async def _sqlite_store(request: pytest.FixtureRequest) -> Store:
     return SQLiteStore(tmp_path / "jobs.db")
 
 
+async def _redis_store(request: pytest.FixtureRequest) -> Store:
+    url: str = request.getfixturevalue("redis_url")  # the session's redis-server, flushed for this test
+    return RedisStore.from_url(url, key_prefix=f"c-{uuid.uuid4().hex[:8]}:")
+
+
 #: Every kind of store the ``store`` fixture runs a test on. Add a kind here (with its marks in
 #: STORE_MARKS, e.g. ``[pytest.mark.redis]``) and every test that takes ``store`` runs on it too.
 STORE_FACTORIES: dict[str, StoreFactory] = {
     "memory": _memory_store,
     "sqlite": _sqlite_store,
+    "redis": _redis_store,
 }
-STORE_MARKS: dict[str, list[pytest.MarkDecorator]] = {}
+STORE_MARKS: dict[str, list[pytest.MarkDecorator]] = {"redis": [pytest.mark.redis]}
 
 
 @pytest.fixture(params=[pytest.param(kind, marks=STORE_MARKS.get(kind, []), id=kind) for kind in STORE_FACTORIES])

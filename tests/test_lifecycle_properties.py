@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ from durapod import (
     Store,
 )
 from durapod.models import TRANSITIONS, Request, check_transition
+from durapod.stores.redis import RedisStore
 from durapod.stores.sqlite import SQLiteStore
 from durapod.testing import FakeClock
 
@@ -673,6 +675,21 @@ def test_lifecycle_properties(kind: str) -> None:
 
     OnStore.__name__ = OnStore.__qualname__ = f"LifecycleMachine[{kind}]"
     run_state_machine_as_test(OnStore, settings=settings(SETTINGS, max_examples=MAX_EXAMPLES.get(kind, 60)))
+
+
+@pytest.mark.redis
+def test_lifecycle_properties_on_redis(redis_url: str) -> None:
+    """The same machine on RedisStore (the session's redis-server, a fresh key prefix per example)."""
+
+    async def redis_store(directory: Path) -> Store:
+        return RedisStore.from_url(redis_url, key_prefix=f"life-{uuid.uuid4().hex[:8]}:")
+
+    class OnRedis(LifecycleMachine):
+        def __init__(self) -> None:
+            super().__init__(redis_store)
+
+    OnRedis.__name__ = OnRedis.__qualname__ = "LifecycleMachine[redis]"
+    run_state_machine_as_test(OnRedis, settings=settings(SETTINGS, max_examples=40))
 
 
 # -- regressions: bugs the machine found, pinned down one by one ----------------------------------------

@@ -62,7 +62,7 @@ class MemoryStore(Store):
             if existing is not None:
                 return self._current(existing), False
             self._jobs[job.id] = job
-            return job, True
+            return self._current(job), True
 
     def _current(self, job: Job) -> Job:
         # The journal's length is the truth for ``steps``; records are not copied on every append.

@@ -29,6 +29,7 @@ class _Child:
     restarts: int
     started_at: float
     restarting: asyncio.Task[None] | None = None
+    recorded: asyncio.Event | None = None  # set once on_exit has recorded the last exit
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +143,15 @@ class Supervisor(Actor[Any]):
         entry = self._children.get(name)
         return entry.ref if entry is not None else None
 
+    async def settle(self, name: str) -> None:
+        """Wait until the supervisor has handled the exit of the named child, if it has stopped.
+
+        Between a child's stop and the supervisor handling it (deciding on a restart, recording the exit),
+        ``child(name)`` still returns the stopped reference; callers that act on a child's state wait here.
+        """
+        while (entry := self._children.get(name)) is not None and entry.ref is not None and not entry.ref.is_alive:
+            await asyncio.sleep(0)
+
     def has_child(self, name: str) -> bool:
         """True while a child of that name is running or waiting to restart."""
         return name in self._children
@@ -242,10 +252,15 @@ class Supervisor(Actor[Any]):
         if self.strategy is Strategy.ONE_FOR_ALL:
             others = [c for name, c in self._children.items() if name != message.name]
             await self._shutdown_all(others)
+        entry.recorded = asyncio.Event()  # created now: a shutdown before the task runs still waits for it
         entry.restarting = asyncio.create_task(self._restart_later(entry, message.error, decision))
 
     async def _restart_later(self, entry: _Child, error: BaseException | None, decision: RestartDecision) -> None:
-        await _call_on_exit(entry.spec, error, decision, self._log)
+        try:
+            await _call_on_exit(entry.spec, error, decision, self._log)
+        finally:
+            if entry.recorded is not None:
+                entry.recorded.set()
         await self.clock.sleep(decision.delay)
         if self._stopping or self._children.get(entry.spec.name) is not entry:
             return
@@ -279,6 +294,9 @@ class Supervisor(Actor[Any]):
     async def _shutdown_child(self, entry: _Child) -> None:
         restarting = entry.restarting
         if restarting is not None:
+            if entry.recorded is not None and restarting is not asyncio.current_task():
+                # let on_exit finish recording the last exit (a job's retry timer): never leave it half-done
+                await entry.recorded.wait()
             entry.restarting = None
             restarting.cancel()
             if restarting is not asyncio.current_task():
