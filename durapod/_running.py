@@ -65,19 +65,23 @@ class RunningMixin:
         raise NotImplementedError
 
     async def recover(self) -> list[Job]:
-        """Claim and continue this agent's orphaned jobs (their owner's lease expired). Returns them.
+        """Claim and continue this agent's orphaned and queued jobs, up to ``max_concurrency``. Returns them.
 
         When the worker opens, this also takes back the jobs its own ``worker_id`` held (a restarted
         worker), without waiting for their leases to expire.
         """
-        self._require_jobs()
+        supervisor = self._require_jobs()
         now = self.clock.utcnow()
+        # never more than this worker may run at once: the rest stays claimable by other workers
+        limit = 1 << 30
+        if self.max_concurrency is not None:
+            limit = max(self.max_concurrency - len(supervisor.which_children()), 0)
         claimed = await self.store.claim_orphans(
             self.name,
             self.worker_id,
             lease_until=now + timedelta(seconds=self.lease_ttl),
             now=now,
-            limit=1 << 30,
+            limit=limit,
             reclaim_own=not self._opened,
         )
         self._opened = True

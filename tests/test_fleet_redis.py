@@ -26,7 +26,7 @@ async def submit(url: str, count: int) -> None:
 
 async def wait_all(url: str, count: int, timeout: float = 240.0) -> dict[str, tuple[JobStatus, object, int]]:
     async with Client(RedisStore.from_url(url), poll_interval=0.2) as client:
-        jobs = {}
+        jobs: dict[str, tuple[JobStatus, object, int]] = {}
         for index in range(count):
             job = await client.wait(f"job-{index:03d}", timeout=timeout)
             jobs[job.id] = (job.status, job.result, job.steps)

@@ -113,6 +113,7 @@ class Supervisor(Actor[Any]):
         self._intensity = _Restarts(max_restarts, within)
         self._stopping = False
         self._background: set[asyncio.Task[None]] = set()
+        self._exit_handled = asyncio.Event()  # set (and replaced) each time a child's exit is handled
         self._log = _log.bind(supervisor=name)
 
     # -- public API ------------------------------------------------------------------------------
@@ -150,7 +151,7 @@ class Supervisor(Actor[Any]):
         ``child(name)`` still returns the stopped reference; callers that act on a child's state wait here.
         """
         while (entry := self._children.get(name)) is not None and entry.ref is not None and not entry.ref.is_alive:
-            await asyncio.sleep(0)
+            await self._exit_handled.wait()
 
     def has_child(self, name: str) -> bool:
         """True while a child of that name is running or waiting to restart."""
@@ -181,7 +182,10 @@ class Supervisor(Actor[Any]):
 
     async def receive(self, message: Any) -> Any:
         if isinstance(message, _ChildExited):
-            await self._child_exited(message)
+            try:
+                await self._child_exited(message)
+            finally:
+                self._signal_exit_handled()
             return None
         raise TypeError(f"supervisor {self.name!r} got an unexpected message {message!r}")
 
@@ -197,14 +201,20 @@ class Supervisor(Actor[Any]):
 
     def _on_child_exit(self, ref: ActorRef[Any], error: BaseException | None) -> None:
         if self._stopping:
+            self._signal_exit_handled()
             return
         if error is None:
             # A normal stop of a transient or temporary child only ends it: no need for a message.
             entry = self._children.get(ref.name)
             if entry is not None and entry.ref is ref and entry.spec.restart is not RestartType.PERMANENT:
                 del self._children[ref.name]
+                self._signal_exit_handled()
                 return
         self.ref.tell(_ChildExited(ref.name, ref, error))
+
+    def _signal_exit_handled(self) -> None:
+        handled, self._exit_handled = self._exit_handled, asyncio.Event()
+        handled.set()
 
     def decide(self, spec: ChildSpec, restarts: int, error: BaseException | None, ran_for: float) -> RestartDecision:
         """The restart decision for a child that stopped with ``error`` after running ``ran_for`` seconds.
