@@ -68,8 +68,17 @@ class LeaseKeeper(Actor[Any]):
             self._timer.cancel()
 
     async def _ticks(self) -> None:
+        # A store that can signal control requests (Redis pub/sub) wakes us at once; the tick also runs
+        # every control_interval, so a lost signal only delays a request until then.
+        wait_for_control = getattr(self.store, "wait_for_control", None)
         while True:
-            await self.clock.sleep(self.control_interval)
+            if wait_for_control is not None and self._live_jobs():
+                try:
+                    await wait_for_control(self.control_interval)
+                except Exception:
+                    await self.clock.sleep(self.control_interval)
+            else:
+                await self.clock.sleep(self.control_interval)
             self.ref.tell(_TICK)
 
     async def receive(self, message: Any) -> Any:

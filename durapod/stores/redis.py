@@ -784,6 +784,10 @@ class _Pipeline:
                 await self._store.client.connection_pool.release(connection)
 
 
+#: The pub/sub "agent" name on which control requests wake lease keepers (no agent is named so).
+_CONTROL_CHANNEL = "\x00control"
+
+
 class _Wakeups:
     """Pub/sub on ``wake:<agent>``: an event per agent, set when a job of it (or of agent "") is claimable."""
 
@@ -1485,6 +1489,13 @@ class RedisStore(Store):
         keys = self._job_keys(request.job_id)
         if not await self._script("request_control", (keys[0], keys[3]), entry):
             raise JobNotFound(request.job_id)
+        # wake the owners' lease keepers at once (the request in the store is the truth: a lost message
+        # only delays it to their next poll)
+        await self._read("PUBLISH", self._prefix + "wake:" + _CONTROL_CHANNEL, request.job_id)
+
+    async def wait_for_control(self, timeout: float) -> None:
+        """Wait until some process asks for a pause or cancel (pub/sub), or ``timeout`` seconds pass."""
+        await self.wait_for_work(_CONTROL_CHANNEL, timeout)
 
     async def take_controls(self, job_ids: Collection[str]) -> builtins.list[ControlRequest]:
         """Remove and return the control requests of ``job_ids``, oldest first.
