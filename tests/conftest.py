@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -53,3 +54,17 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
         yield made
     finally:
         await made.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """With ``DURAPOD_REQUIRE_REDIS=1`` (CI), a Redis test that was skipped counts as failed."""
+    report = yield
+    if (
+        os.environ.get("DURAPOD_REQUIRE_REDIS") == "1"
+        and getattr(report, "skipped", False)
+        and item.get_closest_marker("redis") is not None
+    ):
+        report.outcome = "failed"  # type: ignore[attr-defined]
+        report.longrepr = f"{item.nodeid}: a Redis test was skipped, and DURAPOD_REQUIRE_REDIS=1"  # type: ignore[attr-defined]
+    return report

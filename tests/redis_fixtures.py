@@ -22,7 +22,7 @@ from redis import Redis as SyncRedis
 
 from durapod.stores.redis import RedisStore
 
-__all__ = ["redis_available", "redis_proc", "redis_server_process", "redis_store", "redis_url"]
+__all__ = ["redis_available", "redis_proc", "redis_server_process", "redis_store", "redis_url", "require_redis"]
 
 #: The raw pytest-redis fixture: a redis-server on a free port for the whole session. Use ``redis_proc``,
 #: which skips (or fails) first when there is no redis-server.
@@ -35,7 +35,8 @@ def redis_available() -> bool:
     return shutil.which("redis-server") is not None
 
 
-def _require_redis() -> None:
+def require_redis() -> None:
+    """Skip the calling test when there is no redis-server (fail instead when DURAPOD_REQUIRE_REDIS=1)."""
     if redis_available():
         return
     message = "redis-server is not on PATH"
@@ -47,7 +48,7 @@ def _require_redis() -> None:
 @pytest.fixture(scope="session")
 def redis_proc(request: pytest.FixtureRequest) -> RedisExecutor:
     """The session's ``redis-server`` (a pytest-redis executor with ``.host`` and ``.port``)."""
-    _require_redis()
+    require_redis()
     executor: RedisExecutor = request.getfixturevalue("redis_server_process")
     return executor
 

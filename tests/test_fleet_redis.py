@@ -12,7 +12,7 @@ from pytest_redis.executor import RedisExecutor
 from durapod import Client, JobStatus
 from durapod.stores.redis import RedisStore
 from tests.fleet import Fleet, audit, stale_commits
-from tests.redis_fixtures import redis_available
+from tests.redis_fixtures import require_redis
 from tests.workers.crash_worker import STEPS, expected_result
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
@@ -78,8 +78,7 @@ def free_port() -> int:
 
 @pytest.mark.timeout(600)
 def test_jobs_complete_across_a_redis_restart(tmp_path: Path) -> None:
-    if not redis_available():
-        pytest.skip("redis-server is not on PATH")
+    require_redis()
     data = tmp_path / "redis"
     data.mkdir()
     port = free_port()
