@@ -39,9 +39,21 @@ class Waiters:
                 if not future.done():
                     future.set_result(job)
 
-    async def wait(self, store: Store, job_id: str, timeout: float | None, poll_interval: float, is_local: bool) -> Job:
+    async def wait(
+        self,
+        store: Store,
+        job_id: str,
+        timeout: float | None,
+        poll_interval: float,
+        is_local: bool,
+        known: Job | None = None,
+    ) -> Job:
         """Wait for the job to settle. Local writes wake the waiter at once; other processes' writes are
-        seen by polling, quickly at first (every 10 ms, doubling up to ``poll_interval``)."""
+        seen by polling, quickly at first (every 10 ms, doubling up to ``poll_interval``).
+
+        ``known`` is the job as the caller has just read or written it (no await since): the first store
+        read is skipped.
+        """
         delay = poll_interval if is_local else min(0.01, poll_interval)
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
@@ -50,7 +62,8 @@ class Waiters:
                 waiting = self._waiting.setdefault(job_id, [])
                 waiting.append(future)
                 try:
-                    job = await store.get(job_id)
+                    job = known if known is not None else await store.get(job_id)
+                    known = None
                     if job is None:
                         raise JobNotFound(job_id)
                     if job.status.is_settled:

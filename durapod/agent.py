@@ -296,8 +296,10 @@ class DurableAgent(RunningMixin, SchedulingMixin):
             InvalidInput: the input or metadata is not JSON.
             JobConflictError: the id exists with a different input (or another agent).
         """
-        await self.start(job_id, input, metadata=metadata)
-        return await self.wait(job_id)
+        job = await self.start(job_id, input, metadata=metadata)
+        # no await between start() and registering the waiter: the job cannot settle unseen in between
+        is_local = self._jobs is not None and self._jobs.has_child(job_id)
+        return await self._waiters.wait(self._patient, job_id, None, self.poll_interval, is_local, job)
 
     async def start(
         self, job_id: str, input: JsonValue = None, *, metadata: Mapping[str, JsonValue] | None = None
