@@ -46,6 +46,7 @@ from durapod.events import (
 )
 from durapod.models import Job, JobStatus, StepRecord
 from durapod.stores import ControlRequest, MemoryStore, Page, Store, open_store
+from durapod.stores.redis import RedisStore
 from durapod.stores.sqlite import SQLiteStore
 from durapod.supervisor import Backoff, ChildSpec, RestartDecision, RestartType, Strategy, Supervisor
 
@@ -85,6 +86,7 @@ __all__ = [
     "Page",
     "RestartDecision",
     "RestartIntensityExceeded",
+    "RedisStore",
     "RestartType",
     "SQLiteStore",
     "StaleOwnerError",
