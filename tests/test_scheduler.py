@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from durapod import DurableAgent, JobStatus, MemoryStore, Store
+from durapod import DurableAgent, JobStatus, MemoryStore, RedisStore, SQLiteStore, Store
 from durapod.schedules import CronSchedule, fire_job_id
 from durapod.testing import FakeClock
 
@@ -168,8 +169,9 @@ async def run_two_schedulers(store_a: Store, store_b: Store, ticks: int) -> list
     first = DurableAgent(agent, store_a, name="shared", clock=clock, worker_id="a")
     second = DurableAgent(agent, store_b, name="shared", clock=clock, worker_id="b")
     async with first, second:
-        await first.schedule("tick", "* * * * * *")
-        await second.schedule("tick", "* * * * * *")
+        # overlap "allow": every tick must make its job even if the previous one is still running
+        await first.schedule("tick", "* * * * * *", overlap="allow")
+        await second.schedule("tick", "* * * * * *", overlap="allow")
         first.start_scheduler()
         second.start_scheduler()
         for _ in range(ticks):
@@ -282,3 +284,24 @@ async def test_named_schedules_are_listed_paused_resumed_and_removed() -> None:
             await durable.schedule("x", "@hourly", overlap="sometimes")  # type: ignore[arg-type]
         await durable.stop_scheduler()
         assert not durable.is_scheduling
+
+
+async def test_two_schedulers_on_one_sqlite_file_create_one_job_per_tick(tmp_path: Path) -> None:
+    first, second = SQLiteStore(tmp_path / "jobs.db"), SQLiteStore(tmp_path / "jobs.db")
+    try:
+        created = await run_two_schedulers(first, second, 100)
+    finally:
+        await first.close()
+        await second.close()
+    assert created == sorted(fire_job_id("tick", START + timedelta(seconds=s)) for s in range(1, 101))
+
+
+@pytest.mark.redis
+async def test_two_schedulers_on_one_redis_create_one_job_per_tick(redis_url: str) -> None:
+    first, second = RedisStore.from_url(redis_url), RedisStore.from_url(redis_url)
+    try:
+        created = await run_two_schedulers(first, second, 100)
+    finally:
+        await first.close()
+        await second.close()
+    assert created == sorted(fire_job_id("tick", START + timedelta(seconds=s)) for s in range(1, 101))
