@@ -275,7 +275,7 @@ async def _cmd_ls(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise CommandError(f"invalid --limit {args.limit}: expected an int >= 0", 2)
     async with _client(args) as client:
-        page = await client.list(status=statuses or None, limit=args.limit, agent=args.agent)
+        page = await client.page(status=statuses or None, limit=args.limit, agent=args.agent)
     if args.json:
         print(json.dumps([job.model_dump(mode="json") for job in page.jobs]))
         return 0

@@ -119,9 +119,24 @@ class Client:
         limit: int | None = None,
         metadata: Mapping[str, JsonValue] | None = None,
         agent: str | None = None,
+    ) -> builtins.list[Job]:
+        """Jobs newest first, filtered by status (one or several), metadata and agent (None: every agent).
+
+        Raises:
+            ValueError: an unknown status, or a negative limit.
+        """
+        return (await self.page(status, limit=limit, metadata=metadata, agent=agent)).jobs
+
+    async def page(
+        self,
+        status: JobStatus | str | Iterable[JobStatus | str] | None = None,
+        *,
+        limit: int | None = None,
+        metadata: Mapping[str, JsonValue] | None = None,
+        agent: str | None = None,
         cursor: str | None = None,
     ) -> Page:
-        """Jobs newest first, filtered; a page of ``limit`` with the cursor of the next one."""
+        """One page of :meth:`list`: ``limit`` jobs and the ``next_cursor`` to pass for the next page."""
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
             raise ValueError(f"limit must be an int >= 0 or None, got {limit!r}")
         return await self.store.list(

@@ -27,8 +27,8 @@ async def submit_all(store_url: str) -> None:
 
 async def final_jobs(db: Path) -> dict[str, tuple[JobStatus, object, int]]:
     async with Client(SQLiteStore(db)) as client:
-        page = await client.list(agent="crash")
-        return {job.id: (job.status, job.result, job.steps) for job in page.jobs}
+        jobs = await client.list(agent="crash")
+        return {job.id: (job.status, job.result, job.steps) for job in jobs}
 
 
 async def wait_all_completed(db: Path, fleet: Fleet, timeout: float = 240.0) -> None:
