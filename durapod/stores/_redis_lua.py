@@ -1,0 +1,338 @@
+"""The Lua scripts of RedisStore, and their registration on a client.
+
+RedisStore runs each of these scripts as one operation, atomically on the server. ARGV[1] is
+always the key prefix; KEYS are the job's own keys (job, steps, events, controls). Index key names are
+derived inside the scripts from the prefix. The key layout is described in :mod:`durapod.stores.redis`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+# Each script carries only the helpers it uses: Redis runs a script's whole text on every call.
+_LUA_BASE: Final = """
+local P = ARGV[1]
+
+local function is_live(status)
+  return status == 'pending' or status == 'running'
+end
+
+local function is_expiring(status)
+  return status == 'completed' or status == 'failed' or status == 'cancelled'
+end
+
+local function optional(value)
+  if value == '' then return false end
+  return value
+end
+
+-- an owner argument is '' for None, else '=' .. owner (so that '' stays a possible owner)
+local function owner_arg(value)
+  if value == '' then return false end
+  return string.sub(value, 2)
+end
+"""
+
+_LUA_INDEX: Final = """
+-- the index keys a job belongs to, with its score in each
+local function places(s)
+  local out = {[P .. 'created'] = '0', [P .. 'status:' .. s.status] = '0', [P .. 'agent:' .. s.agent] = '0'}
+  if is_live(s.status) then
+    if s.owner and s.lease then
+      out[P .. 'leased'] = s.lease
+      out[P .. 'leased:' .. s.agent] = s.lease
+    else
+      out[P .. 'ready'] = '0'
+      out[P .. 'ready:' .. s.agent] = '0'
+    end
+  end
+  return out
+end
+
+-- move a job's index entries from its old state to its new one (either may be nil)
+local function reindex(old, new)
+  if old and new and old.status == new.status and old.agent == new.agent and old.member == new.member
+      and old.lease == new.lease and not old.owner == not new.owner then
+    return  -- the common case: same places, same scores
+  end
+  local before = old and places(old) or {}
+  local after = new and places(new) or {}
+  local moved = old and new and old.member ~= new.member
+  for key, _ in pairs(before) do
+    if moved or after[key] == nil then redis.call('ZREM', key, old.member) end
+  end
+  for key, score in pairs(after) do
+    if moved or before[key] ~= score then redis.call('ZADD', key, score, new.member) end
+  end
+  if after[P .. 'ready'] and (moved or not before[P .. 'ready']) then
+    redis.call('PUBLISH', P .. 'wake:' .. new.agent, new.member)
+  end
+end
+"""
+
+_LUA_EXPIRY: Final = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function expiry_entry(s)
+  return cjson.encode({s.member, s.status, s.agent})
+end
+
+-- drop the index entries of up to n jobs whose TTL has passed
+local function prune(now, n)
+  local due = redis.call('ZRANGE', P .. 'expiry', '-inf', now, 'BYSCORE', 'LIMIT', 0, n)
+  for _, entry in ipairs(due) do
+    local e = cjson.decode(entry)
+    local key = P .. 'job:{' .. string.sub(e[1], 20) .. '}'
+    local ttl = -2
+    if redis.call('HGET', key, 'member') == e[1] then ttl = redis.call('PTTL', key) end
+    if ttl > 0 then
+      redis.call('ZADD', P .. 'expiry', now + ttl, entry)
+    else
+      if ttl == -2 then
+        reindex({status = e[2], agent = e[3], member = e[1], owner = false, lease = false}, nil)
+      end
+      redis.call('ZREM', P .. 'expiry', entry)
+    end
+  end
+end
+
+-- give the job's four keys the TTL (ms, '0': none) when it finishes; take it away when it runs again
+local function set_ttl(old, new, ttl)
+  local was = old and is_expiring(old.status)
+  if is_expiring(new.status) then
+    if ttl == '0' then return end
+    for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end
+    local now = now_ms()
+    if was then redis.call('ZREM', P .. 'expiry', expiry_entry(old)) end
+    redis.call('ZADD', P .. 'expiry', now + tonumber(ttl), expiry_entry(new))
+    prune(now, 2)
+  elseif was then
+    for i = 1, 4 do redis.call('PERSIST', KEYS[i]) end
+    redis.call('ZREM', P .. 'expiry', expiry_entry(old))
+  end
+end
+"""
+
+_LUA_INHERIT_TTL: Final = """
+-- a key written to a job that expires expires with it
+local function inherit_ttl(key)
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+end
+"""
+
+
+# KEYS: job steps events controls. ARGV: P ttl_ms record status agent member owner lease_us epoch
+# version recoveries. Returns nil if created, else the existing job's _READ_FIELDS.
+_LUA_CREATE: Final = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.call('HMGET', KEYS[1], 'record', 'owner', 'lease_us', 'epoch', 'version', 'steps',
+    'recoveries', 'updated_us')
+end
+local new = {status = ARGV[4], agent = ARGV[5], member = ARGV[6], owner = owner_arg(ARGV[7]),
+  lease = optional(ARGV[8])}
+local fields = {'record', ARGV[3], 'status', new.status, 'agent', new.agent, 'member', new.member,
+  'epoch', ARGV[9], 'version', ARGV[10], 'recoveries', ARGV[11], 'steps', 0}
+if new.owner then fields[#fields + 1] = 'owner'; fields[#fields + 1] = new.owner end
+if new.lease then fields[#fields + 1] = 'lease_us'; fields[#fields + 1] = new.lease end
+redis.call('HSET', KEYS[1], unpack(fields))
+-- a new job starts from an empty journal, whatever a previous job of that id left
+redis.call('DEL', KEYS[2])
+reindex(nil, new)
+set_ttl(nil, new, ARGV[2])
+return false
+"""
+
+# KEYS: job steps events controls. ARGV: P ttl_ms record status agent member owner lease_us epoch
+# version recoveries expected_version. Returns steps (the lease is the one sent), {0, lease_us, steps},
+# {1} (not found) or {2, version}.
+_LUA_SAVE: Final = """
+local cur = redis.call('HMGET', KEYS[1], 'status', 'agent', 'member', 'owner', 'lease_us', 'version', 'epoch',
+  'steps')
+if not cur[6] then return {1} end
+if cur[6] ~= ARGV[12] or tonumber(ARGV[10]) ~= tonumber(ARGV[12]) + 1 then return {2, cur[6]} end
+local old = {status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = cur[5]}
+local new = {status = ARGV[4], agent = ARGV[5], member = ARGV[6], owner = owner_arg(ARGV[7])}
+if new.status == 'paused' or is_expiring(new.status) then
+  new.lease = false
+elseif new.owner == old.owner and ARGV[9] == cur[7] then
+  new.lease = old.lease
+else
+  new.lease = optional(ARGV[8])
+end
+local fields = {'record', ARGV[3], 'status', new.status, 'agent', new.agent, 'member', new.member,
+  'epoch', ARGV[9], 'version', ARGV[10], 'recoveries', ARGV[11]}
+local gone = {'updated_us'}
+if new.owner then
+  fields[#fields + 1] = 'owner'; fields[#fields + 1] = new.owner
+else
+  gone[#gone + 1] = 'owner'
+end
+if new.lease then
+  fields[#fields + 1] = 'lease_us'; fields[#fields + 1] = new.lease
+else
+  gone[#gone + 1] = 'lease_us'
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('HDEL', KEYS[1], unpack(gone))
+reindex(old, new)
+set_ttl(old, new, ARGV[2])
+-- the common answer is one integer (cheap to parse): the steps, when the lease is the one the writer sent
+if new.lease == optional(ARGV[8]) then return tonumber(cur[8]) or 0 end
+return {0, new.lease, tonumber(cur[8]) or 0}
+"""
+
+# KEYS: job steps. ARGV: index epoch record. Returns 0, {1} (not found) or {2, epoch, why}.
+_LUA_APPEND_STEP: Final = """
+local cur = redis.call('HMGET', KEYS[1], 'status', 'epoch')
+if not cur[1] then return {1} end
+if cur[1] ~= 'running' then return {2, cur[2], 'job is ' .. cur[1]} end
+if cur[2] ~= ARGV[2] then return {2, cur[2], 'another worker claimed it'} end
+local length = redis.call('LLEN', KEYS[2])
+if length ~= tonumber(ARGV[1]) then
+  return {2, cur[2], 'step #' .. ARGV[1] .. ' but journal has ' .. length}
+end
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[1], 'steps', length + 1)
+return 0
+"""
+
+# KEYS: job. ARGV: P id owner lease_us now_us reclaim_own updated_us.
+# Returns nil (not claimable), {1, why} (corrupt record: nothing written) or
+# {0, record, epoch, version, recoveries, steps}.
+_LUA_CLAIM: Final = """
+local cur = redis.call('HMGET', KEYS[1], 'status', 'agent', 'member', 'owner', 'lease_us', 'epoch', 'version',
+  'recoveries', 'record', 'steps')
+if not cur[1] or not is_live(cur[1]) then return false end
+local old = {status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = cur[5]}
+local free = (not old.owner) or (not old.lease) or tonumber(old.lease) < tonumber(ARGV[5])
+  or (ARGV[6] == '1' and old.owner == ARGV[3])
+if not free then return false end
+-- a record the worker could not decode must not be claimed: check what Lua can
+local ok, decoded = pcall(cjson.decode, cur[9] or '')
+if not ok then return {1, 'not JSON'} end
+if type(decoded) ~= 'table' or decoded.id ~= ARGV[2] or type(decoded.created_at) ~= 'string'
+    or type(decoded.updated_at) ~= 'string' then
+  return {1, 'not the record of this job'}
+end
+local epoch = (tonumber(cur[6]) or 0) + 1
+local version = (tonumber(cur[7]) or 0) + 1
+local recoveries = tonumber(cur[8]) or 0
+if old.status == 'running' then recoveries = recoveries + 1 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'lease_us', ARGV[4], 'epoch', epoch, 'version', version,
+  'recoveries', recoveries, 'updated_us', ARGV[7])
+reindex(old, {status = old.status, agent = old.agent, member = old.member, owner = ARGV[3], lease = ARGV[4]})
+return {0, cur[9], epoch, version, recoveries, tonumber(cur[10]) or 0}
+"""
+
+# KEYS: job. ARGV: P owner lease_us. Returns 1 if renewed.
+_LUA_RENEW: Final = """
+local cur = redis.call('HMGET', KEYS[1], 'status', 'agent', 'member', 'owner', 'lease_us')
+if not cur[1] or not is_live(cur[1]) or cur[4] ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'lease_us', ARGV[3])
+reindex({status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = cur[5]},
+  {status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = ARGV[3]})
+return 1
+"""
+
+# KEYS: job. ARGV: P owner. Returns 1 if released.
+_LUA_RELEASE: Final = """
+local cur = redis.call('HMGET', KEYS[1], 'status', 'agent', 'member', 'owner', 'lease_us')
+if not cur[1] or cur[4] ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], 'lease_us')
+reindex({status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = cur[5]},
+  {status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = false})
+return 1
+"""
+
+# KEYS: job steps events controls. ARGV: P. Returns 1 if the job existed.
+_LUA_DELETE: Final = """
+local cur = redis.call('HMGET', KEYS[1], 'status', 'agent', 'member', 'owner', 'lease_us')
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+if not cur[1] then return 0 end
+local old = {status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = cur[5]}
+reindex(old, nil)
+if is_expiring(old.status) then redis.call('ZREM', P .. 'expiry', expiry_entry(old)) end
+return 1
+"""
+
+# KEYS: job events. ARGV: P seq event seq event ... A seq already logged keeps its first event.
+_LUA_APPEND_EVENTS: Final = """
+for i = 2, #ARGV, 2 do
+  if redis.call('ZCOUNT', KEYS[2], ARGV[i], ARGV[i]) == 0 then
+    redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
+end
+inherit_ttl(KEYS[2])
+return 0
+"""
+
+# KEYS: job controls. ARGV: P request. Returns 0 if the job does not exist.
+_LUA_REQUEST_CONTROL: Final = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+inherit_ttl(KEYS[2])
+return 1
+"""
+
+# KEYS: controls. Returns the requests and removes them.
+_LUA_TAKE_CONTROLS: Final = """
+local taken = redis.call('LRANGE', KEYS[1], 0, -1)
+if #taken > 0 then redis.call('DEL', KEYS[1]) end
+return taken
+"""
+
+# ARGV: P index member member ... Removes the members whose job is gone from ``index`` and ``created``,
+# then the index entries of up to 100 expired jobs.
+_LUA_FORGET: Final = """
+for i = 3, #ARGV do
+  local member = ARGV[i]
+  if redis.call('HGET', P .. 'job:{' .. string.sub(member, 20) .. '}', 'member') ~= member then
+    redis.call('ZREM', ARGV[2], member)
+    redis.call('ZREM', P .. 'created', member)
+  end
+end
+prune(now_ms(), 100)
+return 0
+"""
+
+# KEYS: schedules. ARGV: P field expected_version ('' to create) version record.
+# Returns {0} or {1, stored version or nil}.
+_LUA_SAVE_SCHEDULE: Final = """
+local stored = redis.call('HGET', KEYS[1], 'v:' .. ARGV[2])
+if ARGV[3] == '' then
+  if stored then return {1, stored} end
+elseif stored ~= ARGV[3] or tonumber(ARGV[4]) ~= tonumber(ARGV[3]) + 1 then
+  return {1, stored}
+end
+redis.call('HSET', KEYS[1], 'v:' .. ARGV[2], ARGV[4], 'r:' .. ARGV[2], ARGV[5])
+return {0}
+"""
+
+_WITH_INDEX: Final = _LUA_BASE + _LUA_INDEX
+_WITH_EXPIRY: Final = _WITH_INDEX + _LUA_EXPIRY
+_SCRIPTS: Final = {
+    "create": _WITH_EXPIRY + _LUA_CREATE,
+    "save": _WITH_EXPIRY + _LUA_SAVE,
+    "append_step": _LUA_APPEND_STEP,
+    "claim": _WITH_INDEX + _LUA_CLAIM,
+    "renew": _WITH_INDEX + _LUA_RENEW,
+    "release": _WITH_INDEX + _LUA_RELEASE,
+    "delete": _WITH_EXPIRY + _LUA_DELETE,
+    "append_events": _LUA_BASE + _LUA_INHERIT_TTL + _LUA_APPEND_EVENTS,
+    "request_control": _LUA_BASE + _LUA_INHERIT_TTL + _LUA_REQUEST_CONTROL,
+    "take_controls": _LUA_TAKE_CONTROLS,
+    "forget": _WITH_EXPIRY + _LUA_FORGET,
+    "save_schedule": _LUA_SAVE_SCHEDULE,
+}
+
+
+def _register_scripts(client: Redis) -> dict[str, AsyncScript]:
+    """Every script registered on ``client``, by name (sent by EVALSHA, loaded again on NOSCRIPT)."""
+    return {name: client.register_script(text) for name, text in _SCRIPTS.items()}

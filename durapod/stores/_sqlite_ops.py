@@ -1,0 +1,312 @@
+"""The SQL operations of the SQLite store, each run by a worker thread on that thread's connection.
+
+Each operation runs inside the batch's transaction (writes). An operation refuses by raising a
+DurapodError, and only before its first write: so a refusal needs no rollback, and the batch's other
+operations commit. (A savepoint per operation would cost three statements, and as many GIL hand-overs,
+instead of one.) The worker checks the rule as it goes (see :mod:`durapod.stores._sqlite_worker`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
+
+from pydantic import JsonValue
+
+from durapod.errors import CorruptRecord, JobNotFound, StaleOwnerError, VersionConflict
+from durapod.models import Job, JobStatus, StepRecord
+from durapod.schedules import ScheduleState
+from durapod.stores._sqlite_rows import (
+    _JOB_COLUMNS,
+    _decode_job,
+    _decode_schedule,
+    _moment,
+    _optional_micros,
+    _reason,
+)
+from durapod.stores.base import ControlRequest, matches
+
+_CLAIMABLE_SQL: Final = (
+    "status IN ('pending', 'running') AND (owner IS NULL OR lease_until IS NULL OR lease_until < :now"
+    " OR (:reclaim_own AND owner = :owner))"
+)
+_SAVE_SQL: Final = """
+    UPDATE jobs SET
+        agent = ?3, status = ?4, created_at = ?5, epoch = ?7, version = ?8, record = ?11,
+        lease_until = CASE WHEN ?10 THEN NULL WHEN owner IS ?6 AND epoch = ?7 THEN lease_until ELSE ?9 END,
+        owner = ?6
+    WHERE id = ?1 AND version = ?2
+    RETURNING lease_until, steps"""
+_APPEND_STEP_SQL: Final = """
+    INSERT INTO steps (job_id, idx, record)
+    SELECT ?1, ?2, ?3 FROM jobs
+    WHERE id = ?1 AND status = 'running' AND epoch = ?4
+        AND coalesce((SELECT max(idx) FROM steps WHERE job_id = ?1), -1) + 1 = ?2"""
+# metadata keys that can be put in a JSON path as they are; others are filtered in Python only
+_PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9_\-]+")
+
+
+def _claimed(job: Job, owner: str, lease_until: datetime) -> Job:
+    recoveries = job.recoveries + 1 if job.status == JobStatus.RUNNING else job.recoveries
+    return job.evolve(owner=owner, lease_until=lease_until, epoch=job.epoch + 1, recoveries=recoveries)
+
+
+def _write_claim(conn: sqlite3.Connection, job: Job) -> None:
+    conn.execute(
+        "UPDATE jobs SET owner = ?, lease_until = ?, epoch = ?, version = ?, record = ? WHERE id = ?",
+        (job.owner, _optional_micros(job.lease_until), job.epoch, job.version, job.model_dump_json(), job.id),
+    )
+
+
+def _op_create(conn: sqlite3.Connection, values: tuple[Any, ...]) -> Job | None:
+    inserted = conn.execute(
+        "INSERT INTO jobs (id, agent, status, created_at, owner, lease_until, epoch, version, steps, record)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        values,
+    ).rowcount
+    if inserted:
+        return None
+    row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (values[0],)).fetchone()
+    return _decode_job(row)
+
+
+def _op_get(conn: sqlite3.Connection, job_id: str) -> Job | None:
+    row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return None if row is None else _decode_job(row)
+
+
+def _op_save(conn: sqlite3.Connection, values: tuple[Any, ...]) -> tuple[int | None, int]:
+    job_id, expected_version, version = values[0], values[1], values[7]
+    if version == expected_version + 1:
+        row = conn.execute(_SAVE_SQL, values).fetchone()
+        if row is not None:
+            return row[0], row[1]
+    found = conn.execute("SELECT version FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if found is None:
+        raise JobNotFound(job_id)
+    raise VersionConflict(job_id, expected_version, found[0])
+
+
+def _op_list(
+    conn: sqlite3.Connection,
+    statuses: tuple[str, ...] | None,
+    agent: str | None,
+    metadata: Mapping[str, JsonValue] | None,
+    limit: int | None,
+    after: tuple[int, str] | None,
+) -> tuple[list[Job], bool]:
+    """The page's jobs and whether more follow."""
+    where: list[str] = []
+    params: list[Any] = []
+    if statuses is not None:
+        where.append(f"status IN ({', '.join('?' * len(statuses))})")
+        params.extend(statuses)
+    if agent is not None:
+        where.append("agent = ?")
+        params.append(agent)
+    if after is not None:
+        where.append("(created_at, id) < (?, ?)")
+        params.extend(after)
+    for key, value in (metadata or {}).items():
+        # narrows the scan; ``matches`` below decides. An undecodable record passes so that it is reported.
+        if isinstance(value, str) and _PLAIN_KEY.fullmatch(key):
+            where.append("(NOT json_valid(record) OR json_extract(record, ?) = ?)")
+            params.extend((f'$.metadata."{key}"', value))
+    sql = f"SELECT {_JOB_COLUMNS} FROM jobs"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY created_at DESC, id DESC"
+    if limit is not None and not metadata:
+        sql += " LIMIT ?"
+        params.append(limit + 1)
+    found: list[Job] = []
+    for row in conn.execute(sql, params):
+        job = _decode_job(row)
+        if metadata and not matches(job, None, None, metadata):
+            continue
+        found.append(job)
+        if limit is not None and len(found) > limit:
+            return found[:limit], True
+    return found, False
+
+
+def _op_delete(conn: sqlite3.Connection, job_id: str) -> bool:
+    for table in ("steps", "events", "controls"):
+        conn.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
+    return conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
+
+
+def _op_append_step(conn: sqlite3.Connection, job_id: str, index: int, epoch: int, record: str) -> None:
+    if conn.execute(_APPEND_STEP_SQL, (job_id, index, record, epoch)).rowcount:
+        return  # the steps_count trigger has set the job's count
+    found = conn.execute("SELECT status, epoch FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if found is None:
+        raise JobNotFound(job_id)
+    status, current_epoch = found
+    if status != JobStatus.RUNNING:
+        raise StaleOwnerError(job_id, epoch, current_epoch, f"job is {status}")
+    if current_epoch != epoch:
+        raise StaleOwnerError(job_id, epoch, current_epoch, "another worker claimed it")
+    (length,) = conn.execute("SELECT count(*) FROM steps WHERE job_id = ?", (job_id,)).fetchone()
+    raise StaleOwnerError(job_id, epoch, current_epoch, f"step #{index} but journal has {length}")
+
+
+def _op_read_steps(conn: sqlite3.Connection, job_id: str) -> list[StepRecord]:
+    steps: list[StepRecord] = []
+    for index, record in conn.execute("SELECT idx, record FROM steps WHERE job_id = ? ORDER BY idx", (job_id,)):
+        try:
+            steps.append(StepRecord.model_validate_json(record))
+        except (ValueError, TypeError) as exc:
+            raise CorruptRecord(f"{job_id}/steps/{index}", _reason(exc)) from None
+    return steps
+
+
+def _op_append_events(conn: sqlite3.Connection, rows: list[tuple[str, int, str]]) -> None:
+    # a seq already logged keeps its first event: readers may have seen it
+    conn.executemany("INSERT OR IGNORE INTO events (job_id, seq, record) VALUES (?, ?, ?)", rows)
+
+
+def _op_read_events(conn: sqlite3.Connection, job_id: str, after: int) -> list[dict[str, JsonValue]]:
+    events: list[dict[str, JsonValue]] = []
+    rows = conn.execute("SELECT seq, record FROM events WHERE job_id = ? AND seq > ? ORDER BY seq", (job_id, after))
+    for seq, record in rows:
+        try:
+            event = json.loads(record)
+        except (ValueError, TypeError) as exc:
+            raise CorruptRecord(f"{job_id}/events/{seq}", _reason(exc)) from None
+        if not isinstance(event, dict):
+            raise CorruptRecord(f"{job_id}/events/{seq}", "not a JSON object")
+        events.append(event)
+    return events
+
+
+def _op_claim(
+    conn: sqlite3.Connection, job_id: str, owner: str, lease_until: datetime, now: int, reclaim_own: bool
+) -> Job | None:
+    row = conn.execute(
+        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = :id AND {_CLAIMABLE_SQL}",
+        {"id": job_id, "owner": owner, "now": now, "reclaim_own": reclaim_own},
+    ).fetchone()
+    if row is None:
+        return None
+    claimed = _claimed(_decode_job(row), owner, lease_until)
+    _write_claim(conn, claimed)
+    return claimed
+
+
+def _op_claim_orphans(
+    conn: sqlite3.Connection,
+    agent: str | None,
+    owner: str,
+    lease_until: datetime,
+    now: int,
+    limit: int,
+    reclaim_own: bool,
+) -> list[Job]:
+    claimed: list[Job] = []
+    after = (-(2**62), "")
+    sql = f"""SELECT created_at, {_JOB_COLUMNS} FROM jobs
+        WHERE {_CLAIMABLE_SQL} AND (:agent IS NULL OR agent = :agent) AND (created_at, id) > (:created, :id)
+        ORDER BY created_at, id LIMIT :limit"""
+    while len(claimed) < limit:
+        params = {"owner": owner, "now": now, "reclaim_own": reclaim_own, "agent": agent}
+        params.update(created=after[0], id=after[1])
+        rows = conn.execute(sql, {**params, "limit": limit - len(claimed)}).fetchall()
+        if not rows:
+            break
+        for created, *columns in rows:
+            after = (created, columns[0])
+            try:
+                job = _decode_job(columns)
+            except CorruptRecord:
+                continue  # one undecodable job must not stop every worker from taking the others
+            claimed.append(job := _claimed(job, owner, lease_until))
+            _write_claim(conn, job)
+    return claimed
+
+
+def _op_renew_leases(conn: sqlite3.Connection, owner: str, job_ids: str, lease_until: int) -> set[str]:
+    rows = conn.execute(
+        "UPDATE jobs SET lease_until = ? WHERE owner = ? AND status IN ('pending', 'running')"
+        " AND id IN (SELECT value FROM json_each(?)) RETURNING id",
+        (lease_until, owner, job_ids),
+    ).fetchall()
+    return {job_id for (job_id,) in rows}
+
+
+def _op_release(conn: sqlite3.Connection, job_id: str, owner: str) -> bool:
+    return conn.execute("UPDATE jobs SET lease_until = NULL WHERE id = ? AND owner = ?", (job_id, owner)).rowcount > 0
+
+
+def _op_request_control(conn: sqlite3.Connection, job_id: str, kind: str, payload: str, requested_at: int) -> None:
+    inserted = conn.execute(
+        "INSERT INTO controls (job_id, kind, payload, requested_at)"
+        " SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?1)",
+        (job_id, kind, payload, requested_at),
+    ).rowcount
+    if not inserted:
+        raise JobNotFound(job_id)
+
+
+def _op_take_controls(conn: sqlite3.Connection, job_ids: str) -> list[ControlRequest]:
+    rows = conn.execute(
+        "SELECT id, job_id, kind, payload, requested_at FROM controls"
+        " WHERE job_id IN (SELECT value FROM json_each(?)) ORDER BY requested_at, id",
+        (job_ids,),
+    ).fetchall()
+    taken: list[ControlRequest] = []
+    for control_id, job_id, kind, payload, requested_at in rows:
+        try:
+            decoded = json.loads(payload)
+        except (ValueError, TypeError) as exc:
+            raise CorruptRecord(f"controls/{control_id}", _reason(exc)) from None
+        taken.append(ControlRequest(job_id, kind, _moment(requested_at), decoded))
+    if rows:
+        conn.execute(
+            "DELETE FROM controls WHERE id IN (SELECT value FROM json_each(?))", (json.dumps([row[0] for row in rows]),)
+        )
+    return taken
+
+
+def _op_get_schedule(conn: sqlite3.Connection, agent: str, name: str) -> ScheduleState | None:
+    row = conn.execute("SELECT record FROM schedules WHERE agent = ? AND name = ?", (agent, name)).fetchone()
+    return None if row is None else _decode_schedule(agent, name, row[0])
+
+
+def _op_save_schedule(
+    conn: sqlite3.Connection, agent: str, name: str, version: int, expected_version: int | None, record: str
+) -> None:
+    if expected_version is None:
+        written = conn.execute(
+            "INSERT INTO schedules (agent, name, version, record) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (agent, name, version, record),
+        ).rowcount
+    elif version == expected_version + 1:
+        written = conn.execute(
+            "UPDATE schedules SET version = ?, record = ? WHERE agent = ? AND name = ? AND version = ?",
+            (version, record, agent, name, expected_version),
+        ).rowcount
+    else:
+        written = 0
+    if not written:
+        found = conn.execute("SELECT version FROM schedules WHERE agent = ? AND name = ?", (agent, name)).fetchone()
+        raise VersionConflict(
+            f"schedule {agent}/{name}",
+            0 if expected_version is None else expected_version,
+            None if found is None else found[0],
+        )
+
+
+def _op_list_schedules(conn: sqlite3.Connection, agent: str | None) -> list[ScheduleState]:
+    rows = conn.execute(
+        "SELECT agent, name, record FROM schedules WHERE ?1 IS NULL OR agent = ?1 ORDER BY agent, name", (agent,)
+    )
+    return [_decode_schedule(*row) for row in rows]
+
+
+def _op_delete_schedule(conn: sqlite3.Connection, agent: str, name: str) -> bool:
+    return conn.execute("DELETE FROM schedules WHERE agent = ? AND name = ?", (agent, name)).rowcount > 0

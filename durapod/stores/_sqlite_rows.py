@@ -1,0 +1,81 @@
+"""How jobs, schedules and times are encoded in the SQLite store's rows.
+
+Times are integer microseconds since the Unix epoch (UTC) so that they sort and compare exactly. A job's
+JSON record is the truth for everything except ``owner``, ``lease_until``, ``epoch``, ``version`` and
+``steps``: those columns are what the store maintains (a lease renewal or a journaled step updates the
+column only) and are applied onto the decoded job on every read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from durapod.errors import CorruptRecord, InvalidInput
+from durapod.models import Job
+from durapod.schedules import ScheduleState
+
+# the columns every job read selects, in the order _decode_job expects
+_JOB_COLUMNS: Final = "id, record, owner, lease_until, epoch, version, steps"
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+
+def _micros(moment: datetime) -> int:
+    """Microseconds since the Unix epoch; a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _moment(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _optional_micros(moment: datetime | None) -> int | None:
+    return None if moment is None else _micros(moment)
+
+
+def _reason(exc: Exception) -> str:
+    """An exception's message on one line, short enough for a log."""
+    reason = " ".join(str(exc).split())
+    return reason if len(reason) <= 300 else reason[:297] + "..."
+
+
+def _decode_job(row: Sequence[Any]) -> Job:
+    """Decode a row of ``_JOB_COLUMNS`` and apply the columns the store maintains."""
+    job_id, record, owner, lease_micros, epoch, version, steps = row
+    try:
+        job = Job.model_validate_json(record)
+    except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+        raise CorruptRecord(job_id, _reason(exc)) from None
+    if job.id != job_id:
+        raise CorruptRecord(job_id, f"the record is of job {job.id!r}")
+    lease_until = None if lease_micros is None else _moment(lease_micros)
+    if (job.owner, job.lease_until, job.epoch, job.version, job.steps) != (
+        owner,
+        lease_until,
+        epoch,
+        version,
+        steps,
+    ):
+        job = job.model_copy(
+            update={"owner": owner, "lease_until": lease_until, "epoch": epoch, "version": version, "steps": steps}
+        )
+    return job
+
+
+def _encode_json(value: object, what: str, job_id: str) -> str:
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(what, value, str(exc), job_id) from None
+
+
+def _decode_schedule(agent: str, name: str, record: str) -> ScheduleState:
+    try:
+        return ScheduleState.model_validate_json(record)
+    except (ValueError, TypeError) as exc:
+        raise CorruptRecord(f"schedules/{agent}/{name}", _reason(exc)) from None

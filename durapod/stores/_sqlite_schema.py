@@ -1,0 +1,96 @@
+"""The SQLite file's format: tables, migrations, and opening a connection to it.
+
+Schema (``PRAGMA user_version`` 1): ``jobs`` holds each job's JSON record (``Job.model_dump_json()``)
+next to the queryable columns; ``steps``, ``events`` and ``controls`` hold each job's journal, event log
+and pending control requests; ``schedules`` holds each schedule's record. How a job maps onto its row is
+in :mod:`durapod.stores._sqlite_rows`.
+
+A connection runs in WAL mode with the ``synchronous`` level the store's durability asks for.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Final
+
+from durapod.errors import StoreError
+
+_SCHEMA_1: Final = (
+    """CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        owner TEXT,
+        lease_until INTEGER,
+        epoch INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        steps INTEGER NOT NULL,
+        record TEXT NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX jobs_status ON jobs (status, created_at)",
+    "CREATE INDEX jobs_agent ON jobs (agent, status, created_at)",
+    "CREATE INDEX jobs_owner ON jobs (owner)",
+    "CREATE INDEX jobs_created ON jobs (created_at)",
+    """CREATE TABLE steps (
+        job_id TEXT NOT NULL, idx INTEGER NOT NULL, record TEXT NOT NULL, PRIMARY KEY (job_id, idx)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE events (
+        job_id TEXT NOT NULL, seq INTEGER NOT NULL, record TEXT NOT NULL, PRIMARY KEY (job_id, seq)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE controls (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        requested_at INTEGER NOT NULL
+    )""",
+    "CREATE INDEX controls_job ON controls (job_id)",
+    # the journal's length is the job's ``steps``: kept by sqlite itself, so a step is one statement
+    """CREATE TRIGGER steps_count AFTER INSERT ON steps BEGIN
+        UPDATE jobs SET steps = NEW.idx + 1 WHERE id = NEW.job_id;
+    END""",
+    """CREATE TABLE schedules (
+        agent TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, record TEXT NOT NULL,
+        PRIMARY KEY (agent, name)
+    ) WITHOUT ROWID""",
+)
+#: ``_MIGRATIONS[n]`` takes a file from schema version ``n`` to ``n + 1``; append, never edit.
+_MIGRATIONS: Final = (_SCHEMA_1,)
+SCHEMA_VERSION: Final = len(_MIGRATIONS)
+
+
+def _connect(path: str, *, synchronous: str, busy_timeout: float) -> sqlite3.Connection:
+    """Open ``path`` in WAL mode and create or check its schema."""
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, cached_statements=256)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"SQLite store {path!r} has schema version {version}, newer than the version"
+                    f" {SCHEMA_VERSION} this durapod knows; upgrade durapod"
+                )
+            for statements in _MIGRATIONS[version:]:
+                for statement in statements:
+                    conn.execute(statement)
+            if version < SCHEMA_VERSION:
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _open(path: str, file: str, synchronous: str, busy_timeout: float) -> sqlite3.Connection:
+    try:
+        return _connect(file, synchronous=synchronous, busy_timeout=busy_timeout)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from exc

@@ -1,0 +1,182 @@
+"""The SQLite store's worker threads: one owns the write connection and group-commits, one reads.
+
+Every write is queued to one writer thread that owns the write connection. The writer takes everything
+queued (a batch), runs it in one ``BEGIN IMMEDIATE`` transaction, commits once, and then wakes the
+awaiting coroutines of each event loop with one ``call_soon_threadsafe``. A refused operation (a
+:class:`VersionConflict`, a fenced step) gets its own exception and the rest of the batch commits: every
+operation makes its checks before its first write, so a refusal has nothing to undo (this is checked; an
+operation that breaks the rule, or an unexpected failure such as a full disk, makes the writer run the
+batch again one operation per transaction, so each still gets its own answer). Reads run on a second
+connection in a reader thread, batched the same way. No sqlite call ever runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from durapod.errors import DurapodError, StoreError, StoreUnavailable
+
+
+class _Stop:
+    """The last item a worker takes: it closes its connection, then resolves ``done`` (if any)."""
+
+    __slots__ = ("done",)
+
+    def __init__(self, done: asyncio.Future[None] | None) -> None:
+        self.done = done
+
+
+_Work = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
+_Item = _Work | _Stop
+# (future, succeeded, result or exception)
+_Outcome = tuple["asyncio.Future[Any]", bool, Any]
+
+
+def _settle(outcomes: list[_Outcome]) -> None:
+    """Resolve futures on their own loop. A future its caller cancelled is done already and skipped."""
+    for future, succeeded, value in outcomes:
+        if future.done():
+            continue
+        if succeeded:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+def _deliver(outcomes: list[_Outcome]) -> None:
+    """One ``call_soon_threadsafe`` per event loop for the whole batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits these any more
+            loop.call_soon_threadsafe(_settle, settled)
+
+
+def _store_error(path: str, exc: BaseException) -> StoreError:
+    error: StoreError
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+        error = StoreUnavailable(f"SQLite store {path!r} stayed locked: {exc}")
+    else:
+        error = StoreError(f"SQLite store {path!r}: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+class _Worker:
+    """A thread that owns one connection and runs the operations queued for it, a batch at a time."""
+
+    max_batch = 1000
+
+    def __init__(self, path: str, role: str, connect: Callable[[], sqlite3.Connection], *, writes: bool) -> None:
+        self.queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._path = path
+        self._connect = connect
+        self._writes = writes
+        self._conn: sqlite3.Connection | None = None
+        self._thread = threading.Thread(target=self._main, name=f"durapod-sqlite-{role}", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        stop: _Stop | None = None
+        try:
+            while stop is None:
+                batch: list[_Work] = []
+                item = self.queue.get()
+                while True:
+                    if isinstance(item, _Stop):
+                        stop = item
+                        break
+                    batch.append(item)
+                    if len(batch) >= self.max_batch:
+                        break
+                    try:
+                        item = self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                if batch:
+                    try:
+                        outcomes = self._run(batch)
+                    except Exception as exc:  # a bug here must not stop the thread nor strand the callers
+                        outcomes = [(future, False, _store_error(self._path, exc)) for _, _, future in batch]
+                    _deliver(outcomes)
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            if stop is not None and stop.done is not None:
+                _deliver([(stop.done, True, None)])
+
+    def _run(self, batch: list[_Work]) -> list[_Outcome]:
+        if self._conn is None:
+            try:
+                self._conn = self._connect()
+            except StoreError as exc:  # the file cannot be opened: the next batch tries again
+                return [(future, False, StoreError(str(exc))) for _, _, future in batch]
+        conn = self._conn
+        if not self._writes:
+            return [self._run_one(conn, op, args, future) for op, args, future in batch]
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:  # another process held the write lock beyond busy_timeout
+            return [(future, False, _store_error(self._path, exc)) for _, _, future in batch]
+        try:
+            return self._run_together(conn, batch)
+        except Exception:
+            # something failed that should not (an I/O error, a full disk, a refusal after a write):
+            # nothing of the batch is committed, so run each operation alone to give each its own answer
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            return [self._run_alone(conn, op, args, future) for op, args, future in batch]
+
+    def _run_one(
+        self, conn: sqlite3.Connection, op: Callable[..., Any], args: tuple[Any, ...], future: asyncio.Future[Any]
+    ) -> _Outcome:
+        try:
+            return (future, True, op(conn, *args))
+        except DurapodError as exc:
+            return (future, False, exc)
+        except Exception as exc:
+            return (future, False, _store_error(self._path, exc))
+
+    def _run_together(self, conn: sqlite3.Connection, batch: list[_Work]) -> list[_Outcome]:
+        """Group commit: the whole batch in the transaction begun by the caller, committed once."""
+        outcomes: list[_Outcome] = []
+        for op, args, future in batch:
+            changes = conn.total_changes
+            try:
+                outcomes.append((future, True, op(conn, *args)))
+            except DurapodError as exc:
+                if conn.total_changes != changes:
+                    raise  # refused after writing: only a transaction of its own can undo it
+                outcomes.append((future, False, exc))
+        conn.execute("COMMIT")
+        return outcomes
+
+    def _run_alone(
+        self, conn: sqlite3.Connection, op: Callable[..., Any], args: tuple[Any, ...], future: asyncio.Future[Any]
+    ) -> _Outcome:
+        """One operation in a transaction of its own, rolled back unless it succeeds."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            return (future, False, _store_error(self._path, exc))
+        outcome = self._run_one(conn, op, args, future)
+        try:
+            conn.execute("COMMIT" if outcome[1] else "ROLLBACK")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            return (future, False, _store_error(self._path, exc))
+        return outcome
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
