@@ -12,6 +12,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from durapod import open_store
+
 WORKER = Path(__file__).parent / "workers" / "crash_worker.py"
 ROOT = Path(__file__).parent.parent
 
@@ -150,23 +152,33 @@ def audit(rows: list[tuple[str, int, int, str, int, int]], killed_pids: set[int]
 
 
 def stale_commits(
-    ran: list[tuple[int, str, int, int, str, int, int]], journaled: list[tuple[int, str, int, int, str, int, int]]
+    ran: list[tuple[int, str, int, int, str, int, int]], journals: dict[str, list[tuple[int, int]]]
 ) -> list[tuple[str, int, int]]:
-    """Steps committed by an owner after a newer owner of the job had started running it.
+    """Journal records an old owner committed after a newer owner of the job had started running it.
 
-    Fencing must make this empty: once a worker takes a job over (a higher epoch), the old owner's
-    journal writes are refused. Rows are globally ordered by ``seq`` across processes.
+    ``journals`` holds each job's journal as the store has it: ``(index, epoch)`` per record. A worker
+    that takes a job over (epoch ``e``) reads its journal and runs its first step at index ``k``: the
+    journal had exactly ``k`` records then. Fencing means that no record at index ``k`` or later can carry
+    an epoch below ``e``: the old owner's late writes were refused. Returns the records that break it.
     """
-    first_run_of_epoch: dict[tuple[str, int], int] = {}
-    for seq, job_id, _step, _pid, _worker, epoch, _attempt in ran:
-        first_run_of_epoch.setdefault((job_id, epoch), seq)
+    first_run: dict[tuple[str, int], int] = {}
+    for _seq, job_id, step, _pid, _worker, epoch, _attempt in ran:
+        key = (job_id, epoch)
+        first_run[key] = min(step, first_run.get(key, step))
     stale = []
-    for seq, job_id, step, _pid, _worker, epoch, _attempt in journaled:
-        newer = [
-            start
-            for (other_job, other_epoch), start in first_run_of_epoch.items()
-            if other_job == job_id and other_epoch > epoch
-        ]
-        if newer and min(newer) < seq:
-            stale.append((job_id, step, epoch))
+    for job_id, records in journals.items():
+        for index, epoch in records:
+            for (other_job, newer), start in first_run.items():
+                if other_job == job_id and newer > epoch and index >= start:
+                    stale.append((job_id, index, epoch))
+                    break
     return stale
+
+
+async def read_journals(store_url: str, job_ids: list[str]) -> dict[str, list[tuple[int, int]]]:
+    """Each job's journal as stored: ``(index, epoch)`` per record."""
+    store = open_store(store_url)
+    try:
+        return {job_id: [(r.index, r.epoch) for r in await store.read_steps(job_id)] for job_id in job_ids}
+    finally:
+        await store.close()

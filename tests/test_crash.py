@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from durapod import Client, JobStatus, SQLiteStore
-from tests.fleet import Fleet, audit, stale_commits
+from tests.fleet import Fleet, audit, read_journals, stale_commits
 from tests.workers.crash_worker import STEPS, expected_result
 
 pytestmark = pytest.mark.slow
@@ -112,7 +112,8 @@ def test_a_worker_paused_past_its_lease_is_fenced_off(tmp_path: Path) -> None:
         assert status is JobStatus.COMPLETED
         assert result == expected_result(f"in{index}")
         assert steps == STEPS
-    assert stale_commits(fleet.rows("ran"), fleet.rows("journaled")) == []
+    journals = asyncio.run(read_journals(url, [f"job-{index:03d}" for index in range(jobs)]))
+    assert stale_commits(fleet.rows("ran"), journals) == []
     report = audit(fleet.executions(), set())
     assert report.two_owners == []
     taken_over = {row[0] for row in fleet.executions() if row[2] == other.pid} & taken_before

@@ -11,7 +11,7 @@ from pytest_redis.executor import RedisExecutor
 
 from durapod import Client, JobStatus
 from durapod.stores.redis import RedisStore
-from tests.fleet import Fleet, audit, stale_commits
+from tests.fleet import Fleet, audit, read_journals, stale_commits
 from tests.redis_fixtures import require_redis
 from tests.workers.crash_worker import STEPS, expected_result
 
@@ -64,7 +64,8 @@ def test_three_workers_one_killed_and_replaced(redis_url: str, tmp_path: Path) -
     report = audit(fleet.executions(), {victim.pid})
     assert report.unexplained_reruns == []
     assert report.two_owners == []
-    assert stale_commits(fleet.rows("ran"), fleet.rows("journaled")) == []
+    journals = asyncio.run(read_journals(redis_url, [f"job-{index:03d}" for index in range(jobs)]))
+    assert stale_commits(fleet.rows("ran"), journals) == []
     pids = {row[2] for row in fleet.executions()}
     assert {victim.pid, replacement.pid} <= pids  # the killed worker had jobs; its replacement took work
     print(f"\nfleet: 300 jobs, 1 kill, {report.reruns_in_flight} in-flight steps ran again")
@@ -105,10 +106,11 @@ def test_jobs_complete_across_a_redis_restart(tmp_path: Path) -> None:
         final = asyncio.run(wait_all(url, jobs))
         for worker in workers:
             assert worker.terminate() == 0
+        journals = asyncio.run(read_journals(url, [f"job-{index:03d}" for index in range(jobs)]))
     finally:
         fleet.stop_all()
         server.stop()
     check_results(final, jobs)
     report = audit(fleet.executions(), set())
     assert report.two_owners == []
-    assert stale_commits(fleet.rows("ran"), fleet.rows("journaled")) == []
+    assert stale_commits(fleet.rows("ran"), journals) == []
