@@ -158,7 +158,12 @@ class RunningMixin:
 
     async def _spawn(self, job: Job, *, fresh: bool = False) -> None:
         supervisor = self._require_jobs()
-        slot = JobSlot(job, EventLog(job.id, self.store, self.publish_event, fresh=fresh))
+        # the log is fenced by the epoch this worker holds (a worker that lost the job cannot add to it)
+        slot = JobSlot(
+            job,
+            EventLog(job.id, self.store, self.publish_event, fresh=fresh, epoch=lambda: slot.owned_epoch),
+            owned_epoch=job.epoch,
+        )
         self._slots[job.id] = slot
         # Restarts used so far: every execution of this run that failed (the current one has not).
         starts_new_attempt = job.status is JobStatus.PENDING and not job.resuming

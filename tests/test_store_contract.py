@@ -545,6 +545,22 @@ async def test_events_are_read_in_order_after_a_seq(store: Store) -> None:
     assert await store.read_events("other") == []
 
 
+async def test_event_appends_with_an_epoch_are_fenced(store: Store) -> None:
+    await store.create(make_job("a", epoch=3))
+    await store.append_events("a", [{"seq": 0, "type": "token", "token": "x"}], epoch=3)
+    for stale in (2, 4, 0):
+        with pytest.raises(StaleOwnerError) as info:
+            await store.append_events("a", [{"seq": 1, "type": "token", "token": "late"}], epoch=stale)
+        assert info.value.job_id == "a"
+        assert info.value.current_epoch == 3
+    with pytest.raises(StaleOwnerError) as missing:
+        await store.append_events("gone", [{"seq": 0, "type": "token", "token": "x"}], epoch=1)
+    assert missing.value.current_epoch is None
+    assert [event["seq"] for event in await store.read_events("a")] == [0]  # nothing stale was written
+    await store.append_events("a", [{"seq": 1, "type": "token", "token": "y"}])  # unfenced: any writer
+    assert [event["seq"] for event in await store.read_events("a")] == [0, 1]
+
+
 async def test_appending_no_events_changes_nothing(store: Store) -> None:
     await store.create(make_job("a"))
     await store.append_events("a", [])

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
+from durapod.errors import StaleOwnerError
 from durapod.stores.base import Store
 
 __all__ = ["AGENT_EVENT", "EventLog"]
@@ -44,12 +45,14 @@ class EventLog:
         fresh: bool,
         batch_size: int = 64,
         flush_delay: float = 0.05,
+        epoch: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.job_id = job_id
         self._store = store
         self._publish = publish
         self._batch_size = batch_size
         self._flush_delay = flush_delay
+        self._epoch = epoch
         self._buffer: list[dict[str, JsonValue]] = []
         self._lock = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
@@ -111,7 +114,10 @@ class EventLog:
                 return
             batch, self._buffer = self._buffer, []
             try:
-                await self._store.append_events(self.job_id, batch)
+                await self._store.append_events(self.job_id, batch, epoch=self._epoch())
+            except StaleOwnerError:
+                self._buffer.clear()  # another worker owns the job and writes its log: ours is stale
+                self._cancel_timer()
             except BaseException:
                 self._buffer[:0] = batch  # keep them for the next flush: nothing is lost
                 raise

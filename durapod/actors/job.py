@@ -84,6 +84,9 @@ class JobSlot:
 
     job: Job
     events: EventLog
+    #: the epoch this worker holds the job under: its event log is fenced by it (``job`` may hold a newer
+    #: epoch, read back after another worker took the job over)
+    owned_epoch: int = 0
 
 
 class Pause(ControlMessage):
@@ -221,6 +224,7 @@ class JobActor(Actor[ControlMessage]):
             )
             self.ref.stop()
             return
+        self.slot.owned_epoch = self.job.epoch
         self.log = self.log.bind(attempt=self.job.attempts)
         self.log.debug("agent starting", recoveries=self.job.recoveries)
         self.status_event()

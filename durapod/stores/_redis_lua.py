@@ -262,9 +262,16 @@ if is_expiring(old.status) then redis.call('ZREM', P .. 'expiry', expiry_entry(o
 return 1
 """
 
-# KEYS: job events. ARGV: P seq event seq event ... A seq already logged keeps its first event.
+# KEYS: job events. ARGV: P epoch seq event seq event ... A seq already logged keeps its first event.
+# With an epoch ('' for none) the job must have it: else nothing is written and the job's epoch plus one
+# is returned (-1 for no job); 0 means written.
 _LUA_APPEND_EVENTS: Final = """
-for i = 2, #ARGV, 2 do
+if ARGV[2] ~= '' then
+  local current = redis.call('HGET', KEYS[1], 'epoch')
+  if not current then return -1 end
+  if current ~= ARGV[2] then return tonumber(current) + 1 end
+end
+for i = 3, #ARGV, 2 do
   if redis.call('ZCOUNT', KEYS[2], ARGV[i], ARGV[i]) == 0 then
     redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1])
   end

@@ -165,7 +165,13 @@ def _op_read_steps(conn: sqlite3.Connection, job_id: str) -> list[StepRecord]:
     return steps
 
 
-def _op_append_events(conn: sqlite3.Connection, rows: list[tuple[str, int, str]]) -> None:
+def _op_append_events(
+    conn: sqlite3.Connection, rows: list[tuple[str, int, str]], job_id: str, epoch: int | None
+) -> None:
+    if epoch is not None:  # fenced: only the job's current owner adds to its log
+        row = conn.execute("SELECT epoch FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None or row[0] != epoch:
+            raise StaleOwnerError(job_id, epoch, row[0] if row is not None else None, "event log")
     # a seq already logged keeps its first event: readers may have seen it
     conn.executemany("INSERT OR IGNORE INTO events (job_id, seq, record) VALUES (?, ?, ?)", rows)
 

@@ -168,11 +168,15 @@ class Store(Protocol):
         """The job's journal, in order (empty for an unknown job)."""
         ...
 
-    async def append_events(self, job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> None:
+    async def append_events(
+        self, job_id: str, events: Sequence[Mapping[str, JsonValue]], *, epoch: int | None = None
+    ) -> None:
         """Append events (JSON objects, each with an int ``seq``) to the job's event log.
 
         An event whose ``seq`` is already logged for the job is ignored (a retried flush is harmless);
-        an event without an int ``seq`` is refused with :class:`InvalidInput`.
+        an event without an int ``seq`` is refused with :class:`InvalidInput`. With ``epoch`` the write is
+        fenced: unless the job exists with that epoch, :class:`StaleOwnerError` and nothing is written
+        (a worker that lost the job cannot add to its log).
         """
         ...
 

@@ -140,11 +140,17 @@ class MemoryStore(Store):
         async with self._lock.reader_lock:
             return list(self._steps.get(job_id, ()))
 
-    async def append_events(self, job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> None:
+    async def append_events(
+        self, job_id: str, events: Sequence[Mapping[str, JsonValue]], *, epoch: int | None = None
+    ) -> None:
         for event in events:
             if not isinstance(event.get("seq"), int) or isinstance(event.get("seq"), bool):
                 raise InvalidInput("event", dict(event), "needs an int 'seq'", job_id)
         async with self._lock.writer_lock:
+            if epoch is not None:
+                job = self._jobs.get(job_id)
+                if job is None or job.epoch != epoch:
+                    raise StaleOwnerError(job_id, epoch, job.epoch if job is not None else None, "event log")
             log = self._events[job_id]
             last = log[-1]["seq"] if log else -1
             for event in events:

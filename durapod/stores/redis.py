@@ -532,23 +532,29 @@ class RedisStore(Store):
                 raise CorruptRecord(f"{job_id}/steps/{index}", _first_line(exc)) from None
         return steps
 
-    async def append_events(self, job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> None:
+    async def append_events(
+        self, job_id: str, events: Sequence[Mapping[str, JsonValue]], *, epoch: int | None = None
+    ) -> None:
         """Append events (JSON objects, each with an int ``seq``) to the job's event log.
 
         An event whose ``seq`` is already logged for the job is ignored (the first one stays).
 
         Raises:
             InvalidInput: an event is not JSON or has no int ``seq``; nothing is written.
+            StaleOwnerError: ``epoch`` was given and the job does not have it; nothing is written.
         """
-        args: builtins.list[Any] = []
+        args: builtins.list[Any] = ["" if epoch is None else str(epoch)]
         for event in events:
             seq = event.get("seq")
             if not isinstance(seq, int) or isinstance(seq, bool):
                 raise InvalidInput("event", event, "no int 'seq'", job_id)
             args += (seq, _encode_json(dict(event), "event", job_id))
-        if args:
+        if len(args) > 1:
             keys = self._job_keys(job_id)
-            await self._script("append_events", (keys[0], keys[2]), *args)
+            current = await self._script("append_events", (keys[0], keys[2]), *args)
+            if current != 0:  # fenced off: the job's epoch (or its absence) is returned
+                held = None if current == -1 else int(current) - 1
+                raise StaleOwnerError(job_id, epoch if epoch is not None else -1, held, "event log")
 
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
         """The job's logged events whose ``seq`` is greater than ``after``, in ``seq`` order.

@@ -288,13 +288,16 @@ class SQLiteStore(Store):
         """
         return await self._read(_op_read_steps, job_id)
 
-    async def append_events(self, job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> None:
+    async def append_events(
+        self, job_id: str, events: Sequence[Mapping[str, JsonValue]], *, epoch: int | None = None
+    ) -> None:
         """Append events (JSON objects, each with an int ``seq``) to the job's event log.
 
         An event whose ``seq`` is already logged for the job is ignored (the first one stays).
 
         Raises:
             InvalidInput: an event is not JSON or has no int ``seq``; nothing is written.
+            StaleOwnerError: ``epoch`` was given and the job does not have it; nothing is written.
         """
         rows: list[tuple[str, int, str]] = []
         for event in events:
@@ -303,7 +306,7 @@ class SQLiteStore(Store):
                 raise InvalidInput("event", event, "no int 'seq'", job_id)
             rows.append((job_id, seq, _encode_json(dict(event), "event", job_id)))
         if rows:
-            await self._write(_op_append_events, rows)
+            await self._write(_op_append_events, rows, job_id, epoch)
 
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
         """The job's logged events whose ``seq`` is greater than ``after``, in ``seq`` order."""
