@@ -16,13 +16,18 @@ from durapod.testing import FakeClock
 START = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
 
 
-async def until(condition: Callable[[], Awaitable[bool]], rounds: int = 2000) -> None:
-    """Let the event loop run until ``condition()`` holds (no wall-clock time involved)."""
-    for _ in range(rounds):
-        if await condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition not reached")
+async def until(condition: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
+    """Let the event loop run until ``condition()`` holds.
+
+    The schedulers' clock is fake, but SQLite and Redis answer in real time (their own threads and
+    sockets), so this waits on the real clock, with a generous bound for a busy machine.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            while not await condition():  # noqa: ASYNC110 - the store offers nothing to wait on
+                await asyncio.sleep(0.0005)
+    except TimeoutError:
+        raise AssertionError("condition not reached") from None
 
 
 async def scheduled_ids(store: Store, schedule: str = "tick") -> list[str]:
