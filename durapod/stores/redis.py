@@ -283,9 +283,14 @@ class RedisStore(Store):
             CorruptRecord: the existing job's record cannot be decoded.
             StoreUnavailable: the server cannot be reached.
         """
-        existing = await self._script(
-            "create",
-            self._job_keys(job.id),
+        existing = await self._script("create", self._job_keys(job.id), *self._record_args(job))
+        if existing is None:
+            return job, True
+        return _decode_job(job.id, existing), False
+
+    def _record_args(self, job: Job) -> tuple[Any, ...]:
+        """The arguments the create and save scripts take for a job record: TTL, JSON, then its fields."""
+        return (
             self._ttl_ms,
             job.model_dump_json(),
             str(job.status),
@@ -297,9 +302,6 @@ class RedisStore(Store):
             job.version,
             job.recoveries,
         )
-        if existing is None:
-            return job, True
-        return _decode_job(job.id, existing), False
 
     async def get(self, job_id: str) -> Job | None:
         """The job with that id, or None.
@@ -326,21 +328,7 @@ class RedisStore(Store):
             VersionConflict: the stored version is not ``expected_version``, or ``job.version`` is not
                 one higher.
         """
-        reply = await self._script(
-            "save",
-            self._job_keys(job.id),
-            self._ttl_ms,
-            job.model_dump_json(),
-            str(job.status),
-            job.agent,
-            _member(job.created_at, job.id),
-            _owner_arg(job.owner),
-            "" if job.lease_until is None else _micros(job.lease_until),
-            job.epoch,
-            job.version,
-            job.recoveries,
-            expected_version,
-        )
+        reply = await self._script("save", self._job_keys(job.id), *self._record_args(job), expected_version)
         if isinstance(reply, int):
             return job if reply == job.steps else job.model_copy(update={"steps": reply})
         if reply[0] == 1:
