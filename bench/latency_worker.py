@@ -12,8 +12,6 @@ import asyncio
 import signal
 import sys
 
-import structlog
-
 from durapod import DurableAgent, JobContext, open_store
 
 
@@ -29,7 +27,6 @@ async def latency(job_input: str, ctx: JobContext) -> str:
 
 
 async def main() -> None:
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     durable = DurableAgent(latency, open_store(sys.argv[1]), name="latency", lease_ttl=5.0, poll_interval=0.01)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -18,8 +18,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import structlog
-
 from durapod import DurableAgent, JobStatus, MemoryStore, Store, TokenEvent
 from durapod.stores.sqlite import SQLiteStore
 
@@ -77,7 +75,6 @@ async def main() -> None:
     parser.add_argument("--store", choices=["memory", "sqlite"], default="memory")
     parser.add_argument("--slow-delay", type=float, default=0.0002, help="seconds the slow subscriber sleeps per token")
     args = parser.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     runs = []
     with tempfile.TemporaryDirectory() as folder:
         for subscribers in (0, 1, 10):

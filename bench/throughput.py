@@ -20,15 +20,9 @@ import tracemalloc
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import structlog
-
 from durapod import DurableAgent, JobContext, JobStatus, MemoryStore, Store
 
 STEPS = 3
-
-
-def quiet_logs() -> None:
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
 
 
 def step_result(index: int) -> str:
@@ -237,7 +231,6 @@ async def main() -> None:
     parser.add_argument("--store", choices=["memory", "sqlite", "redis"], default="memory")
     parser.add_argument("--memory-actors", type=int, default=2000, help="live actors for the memory figure")
     args = parser.parse_args()
-    quiet_logs()
     report: dict[str, Any] = {
         "benchmark": "throughput",
         "store": args.store,

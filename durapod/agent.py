@@ -17,11 +17,11 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Literal, Self, cast
 
-import structlog
 from pydantic import JsonValue
 
 from durapod._control import ALLOWED, apply_control, get_job, resumed
 from durapod._invoke import AgentInvoker, agent_name
+from durapod._log import get_logger
 from durapod._retry import PatientStore
 from durapod._running import RunningMixin
 from durapod._scheduling import ScheduleRequest, SchedulingMixin
@@ -47,7 +47,7 @@ from durapod.supervisor.supervisor import Supervisor
 
 __all__ = ["DurableAgent", "parse_statuses"]
 
-_log = structlog.get_logger("durapod")
+_log = get_logger("durapod")
 
 
 def _positive(name: str, value: float, *, allow_zero: bool = True) -> float:

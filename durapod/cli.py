@@ -37,7 +37,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any, TextIO, TypeVar, cast
 
-import structlog
 from pydantic import JsonValue
 
 from durapod._waiting import parse_statuses
@@ -97,8 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2), already printed
         return exc.code if isinstance(exc.code, int) else 2
-    saved_logging = structlog.get_config()
-    _configure_logging(logging.INFO if args.command == "worker" else logging.WARNING)
+    restore_logging = _configure_logging(logging.INFO if args.command == "worker" else logging.WARNING)
     try:
         exit_code: int = asyncio.run(args.handler(args))
         return exit_code
@@ -124,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(exc))
         return 1
     finally:
-        structlog.configure(**saved_logging)
+        restore_logging()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -614,18 +612,26 @@ def _parse_metadata(text: str | None) -> dict[str, JsonValue] | None:
     return value
 
 
-def _configure_logging(level: int) -> None:
-    """The library's structlog logs: ``level`` and above, to stderr."""
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
-            structlog.dev.ConsoleRenderer(colors=False),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _QuietStderr())),
-        cache_logger_on_first_use=False,
-    )
+def _configure_logging(level: int) -> Callable[[], None]:
+    """The command's own output of the library's logs: ``level`` and above, to stderr.
+
+    Only the ``durapod`` logger is touched (the command may run inside a program that configured
+    logging its own way, as the tests do); returns what undoes it.
+    """
+    logger = logging.getLogger("durapod")
+    handler = logging.StreamHandler(cast(TextIO, _QuietStderr()))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S"))
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+    return restore
 
 
 class _QuietStderr:

@@ -12,10 +12,11 @@ Example:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
-
-from structlog.testing import capture_logs
+from typing import Any
 
 from durapod.supervisor.clock import FakeClock
 
@@ -89,3 +90,44 @@ class ScriptedLLM:
         for index, word in enumerate(words):
             await asyncio.sleep(self.token_delay)
             yield word if index == len(words) - 1 else word + " "
+
+
+class _Capture(logging.Handler):
+    def __init__(self, entries: list[dict[str, Any]]) -> None:
+        super().__init__(logging.DEBUG)
+        self.entries = entries
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = getattr(record, "durapod_fields", None)
+        entry: dict[str, Any] = dict(fields) if isinstance(fields, dict) else {}
+        entry["event"] = getattr(record, "durapod_event", record.getMessage())
+        entry["log_level"] = record.levelname.lower()
+        entry["logger"] = record.name
+        self.entries.append(entry)
+
+
+@contextlib.contextmanager
+def capture_logs(level: int = logging.DEBUG) -> Iterator[list[dict[str, Any]]]:
+    """Collect the records of the ``durapod`` logger (``level`` and above) while the block runs.
+
+    Each record becomes a dict of its fields plus ``event`` (the event name), ``log_level`` and
+    ``logger``. The logger's level is lowered for the block and restored after it.
+
+    Example:
+        >>> with capture_logs() as logs:
+        ...     pass
+        >>> logs
+        []
+    """
+    logger = logging.getLogger("durapod")
+    entries: list[dict[str, Any]] = []
+    handler = _Capture(entries)
+    handler.setLevel(level)
+    saved = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(level, logger.getEffectiveLevel()))
+    try:
+        yield entries
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved)

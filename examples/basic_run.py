@@ -10,11 +10,8 @@ Run it with ``python examples/basic_run.py`` (offline; the database lives in a t
 from __future__ import annotations
 
 import asyncio
-import logging
 import tempfile
 from pathlib import Path
-
-import structlog
 
 from durapod import DurableAgent, JobContext, JobStatus, open_store
 
@@ -41,7 +38,6 @@ async def triage(ticket: str, ctx: JobContext) -> str:
 
 async def main() -> None:
     """Run one job, run it again, and show its journal."""
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # quiet logs
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(f"sqlite:///{Path(tmp) / 'jobs.db'}")  # or SQLiteStore(path)
         durable = DurableAgent(triage, store, max_retries=3, retry_delay=2.0, metadata={"team": "support"})

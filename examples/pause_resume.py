@@ -13,10 +13,7 @@ Run it with ``python examples/pause_resume.py``.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import Counter
-
-import structlog
 
 from durapod import DurableAgent, JobContext, MemoryStore
 
@@ -53,7 +50,6 @@ async def report_agent(topic: str, ctx: JobContext) -> str:
 
 async def main() -> None:
     """Pause mid-run, resume with new input, then answer the interrupt."""
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # quiet logs
     store = MemoryStore()
     async with DurableAgent(report_agent, store) as durable:
         await durable.start("report-q3", "Q3")

@@ -11,9 +11,6 @@ Run it with ``python examples/retry.py``.
 from __future__ import annotations
 
 import asyncio
-import logging
-
-import structlog
 
 from durapod import DurableAgent, JobContext, MemoryStore, NonRetryableError
 
@@ -45,7 +42,6 @@ async def checkout(order_id: str, ctx: JobContext) -> str:
 
 async def main() -> None:
     """Run a job that needs three attempts, and one that must not be retried."""
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))  # quiet logs
     async with DurableAgent(checkout, MemoryStore(), max_retries=3, retry_delay=0.05, backoff=2.0) as durable:
         job = await durable.run("order-42", "order-42")
         print(f"order-42: {job.status} after attempts={job.attempts} -> {job.result!r}")

@@ -12,11 +12,8 @@ Run it with ``python examples/scheduled.py``.
 from __future__ import annotations
 
 import asyncio
-import logging
 from datetime import UTC, datetime
 from typing import Any
-
-import structlog
 
 from durapod import DurableAgent, JobContext, MemoryStore
 
@@ -39,7 +36,6 @@ def input_for(fire: datetime) -> str:
 
 async def main() -> None:
     """Let the schedule fire once, or run the next fire's job by hand."""
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # quiet logs
     durable = DurableAgent(digest, MemoryStore(), name="digest")
     scheduling: Any = durable  # typed loosely: this example also runs on versions without schedules
     async with durable:

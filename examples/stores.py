@@ -11,12 +11,9 @@ Redis.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import tempfile
 from pathlib import Path
-
-import structlog
 
 from durapod import DurableAgent, JobContext, open_store
 
@@ -42,7 +39,6 @@ async def run_on(url: str, label: str) -> None:
 
 async def main() -> None:
     """Run the agent on each store."""
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # quiet logs
     await run_on("memory://", "memory")
     with tempfile.TemporaryDirectory() as tmp:
         await run_on(f"sqlite:///{Path(tmp) / 'jobs.db'}", "sqlite")

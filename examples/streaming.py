@@ -10,11 +10,8 @@ Run it with ``python examples/streaming.py``.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
-
-import structlog
 
 from durapod import DurableAgent, MemoryStore
 from durapod.testing import ScriptedLLM
@@ -30,7 +27,6 @@ async def invoice_writer(request: str) -> AsyncIterator[str]:
 
 async def main() -> None:
     """Stream one job's tokens."""
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # quiet logs
     store = MemoryStore()
     async with DurableAgent(invoice_writer, store) as durable:
         streaming: Any = durable  # typed loosely: this example also runs on versions without run_stream

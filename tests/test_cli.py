@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import queue
 import re
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-import structlog
 
 from durapod import DurableAgent, JobContext, JobStatus, open_store
 from durapod.cli import main
@@ -269,9 +269,10 @@ def test_store_comes_from_env_or_after_the_command(
 
 
 def test_main_restores_the_logging_configuration(capsys: pytest.CaptureFixture[str], url: str) -> None:
-    before = structlog.get_config()
+    logger = logging.getLogger("durapod")
+    before = (list(logger.handlers), logger.level, logger.propagate)
     assert main(["--store", url, "ls"]) == 0
-    assert structlog.get_config() == before
+    assert (list(logger.handlers), logger.level, logger.propagate) == before
 
 
 # -- real processes --------------------------------------------------------------------------------

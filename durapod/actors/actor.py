@@ -16,8 +16,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, final
 
-import structlog
-
+from durapod._log import get_logger
 from durapod._util import NoPublicConstructor
 from durapod.actors.mailbox import Mailbox, MailboxClosed, MailboxStatistics, OverflowPolicy
 from durapod.errors import AskTimeout
@@ -26,7 +25,7 @@ __all__ = ["Actor", "ActorRef", "ControlMessage", "Stop", "spawn"]
 
 M = TypeVar("M")
 
-_log = structlog.get_logger("durapod.actors")
+_log = get_logger("durapod.actors")
 
 
 class ControlMessage:

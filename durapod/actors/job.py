@@ -69,7 +69,7 @@ class JobRuntime(Protocol):
         ...
 
     def log(self, job: Job) -> Any:
-        """A structlog logger bound to the job."""
+        """A logger bound to the job."""
         ...
 
     @property

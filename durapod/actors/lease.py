@@ -16,8 +16,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import structlog
-
+from durapod._log import get_logger
 from durapod.actors.actor import Actor, ActorRef, ControlMessage
 from durapod.actors.job import Cancel, LeaseLost, Pause
 from durapod.stores.base import Store
@@ -25,7 +24,7 @@ from durapod.supervisor.clock import Clock
 
 __all__ = ["LeaseKeeper"]
 
-_log = structlog.get_logger("durapod.lease")
+_log = get_logger("durapod.lease")
 
 
 class _Tick(ControlMessage):

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-import structlog
 from pydantic import JsonValue
 
+from durapod._log import get_logger
 from durapod.actors.actor import Actor, ControlMessage
 from durapod.errors import StoreError, VersionConflict
 from durapod.models import Job, JobStatus, check_json
@@ -33,7 +33,7 @@ from durapod.supervisor.clock import Clock
 
 __all__ = ["SchedulerActor", "SchedulerRuntime", "call_on_schedule"]
 
-_log = structlog.get_logger("durapod.scheduler")
+_log = get_logger("durapod.scheduler")
 
 _UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.PAUSED)
 _MAX_GRACE = timedelta(seconds=60)

@@ -17,7 +17,6 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, Literal, Protocol
 
-import structlog
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
@@ -25,10 +24,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from durapod._log import get_logger
 from durapod.errors import StoreError, StoreUnavailable
 
 # the logger of the public module: the warnings are about the store
-_log = structlog.get_logger("durapod.stores.redis")
+_log = get_logger("durapod.stores.redis")
 
 _MAX_BATCH: Final = 2048  # commands per write
 _MAX_IN_FLIGHT: Final = 2  # batches written whose replies are not read yet

@@ -10,8 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
+from durapod._log import get_logger
 from durapod.actors.actor import Actor, ActorRef, spawn
 from durapod.errors import RestartIntensityExceeded
 from durapod.supervisor.clock import SYSTEM_CLOCK, Clock
@@ -19,7 +18,7 @@ from durapod.supervisor.policy import ChildSpec, RestartDecision, RestartType, S
 
 __all__ = ["ChildInfo", "Supervisor"]
 
-_log = structlog.get_logger("durapod.supervisor")
+_log = get_logger("durapod.supervisor")
 
 
 @dataclass(slots=True)

@@ -17,8 +17,6 @@ import signal
 import sqlite3
 import sys
 
-import structlog
-
 from durapod import DurableAgent, JobContext, open_store
 
 STEPS = 5
@@ -48,7 +46,6 @@ async def main() -> None:
     parser.add_argument("--lease-ttl", type=float, default=2.0)
     parser.add_argument("--step-delay", type=float, default=0.002, help="seconds of work after each step")
     args = parser.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     side = side_connection(args.side)
     pid = os.getpid()
 

@@ -13,8 +13,6 @@ import asyncio
 import signal
 import sys
 
-import structlog
-
 from durapod import DurableAgent, JobContext, open_store
 
 WORDS = 60
@@ -42,7 +40,6 @@ async def main() -> None:
     parser.add_argument("store")
     parser.add_argument("worker_id")
     args = parser.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     durable = DurableAgent(
         storyteller, open_store(args.store), name="storyteller", worker_id=args.worker_id, lease_ttl=1.0
     )
