@@ -11,7 +11,6 @@ Example:
     >>> durable = DurableAgent(triage, MemoryStore())
 """
 
-from durapod.actors import Actor, ActorRef, ControlMessage, Mailbox, MailboxStatistics, OverflowPolicy
 from durapod.agent import DurableAgent
 from durapod.client import Client
 from durapod.context import JobContext
@@ -26,12 +25,12 @@ from durapod.errors import (
     JobStateError,
     MailboxFull,
     NonRetryableError,
-    RestartIntensityExceeded,
     StaleOwnerError,
     StepMismatch,
     StoreError,
     StoreUnavailable,
     VersionConflict,
+    WorkerIdInUse,
 )
 from durapod.events import (
     DoneEvent,
@@ -44,29 +43,26 @@ from durapod.events import (
     ToolCallEvent,
     ToolResultEvent,
 )
+from durapod.lowlevel.clock import Clock, FakeClock
 from durapod.models import Job, JobStatus, StepRecord
-from durapod.stores import ControlRequest, MemoryStore, Page, Store, open_store
+from durapod.schedules import ScheduleState
+from durapod.stores import MemoryStore, Page, Store, open_store
 from durapod.stores.redis import RedisStore
 from durapod.stores.sqlite import SQLiteStore
-from durapod.supervisor import Backoff, ChildSpec, RestartDecision, RestartType, Strategy, Supervisor
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Actor",
-    "ActorRef",
     "AskTimeout",
-    "Backoff",
-    "ChildSpec",
     "Client",
-    "ControlMessage",
-    "ControlRequest",
+    "Clock",
     "CorruptRecord",
     "DoneEvent",
     "DurableAgent",
     "DurapodError",
     "ErrorEvent",
     "Event",
+    "FakeClock",
     "InterruptEvent",
     "InvalidInput",
     "InvalidJobId",
@@ -77,18 +73,13 @@ __all__ = [
     "JobStateError",
     "JobStatus",
     "JobStatusEvent",
-    "Mailbox",
     "MailboxFull",
-    "MailboxStatistics",
     "MemoryStore",
     "NonRetryableError",
-    "OverflowPolicy",
     "Page",
     "RedisStore",
-    "RestartDecision",
-    "RestartIntensityExceeded",
-    "RestartType",
     "SQLiteStore",
+    "ScheduleState",
     "StaleOwnerError",
     "StepEvent",
     "StepMismatch",
@@ -96,12 +87,11 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
-    "Strategy",
-    "Supervisor",
     "TokenEvent",
     "ToolCallEvent",
     "ToolResultEvent",
     "VersionConflict",
+    "WorkerIdInUse",
     "__version__",
     "open_store",
 ]

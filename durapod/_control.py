@@ -15,9 +15,9 @@ from typing import Literal
 from pydantic import JsonValue
 
 from durapod.errors import JobNotFound, JobStateError, VersionConflict
+from durapod.lowlevel.clock import Clock
 from durapod.models import Job, JobStatus
 from durapod.stores.base import ControlRequest, Store
-from durapod.supervisor.clock import Clock
 
 __all__ = ["ALLOWED", "apply_control", "resumed"]
 

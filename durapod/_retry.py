@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from durapod.errors import StoreUnavailable
-from durapod.supervisor.clock import Clock
+from durapod.lowlevel.clock import Clock
 
 __all__ = ["PatientStore", "retry_unavailable"]
 

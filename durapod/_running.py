@@ -9,15 +9,15 @@ from datetime import timedelta
 from typing import Any, cast
 
 from durapod._retry import retry_unavailable
-from durapod.actors.actor import ActorRef
 from durapod.actors.eventlog import EventLog
 from durapod.actors.job import JobActor, JobRuntime, JobSlot
 from durapod.errors import InvalidInput, NonRetryableError, StepMismatch, StoreError, VersionConflict
+from durapod.lowlevel.actor import ActorRef
+from durapod.lowlevel.clock import Clock
+from durapod.lowlevel.policy import Backoff, ChildSpec, RestartDecision, RestartType
+from durapod.lowlevel.supervisor import Supervisor
 from durapod.models import Job, JobStatus
 from durapod.stores.base import Store
-from durapod.supervisor.clock import Clock
-from durapod.supervisor.policy import Backoff, ChildSpec, RestartDecision, RestartType
-from durapod.supervisor.supervisor import Supervisor
 
 __all__ = ["RunningMixin"]
 

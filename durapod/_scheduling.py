@@ -10,15 +10,15 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from durapod.actors.actor import ActorRef
 from durapod.actors.scheduler import SchedulerActor
 from durapod.errors import VersionConflict
+from durapod.lowlevel.actor import ActorRef
+from durapod.lowlevel.clock import Clock
+from durapod.lowlevel.policy import ChildSpec, RestartType
+from durapod.lowlevel.supervisor import Supervisor
 from durapod.models import Job, validate_job_id
 from durapod.schedules import CatchUp, CronSchedule, Overlap, ScheduleState, check_policy
 from durapod.stores.base import Store
-from durapod.supervisor.clock import Clock
-from durapod.supervisor.policy import ChildSpec, RestartType
-from durapod.supervisor.supervisor import Supervisor
 
 __all__ = ["ScheduleRequest", "SchedulingMixin"]
 

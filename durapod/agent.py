@@ -27,7 +27,6 @@ from durapod._running import RunningMixin
 from durapod._scheduling import ScheduleRequest, SchedulingMixin
 from durapod._stream import EventSource, Subscribers, follow
 from durapod._waiting import Waiters, parse_statuses
-from durapod.actors.actor import ActorRef, spawn
 from durapod.actors.job import Cancel, JobSlot, Pause
 from durapod.actors.lease import LeaseKeeper
 from durapod.actors.scheduler import SchedulerActor
@@ -38,12 +37,13 @@ from durapod.errors import (
     VersionConflict,
 )
 from durapod.events import Event
+from durapod.lowlevel.actor import ActorRef, spawn
+from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
+from durapod.lowlevel.policy import Backoff, ChildSpec, RestartType
+from durapod.lowlevel.supervisor import Supervisor
 from durapod.models import Job, JobStatus, check_json, validate_job_id
 from durapod.schedules import CronSchedule, parse_timezone
 from durapod.stores.base import Store
-from durapod.supervisor.clock import SYSTEM_CLOCK, Clock
-from durapod.supervisor.policy import Backoff, ChildSpec, RestartType
-from durapod.supervisor.supervisor import Supervisor
 
 __all__ = ["DurableAgent", "parse_statuses"]
 

@@ -14,10 +14,10 @@ from durapod._stream import EventSource, Subscribers, follow
 from durapod._waiting import Waiters, parse_statuses
 from durapod.errors import JobConflictError, JobStateError, VersionConflict
 from durapod.events import Event
+from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
 from durapod.models import Job, JobStatus, StepRecord, check_json, validate_job_id
 from durapod.schedules import ScheduleState
 from durapod.stores.base import Page, Store
-from durapod.supervisor.clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["Client"]
 

@@ -14,6 +14,7 @@ Misuse (a bad request from the caller) is kept apart from runtime failures (the 
     │   ├── CorruptRecord           a stored record is not valid JSON of the expected shape
     │   └── VersionConflict         a compare-and-set write lost to a newer version
     ├── StaleOwnerError             this worker no longer owns the job (fencing epoch moved on)
+    ├── WorkerIdInUse               a live worker process already runs under that worker id
     ├── AskTimeout (TimeoutError)   an actor did not answer an ask in time
     ├── MailboxFull                 a mailbox with the "reject" policy is at capacity
     ├── RestartIntensityExceeded    a supervisor restarted children too often and gave up
@@ -42,6 +43,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "VersionConflict",
+    "WorkerIdInUse",
 ]
 
 
@@ -197,6 +199,24 @@ class StaleOwnerError(DurapodError):
         self.job_id = job_id
         self.epoch = epoch
         self.current_epoch = current_epoch
+
+
+class WorkerIdInUse(DurapodError):
+    """A worker was started with an id that a live worker (another process, or another agent object)
+    holds: two workers under one id would take each other's jobs and run steps twice.
+
+    Attributes:
+        worker_id: the id.
+        holder: who holds it (host and process id, as the holder registered them).
+    """
+
+    def __init__(self, worker_id: str, holder: str) -> None:
+        super().__init__(
+            f"worker id {worker_id!r} is in use by a live worker ({holder}); give each worker process its own "
+            "worker_id (or leave it unset for a unique one)"
+        )
+        self.worker_id = worker_id
+        self.holder = holder
 
 
 class AskTimeout(DurapodError, TimeoutError):

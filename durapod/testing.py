@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from durapod.supervisor.clock import FakeClock
+from durapod.lowlevel.clock import FakeClock
 
 __all__ = ["FakeClock", "LLMCall", "ScriptExhausted", "ScriptedLLM", "capture_logs"]
 

@@ -8,8 +8,8 @@ from typing import Any, ClassVar, TypeVar
 
 import pytest
 
-from durapod.actors import Actor, ActorRef, ControlMessage, OverflowPolicy, Stop, spawn
 from durapod.errors import AskTimeout, DurapodError, MailboxFull
+from durapod.lowlevel import Actor, ActorRef, ControlMessage, OverflowPolicy, Stop, spawn
 
 T = TypeVar("T")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -92,7 +94,7 @@ def test_a_worker_paused_past_its_lease_is_fenced_off(tmp_path: Path) -> None:
     try:
         frozen = fleet.start("worker-a")
         fleet.wait_for_executions(10, pid=frozen.pid)
-        frozen.process.send_signal(signal.SIGSTOP)
+        freeze_outside_writes(frozen.process, [db, tmp_path / "side.db"])
         taken_before = {row[0] for row in fleet.executions() if row[2] == frozen.pid}
         other = fleet.start("worker-b")
         # wait until the second worker runs a job the frozen one had started (its lease expired)
@@ -118,6 +120,33 @@ def test_a_worker_paused_past_its_lease_is_fenced_off(tmp_path: Path) -> None:
     assert report.two_owners == []
     taken_over = {row[0] for row in fleet.executions() if row[2] == other.pid} & taken_before
     assert taken_over, "no job was taken over"
+
+
+def _write_locked(path: Path) -> bool:
+    conn = sqlite3.connect(path, timeout=0.2, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        conn.close()
+
+
+def freeze_outside_writes(process: subprocess.Popen[str], paths: list[Path]) -> None:
+    """SIGSTOP ``process`` at a moment it holds no SQLite write lock on ``paths``.
+
+    A process frozen inside a write transaction holds the file's write lock, and on SQLite nobody else
+    can write until it wakes: that is a hung writer, not the stalled-but-fenced worker this test is about.
+    """
+    for _ in range(200):
+        process.send_signal(signal.SIGSTOP)
+        if not any(_write_locked(path) for path in paths):
+            return
+        process.send_signal(signal.SIGCONT)
+        time.sleep(0.01)  # let it finish its transaction
+    raise AssertionError("the worker always held a write lock when frozen")
 
 
 async def _wait_jobs(db: Path, count: int) -> None:

@@ -58,9 +58,7 @@ SCRIPT = textwrap.dedent(
 
 
 def _run(mode: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, timeout=60, check=False
-    )
+    return subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_a_program_that_configures_no_logging_sees_nothing_from_durapod() -> None:

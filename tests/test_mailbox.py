@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from durapod.actors import ActorRef, Mailbox, MailboxStatistics, OverflowPolicy
-from durapod.actors.mailbox import MailboxClosed
 from durapod.errors import DurapodError, MailboxFull
+from durapod.lowlevel import ActorRef, Mailbox, MailboxStatistics, OverflowPolicy
+from durapod.lowlevel.mailbox import MailboxClosed
 
 pytestmark = pytest.mark.timeout(10)  # a hang fails fast instead of after the global 120 s
 

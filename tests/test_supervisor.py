@@ -11,9 +11,10 @@ from typing import Any, Generic, TypeVar
 
 import pytest
 
-from durapod.actors import Actor, ActorRef, spawn
 from durapod.errors import RestartIntensityExceeded
-from durapod.supervisor import (
+from durapod.lowlevel import (
+    Actor,
+    ActorRef,
     Backoff,
     ChildInfo,
     ChildSpec,
@@ -22,6 +23,7 @@ from durapod.supervisor import (
     RestartType,
     Strategy,
     Supervisor,
+    spawn,
 )
 
 T = TypeVar("T")

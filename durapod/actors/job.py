@@ -22,13 +22,13 @@ from typing import Any, Protocol
 from pydantic import JsonValue
 
 from durapod._retry import retry_unavailable
-from durapod.actors.actor import Actor, ControlMessage
 from durapod.actors.eventlog import EventLog
 from durapod.context import JobContext, Suspend
 from durapod.errors import JobNotFound, NonRetryableError, StaleOwnerError, VersionConflict
+from durapod.lowlevel.actor import Actor, ControlMessage
+from durapod.lowlevel.clock import Clock
 from durapod.models import Job, JobStatus, StepRecord, check_json
 from durapod.stores.base import Store
-from durapod.supervisor.clock import Clock
 
 __all__ = ["Cancel", "JobActor", "JobRuntime", "JobSlot", "LeaseLost", "Pause", "RecoveryLimitExceeded", "Shutdown"]
 

@@ -17,10 +17,10 @@ from datetime import timedelta
 from typing import Any
 
 from durapod._log import get_logger
-from durapod.actors.actor import Actor, ActorRef, ControlMessage
 from durapod.actors.job import Cancel, LeaseLost, Pause
+from durapod.lowlevel.actor import Actor, ActorRef, ControlMessage
+from durapod.lowlevel.clock import Clock
 from durapod.stores.base import Store
-from durapod.supervisor.clock import Clock
 
 __all__ = ["LeaseKeeper"]
 

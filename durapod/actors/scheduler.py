@@ -24,12 +24,12 @@ from typing import Any, Protocol
 from pydantic import JsonValue
 
 from durapod._log import get_logger
-from durapod.actors.actor import Actor, ControlMessage
 from durapod.errors import StoreError, VersionConflict
+from durapod.lowlevel.actor import Actor, ControlMessage
+from durapod.lowlevel.clock import Clock
 from durapod.models import Job, JobStatus, check_json
 from durapod.schedules import CronSchedule, ScheduleState, fire_job_id
 from durapod.stores.base import Store
-from durapod.supervisor.clock import Clock
 
 __all__ = ["SchedulerActor", "SchedulerRuntime", "call_on_schedule"]
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from durapod._log import get_logger
-from durapod.actors.actor import Actor, ActorRef, spawn
 from durapod.errors import RestartIntensityExceeded
-from durapod.supervisor.clock import SYSTEM_CLOCK, Clock
-from durapod.supervisor.policy import ChildSpec, RestartDecision, RestartType, Strategy
+from durapod.lowlevel.actor import Actor, ActorRef, spawn
+from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
+from durapod.lowlevel.policy import ChildSpec, RestartDecision, RestartType, Strategy
 
 __all__ = ["ChildInfo", "Supervisor"]
 
@@ -333,7 +333,7 @@ class _DeadRef:
 
 
 def _dead_ref(name: str) -> ActorRef[Any]:
-    from durapod.actors.mailbox import Mailbox, OverflowPolicy
+    from durapod.lowlevel.mailbox import Mailbox, OverflowPolicy
 
     mailbox: Any = Mailbox._create(name, 1, OverflowPolicy.REJECT)
     mailbox.close()

@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from durapod.actors.actor import Actor
+    from durapod.lowlevel.actor import Actor
 
 __all__ = ["Backoff", "ChildSpec", "RestartDecision", "RestartType", "Strategy"]
 

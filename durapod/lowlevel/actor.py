@@ -18,8 +18,8 @@ from typing import Any, ClassVar, Generic, TypeVar, final
 
 from durapod._log import get_logger
 from durapod._util import NoPublicConstructor
-from durapod.actors.mailbox import Mailbox, MailboxClosed, MailboxStatistics, OverflowPolicy
 from durapod.errors import AskTimeout
+from durapod.lowlevel.mailbox import Mailbox, MailboxClosed, MailboxStatistics, OverflowPolicy
 
 __all__ = ["Actor", "ActorRef", "ControlMessage", "Stop", "spawn"]
 
