@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import platform
 import queue
 import sqlite3
@@ -38,7 +39,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -51,6 +52,18 @@ AnyStore = MemoryStore | SQLiteStore | RedisStore
 
 def quiet_logs() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
+
+
+def json_output() -> TextIO:
+    """Keep stdout for the JSON report: returns it, and sends whatever else writes to fd 1 to stderr.
+
+    The benchmarks leave the library's logging as it is by default; a library that prints its logs to
+    stdout would otherwise mix them into the report.
+    """
+    sys.stdout.flush()
+    report = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    return report
 
 
 def step_result(index: int) -> str:
