@@ -32,7 +32,11 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
-	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/throughput.py --store memory --compare-concurrency 50,1000
+	$(BIN)/python bench/throughput.py --store sqlite
+	$(BIN)/python bench/throughput.py --store redis
+	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/latency.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache durapod-demo.db*

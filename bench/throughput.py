@@ -1,10 +1,26 @@
-"""Throughput: N jobs of 3 steps each at concurrency C, on durapod and on a baseline, in one run.
+"""Throughput: N jobs of 3 steps each at concurrency C, on durapod and on baselines, in one run.
 
 Each step returns a short string at once; on durapod every step's result is committed to the store before
-the agent continues. The baseline runs the same agent as bare asyncio functions (memory store), or writes
-the same rows with plain sqlite3 / redis-py (see ``--store``). Prints one JSON object.
+the agent continues. Every baseline does the same work with no durapod, in the same process and run, so
+the ratios compare like with like on one machine:
 
-    python bench/throughput.py --jobs 5000 --concurrency 50 --store memory|sqlite|redis
+- ``--store memory``: plain asyncio with a dict as the store (C worker coroutines take jobs from a shared
+  iterator; per job a job record, 3 step records and a completed record go into dicts, with one
+  ``await asyncio.sleep(0)`` per step where durapod awaits its commit); also the agent as bare functions.
+- ``--store sqlite``: plain sqlite3 with group commit across jobs (C coroutines await each of their
+  writes; one writer thread runs everything queued in one transaction, commits once and wakes the
+  waiters with one ``call_soon_threadsafe`` per batch, as SQLiteStore does); also one transaction per
+  write, and the writes of C jobs grouped round by round.
+- ``--store redis``: redis-py auto-pipelined (C coroutines await each of their writes; the commands
+  queued during one event-loop turn go in one pipeline, ``transaction=False``, each caller getting its
+  own reply, as ioredis's autopipelining does); also one round trip per write, and round-based pipelines.
+
+``--compare-concurrency 50,1000`` also runs durapod at each of those concurrencies (a fresh store each)
+and reports the throughput at the highest over that at the lowest. Each measured run (baseline or durapod)
+follows a discarded warm-up run of ``--warm-up`` jobs. Prints one JSON object.
+
+    python bench/throughput.py [--store memory|sqlite|redis] [--jobs 5000] [--concurrency 50]
+                               [--compare-concurrency 50,1000] [--warm-up 500] [--quick]
 """
 
 from __future__ import annotations
@@ -13,16 +29,35 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import platform
+import queue
+import sqlite3
 import sys
+import tempfile
+import threading
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TextIO
 
-from durapod import DurableAgent, JobContext, JobStatus, MemoryStore, Store
+from durapod import DurableAgent, JobContext, JobStatus, MemoryStore, RedisStore, SQLiteStore
 
 STEPS = 3
+
+AnyStore = MemoryStore | SQLiteStore | RedisStore
+
+
+def json_output() -> TextIO:
+    """Keep stdout for the JSON report: returns it, and sends whatever else writes to fd 1 to stderr.
+
+    The benchmarks leave the library's logging as it is by default; a library that prints its logs to
+    stdout would otherwise mix them into the report.
+    """
+    sys.stdout.flush()
+    report = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    return report
 
 
 def step_result(index: int) -> str:
@@ -44,6 +79,10 @@ async def bare_agent(job_input: str) -> str:
     return f"{job_input}:{last}"
 
 
+def rate(jobs: int, elapsed: float) -> dict[str, Any]:
+    return {"jobs": jobs, "seconds": round(elapsed, 4), "jobs_per_second": round(jobs / elapsed, 1)}
+
+
 async def run_pool(jobs: int, concurrency: int, one: Callable[[int], Awaitable[Any]]) -> float:
     """Run ``one(i)`` for i in range(jobs) with ``concurrency`` in flight; returns elapsed seconds."""
     counter = iter(range(jobs))
@@ -59,7 +98,7 @@ async def run_pool(jobs: int, concurrency: int, one: Callable[[int], Awaitable[A
     return time.perf_counter() - started
 
 
-async def bench_durapod(store: Store, jobs: int, concurrency: int) -> dict[str, Any]:
+async def bench_durapod(store: AnyStore, jobs: int, concurrency: int) -> dict[str, Any]:
     async with DurableAgent(agent, store, name="bench") as durable:
 
         async def one(index: int) -> None:
@@ -68,7 +107,7 @@ async def bench_durapod(store: Store, jobs: int, concurrency: int) -> dict[str, 
                 raise RuntimeError(f"job-{index} ended {job.status}: {job.error}")
 
         elapsed = await run_pool(jobs, concurrency, one)
-    return {"jobs": jobs, "seconds": round(elapsed, 4), "jobs_per_second": round(jobs / elapsed, 1)}
+    return rate(jobs, elapsed)
 
 
 async def bench_bare(jobs: int, concurrency: int) -> dict[str, Any]:
@@ -78,7 +117,33 @@ async def bench_bare(jobs: int, concurrency: int) -> dict[str, Any]:
         results[f"job-{index}"] = await bare_agent(f"input-{index}")
 
     elapsed = await run_pool(jobs, concurrency, one)
-    return {"jobs": jobs, "seconds": round(elapsed, 4), "jobs_per_second": round(jobs / elapsed, 1)}
+    return rate(jobs, elapsed)
+
+
+async def bench_dict_store(jobs: int, concurrency: int) -> dict[str, Any]:
+    """Plain asyncio with a dict as the store: the job and step records durapod keeps, written to dicts.
+
+    Per job: a job record, then per step a step record (job id, index, name, result) and one yield to the
+    loop (where durapod awaits its commit), then a completed job record.
+    """
+    job_table: dict[str, dict[str, Any]] = {}
+    step_table: dict[tuple[str, int], dict[str, Any]] = {}
+
+    async def one(index: int) -> None:
+        job_id = f"job-{index}"
+        job_input = f"input-{index}"
+        job_table[job_id] = {"id": job_id, "input": job_input, "status": "running"}
+        last = ""
+        for step in range(STEPS):
+            last = step_result(step)
+            step_table[(job_id, step)] = {"job_id": job_id, "index": step, "name": f"step-{step}", "result": last}
+            await asyncio.sleep(0)  # where durapod awaits its commit
+        job_table[job_id] = {"id": job_id, "input": job_input, "status": "completed", "result": f"{job_input}:{last}"}
+
+    elapsed = await run_pool(jobs, concurrency, one)
+    if len(job_table) != jobs or len(step_table) != jobs * STEPS:
+        raise RuntimeError("the dict-store baseline lost records")
+    return rate(jobs, elapsed)
 
 
 async def actor_memory(count: int) -> dict[str, Any]:
@@ -105,34 +170,47 @@ async def actor_memory(count: int) -> dict[str, Any]:
     return {"actors": count, "bytes_per_actor_including_job_record": round(total / count)}
 
 
-def sqlite_baseline(path: str, jobs: int, concurrency: int, group: bool) -> dict[str, Any]:
-    """The same rows durapod writes (job, running, 3 steps, completed), with plain sqlite3.
+# -- sqlite baselines ----------------------------------------------------------------------------------
 
-    ``group=False``: one transaction per write. ``group=True``: the writes of ``concurrency`` jobs that
-    are in flight together share one transaction per round (what group commit does).
-    """
-    import sqlite3
+SQLITE_SCHEMA = (
+    "CREATE TABLE jobs (id TEXT PRIMARY KEY, status TEXT, record TEXT)",
+    "CREATE TABLE steps (job_id TEXT, idx INTEGER, record TEXT, PRIMARY KEY (job_id, idx))",
+)
 
-    conn = sqlite3.connect(path, isolation_level=None)
+
+def sqlite_connect(path: str) -> sqlite3.Connection:
+    """A connection like SQLiteStore's (WAL, ``synchronous=NORMAL``), with the baseline's two tables."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("CREATE TABLE jobs (id TEXT PRIMARY KEY, status TEXT, record TEXT)")
-    conn.execute("CREATE TABLE steps (job_id TEXT, idx INTEGER, record TEXT, PRIMARY KEY (job_id, idx))")
+    for statement in SQLITE_SCHEMA:
+        conn.execute(statement)
+    return conn
 
-    def writes(index: int) -> list[tuple[str, tuple[Any, ...]]]:
-        job_id = f"job-{index}"
-        record = json.dumps({"id": job_id, "input": f"input-{index}"})
-        out: list[tuple[str, tuple[Any, ...]]] = [("INSERT INTO jobs VALUES (?, 'pending', ?)", (job_id, record))]
-        out.append(("UPDATE jobs SET status='running', record=? WHERE id=?", (record, job_id)))
-        for step in range(STEPS):
-            out.append(("INSERT INTO steps VALUES (?, ?, ?)", (job_id, step, json.dumps(step_result(step)))))
-        out.append(("UPDATE jobs SET status='completed', record=? WHERE id=?", (record, job_id)))
-        return out
 
+def sqlite_writes(index: int) -> list[tuple[str, tuple[Any, ...]]]:
+    """The rows durapod writes for one job: insert the job, mark it running, 3 steps, mark it completed."""
+    job_id = f"job-{index}"
+    record = json.dumps({"id": job_id, "input": f"input-{index}"})
+    out: list[tuple[str, tuple[Any, ...]]] = [("INSERT INTO jobs VALUES (?, 'pending', ?)", (job_id, record))]
+    out.append(("UPDATE jobs SET status='running', record=? WHERE id=?", (record, job_id)))
+    for step in range(STEPS):
+        out.append(("INSERT INTO steps VALUES (?, ?, ?)", (job_id, step, json.dumps(step_result(step)))))
+    out.append(("UPDATE jobs SET status='completed', record=? WHERE id=?", (record, job_id)))
+    return out
+
+
+def sqlite_baseline(path: str, jobs: int, concurrency: int, group: bool) -> dict[str, Any]:
+    """The same rows durapod writes (job, running, 3 steps, completed), with plain sqlite3 on the loop thread.
+
+    ``group=False``: one transaction per write. ``group=True``: the writes of ``concurrency`` jobs that
+    are in flight together share one transaction per round.
+    """
+    conn = sqlite_connect(path)
     started = time.perf_counter()
     if group:
         for first in range(0, jobs, concurrency):
-            batches = [writes(index) for index in range(first, min(first + concurrency, jobs))]
+            batches = [sqlite_writes(index) for index in range(first, min(first + concurrency, jobs))]
             for position in range(len(batches[0])):
                 conn.execute("BEGIN")
                 for batch in batches:
@@ -140,36 +218,127 @@ def sqlite_baseline(path: str, jobs: int, concurrency: int, group: bool) -> dict
                 conn.execute("COMMIT")
     else:
         for index in range(jobs):
-            for sql, args in writes(index):
+            for sql, args in sqlite_writes(index):
                 conn.execute("BEGIN")
                 conn.execute(sql, args)
                 conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
     conn.close()
-    return {"jobs": jobs, "seconds": round(elapsed, 4), "jobs_per_second": round(jobs / elapsed, 1)}
+    return rate(jobs, elapsed)
+
+
+def _resolve(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
+class SQLiteWriter:
+    """Plain sqlite3 through one writer thread, with group commit.
+
+    ``await writer.execute(sql, args)`` queues the write and waits for its commit. The thread takes
+    everything queued (up to ``max_batch``), runs it in one ``BEGIN IMMEDIATE`` transaction, commits once
+    and wakes the awaiting coroutines with one ``call_soon_threadsafe`` per batch. With one write in flight
+    it is one transaction per write.
+    """
+
+    max_batch = 1000
+
+    def __init__(self, path: str) -> None:
+        self._conn = sqlite_connect(path)
+        self._queue: queue.SimpleQueue[tuple[str, tuple[Any, ...], asyncio.Future[None]] | None] = queue.SimpleQueue()
+        self.batches = 0
+        self._thread = threading.Thread(target=self._main, name="bench-sqlite-writer", daemon=True)
+        self._thread.start()
+
+    def execute(self, sql: str, args: tuple[Any, ...]) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put((sql, args, future))
+        return future
+
+    def _main(self) -> None:
+        conn = self._conn
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            error: BaseException | None = None
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for sql, args, _ in batch:
+                    conn.execute(sql, args)
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                error = exc
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            self.batches += 1
+            futures = [future for _, _, future in batch]
+            futures[0].get_loop().call_soon_threadsafe(_resolve, futures, error)
+        conn.close()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+
+async def sqlite_group_commit_baseline(path: str, jobs: int, concurrency: int) -> dict[str, Any]:
+    """``concurrency`` coroutines each await every write of their job; one writer thread group-commits."""
+    writer = SQLiteWriter(path)
+
+    async def one(index: int) -> None:
+        for sql, args in sqlite_writes(index):
+            await writer.execute(sql, args)
+
+    try:
+        elapsed = await run_pool(jobs, concurrency, one)
+    finally:
+        writer.close()
+    result = rate(jobs, elapsed)
+    result["commits"] = writer.batches
+    return result
+
+
+# -- redis baselines -----------------------------------------------------------------------------------
+
+
+def redis_commands(index: int) -> list[tuple[str, ...]]:
+    job_id = f"job-{index}"
+    record = json.dumps({"id": job_id, "input": f"input-{index}"})
+    out: list[tuple[str, ...]] = [("HSET", f"base:job:{{{job_id}}}", "record", record, "status", "pending")]
+    out.append(("HSET", f"base:job:{{{job_id}}}", "status", "running"))
+    for step in range(STEPS):
+        out.append(("RPUSH", f"base:steps:{{{job_id}}}", json.dumps(step_result(step))))
+    out.append(("HSET", f"base:job:{{{job_id}}}", "status", "completed"))
+    return out
 
 
 async def redis_baseline(url: str, jobs: int, concurrency: int, pipelined: bool) -> dict[str, Any]:
-    """The same writes with plain redis-py: one round trip per write, or pipelined across jobs."""
+    """The same writes with plain redis-py: one round trip per write, or pipelined across jobs by rounds."""
     from redis.asyncio import Redis
 
     client = Redis.from_url(url)
     await client.flushdb()
 
-    def commands(index: int) -> list[tuple[str, ...]]:
-        job_id = f"job-{index}"
-        record = json.dumps({"id": job_id, "input": f"input-{index}"})
-        out: list[tuple[str, ...]] = [("HSET", f"base:job:{{{job_id}}}", "record", record, "status", "pending")]
-        out.append(("HSET", f"base:job:{{{job_id}}}", "status", "running"))
-        for step in range(STEPS):
-            out.append(("RPUSH", f"base:steps:{{{job_id}}}", json.dumps(step_result(step))))
-        out.append(("HSET", f"base:job:{{{job_id}}}", "status", "completed"))
-        return out
-
     started = time.perf_counter()
     if pipelined:
         for first in range(0, jobs, concurrency):
-            batches = [commands(index) for index in range(first, min(first + concurrency, jobs))]
+            batches = [redis_commands(index) for index in range(first, min(first + concurrency, jobs))]
             for position in range(len(batches[0])):
                 pipe = client.pipeline(transaction=False)
                 for batch in batches:
@@ -178,13 +347,91 @@ async def redis_baseline(url: str, jobs: int, concurrency: int, pipelined: bool)
     else:
 
         async def one(index: int) -> None:
-            for command in commands(index):
+            for command in redis_commands(index):
                 await client.execute_command(*command)  # type: ignore[no-untyped-call]
 
         await run_pool(jobs, concurrency, one)
     elapsed = time.perf_counter() - started
     await client.aclose()
-    return {"jobs": jobs, "seconds": round(elapsed, 4), "jobs_per_second": round(jobs / elapsed, 1)}
+    return rate(jobs, elapsed)
+
+
+class AutoPipeline:
+    """Auto-pipelining on redis-py, as ioredis does it.
+
+    ``await pipeline.execute(*command)`` queues the command; the commands queued during one event-loop
+    turn are sent in one pipeline (``transaction=False``) at the start of the next turn, and each caller
+    gets its own reply (or its own exception). Pipelines of successive turns may be in flight together.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._queued: list[tuple[tuple[str, ...], asyncio.Future[Any]]] = []
+        self._flush_scheduled = False
+        self._sending: set[asyncio.Task[None]] = set()
+        self.pipelines = 0
+
+    def execute(self, *command: str) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queued.append((command, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        batch, self._queued = self._queued, []
+        self._flush_scheduled = False
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[tuple[str, ...], asyncio.Future[Any]]]) -> None:
+        self.pipelines += 1
+        pipe = self._client.pipeline(transaction=False)
+        for command, _ in batch:
+            pipe.execute_command(*command)
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if future.done():
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    async def drain(self) -> None:
+        while self._sending:
+            await asyncio.gather(*self._sending)
+
+
+async def redis_autopipelined_baseline(url: str, jobs: int, concurrency: int) -> dict[str, Any]:
+    """``concurrency`` coroutines each await every write of their job; one pipeline per loop turn."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    await client.flushdb()
+    pipeline = AutoPipeline(client)
+
+    async def one(index: int) -> None:
+        for command in redis_commands(index):
+            await pipeline.execute(*command)
+
+    try:
+        elapsed = await run_pool(jobs, concurrency, one)
+        await pipeline.drain()
+    finally:
+        await client.aclose()
+    result = rate(jobs, elapsed)
+    result["pipelines"] = pipeline.pipelines
+    return result
 
 
 class RedisServer:
@@ -224,65 +471,145 @@ def ratio(durapod: dict[str, Any], baseline: dict[str, Any]) -> float:
     return round(float(durapod["jobs_per_second"]) / float(baseline["jobs_per_second"]), 4)
 
 
+def concurrency_list(text: str) -> list[int]:
+    try:
+        values = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected concurrencies like 50,1000, got {text!r}") from None
+    if len(values) < 2 or values[0] < 1:
+        raise argparse.ArgumentTypeError(f"expected at least two concurrencies >= 1, got {text!r}")
+    return values
+
+
+Measure = Callable[[int, str], Awaitable[dict[str, Any]]]
+
+
+async def measured(run: Measure, jobs: int, warm_up: int) -> dict[str, Any]:
+    """A discarded warm-up run of ``warm_up`` jobs (allocator arenas, caches, lazy imports), then the measured one.
+
+    ``run(jobs, tag)`` makes whatever it writes to (a file, a store, a key prefix) from ``tag``.
+    """
+    if warm_up > 0:
+        await run(warm_up, "warm-up")
+        gc.collect()
+    result = await run(jobs, "main")
+    gc.collect()
+    return result
+
+
+async def compare_concurrency(
+    make_store: Callable[[str], AnyStore], jobs: int, concurrencies: list[int]
+) -> dict[str, Any]:
+    """durapod at each concurrency (a fresh store each), and the highest's throughput over the lowest's."""
+    runs: dict[str, dict[str, Any]] = {}
+    for concurrency in concurrencies:
+        store = make_store(f"c{concurrency}")
+        try:
+            runs[str(concurrency)] = await bench_durapod(store, jobs, concurrency)
+        finally:
+            await store.close()
+        gc.collect()
+    lowest, highest = runs[str(concurrencies[0])], runs[str(concurrencies[-1])]
+    return {"jobs": jobs, "runs": runs, "ratio_highest_to_lowest": ratio(highest, lowest)}
+
+
+def baselines_for(store: str, folder: str, url: str, concurrency: int) -> dict[str, Measure]:
+    """The baselines of ``--store``, the one the targets use first."""
+    if store == "memory":
+        return {
+            "plain asyncio, dict store": lambda jobs, tag: bench_dict_store(jobs, concurrency),
+            "bare asyncio functions": lambda jobs, tag: bench_bare(jobs, concurrency),
+        }
+    if store == "sqlite":
+
+        async def per_write(jobs: int, tag: str) -> dict[str, Any]:
+            return sqlite_baseline(f"{folder}/per-write-{tag}.db", jobs, concurrency, group=False)
+
+        async def by_rounds(jobs: int, tag: str) -> dict[str, Any]:
+            return sqlite_baseline(f"{folder}/rounds-{tag}.db", jobs, concurrency, group=True)
+
+        return {
+            "sqlite3, group commit across jobs": lambda jobs, tag: sqlite_group_commit_baseline(
+                f"{folder}/group-{tag}.db", jobs, concurrency
+            ),
+            "sqlite3, one transaction per write": per_write,
+            "sqlite3, grouped by rounds": by_rounds,
+        }
+    return {
+        "redis-py, auto-pipelined": lambda jobs, tag: redis_autopipelined_baseline(url, jobs, concurrency),
+        "redis-py, one round trip per write": lambda jobs, tag: redis_baseline(url, jobs, concurrency, pipelined=False),
+        "redis-py, pipelined by rounds": lambda jobs, tag: redis_baseline(url, jobs, concurrency, pipelined=True),
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--store", choices=["memory", "sqlite", "redis"], default="memory")
+    parser.add_argument("--warm-up", type=int, default=500, help="jobs of a discarded run before each measured one")
     parser.add_argument("--memory-actors", type=int, default=2000, help="live actors for the memory figure")
+    parser.add_argument(
+        "--compare-concurrency",
+        type=concurrency_list,
+        metavar="C1,C2[,...]",
+        help="also run durapod at each concurrency and report the highest's throughput over the lowest's",
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: 500 jobs, 50 to warm up, 200 actors")
     args = parser.parse_args()
+    if args.quick:
+        args.jobs = min(args.jobs, 500)
+        args.warm_up = min(args.warm_up, 50)
+        args.memory_actors = min(args.memory_actors, 200)
     report: dict[str, Any] = {
         "benchmark": "throughput",
         "store": args.store,
         "steps_per_job": STEPS,
         "concurrency": args.concurrency,
+        "warm_up_jobs": args.warm_up,
         "python": sys.version.split()[0],
         "machine": platform.machine(),
     }
-    if args.store == "memory":
-        baseline = await bench_bare(args.jobs, args.concurrency)
-        result = await bench_durapod(MemoryStore(), args.jobs, args.concurrency)
-        report["baselines"] = {"bare asyncio functions": baseline}
-        report["durapod"] = result
-        report["ratio_durapod_to_baseline"] = {"bare asyncio functions": ratio(result, baseline)}
-        report["memory"] = await actor_memory(args.memory_actors)
-    elif args.store == "sqlite":
-        import tempfile
-
-        from durapod.stores.sqlite import SQLiteStore
-
-        with tempfile.TemporaryDirectory() as folder:
-            per_write = sqlite_baseline(f"{folder}/a.db", args.jobs, args.concurrency, group=False)
-            grouped = sqlite_baseline(f"{folder}/b.db", args.jobs, args.concurrency, group=True)
-            store = SQLiteStore(f"{folder}/durapod.db")
-            result = await bench_durapod(store, args.jobs, args.concurrency)
-            await store.close()
-        report["baselines"] = {"sqlite3, one transaction per write": per_write, "sqlite3, grouped": grouped}
-        report["durapod"] = result
-        report["ratio_durapod_to_baseline"] = {
-            "sqlite3, one transaction per write": ratio(result, per_write),
-            "sqlite3, grouped": ratio(result, grouped),
-        }
-    else:
-        import importlib
-
-        server = RedisServer()
+    with tempfile.TemporaryDirectory() as folder:
+        server: RedisServer | None = None
         try:
-            await server.ready()
-            single = await redis_baseline(server.url, args.jobs, args.concurrency, pipelined=False)
-            piped = await redis_baseline(server.url, args.jobs, args.concurrency, pipelined=True)
-            redis_module = importlib.import_module("durapod.stores.redis")
-            store = redis_module.RedisStore.from_url(server.url)
-            result = await bench_durapod(store, args.jobs, args.concurrency)
-            await store.close()
+            url = ""
+            if args.store == "redis":
+                server = RedisServer()
+                await server.ready()
+                url = server.url
+
+            def make_store(tag: str) -> AnyStore:
+                if args.store == "memory":
+                    return MemoryStore()
+                if args.store == "sqlite":
+                    return SQLiteStore(f"{folder}/durapod-{tag}.db")
+                return RedisStore.from_url(url, key_prefix=f"durapod-{tag}:")
+
+            async def run_durapod(jobs: int, tag: str) -> dict[str, Any]:
+                store = make_store(tag)
+                try:
+                    return await bench_durapod(store, jobs, args.concurrency)
+                finally:
+                    await store.close()
+
+            baselines = {
+                name: await measured(run, args.jobs, args.warm_up)
+                for name, run in baselines_for(args.store, folder, url, args.concurrency).items()
+            }
+            result = await measured(run_durapod, args.jobs, args.warm_up)
+            report["baselines"] = baselines
+            report["durapod"] = result
+            report["ratio_durapod_to_baseline"] = {name: ratio(result, base) for name, base in baselines.items()}
+            if args.compare_concurrency:
+                report["concurrency_comparison"] = await compare_concurrency(
+                    make_store, args.jobs, args.compare_concurrency
+                )
         finally:
-            server.stop()
-        report["baselines"] = {"redis-py, one round trip per write": single, "redis-py, pipelined": piped}
-        report["durapod"] = result
-        report["ratio_durapod_to_baseline"] = {
-            "redis-py, one round trip per write": ratio(result, single),
-            "redis-py, pipelined": ratio(result, piped),
-        }
+            if server is not None:
+                server.stop()
+    if args.store == "memory":
+        report["memory"] = await actor_memory(args.memory_actors)
     print(json.dumps(report, indent=2))
 
 

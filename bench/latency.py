@@ -1,0 +1,203 @@
+"""Latency: one job at a time on SQLite, and pause and cancel in-process on MemoryStore.
+
+(a) ``durable.run()`` of one 3-step job at a time (concurrency 1) on a SQLiteStore in a temporary file,
+``--jobs`` jobs one after another: p50, p99 and mean in ms. The baseline, in the same run, writes the same
+6 rows per job (insert the job, mark it running, 3 steps, mark it completed) with plain sqlite3 through a
+writer thread, each write handed to the thread and awaited; with nothing else in flight that is one
+transaction per write. The ratio is durapod's mean over the baseline's.
+
+(b) ``await durable.pause(id)`` and ``await durable.cancel(id)`` in the worker's own process on a
+MemoryStore, ``--tries`` each, p50, p99 and max in ms. Pause: the agent loops on a quick step
+(``await ctx.step("tick", ...)`` then ``await asyncio.sleep(0)``), so the pause lands at the next step
+boundary; the clock starts once the job has ticked. Cancel: the agent is parked inside a step that never
+finishes (it awaits an Event); the clock starts once the job is inside it. Each try is a new job.
+
+durapod's logging is left as the library sets it up by default; anything it prints to stdout goes to
+stderr, and stdout holds one JSON object.
+
+    python bench/latency.py [--jobs 500] [--tries 1000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import math
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from throughput import SQLiteWriter, agent, json_output, sqlite_writes
+
+from durapod import DurableAgent, JobContext, JobStatus, MemoryStore, SQLiteStore
+
+WARM_UP = 20  # runs before the measured ones, discarded
+
+
+def summary(samples: list[float]) -> dict[str, Any]:
+    """p50, p99 (nearest rank), mean and max of ``samples`` (seconds), in ms."""
+    ordered = sorted(samples)
+
+    def rank(percent: float) -> float:
+        return ordered[max(math.ceil(percent / 100 * len(ordered)) - 1, 0)]
+
+    return {
+        "samples": len(ordered),
+        "p50_ms": round(rank(50) * 1000, 3),
+        "p99_ms": round(rank(99) * 1000, 3),
+        "mean_ms": round(sum(ordered) / len(ordered) * 1000, 3),
+        "max_ms": round(ordered[-1] * 1000, 3),
+    }
+
+
+async def timed(count: int, one: Callable[[int], Awaitable[None]]) -> list[float]:
+    """``one(i)`` for i in range(count), one after another: the seconds each took (after a warm-up)."""
+    for index in range(WARM_UP):
+        await one(-1 - index)
+    gc.collect()
+    samples = []
+    for index in range(count):
+        started = time.perf_counter()
+        await one(index)
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+async def sqlite_run_latency(folder: str, jobs: int) -> dict[str, Any]:
+    writer = SQLiteWriter(f"{folder}/baseline.db")
+
+    async def baseline_job(index: int) -> None:
+        for sql, args in sqlite_writes(index):
+            await writer.execute(sql, args)
+
+    try:
+        baseline = summary(await timed(jobs, baseline_job))
+    finally:
+        writer.close()
+    if writer.batches != (jobs + WARM_UP) * len(sqlite_writes(0)):
+        raise RuntimeError("the baseline grouped writes: it was meant to have one write in flight")
+
+    store = SQLiteStore(f"{folder}/durapod.db")
+    try:
+        async with DurableAgent(agent, store, name="latency") as durable:
+
+            async def durapod_job(index: int) -> None:
+                job = await durable.run(f"job-{index}", f"input-{index}")
+                if job.status is not JobStatus.COMPLETED:
+                    raise RuntimeError(f"job-{index} ended {job.status}: {job.error}")
+
+            result = summary(await timed(jobs, durapod_job))
+    finally:
+        await store.close()
+    return {
+        "what": "run() of one 3-step job at a time on SQLiteStore (temp file), ms per job",
+        "baselines": {"sqlite3 through a writer thread, each write awaited": baseline},
+        "durapod": result,
+        "ratio_durapod_to_baseline": {
+            "mean": round(result["mean_ms"] / baseline["mean_ms"], 3),
+            "p50": round(result["p50_ms"] / baseline["p50_ms"], 3),
+            "p99": round(result["p99_ms"] / baseline["p99_ms"], 3),
+        },
+    }
+
+
+async def pause_latency(tries: int) -> dict[str, Any]:
+    ticked = asyncio.Event()
+
+    def tick() -> str:
+        ticked.set()
+        return "tick"
+
+    async def ticking(job_input: str, ctx: JobContext) -> str:
+        while True:
+            await ctx.step("tick", tick)
+            await asyncio.sleep(0)
+
+    store = MemoryStore()
+    try:
+        async with DurableAgent(ticking, store, name="ticking") as durable:
+            samples: list[float] = []
+            for index in range(-WARM_UP, tries):
+                job_id = f"pause-{index}"
+                ticked.clear()
+                await durable.start(job_id, "x")
+                await ticked.wait()
+                started = time.perf_counter()
+                job = await durable.pause(job_id)
+                elapsed = time.perf_counter() - started
+                if job.status is not JobStatus.PAUSED:
+                    raise RuntimeError(f"{job_id} ended {job.status}, expected paused")
+                if index >= 0:
+                    samples.append(elapsed)
+    finally:
+        await store.close()
+    return summary(samples)
+
+
+async def cancel_latency(tries: int) -> dict[str, Any]:
+    entered = asyncio.Event()
+    never = asyncio.Event()
+
+    async def stuck() -> str:
+        entered.set()
+        await never.wait()
+        return "never"
+
+    async def parked(job_input: str, ctx: JobContext) -> str:
+        return await ctx.step("park", stuck)
+
+    store = MemoryStore()
+    try:
+        async with DurableAgent(parked, store, name="parked") as durable:
+            samples: list[float] = []
+            for index in range(-WARM_UP, tries):
+                job_id = f"cancel-{index}"
+                entered.clear()
+                await durable.start(job_id, "x")
+                await entered.wait()
+                started = time.perf_counter()
+                job = await durable.cancel(job_id)
+                elapsed = time.perf_counter() - started
+                if job.status is not JobStatus.CANCELLED:
+                    raise RuntimeError(f"{job_id} ended {job.status}, expected cancelled")
+                if index >= 0:
+                    samples.append(elapsed)
+    finally:
+        await store.close()
+    return summary(samples)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=500, help="sequential jobs for (a)")
+    parser.add_argument("--tries", type=int, default=1000, help="pauses and cancels for (b), each")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 50 jobs, 100 tries")
+    args = parser.parse_args()
+    if args.quick:
+        args.jobs = min(args.jobs, 50)
+        args.tries = min(args.tries, 100)
+    output = json_output()
+    report: dict[str, Any] = {
+        "benchmark": "latency",
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "warm_up_runs": WARM_UP,
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        report["run_one_job_sqlite"] = await sqlite_run_latency(folder, args.jobs)
+    report["control_in_process_memory"] = {
+        "what": "await durable.pause(id) / durable.cancel(id) in the worker's process on MemoryStore, ms",
+        "pause": await pause_latency(args.tries),
+        "cancel": await cancel_latency(args.tries),
+    }
+    output.write(json.dumps(report, indent=2) + "\n")
+    output.flush()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
