@@ -1,31 +1,29 @@
-"""Control of jobs this process does not run: the store is the only channel.
+"""Control of jobs through the store: the rules every pause, cancel and resume follows.
 
-Used by ``DurableAgent`` (for jobs no local actor runs) and by ``Client`` (which runs nothing).
-A job whose owner holds a live lease gets a control request, which its owner's lease keeper delivers;
-any other job is changed in the store directly, with a compare-and-set and a new epoch that fences off
-a dead owner's late writes.
+Used by the query/control core (:mod:`durapod.client`) and by workers for the jobs they hold without an
+actor. A job whose owner holds a live lease gets a control request, which its owner's lease keeper
+delivers; any other job is changed in the store directly, with a compare-and-set and a new epoch that
+fences off a dead owner's late writes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Literal
+from typing import Final
 
 from pydantic import JsonValue
 
 from durapod.errors import JobNotFound, JobStateError, VersionConflict
 from durapod.lowlevel.clock import Clock
-from durapod.models import Job, JobStatus
+from durapod.models import ControlKind, Job, JobStatus, Request, allowed_from
 from durapod.stores.base import ControlRequest, Store
 
-__all__ = ["ALLOWED", "apply_control", "resumed"]
+__all__ = ["ALLOWED", "apply_control", "get_job", "resumed"]
 
-#: The statuses from which each request is legal (the transition table, read from the caller's side).
-ALLOWED: dict[str, tuple[JobStatus, ...]] = {
-    "pause": (JobStatus.PENDING, JobStatus.RUNNING),
-    "cancel": (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.PAUSED),
-    "resume": (JobStatus.PAUSED,),
+#: The statuses from which each control request is legal, read from the lifecycle table.
+ALLOWED: Final[Mapping[Request, frozenset[JobStatus]]] = {
+    request: allowed_from(request) for request in ("pause", "cancel", "resume")
 }
 
 
@@ -40,7 +38,7 @@ async def get_job(store: Store, job_id: str) -> Job:
 async def apply_control(
     store: Store,
     job_id: str,
-    request: Literal["pause", "cancel"],
+    kind: ControlKind | str,
     clock: Clock,
     publish: Callable[[Job], None] | None = None,
 ) -> Job | None:
@@ -52,16 +50,21 @@ async def apply_control(
     Raises:
         JobNotFound: no such job.
         JobStateError: the request is illegal in the job's status.
+        ValueError: ``kind`` is neither pause nor cancel.
     """
+    kind = ControlKind(kind)
+    if kind is ControlKind.RESUME:
+        raise ValueError("apply_control pauses or cancels; resume with resumed()")
+    request: Request = "pause" if kind is ControlKind.PAUSE else "cancel"
     while True:
         job = await get_job(store, job_id)
         if job.status not in ALLOWED[request]:
             raise JobStateError(job_id, job.status, request)
         now = clock.utcnow()
         if job.status is JobStatus.RUNNING and job.lease_until is not None and job.lease_until >= now:
-            await store.request_control(ControlRequest(job_id, request, now))
+            await store.request_control(ControlRequest(job_id, kind, now))
             return None
-        target = JobStatus.PAUSED if request == "pause" else JobStatus.CANCELLED
+        target = JobStatus.PAUSED if kind is ControlKind.PAUSE else JobStatus.CANCELLED
         changed = job.evolve(
             status=target,
             epoch=job.epoch + 1,
@@ -87,8 +90,6 @@ def resumed(job: Job, new_input: JsonValue, clock: Clock, *, owner: str | None, 
     its execution started goes to pending either way, and starts a new attempt when it runs.
     """
     now = clock.utcnow()
-    # Paused mid-execution: the worker continues it (in place, or a client queues it to be continued).
-    # Paused before an execution started (pending): it goes back to pending and starts a new attempt.
     continues = job.paused_running
     return job.evolve(
         status=JobStatus.RUNNING if owner is not None and continues else JobStatus.PENDING,

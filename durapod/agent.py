@@ -1,56 +1,42 @@
-"""DurableAgent: the facade users hold. It turns calls into job records and actor messages.
+"""DurableAgent: the facade users hold. A thin layer over a Worker, a Scheduler and the control core.
 
-A ``DurableAgent`` is a worker: inside ``async with durable:`` it runs a supervision tree (a root
-supervisor over a lease keeper and a supervisor of job actors), continues the orphaned jobs of its agent,
-and runs every job it starts in a job actor.
+- the :class:`~durapod.worker.Worker` runs jobs (job actors, leases, takeover, ``serve()``, drain);
+- the :class:`~durapod.scheduling.Scheduler` owns the agent's schedules;
+- the :class:`~durapod.Client` core answers queries and control requests, the same way for both.
+
+``run`` and ``start`` are the facade's own: they create (or join) a job and run it in the worker.
 """
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import math
 import random as _random
-import uuid
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Literal, Self, cast
+from typing import Any, Self
 
 from pydantic import JsonValue
 
-from durapod._control import ALLOWED, apply_control, get_job, resumed
 from durapod._invoke import AgentInvoker, agent_name
-from durapod._log import get_logger
-from durapod._retry import PatientStore
-from durapod._running import RunningMixin
-from durapod._scheduling import ScheduleRequest, SchedulingMixin
-from durapod._stream import EventSource, Subscribers, follow
-from durapod._waiting import Waiters, parse_statuses
-from durapod.actors.job import Cancel, JobSlot, Pause
-from durapod.actors.lease import LeaseKeeper
-from durapod.actors.scheduler import SchedulerActor
-from durapod.context import JobContext
-from durapod.errors import (
-    JobConflictError,
-    JobStateError,
-    VersionConflict,
-)
+from durapod._stream import Subscribers, follow
+from durapod._waiting import Waiters
+from durapod.client import Client
+from durapod.errors import JobConflictError, VersionConflict
 from durapod.events import Event
-from durapod.lowlevel.actor import ActorRef, spawn
 from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
-from durapod.lowlevel.policy import Backoff, ChildSpec, RestartType
-from durapod.lowlevel.supervisor import Supervisor
-from durapod.models import Job, JobStatus, check_json, validate_job_id
-from durapod.schedules import CronSchedule, parse_timezone
-from durapod.stores.base import Store
+from durapod.models import Job, JobStatus, StepRecord, check_json, validate_job_id
+from durapod.retry import RetryPolicy
+from durapod.schedules import CatchUp, CronSchedule, Overlap, ScheduleState, parse_timezone
+from durapod.scheduling import Scheduler, ScheduleRequest
+from durapod.stores.base import Page, Store
+from durapod.worker import Worker, default_worker_id
 
-__all__ = ["DurableAgent", "parse_statuses"]
-
-_log = get_logger("durapod")
+__all__ = ["DurableAgent"]
 
 
-def _positive(name: str, value: float, *, allow_zero: bool = True) -> float:
+def _seconds(name: str, value: float, *, allow_zero: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
@@ -58,8 +44,17 @@ def _positive(name: str, value: float, *, allow_zero: bool = True) -> float:
     return float(value)
 
 
-class DurableAgent(RunningMixin, SchedulingMixin):
+def _count(name: str, value: int, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+class DurableAgent:
     """Makes an async agent durable: checkpointed steps, pause/resume/cancel, retries with backoff.
+
+    A ``DurableAgent`` is a worker: inside ``async with durable:`` it runs the jobs it starts, continues
+    the orphaned jobs of its agent (their owner's lease expired) and, with ``serve()``, takes queued ones.
 
     Args:
         agent: ``async def f(input)`` or ``async def f(input, ctx)``, an async generator of events, or an
@@ -75,16 +70,25 @@ class DurableAgent(RunningMixin, SchedulingMixin):
         lease_ttl: seconds a job's lease lasts without renewal (renewed every third of it).
         max_recoveries: how many times a job is taken over after its worker died before it fails.
         max_concurrency: the most jobs this worker runs at once (None: no limit).
-        worker_id: this worker's id (default: a fresh one). A restarted worker given the same id reclaims
-            its jobs at once.
+        shutdown_grace: seconds that steps in flight get to finish and be journaled when the worker stops
+            (``aclose()``, the end of ``async with``, SIGTERM in the CLI) before their jobs are handed back.
+        worker_id: this worker's id (default: one unique to this process). A restarted worker given the
+            id of a dead one reclaims its jobs at once; an id a live worker holds raises ``WorkerIdInUse``.
         name: the agent's name on its jobs (default: the agent's qualified name).
         metadata: merged into every job's metadata.
+        schedule: a cron expression for the schedule named ``default``.
+        on_schedule: makes each scheduled run's input.
+        timezone: the default timezone of schedules.
         clock: time source (a ``durapod.testing.FakeClock`` in tests).
         random: jitter source, uniform in [0, 1).
         poll_interval: the longest gap between two store reads while waiting on another process's job.
         store_timeout: how long public calls wait out an unreachable store before raising
             ``StoreUnavailable`` (running jobs wait for it indefinitely: no job fails because the store
             blinked).
+
+    Raises:
+        TypeError: ``agent`` or ``store`` is not one.
+        ValueError: a bad setting, named.
 
     Example:
         >>> async def triage(ticket: str, ctx: JobContext) -> str:
@@ -110,6 +114,7 @@ class DurableAgent(RunningMixin, SchedulingMixin):
         lease_ttl: float = 30.0,
         max_recoveries: int = 10,
         max_concurrency: int | None = None,
+        shutdown_grace: float = 10.0,
         worker_id: str | None = None,
         name: str | None = None,
         metadata: Mapping[str, JsonValue] | None = None,
@@ -121,103 +126,79 @@ class DurableAgent(RunningMixin, SchedulingMixin):
         poll_interval: float = 0.25,
         store_timeout: float = 10.0,
     ) -> None:
-        self._invoker = AgentInvoker(agent)
+        invoker = AgentInvoker(agent)
         if not isinstance(store, Store):
             raise TypeError(f"store must be a durapod store (MemoryStore, SQLiteStore, RedisStore), got {store!r}")
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
-        if isinstance(max_recoveries, bool) or not isinstance(max_recoveries, int) or max_recoveries < 0:
-            raise ValueError(f"max_recoveries must be an int >= 0, got {max_recoveries!r}")
-        if max_concurrency is not None and (
-            isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1
-        ):
-            raise ValueError(f"max_concurrency must be an int >= 1 or None, got {max_concurrency!r}")
+        retry = RetryPolicy(
+            max_retries=max_retries,
+            retry_delay=retry_delay,
+            max_retry_delay=max_retry_delay,
+            backoff=backoff,
+            jitter=jitter,
+            retry_on=retry_on,
+            random=random or _random.random,
+        )
+        if max_concurrency is not None:
+            _count("max_concurrency", max_concurrency, 1)
         self.agent = agent
         self.store = store
-        self.max_retries = max_retries
-        self.retry_policy = Backoff(
-            initial_delay=_positive("retry_delay", retry_delay),
-            max_delay=_positive("max_retry_delay", max_retry_delay),
-            multiplier=backoff,
-            jitter=_positive("jitter", jitter),
-        )
-        self.retry_on = retry_on
-        self.pause_timeout = _positive("pause_timeout", pause_timeout)
-        self.lease_ttl = _positive("lease_ttl", lease_ttl, allow_zero=False)
-        self.max_recoveries = max_recoveries
-        self.max_concurrency = max_concurrency
-        self.worker_id = worker_id if worker_id is not None else f"worker-{uuid.uuid4().hex[:12]}"
-        validate_job_id(self.worker_id)
+        self.retry_policy = retry
+        self.lease_ttl = _seconds("lease_ttl", lease_ttl, allow_zero=False)
+        if self.lease_ttl < 0.01:
+            raise ValueError(f"lease_ttl must be at least 0.01 seconds, got {lease_ttl!r}")
         self.name = name if name is not None else agent_name(agent)
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty str, got {self.name!r}")
+        self.worker_id = validate_job_id(worker_id) if worker_id is not None else default_worker_id()
         self.metadata: dict[str, JsonValue] = dict(metadata or {})
         check_json(self.metadata, "metadata")
         self.clock: Clock = clock or SYSTEM_CLOCK
-        self._random = random or _random.random
-        self.poll_interval = _positive("poll_interval", poll_interval, allow_zero=False)
-        self.store_timeout = _positive("store_timeout", store_timeout, allow_zero=False)
+        self.poll_interval = _seconds("poll_interval", poll_interval, allow_zero=False)
         parse_timezone(timezone)
-        self.timezone = timezone
-        self._on_schedule: dict[str, Callable[..., Any] | None] = {}
-        self._pending_schedules: dict[str, ScheduleRequest] = {}
-        if schedule is not None:
-            CronSchedule(schedule, timezone)  # ValueError naming a bad expression, now
-            self._pending_schedules["default"] = ScheduleRequest(
-                schedule, on_schedule, timezone, "skip", "none", 86_400.0
-            )
-            self._on_schedule["default"] = on_schedule
-        elif on_schedule is not None:
-            raise ValueError("on_schedule needs a schedule= cron expression")
-        self._scheduler: SchedulerActor | None = None
-        self._log = _log.bind(worker_id=self.worker_id, agent=self.name)
-        self._patient: Store = cast(Store, PatientStore(store, self.clock, self.store_timeout, self._log))
         self._waiters = Waiters()
         self._subscribers = Subscribers()
-        self._background: set[asyncio.Future[Any]] = set()
-        self._slots: dict[str, JobSlot] = {}
-        self._concurrency = asyncio.Semaphore(max_concurrency) if max_concurrency else None
-        self._root: Supervisor | None = None
-        self._root_ref: ActorRef[Any] | None = None
-        self._jobs: Supervisor | None = None
-        self._closing = False
-        self._opened = False
+        self._worker = Worker(
+            invoker,
+            store,
+            name=self.name,
+            worker_id=self.worker_id,
+            retry=retry,
+            pause_timeout=_seconds("pause_timeout", pause_timeout),
+            lease_ttl=self.lease_ttl,
+            max_recoveries=_count("max_recoveries", max_recoveries, 0),
+            max_concurrency=max_concurrency,
+            shutdown_grace=_seconds("shutdown_grace", shutdown_grace),
+            clock=self.clock,
+            poll_interval=self.poll_interval,
+            written=self._waiters.publish,
+            publish_event=self._subscribers.publish,
+        )
+        self._client = Client._for_worker(
+            self._worker,
+            waiters=self._waiters,
+            subscribers=self._subscribers,
+            poll_interval=self.poll_interval,
+            store_timeout=_seconds("store_timeout", store_timeout, allow_zero=False),
+        )
+        self._patient = self._client._patient
+        self._scheduler = Scheduler(
+            self._patient,
+            self._worker,
+            name=self.name,
+            timezone=timezone,
+            clock=self.clock,
+            start_fired=self._start_fired,
+        )
+        if schedule is not None:
+            CronSchedule(schedule, timezone)  # ValueError naming a bad expression, now
+            self._scheduler.register(
+                "default", ScheduleRequest(schedule, on_schedule, timezone, "skip", "none", 86_400.0)
+            )
+        elif on_schedule is not None:
+            raise ValueError("on_schedule needs a schedule= cron expression")
 
     def __repr__(self) -> str:
         return f"DurableAgent(name={self.name!r}, worker_id={self.worker_id!r}, store={self.store!r})"
-
-    # -- JobRuntime (what job actors call) -------------------------------------------------------
-
-    def invoke(self, job: Job, ctx: JobContext) -> Any:
-        """Call the agent for ``job`` (used by job actors)."""
-        return self._invoker(job, ctx)
-
-    @property
-    def takes_context(self) -> bool:
-        """True when the agent accepts a ``ctx`` (it can be paused at a step boundary)."""
-        return self._invoker.takes_context
-
-    @property
-    def concurrency(self) -> asyncio.Semaphore | None:
-        """The semaphore that enforces ``max_concurrency`` (None: unlimited)."""
-        return self._concurrency
-
-    def publish(self, job: Job) -> None:
-        """Wake the local callers waiting for ``job`` to settle (used by job actors)."""
-        self._waiters.publish(job)
-
-    def forget(self, slot: JobSlot) -> None:
-        """The job's actor is gone for good (used by job actors): drop its slot."""
-        if self._slots.get(slot.job.id) is slot:
-            del self._slots[slot.job.id]
-
-    def publish_event(self, job_id: str, event: dict[str, JsonValue]) -> None:
-        """Hand a new event to the job's live subscribers (used by job actors)."""
-        self._subscribers.publish(job_id, event)
-
-    def log(self, job: Job) -> Any:
-        """A logger bound to the job (used by job actors)."""
-        return self._log.bind(job_id=job.id, attempt=job.attempts)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -233,54 +214,57 @@ class DurableAgent(RunningMixin, SchedulingMixin):
     @property
     def is_running(self) -> bool:
         """True between ``open()`` (or ``async with``) and ``aclose()``."""
-        return self._root_ref is not None and self._root_ref.is_alive
+        return self._worker.is_running
 
     async def open(self) -> None:
-        """Start the supervision tree and continue this agent's orphaned jobs. Idempotent."""
+        """Start the worker: register its id, start its services, continue this agent's orphaned jobs.
+
+        Idempotent. If it fails, nothing is left running.
+
+        Raises:
+            WorkerIdInUse: a live worker holds this ``worker_id``.
+            StoreError: the store failed.
+        """
         if self.is_running:
             return
-        self._closing = False
-        self._opened = False
-        root = self._root = Supervisor(f"{self.name}:root", max_restarts=3, within=5.0, clock=self.clock)
-        self._root_ref = await spawn(root, name=root.name)
-
-        def jobs_supervisor() -> Supervisor:
-            self._jobs = Supervisor(
-                f"{self.name}:jobs",
-                max_restarts=None,
-                clock=self.clock,
-                random=self._random,
-                ordered_shutdown=False,
-            )
-            return self._jobs
-
-        await root.start_child(ChildSpec("jobs", jobs_supervisor, RestartType.PERMANENT, shutdown_timeout=60.0))
-        await root.start_child(
-            ChildSpec(
-                "lease-keeper",
-                lambda: LeaseKeeper(self.store, self.clock, self.worker_id, self.lease_ttl, self._live_jobs),
-                RestartType.PERMANENT,
-            )
-        )
-        self._log.info("worker started")
-        for name, request in list(self._pending_schedules.items()):
-            await self._save_schedule(name, request)
-        await self.recover()
+        await self._worker.open()
+        try:
+            await self._scheduler.save_pending()
+        except BaseException:
+            await self._worker.aclose()
+            raise
 
     async def aclose(self) -> None:
-        """Stop the worker: running jobs are interrupted and handed back (pending) for the next worker.
+        """Stop the worker gracefully. Idempotent.
 
-        Their journals keep every finished step, so they continue where they stopped. Idempotent.
+        Steps in flight get ``shutdown_grace`` seconds to finish and be journaled; then every unfinished
+        job is handed back (pending) for the next worker, which continues it after its journaled steps.
         """
-        ref, self._root_ref = self._root_ref, None
-        if ref is None:
-            return
-        self._closing = True
-        ref.stop()
-        await ref.join()
-        self._log.info("worker stopped")
+        await self._scheduler.stop()
+        await self._worker.aclose()
 
-    # -- the public API --------------------------------------------------------------------------
+    async def serve(self, *, batch_size: int = 64) -> None:
+        """Run queued and orphaned jobs until cancelled: the loop of a dedicated worker process.
+
+        Takes jobs that ``submit()`` (or a ``Client``) queued for this agent's ``name`` or for any agent,
+        jobs resumed by a ``Client``, and jobs whose owner's lease expired, up to ``max_concurrency`` at
+        a time (``batch_size`` per claim when unlimited). Waits on the store between claims: stores that
+        can signal new work (Redis) wake it at once; others are polled, at most every ``poll_interval``.
+        Opens the worker if it is not running; cancel the task (or SIGTERM the CLI) to stop.
+        """
+        if not self.is_running:
+            await self.open()
+        await self._worker.serve(batch_size=batch_size)
+
+    async def recover(self) -> int:
+        """Claim and continue this agent's orphaned jobs now, up to ``max_concurrency``. Returns how many.
+
+        A running worker does this by itself every ``lease_ttl / 3`` seconds.
+        """
+        self._require_running()
+        return await self._worker.claim_orphans()
+
+    # -- running jobs ----------------------------------------------------------------------------
 
     async def run(
         self, job_id: str, input: JsonValue = None, *, metadata: Mapping[str, JsonValue] | None = None
@@ -298,61 +282,23 @@ class DurableAgent(RunningMixin, SchedulingMixin):
         """
         job = await self.start(job_id, input, metadata=metadata)
         # no await between start() and registering the waiter: the job cannot settle unseen in between
-        is_local = self._jobs is not None and self._jobs.has_child(job_id)
+        is_local = self._worker.holds(job_id)
         return await self._waiters.wait(self._patient, job_id, None, self.poll_interval, is_local, job)
 
     async def start(
         self, job_id: str, input: JsonValue = None, *, metadata: Mapping[str, JsonValue] | None = None
     ) -> Job:
-        """Create a job and start it in its actor; returns at once (with the job as created).
+        """Create a job and run it in this worker; returns at once (with the job as created).
 
         Same rules as :meth:`run` for existing ids, without waiting.
         """
         job = self._new_job(job_id, input, metadata, owned=True)
-        supervisor = self._require_jobs()
+        self._require_running()
         stored, created = await self._patient.create(job)
         if created:
-            await self._spawn(stored, fresh=True)
+            self._worker.spawn(stored, fresh=True)
             return stored
-        return await self._start_existing(supervisor, stored, input)
-
-    async def submit(
-        self, job_id: str, input: JsonValue = None, *, metadata: Mapping[str, JsonValue] | None = None
-    ) -> Job:
-        """Queue a job without running it here: a worker's ``serve()`` takes it. Returns the stored job.
-
-        Raises:
-            JobConflictError: the id exists with a different input.
-        """
-        job = self._new_job(job_id, input, metadata, owned=False)
-        stored, created = await self._patient.create(job)
-        if not created:
-            self._check_same(stored, input)
-        return stored
-
-    async def wait(self, job_id: str, timeout: float | None = None) -> Job:
-        """Wait until the job settles (completed, failed, cancelled or paused) and return it.
-
-        Raises:
-            JobNotFound: no job has that id.
-            TimeoutError: ``timeout`` seconds passed first.
-        """
-        validate_job_id(job_id)
-        is_local = self._jobs is not None and self._jobs.has_child(job_id)
-        return await self._waiters.wait(self._patient, job_id, timeout, self.poll_interval, is_local)
-
-    async def stream(self, job_id: str, *, after: int = -1) -> AsyncGenerator[Event, None]:
-        """Yield the job's events after ``after``: first those logged, then live ones, until it settles.
-
-        Works from any coroutine, and from another process on a shared store (by reading the log). A
-        consumer that stops reading never stops the job; one that falls behind resumes from the log.
-
-        Raises:
-            JobNotFound: no job has that id.
-        """
-        validate_job_id(job_id)
-        async for event in follow(self._event_source(), job_id, after):
-            yield event
+        return await self._start_existing(stored, input)
 
     async def run_stream(
         self, job_id: str, input: JsonValue = None, *, metadata: Mapping[str, JsonValue] | None = None
@@ -362,22 +308,35 @@ class DurableAgent(RunningMixin, SchedulingMixin):
         Yields ``job_status`` events (at the start, the end, and around each failed attempt), the agent's
         ``token``, ``tool_call``, ``tool_result``, ``step`` and ``interrupt`` events, and ``done``.
         """
-        source = self._event_source()
+        source = self._client._event_source()
         with source.subscribe(job_id) as subscription:
             await self.start(job_id, input, metadata=metadata)
             async for event in follow(source, job_id, -1, subscription):
                 yield event
 
-    def _event_source(self) -> EventSource:
-        def unflushed(job_id: str, after: int) -> builtins.list[dict[str, JsonValue]]:
-            slot = self._slots.get(job_id)
-            return slot.events.unflushed(after) if slot is not None else []
+    # -- queries and control: the Client core, scoped to this agent --------------------------------
 
-        return EventSource(self.store, self._subscribers, unflushed, self.poll_interval)
+    async def submit(
+        self,
+        job_id: str,
+        input: JsonValue = None,
+        *,
+        agent: str | None = None,
+        metadata: Mapping[str, JsonValue] | None = None,
+    ) -> Job:
+        """Queue a job without running it here (see :meth:`Client.submit`); ``agent`` defaults to this one.
+
+        Metadata given to the constructor is merged in.
+        """
+        return await self._client.submit(job_id, input, agent=agent, metadata={**self.metadata, **(metadata or {})})
 
     async def status(self, job_id: str) -> Job | None:
-        """The job with that id as stored, or None."""
-        return await self._patient.get(validate_job_id(job_id))
+        """The job with that id as stored, or None (see :meth:`Client.status`)."""
+        return await self._client.status(job_id)
+
+    async def steps(self, job_id: str) -> builtins.list[StepRecord]:
+        """The job's step journal, in order (see :meth:`Client.steps`)."""
+        return await self._client.steps(job_id)
 
     async def list(
         self,
@@ -385,90 +344,123 @@ class DurableAgent(RunningMixin, SchedulingMixin):
         *,
         limit: int | None = None,
         metadata: Mapping[str, JsonValue] | None = None,
+        agent: str | None = None,
     ) -> builtins.list[Job]:
-        """This agent's jobs, newest first, filtered by status (one or several) and metadata.
+        """Jobs newest first (see :meth:`Client.list`); ``agent`` defaults to this agent, ``"*"``: all."""
+        return await self._client.list(status, limit=limit, metadata=metadata, agent=agent)
+
+    async def page(
+        self,
+        status: JobStatus | str | Iterable[JobStatus | str] | None = None,
+        *,
+        limit: int | None = None,
+        metadata: Mapping[str, JsonValue] | None = None,
+        agent: str | None = None,
+        cursor: str | None = None,
+    ) -> Page:
+        """One page of :meth:`list` and the cursor of the next (see :meth:`Client.page`)."""
+        return await self._client.page(status, limit=limit, metadata=metadata, agent=agent, cursor=cursor)
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Wait until the job settles and return it (see :meth:`Client.wait`)."""
+        return await self._client.wait(job_id, timeout)
+
+    async def stream(self, job_id: str, *, after: int = -1) -> AsyncGenerator[Event, None]:
+        """Yield the job's events after ``after`` until it settles (see :meth:`Client.stream`)."""
+        async for event in self._client.stream(job_id, after=after):
+            yield event
+
+    async def pause(self, job_id: str, *, wait: bool = True, timeout: float | None = None) -> Job:
+        """Pause a pending or running job (see :meth:`Client.pause`)."""
+        return await self._client.pause(job_id, wait=wait, timeout=timeout)
+
+    async def cancel(self, job_id: str, *, wait: bool = True, timeout: float | None = None) -> Job:
+        """Cancel a pending, running or paused job at once; cancelled is terminal (see :meth:`Client.cancel`)."""
+        return await self._client.cancel(job_id, wait=wait, timeout=timeout)
+
+    async def resume(
+        self, job_id: str, new_input: JsonValue = None, *, wait: bool = True, timeout: float | None = None
+    ) -> Job:
+        """Continue a paused job from its checkpoint, in this worker (see :meth:`Client.resume`)."""
+        self._require_running()
+        return await self._client.resume(job_id, new_input, wait=wait, timeout=timeout)
+
+    # -- schedules: the Scheduler service --------------------------------------------------------
+
+    async def schedule(
+        self,
+        name: str,
+        cron: str,
+        on_schedule: Callable[..., Any] | None = None,
+        *,
+        timezone: str | None = None,
+        overlap: Overlap = "skip",
+        catch_up: CatchUp = "none",
+        catch_up_window: float = 86_400.0,
+    ) -> ScheduleState:
+        """Add (or change) a named schedule of this agent; it is kept in the store for every replica.
+
+        Args:
+            name: unique per agent; job ids of its fires are ``<name>:<UTC fire time>``.
+            cron: 5 fields, 6 with a leading seconds field, or an alias such as ``@hourly``.
+            on_schedule: makes each run's input (sync or async; given the fire time if it takes an
+                argument). None: the input is None.
+            timezone: IANA name (default: the agent's ``timezone``).
+            overlap: ``skip`` (default), ``allow`` or ``queue``.
+            catch_up: ``none`` (default), ``latest`` or ``all`` (within ``catch_up_window`` seconds).
 
         Raises:
-            ValueError: an unknown status, or a negative limit.
+            ValueError: an invalid name, expression, timezone or policy, naming it.
         """
-        statuses = parse_statuses(status)
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            raise ValueError(f"limit must be an int >= 0 or None, got {limit!r}")
-        page = await self._patient.list(status=statuses, agent=self.name, metadata=metadata, limit=limit)
-        return page.jobs
+        return await self._scheduler.schedule(
+            name,
+            cron,
+            on_schedule,
+            timezone=timezone,
+            overlap=overlap,
+            catch_up=catch_up,
+            catch_up_window=catch_up_window,
+        )
 
-    async def pause(self, job_id: str) -> Job:
-        """Pause a pending or running job; returns once it is durably paused (or settled otherwise).
+    async def schedules(self, agent: str | None = None) -> builtins.list[ScheduleState]:
+        """The schedules as stored (this agent's by default, ``"*"``: all), with their next fires."""
+        return await self._client.schedules(agent)
 
-        A running job stops at its next step boundary, or after ``pause_timeout`` seconds by cancelling the
-        step in flight (which runs again on resume). A job that finishes first is returned as it ended.
+    async def pause_schedule(self, name: str) -> ScheduleState:
+        """Stop a schedule from firing until :meth:`resume_schedule`. Raises ``KeyError`` if unknown."""
+        return await self._scheduler.pause_schedule(name)
 
-        Raises:
-            JobNotFound: no job has that id.
-            JobStateError: the job is paused, completed, failed or cancelled already.
-        """
-        return await self._control(job_id, "pause")
+    async def resume_schedule(self, name: str) -> ScheduleState:
+        """Let a paused schedule fire again (from its next tick). Raises ``KeyError`` if unknown."""
+        return await self._scheduler.resume_schedule(name)
 
-    async def cancel(self, job_id: str) -> Job:
-        """Cancel a pending, running or paused job at once; cancelled is terminal.
+    async def remove_schedule(self, name: str) -> bool:
+        """Delete a schedule. True if it existed."""
+        return await self._scheduler.remove_schedule(name)
 
-        The running agent gets ``CancelledError`` in whatever it awaits.
+    def start_scheduler(self) -> None:
+        """Start firing this agent's schedules (idempotent). The worker must be running."""
+        self._scheduler.start()
 
-        Raises:
-            JobNotFound: no job has that id.
-            JobStateError: the job is completed, failed or cancelled already.
-        """
-        return await self._control(job_id, "cancel")
+    async def stop_scheduler(self) -> None:
+        """Stop firing at once (no new fire starts; jobs already created run on). Idempotent."""
+        await self._scheduler.stop()
 
-    async def resume(self, job_id: str, new_input: JsonValue = None) -> Job:
-        """Continue a paused job from its checkpoint and wait until it settles again.
-
-        ``new_input`` (if not None) is appended to ``job.inputs``; an agent waiting in
-        ``ctx.interrupt(prompt)`` receives it as that call's value; a plain agent is called with it.
-
-        Raises:
-            JobNotFound: no job has that id.
-            JobStateError: the job is not paused.
-            InvalidInput: ``new_input`` is not JSON.
-        """
-        validate_job_id(job_id)
-        check_json(new_input, "resume input", job_id)
-        supervisor = self._require_jobs()
-        while True:
-            job = await get_job(self._patient, job_id)
-            if job.status is not JobStatus.PAUSED:
-                raise JobStateError(job_id, job.status, "resume")
-            ref = supervisor.child(job_id)
-            if ref is not None:
-                # The actor that paused it is still stopping: let it finish, and its exit be handled.
-                await ref.join()
-                await supervisor.settle(job_id)
-                continue
-            if supervisor.has_child(job_id):
-                await supervisor.terminate_child(job_id)  # a restart that would only find it paused
-            try:
-                stored = await self._patient.save(
-                    resumed(job, new_input, self.clock, owner=self.worker_id, lease_ttl=self.lease_ttl),
-                    expected_version=job.version,
-                )
-            except VersionConflict:
-                continue
-            break
-        self._log.info("job resumed", job_id=job_id)
-        await self._spawn(stored)
-        return await self.wait(job_id)
+    @property
+    def is_scheduling(self) -> bool:
+        """True while the scheduler runs."""
+        return self._scheduler.is_running
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _require_jobs(self) -> Supervisor:
-        if self._jobs is None or not self.is_running or self._closing:
+    def _require_running(self) -> None:
+        if not self._worker.is_running:
             raise RuntimeError(f"{self!r} is not running: use `async with durable:` (or await durable.open())")
-        return self._jobs
 
     def _new_job(self, job_id: str, input: JsonValue, metadata: Mapping[str, JsonValue] | None, *, owned: bool) -> Job:
         validate_job_id(job_id)
         check_json(input, "input", job_id)
-        merged = {**self.metadata, **(metadata or {})}
+        merged = {**self.metadata, **metadata} if metadata else self.metadata
         if metadata:
             check_json(merged, "metadata", job_id)
         now = self.clock.utcnow()
@@ -486,14 +478,23 @@ class DurableAgent(RunningMixin, SchedulingMixin):
             epoch=1 if owned else 0,
         )
 
+    async def _start_fired(self, job_id: str, input: JsonValue, metadata: dict[str, JsonValue]) -> bool:
+        """Create a schedule fire's job if absent and run it here (the scheduler calls this)."""
+        job = self._new_job(job_id, input, metadata, owned=True)
+        stored, created = await self._patient.create(job)
+        if created:
+            self._worker.spawn(stored, fresh=True)
+        return created
+
     def _check_same(self, stored: Job, input: JsonValue) -> None:
         if stored.agent != self.name:
             raise JobConflictError(stored.id, f"another agent ({stored.agent!r})")
         if stored.input != input:
             raise JobConflictError(stored.id)
 
-    async def _start_existing(self, supervisor: Supervisor, stored: Job, input: JsonValue) -> Job:
+    async def _start_existing(self, stored: Job, input: JsonValue) -> Job:
         self._check_same(stored, input)
+        worker = self._worker
         job_id = stored.id
         while stored.status is JobStatus.FAILED:
             now = self.clock.utcnow()
@@ -510,53 +511,21 @@ class DurableAgent(RunningMixin, SchedulingMixin):
             try:
                 stored = await self._patient.save(rerun, expected_version=stored.version)
             except VersionConflict:
-                stored = await get_job(self._patient, job_id)
+                fresh = await self._patient.get(job_id)
+                if fresh is None:
+                    raise
+                stored = fresh
                 continue
-            self._log.info("job runs again", job_id=job_id, attempts=stored.attempts)
-            await self._spawn(stored)
+            self._worker.log.info("job runs again", job_id=job_id, attempts=stored.attempts)
+            await worker.start(stored)
             return stored
-        if stored.status in (JobStatus.PENDING, JobStatus.RUNNING) and not supervisor.has_child(job_id):
+        if stored.status in (JobStatus.PENDING, JobStatus.RUNNING) and not worker.holds(job_id):
             # Nobody here runs it: take it over if its owner's lease has lapsed (or it is ours).
             now = self.clock.utcnow()
             claimed = await self._patient.claim(
                 job_id, self.worker_id, lease_until=now + timedelta(seconds=self.lease_ttl), now=now, reclaim_own=True
             )
             if claimed is not None:
-                await self._spawn(claimed)
+                await worker.start(claimed)
                 return claimed
         return stored
-
-    async def _control(self, job_id: str, request: Literal["pause", "cancel"]) -> Job:
-        validate_job_id(job_id)
-        supervisor = self._require_jobs()
-        while True:
-            job = await get_job(self._patient, job_id)
-            if job.status not in ALLOWED[request]:
-                raise JobStateError(job_id, job.status, request)
-            # No await between looking at the child and acting on it: the child may stop at any await.
-            ref = supervisor.child(job_id)
-            if ref is not None and not ref.is_alive:
-                await supervisor.settle(job_id)  # it stopped: let the supervisor record its exit first
-                continue
-            if ref is not None:
-                if job.status.is_settled:
-                    await ref.join()  # the actor that settled it is stopping: then the store is ours
-                    continue
-                ref.tell(Pause() if request == "pause" else Cancel())
-                settled = await self.wait(job_id)
-                if request == "cancel" and settled.status is JobStatus.PAUSED:
-                    continue  # it paused itself before the cancel reached it: cancel the paused job
-                return settled
-            if supervisor.has_child(job_id):
-                # Waiting out a retry delay: no actor runs it now, so the store is the only writer.
-                await supervisor.terminate_child(job_id)
-                continue  # read the job again: the retry timer was written meanwhile
-            applied = await apply_control(self._patient, job_id, request, self.clock, self.publish)
-            if applied is not None:
-                self._log.info(f"job {applied.status}", job_id=job_id)
-                return applied
-            try:
-                # A live owner elsewhere got a control request; if it dies first, try again.
-                return await self.wait(job_id, timeout=self.lease_ttl)
-            except TimeoutError:
-                continue

@@ -450,7 +450,7 @@ async def _cmd_resume(args: argparse.Namespace) -> int:
     new_input = None if args.input is None else _parse_value(args.input)
     async with _client(args) as client:
         before = await client.status(job_id)
-        job = await client.resume(job_id, new_input)
+        job = await client.resume(job_id, new_input, wait=False)
     answered = before is not None and before.waiting_for is not None
     given = (
         f" with answer {_json(new_input)}" if answered else (f" with input {_json(new_input)}" if args.input else "")

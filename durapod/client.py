@@ -1,37 +1,71 @@
-"""Client: query and control jobs from a process that runs none (API servers, the CLI)."""
+"""Client: submit, query, wait for and control jobs. The one implementation DurableAgent shares.
+
+A :class:`Client` runs no job: it is what API servers and the CLI use. A
+:class:`~durapod.DurableAgent` holds a client bound to its worker and hands its query and control calls
+to it, so ``status``, ``steps``, ``list``, ``page``, ``wait``, ``stream``, ``submit``, ``pause``,
+``resume`` and ``cancel`` have one signature and one behaviour on both. The difference is where a job
+runs: a client's ``resume`` queues the job for any worker of its agent; an agent's resumes a job of its
+own agent in place, in its worker.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from types import TracebackType
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Self
 
 from pydantic import JsonValue
 
-from durapod._control import apply_control, get_job, resumed
+from durapod._control import ALLOWED, apply_control, get_job, resumed
+from durapod._log import get_logger
+from durapod._outage import PatientStore
 from durapod._stream import EventSource, Subscribers, follow
 from durapod._waiting import Waiters, parse_statuses
+from durapod.actors.job import Cancel, Pause
 from durapod.errors import JobConflictError, JobStateError, VersionConflict
 from durapod.events import Event
 from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
-from durapod.models import Job, JobStatus, StepRecord, check_json, validate_job_id
+from durapod.models import ControlKind, Job, JobStatus, Request, StepRecord, check_json, validate_job_id
 from durapod.schedules import ScheduleState
 from durapod.stores.base import Page, Store
 
-__all__ = ["Client"]
+if TYPE_CHECKING:
+    from durapod.worker import Worker
+
+__all__ = ["ALL_AGENTS", "Client"]
+
+#: ``agent=ALL_AGENTS`` lists jobs of every agent, also from a DurableAgent (whose default is its own).
+ALL_AGENTS = "*"
+
+
+def _seconds(name: str, value: float, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value in (float("inf"),):
+        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} seconds, got {value!r}")
+    return float(value)
+
+
+def _limit(limit: int | None) -> int | None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be an int >= 0 or None, got {limit!r}")
+    return limit
 
 
 class Client:
     """Submit, query, wait for and control jobs on a store, without running any.
 
     Pause and cancel reach a job's live owner through the store (a control request its lease keeper
-    picks up); a job nobody runs is changed in the store directly. ``resume`` queues the job for any
-    worker, and ``submit`` queues a new one: a worker's ``serve()`` runs them.
+    picks up); a job nobody runs is changed in the store directly. ``resume`` queues a paused job for any
+    worker of its agent, ``submit`` queues a new one: a worker's ``serve()`` runs them.
 
     Args:
         store: the store the workers use.
-        poll_interval: the longest gap between two reads while waiting for a job to settle.
+        poll_interval: the longest gap between two reads while waiting for another process's job.
+        store_timeout: how long a call waits out an unreachable store before raising
+            ``StoreUnavailable``.
         clock: time source.
 
     Example:
@@ -41,15 +75,46 @@ class Client:
         ...     job = await client.wait("job_7")
     """
 
-    def __init__(self, store: Store, *, poll_interval: float = 0.25, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        poll_interval: float = 0.25,
+        store_timeout: float = 10.0,
+        clock: Clock | None = None,
+    ) -> None:
         if not isinstance(store, Store):
-            raise TypeError(f"store must be a durapod store, got {store!r}")
-        if not poll_interval > 0:
-            raise ValueError(f"poll_interval must be > 0 seconds, got {poll_interval!r}")
+            raise TypeError(f"store must be a durapod store (MemoryStore, SQLiteStore, RedisStore), got {store!r}")
         self.store = store
-        self.poll_interval = poll_interval
+        self.poll_interval = _seconds("poll_interval", poll_interval)
+        self.store_timeout = _seconds("store_timeout", store_timeout)
         self.clock: Clock = clock or SYSTEM_CLOCK
+        self._log = get_logger("durapod.client")
+        self._patient: Store = PatientStore(store, self.clock, self.store_timeout, self._log)
         self._waiters = Waiters()
+        self._subscribers = Subscribers()
+        self._worker: Worker | None = None
+        self._scope: str | None = None
+
+    @classmethod
+    def _for_worker(
+        cls,
+        worker: Worker,
+        *,
+        waiters: Waiters,
+        subscribers: Subscribers,
+        poll_interval: float,
+        store_timeout: float,
+    ) -> Client:
+        """The client of a DurableAgent: its agent's scope, its worker's waiters and live events."""
+        client = cls(worker.store, poll_interval=poll_interval, store_timeout=store_timeout, clock=worker.clock)
+        client._worker = worker
+        client._scope = worker.name
+        client._waiters = waiters
+        client._subscribers = subscribers
+        client._log = worker.log
+        client._patient = PatientStore(worker.store, worker.clock, store_timeout, worker.log)
+        return client
 
     def __repr__(self) -> str:
         return f"Client(store={self.store!r})"
@@ -66,51 +131,19 @@ class Client:
         """Close the store."""
         await self.store.close()
 
-    async def submit(
-        self,
-        job_id: str,
-        input: JsonValue = None,
-        *,
-        agent: str | None = None,
-        metadata: Mapping[str, JsonValue] | None = None,
-    ) -> Job:
-        """Queue a job for a worker of ``agent`` (None: any worker on the store). Returns the stored job.
-
-        Submitting an existing id with the same input returns the existing job (nothing runs twice).
-
-        Raises:
-            InvalidJobId, InvalidInput: bad id or non-JSON input/metadata.
-            JobConflictError: the id exists with a different input or agent.
-        """
-        validate_job_id(job_id)
-        check_json(input, "input", job_id)
-        meta = dict(metadata or {})
-        check_json(meta, "metadata", job_id)
-        now = self.clock.utcnow()
-        job = Job(
-            id=job_id,
-            agent=agent or "",
-            input=input,
-            metadata=meta,
-            created_at=now,
-            updated_at=now,
-            version=1,
-        )
-        stored, created = await self.store.create(job)
-        if not created:
-            if agent is not None and stored.agent != agent:
-                raise JobConflictError(job_id, f"another agent ({stored.agent!r})")
-            if stored.input != input:
-                raise JobConflictError(job_id)
-        return stored
+    # -- queries ---------------------------------------------------------------------------------
 
     async def status(self, job_id: str) -> Job | None:
-        """The job as stored, or None."""
-        return await self.store.get(validate_job_id(job_id))
+        """The job as stored, or None.
+
+        Raises:
+            InvalidJobId: not a valid job id.
+        """
+        return await self._patient.get(validate_job_id(job_id))
 
     async def steps(self, job_id: str) -> builtins.list[StepRecord]:
         """The job's step journal, in order (its timeline)."""
-        return await self.store.read_steps(validate_job_id(job_id))
+        return await self._patient.read_steps(validate_job_id(job_id))
 
     async def list(
         self,
@@ -120,7 +153,10 @@ class Client:
         metadata: Mapping[str, JsonValue] | None = None,
         agent: str | None = None,
     ) -> builtins.list[Job]:
-        """Jobs newest first, filtered by status (one or several), metadata and agent (None: every agent).
+        """Jobs newest first, filtered by status (one or several), metadata and agent.
+
+        ``agent=None`` means every agent for a ``Client`` and the agent's own jobs for a
+        ``DurableAgent``; ``agent="*"`` means every agent on both.
 
         Raises:
             ValueError: an unknown status, or a negative limit.
@@ -137,79 +173,202 @@ class Client:
         cursor: str | None = None,
     ) -> Page:
         """One page of :meth:`list`: ``limit`` jobs and the ``next_cursor`` to pass for the next page."""
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            raise ValueError(f"limit must be an int >= 0 or None, got {limit!r}")
-        return await self.store.list(
-            status=parse_statuses(status), agent=agent, metadata=metadata, limit=limit, cursor=cursor
+        return await self._patient.list(
+            status=parse_statuses(status),
+            agent=self._agent_filter(agent),
+            metadata=metadata,
+            limit=_limit(limit),
+            cursor=cursor,
         )
 
-    async def stream(self, job_id: str, *, after: int = -1) -> AsyncGenerator[Event, None]:
-        """Yield the job's logged events after ``after``, then new ones as workers log them, until the
-        job settles. A consumer that stops reading never affects the job.
-
-        Raises:
-            JobNotFound: no such job.
-        """
-        validate_job_id(job_id)
-        source = EventSource(self.store, Subscribers(), lambda _job_id, _after: [], self.poll_interval)
-        async for event in follow(source, job_id, after):
-            yield event
-
     async def schedules(self, agent: str | None = None) -> builtins.list[ScheduleState]:
-        """The schedules in the store (of ``agent``, or of every agent), with their next fire times."""
-        return await self.store.list_schedules(agent)
+        """The schedules in the store, with their next fire times (``agent`` as in :meth:`list`)."""
+        return await self._patient.list_schedules(self._agent_filter(agent))
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
-        """Wait until the job settles (completed, failed, cancelled or paused).
+        """Wait until the job settles (completed, failed, cancelled or paused) and return it.
 
         Raises:
             JobNotFound: no such job.
             TimeoutError: ``timeout`` seconds passed first.
         """
         validate_job_id(job_id)
-        return await self._waiters.wait(self.store, job_id, timeout, self.poll_interval, False)
+        is_local = self._worker is not None and self._worker.holds(job_id)
+        return await self._waiters.wait(self._patient, job_id, timeout, self.poll_interval, is_local)
 
-    async def pause(self, job_id: str, *, timeout: float | None = None) -> Job:
-        """Pause a pending or running job and wait until it is paused (or settled otherwise)."""
-        return await self._control(job_id, "pause", timeout)
+    async def stream(self, job_id: str, *, after: int = -1) -> AsyncGenerator[Event, None]:
+        """Yield the job's events after ``after``: first those logged, then live ones, until it settles.
 
-    async def cancel(self, job_id: str, *, timeout: float | None = None) -> Job:
-        """Cancel a pending, running or paused job and wait until it is cancelled (or settled)."""
-        return await self._control(job_id, "cancel", timeout)
-
-    async def resume(self, job_id: str, new_input: JsonValue = None) -> Job:
-        """Queue a paused job to continue (pending) for any worker of its agent; returns at once.
+        Works from any coroutine, and from another process on a shared store (by reading the log). A
+        consumer that stops reading never stops the job; one that falls behind resumes from the log.
 
         Raises:
+            JobNotFound: no job has that id.
+        """
+        validate_job_id(job_id)
+        async for event in follow(self._event_source(), job_id, after):
+            yield event
+
+    def _event_source(self) -> EventSource:
+        worker = self._worker
+        unflushed = worker.unflushed if worker is not None else _nothing_unflushed
+        return EventSource(self.store, self._subscribers, unflushed, self.poll_interval)
+
+    # -- submitting ------------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        job_id: str,
+        input: JsonValue = None,
+        *,
+        agent: str | None = None,
+        metadata: Mapping[str, JsonValue] | None = None,
+    ) -> Job:
+        """Queue a job for a worker of ``agent`` (a Client's None: any worker on the store; an agent's
+        None: its own agent) without running it here. Returns the stored job.
+
+        Submitting an existing id with the same input returns the existing job (nothing runs twice).
+
+        Raises:
+            InvalidJobId, InvalidInput: bad id or non-JSON input or metadata.
+            JobConflictError: the id exists with a different input or agent.
+        """
+        validate_job_id(job_id)
+        check_json(input, "input", job_id)
+        meta = dict(metadata or {})
+        check_json(meta, "metadata", job_id)
+        name = agent if agent is not None else (self._scope or "")
+        now = self.clock.utcnow()
+        job = Job(id=job_id, agent=name, input=input, metadata=meta, created_at=now, updated_at=now, version=1)
+        stored, created = await self._patient.create(job)
+        if not created:
+            if name and stored.agent != name:
+                raise JobConflictError(job_id, f"another agent ({stored.agent!r})")
+            if stored.input != input:
+                raise JobConflictError(job_id)
+        return stored
+
+    # -- control ---------------------------------------------------------------------------------
+
+    async def pause(self, job_id: str, *, wait: bool = True, timeout: float | None = None) -> Job:
+        """Pause a pending or running job.
+
+        A running job stops at its next step boundary, or after its worker's ``pause_timeout`` by
+        cancelling the step in flight (which runs again on resume). With ``wait`` (the default) this
+        returns once the job is durably paused, or settled otherwise (a job that finishes first is
+        returned as it ended); with ``wait=False`` it returns as soon as the request is recorded.
+
+        Raises:
+            JobNotFound: no job has that id.
+            JobStateError: the job is paused, completed, failed or cancelled already.
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        return await self._control(job_id, ControlKind.PAUSE, wait, timeout)
+
+    async def cancel(self, job_id: str, *, wait: bool = True, timeout: float | None = None) -> Job:
+        """Cancel a pending, running or paused job; cancelled is terminal.
+
+        A running agent gets ``CancelledError`` in whatever it awaits. ``wait`` and ``timeout`` as in
+        :meth:`pause`.
+
+        Raises:
+            JobNotFound: no job has that id.
+            JobStateError: the job is completed, failed or cancelled already.
+        """
+        return await self._control(job_id, ControlKind.CANCEL, wait, timeout)
+
+    async def resume(
+        self, job_id: str, new_input: JsonValue = None, *, wait: bool = True, timeout: float | None = None
+    ) -> Job:
+        """Continue a paused job from its checkpoint.
+
+        ``new_input`` (if not None) is appended to ``job.inputs``; an agent waiting in
+        ``ctx.interrupt(prompt)`` receives it as that call's value; a plain agent is called with it. A
+        DurableAgent resumes a job of its own agent in its worker; otherwise the job is queued for any
+        worker of its agent. With ``wait`` (the default) this returns once the job settles again; with
+        ``wait=False`` as soon as the resume is durably recorded.
+
+        Raises:
+            JobNotFound: no job has that id.
             JobStateError: the job is not paused.
+            InvalidInput: ``new_input`` is not JSON.
+            TimeoutError: ``timeout`` seconds passed first.
         """
         validate_job_id(job_id)
         check_json(new_input, "resume input", job_id)
+        worker = self._worker
         while True:
-            job = await get_job(self.store, job_id)
-            if job.status is not JobStatus.PAUSED:
+            job = await get_job(self._patient, job_id)
+            if job.status not in ALLOWED["resume"]:
                 raise JobStateError(job_id, job.status, "resume")
+            here = worker is not None and worker.is_running and job.agent == worker.name
+            if here and worker is not None:
+                actor = worker.actor(job_id)
+                if actor is not None and actor.task is not None:
+                    await asyncio.wait([actor.task])  # the actor that paused it is still stopping
+                    continue
+                worker.take_waiting(job_id)
+            owner = worker.worker_id if here and worker is not None else None
+            lease_ttl = worker.lease_ttl if worker is not None else 0.0
             try:
-                return await self.store.save(
-                    resumed(job, new_input, self.clock, owner=None, lease_ttl=0.0), expected_version=job.version
+                stored = await self._patient.save(
+                    resumed(job, new_input, self.clock, owner=owner, lease_ttl=lease_ttl), expected_version=job.version
                 )
             except VersionConflict:
                 continue
+            break
+        self._log.info("job resumed", job_id=job_id, here=owner is not None)
+        self._waiters.publish(stored)
+        if owner is not None and worker is not None:
+            await worker.start(stored)
+        if not wait:
+            return stored
+        return await self.wait(job_id, timeout)
 
-    async def _control(self, job_id: str, request: Literal["pause", "cancel"], timeout: float | None) -> Job:
+    async def _control(self, job_id: str, kind: ControlKind, wait: bool, timeout: float | None) -> Job:
         validate_job_id(job_id)
-        while True:
-            applied = await apply_control(self.store, job_id, request, self.clock, self._waiters.publish)
-            if applied is not None:
-                return applied
-            job = await get_job(self.store, job_id)
-            lease_left = 1.0
-            if job.lease_until is not None:
-                lease_left = max((job.lease_until - self.clock.utcnow()).total_seconds(), 0.0) + 0.1
-            wait_for = lease_left if timeout is None else min(lease_left, timeout)
-            try:
-                return await self.wait(job_id, timeout=wait_for)
-            except TimeoutError:
-                if timeout is not None:
-                    raise
-                # the owner died before acting on the request: its lease has lapsed, try again
+        request: Request = "pause" if kind is ControlKind.PAUSE else "cancel"
+        async with asyncio.timeout(timeout):
+            while True:
+                job = await get_job(self._patient, job_id)
+                if job.status not in ALLOWED[request]:
+                    raise JobStateError(job_id, job.status, request)
+                worker = self._worker
+                actor = worker.actor(job_id) if worker is not None else None
+                if actor is not None and actor.task is not None:
+                    if actor.task.done() or job.status.is_settled:
+                        await asyncio.wait([actor.task])  # it is stopping: then the store is the truth
+                        await asyncio.sleep(0)  # and its supervisor has seen it end
+                        continue
+                    actor.tell(Pause() if kind is ControlKind.PAUSE else Cancel())
+                    if not wait:
+                        return job
+                    settled = await self.wait(job_id)
+                    if kind is ControlKind.CANCEL and settled.status is JobStatus.PAUSED:
+                        continue  # it paused itself before the cancel reached it: cancel the paused job
+                    return settled
+                if worker is not None:
+                    worker.take_waiting(job_id)  # waiting for its retry timer here: the store is changed now
+                applied = await apply_control(self._patient, job_id, kind, self.clock, self._waiters.publish)
+                if applied is not None:
+                    self._log.info(f"job {applied.status}", job_id=job_id)
+                    return applied
+                # a control request was left for the job's live owner in another process
+                if not wait:
+                    return job
+                lease_left = 1.0
+                if job.lease_until is not None:
+                    lease_left = max((job.lease_until - self.clock.utcnow()).total_seconds(), 0.0) + 0.1
+                try:
+                    return await self.wait(job_id, timeout=lease_left)
+                except TimeoutError:
+                    continue  # the owner died before acting on the request: its lease has lapsed, try again
+
+    def _agent_filter(self, agent: str | None) -> str | None:
+        if agent == ALL_AGENTS:
+            return None
+        return agent if agent is not None else self._scope
+
+
+def _nothing_unflushed(job_id: str, after: int) -> builtins.list[dict[str, JsonValue]]:
+    return []

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, final, overload
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, final, overload
 
 from pydantic import JsonValue
 
@@ -22,7 +23,7 @@ R = TypeVar("R")
 
 
 class Suspend(BaseException):
-    """Raised inside the agent to stop it at a step boundary (pause) or at an interrupt.
+    """Raised inside the agent to stop it at a step boundary (pause, drain) or at an interrupt.
 
     A ``BaseException`` so that an agent's ``except Exception`` does not swallow it; ``finally`` blocks
     still run. Internal: agents never see it unless they catch ``BaseException``.
@@ -31,6 +32,18 @@ class Suspend(BaseException):
     def __init__(self, waiting_for: str | None = None) -> None:
         super().__init__(waiting_for)
         self.waiting_for = waiting_for
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    while True:
+        if inspect.iscoroutinefunction(fn):
+            return True
+        inner = getattr(fn, "func", None)  # functools.partial
+        if inner is None or not callable(inner):
+            break
+        fn = inner
+    call = getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
+    return not inspect.isfunction(fn) and not inspect.isbuiltin(fn) and inspect.iscoroutinefunction(call)
 
 
 @final
@@ -44,25 +57,40 @@ class JobContext(metaclass=NoPublicConstructor):
         ...     return "sent" if approved else "dropped"
     """
 
-    __slots__ = ("_actor", "_interrupts", "_journal", "_next_index", "attempt", "epoch", "input", "inputs", "job_id")
+    __slots__ = ("_actor", "_interrupts", "_journal", "_next_index", "_replay_until")
 
-    def __init__(self, actor: JobActor, journal: list[StepRecord]) -> None:
-        job = actor.job
+    def __init__(self, actor: JobActor, journal: Mapping[int, StepRecord]) -> None:
         self._actor = actor
         self._journal = journal
         self._next_index = 0
+        self._replay_until = max(journal) + 1 if journal else 0
         self._interrupts = 0
-        self.job_id: str = job.id
+
+    @property
+    def job_id(self) -> str:
         """The job's id."""
-        self.input: JsonValue = job.input
+        return self._actor.job.id
+
+    @property
+    def input(self) -> JsonValue:
         """The input the job was started with."""
-        self.inputs: Sequence[JsonValue] = tuple(job.inputs)
+        return self._actor.job.input
+
+    @property
+    def inputs(self) -> Sequence[JsonValue]:
         """The inputs given on resume, oldest first."""
-        self.attempt: int = job.attempts
+        return tuple(self._actor.job.inputs)
+
+    @property
+    def attempt(self) -> int:
         """Which execution this is, from 1."""
-        self.epoch: int = job.epoch
+        return self._actor.job.attempts
+
+    @property
+    def epoch(self) -> int:
         """The fencing token of this execution: it rises every time a worker takes the job over, so an
         external system can refuse the writes of a worker that lost the job."""
+        return self._actor.job.epoch
 
     @property
     def metadata(self) -> dict[str, JsonValue]:
@@ -71,20 +99,26 @@ class JobContext(metaclass=NoPublicConstructor):
 
     @property
     def is_replaying(self) -> bool:
-        """True while the agent is still returning journaled steps instead of running them."""
-        return self._next_index < len(self._journal)
+        """True while the agent has not yet passed every step its journal holds (it replays them)."""
+        return self._next_index < self._replay_until
 
     @overload
-    async def step(self, name: str, fn: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs) -> R: ...
+    def step(
+        self, name: str, fn: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, R]: ...
 
     @overload
-    async def step(self, name: str, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R: ...
+    def step(self, name: str, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]: ...
 
-    async def step(self, name: str, fn: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> Any:
+    def step(self, name: str, fn: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, Any]:
         """Run ``fn(*args, **kwargs)`` once and journal its JSON result before returning it.
 
         On replay (after a crash, a retry or a resume) a journaled step returns its recorded result
-        without calling ``fn``. Steps are matched by name and order.
+        without calling ``fn``. Steps are matched by name and position. The position is taken when
+        ``step`` is *called*, so steps started together (``asyncio.gather(ctx.step(...), ctx.step(...))``,
+        a ``TaskGroup``) get their positions in call order and replay the same way; each returns its own
+        result. A sync ``fn`` runs in a worker thread (``asyncio.to_thread``), never on the event loop;
+        an async ``fn`` (or a sync one returning an awaitable) is awaited on the loop.
 
         Args:
             name: names the step in the journal and the timeline.
@@ -95,21 +129,32 @@ class JobContext(metaclass=NoPublicConstructor):
             InvalidInput: ``fn`` returned something that is not JSON.
         """
         index = self._next_index
-        if index < len(self._journal):
-            record = self._journal[index]
-            if record.name != name:
-                raise StepMismatch(self.job_id, index, record.name, name)
-            self._next_index = index + 1
-            return record.result
-        self._actor.check_suspend()
-        result = fn(*args, **kwargs)
-        if inspect.isawaitable(result):
-            result = await result
-        check_json(result, f"result of step {name!r}", self.job_id)
-        record = await self._actor.record_step(index, name, cast(JsonValue, result))
-        self._journal.append(record)
         self._next_index = index + 1
-        self._actor.check_suspend()
+        return self._step(index, name, fn, args, kwargs)
+
+    async def _step(
+        self, index: int, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        record = self._journal.get(index)
+        if record is not None:
+            if record.name != name:
+                raise StepMismatch(self._actor.job.id, index, record.name, name)
+            return record.result
+        actor = self._actor
+        actor.at_boundary()
+        actor.step_started()
+        try:
+            if _is_async(fn):
+                result = await fn(*args, **kwargs)
+            else:
+                result = await asyncio.to_thread(fn, *args, **kwargs)
+                if inspect.isawaitable(result):  # a lambda that returns a coroutine, say
+                    result = await result
+            check_json(result, f"result of step {name!r}", actor.job.id)
+            await actor.record_step(index, name, result)
+        finally:
+            actor.step_finished()
+        actor.at_boundary()
         return result
 
     async def interrupt(self, prompt: str) -> JsonValue:
@@ -149,7 +194,7 @@ class JobContext(metaclass=NoPublicConstructor):
             raise TypeError(f"cannot emit {event!r}: expected a durapod.events model or a dict with a 'type'")
         if not isinstance(data.get("type"), str):
             raise TypeError(f"cannot emit {event!r}: an event needs a 'type'")
-        check_json(data, "event", self.job_id)
+        check_json(data, "event", self._actor.job.id)
         if data["type"] == "error":
             raise TypeError("agents report failure by raising (or by yielding an ErrorEvent from a generator)")
         if not self.is_replaying:

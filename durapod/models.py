@@ -17,13 +17,16 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from durapod.errors import InvalidInput, InvalidJobId, JobStateError
 
 __all__ = [
+    "CLAIMABLE",
     "SETTLED",
     "TERMINAL",
     "TRANSITIONS",
+    "ControlKind",
     "Job",
     "JobStatus",
     "Request",
     "StepRecord",
+    "allowed_from",
     "check_json",
     "check_transition",
     "utcnow",
@@ -81,6 +84,23 @@ TRANSITIONS: Final[Mapping[tuple[JobStatus | None, Request], frozenset[JobStatus
     (JobStatus.PAUSED, "cancel"): frozenset({JobStatus.CANCELLED}),
     (JobStatus.FAILED, "rerun"): frozenset({JobStatus.PENDING}),
 }
+
+
+def allowed_from(request: Request) -> frozenset[JobStatus]:
+    """The statuses from which ``request`` is legal (the table, read from the caller's side)."""
+    return frozenset(source for source, asked in TRANSITIONS if asked == request and source is not None)
+
+
+#: Statuses a worker may claim a job in (a queued job, or a running one whose owner's lease expired).
+CLAIMABLE: Final = allowed_from("claim")
+
+
+class ControlKind(StrEnum):
+    """What a control request asks of a job's owner. Typed: an unknown kind is refused, never guessed."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    CANCEL = "cancel"
 
 
 def check_transition(job_id: str, current: JobStatus | None, request: Request, target: JobStatus) -> None:

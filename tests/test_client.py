@@ -48,7 +48,7 @@ async def test_control_of_jobs_nobody_runs(store: Store) -> None:
         assert paused.status is JobStatus.PAUSED
         with pytest.raises(JobStateError):
             await client.pause("j")
-        queued = await client.resume("j", "more")
+        queued = await client.resume("j", "more", wait=False)
         assert queued.status is JobStatus.PENDING  # queued for a worker: resume does not wait
         assert queued.inputs == ["more"]
         cancelled = await client.cancel("j")
@@ -64,7 +64,7 @@ async def test_a_worker_runs_what_a_client_queued_and_resumed(store: Store) -> N
         paused = await worker.wait("ticket", timeout=10)
         assert paused.status is JobStatus.PAUSED and paused.waiting_for == "send reply?"
         serving = asyncio.create_task(worker.serve())
-        await client.resume("ticket", "yes")  # answers the interrupt; the worker's serve loop takes it
+        await client.resume("ticket", "yes", wait=False)  # answers the interrupt; the worker's serve loop takes it
         done = await client.wait("ticket", timeout=10)
         serving.cancel()
         await asyncio.gather(serving, return_exceptions=True)

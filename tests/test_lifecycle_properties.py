@@ -717,7 +717,9 @@ async def test_resume_after_pause_in_retry_backoff_counts_an_attempt(store: Stor
     resumes: list[asyncio.Task[Job]] = []
     async with durable:
         await durable.start("job", "input")
-        job = await _until(durable, "job", lambda job: job.status is JobStatus.PENDING, "the first failure")
+        job = await _until(
+            durable, "job", lambda job: job.status is JobStatus.PENDING and job.error is not None, "the first failure"
+        )
         for executions in range(2, 5):  # 1 + max_retries executions at most: the first resume is the last one
             paused = await durable.pause("job")
             assert paused.status is JobStatus.PAUSED

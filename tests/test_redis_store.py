@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from durapod.errors import CorruptRecord, InvalidInput, StoreError, StoreUnavailable, VersionConflict
-from durapod.models import Job, JobStatus, StepRecord, utcnow
+from durapod.models import ControlKind, Job, JobStatus, StepRecord, utcnow
 from durapod.schedules import ScheduleState
 from durapod.stores import open_store
 from durapod.stores.base import ControlRequest
@@ -87,7 +87,7 @@ async def test_every_key_of_a_job_shares_its_hash_tag_and_the_prefix(redis_store
         await running_job(redis_store, job_id)
         await redis_store.append_step(step(job_id, 0))
         await redis_store.append_events(job_id, [{"seq": 0, "type": "token"}])
-        await redis_store.request_control(ControlRequest(job_id, "pause", NOW))
+        await redis_store.request_control(ControlRequest(job_id, ControlKind.PAUSE, NOW))
         keys = [f"{redis_store.key_prefix}{kind}:{{{job_id}}}" for kind in ("job", "steps", "events", "controls")]
         assert [await admin.exists(key) for key in keys] == [1, 1, 1, 1]
         assert len({key_slot(key.encode()) for key in keys}) == 1
@@ -185,7 +185,7 @@ async def test_only_finished_jobs_expire(ttl_store: RedisStore, admin: Redis) ->
     job = await running_job(ttl_store, "a")
     await ttl_store.append_step(step("a", 0))
     await ttl_store.append_events("a", [{"seq": 0}])
-    await ttl_store.request_control(ControlRequest("a", "pause", NOW))
+    await ttl_store.request_control(ControlRequest("a", ControlKind.PAUSE, NOW))
     assert await ttls(admin, ttl_store, "a") == [-1, -1, -1, -1]
     paused = await ttl_store.save(job.evolve(status=JobStatus.PAUSED), expected_version=job.version)
     assert await ttls(admin, ttl_store, "a") == [-1, -1, -1, -1]
@@ -322,7 +322,7 @@ async def test_a_corrupt_record_names_its_job_and_the_rest_works(
 async def test_corrupt_steps_events_and_controls_name_their_keys(redis_store: RedisStore, admin: Redis) -> None:
     await running_job(redis_store, "a")
     prefix = redis_store.key_prefix
-    await admin.rpush(f"{prefix}steps:{{a}}", "garbage")
+    await admin.hset(f"{prefix}steps:{{a}}", "0", "garbage")  # the journal: a hash by index
     await admin.zadd(f"{prefix}events:{{a}}", {"[1]": 0})
     await admin.rpush(f"{prefix}controls:{{a}}", '{"kind": "pause"}')
     with pytest.raises(CorruptRecord) as from_steps:

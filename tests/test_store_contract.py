@@ -27,7 +27,7 @@ from durapod.errors import (
     StoreUnavailable,
     VersionConflict,
 )
-from durapod.models import SETTLED, Job, JobStatus, StepRecord, utcnow
+from durapod.models import SETTLED, ControlKind, Job, JobStatus, StepRecord, utcnow
 from durapod.schedules import ScheduleState
 from durapod.stores import sqlite as sqlite_module
 from durapod.stores.base import ControlRequest, Store, encode_cursor
@@ -383,7 +383,7 @@ async def test_delete_removes_the_job_its_journal_events_and_controls(store: Sto
     for job_id in ("a", "b"):
         await store.append_step(step(job_id, 0))
         await store.append_events(job_id, [{"seq": 0, "type": "step"}])
-        await store.request_control(ControlRequest(job_id, "pause", NOW))
+        await store.request_control(ControlRequest(job_id, ControlKind.PAUSE, NOW))
     assert await store.delete("a") is True
     assert await store.get("a") is None
     assert await store.read_steps("a") == []
@@ -486,14 +486,29 @@ async def test_append_step_to_a_job_that_is_not_running_is_refused(store: Store,
     assert stored.steps == 0
 
 
-@pytest.mark.parametrize("index", [0, 1, 3])
-async def test_append_step_whose_index_is_not_the_journal_length_is_refused(store: Store, index: int) -> None:
+@pytest.mark.parametrize("index", [0, 1])
+async def test_append_step_whose_index_is_journaled_is_refused(store: Store, index: int) -> None:
     await running_job(store, "a")
     await store.append_step(step("a", 0, result="first"))
     await store.append_step(step("a", 1, result="second"))
     with pytest.raises(StaleOwnerError):
         await store.append_step(step("a", index, result="again"))
     assert [record.result for record in await store.read_steps("a")] == ["first", "second"]
+
+
+async def test_steps_started_together_are_journaled_in_any_order(store: Store) -> None:
+    """Steps run concurrently finish in any order: each is journaled at the position it was given."""
+    job = await running_job(store, "a")
+    await store.append_step(step("a", 2, result="third"))
+    await store.append_step(step("a", 0, result="first"))
+    assert [(record.index, record.result) for record in await store.read_steps("a")] == [(0, "first"), (2, "third")]
+    stored = await store.get("a")
+    assert stored is not None
+    assert (stored.steps, stored.version) == (2, job.version)
+    await store.append_step(step("a", 1, result="second"))
+    assert [record.index for record in await store.read_steps("a")] == [0, 1, 2]
+    with pytest.raises(StaleOwnerError):
+        await store.append_step(step("a", 2, result="again"))
 
 
 async def test_concurrent_appends_of_one_index_journal_it_once(store: Store) -> None:
@@ -745,10 +760,10 @@ async def test_take_controls_returns_them_oldest_first_and_removes_them(store: S
     for job_id in ("a", "b", "c"):
         await store.create(make_job(job_id))
     requests = [
-        ControlRequest("b", "pause", at(2)),
-        ControlRequest("a", "resume", at(3), payload={"text": "go on ✓", "n": [1, 2.5]}),
-        ControlRequest("a", "pause", at(1)),
-        ControlRequest("c", "cancel", at(0)),
+        ControlRequest("b", ControlKind.PAUSE, at(2)),
+        ControlRequest("a", ControlKind.RESUME, at(3), payload={"text": "go on ✓", "n": [1, 2.5]}),
+        ControlRequest("a", ControlKind.PAUSE, at(1)),
+        ControlRequest("c", ControlKind.CANCEL, at(0)),
     ]
     for request in requests:
         await store.request_control(request)
@@ -761,7 +776,7 @@ async def test_take_controls_returns_them_oldest_first_and_removes_them(store: S
 
 async def test_request_control_for_an_unknown_job_raises_job_not_found(store: Store) -> None:
     with pytest.raises(JobNotFound):
-        await store.request_control(ControlRequest("ghost", "cancel", NOW))
+        await store.request_control(ControlRequest("ghost", ControlKind.CANCEL, NOW))
     await store.create(make_job("ghost"))
     assert await store.take_controls(["ghost"]) == []
 
@@ -871,7 +886,7 @@ async def test_sqlite_everything_survives_close_and_reopen(db_path: Path) -> Non
         assert (after.steps, after.lease_until, after.version) == (2, LATER, job.version)
         assert [record.result for record in await second.read_steps("a")] == ["one", {"two": [2]}]
         assert await second.read_events("a") == [{"seq": 0, "type": "token", "text": "hi"}]
-        assert await second.take_controls(["a"]) == [ControlRequest("a", "resume", NOW, payload="more")]
+        assert await second.take_controls(["a"]) == [ControlRequest("a", ControlKind.RESUME, NOW, payload="more")]
         assert await ids(second, metadata={"team": "support"}) == ["a"]
         assert await second.get_schedule("triage", "nightly") == schedule("triage", "nightly")
         saved = await second.save(job.evolve(status=JobStatus.COMPLETED), expected_version=job.version)
@@ -884,7 +899,7 @@ async def store_extras(store: Store) -> None:
     await store.append_step(step("a", 0, result="one"))
     await store.append_step(step("a", 1, result={"two": [2]}))
     await store.append_events("a", [{"seq": 0, "type": "token", "text": "hi"}])
-    await store.request_control(ControlRequest("a", "resume", NOW, payload="more"))
+    await store.request_control(ControlRequest("a", ControlKind.RESUME, NOW, payload="more"))
     await store.save_schedule(schedule("triage", "nightly"), expected_version=None)
 
 
@@ -900,14 +915,14 @@ async def test_sqlite_writes_are_committed_when_the_call_returns(sqlite_store: S
         conn.close()
 
 
-async def test_sqlite_file_is_in_wal_mode_with_schema_version_1(sqlite_store: SQLiteStore, db_path: Path) -> None:
+async def test_sqlite_file_is_in_wal_mode_with_schema_version_2(sqlite_store: SQLiteStore, db_path: Path) -> None:
     await sqlite_store.create(make_job("a"))
     conn = raw(db_path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert {"jobs", "steps", "events", "controls"} <= tables
+        assert {"jobs", "steps", "events", "controls", "workers"} <= tables
         indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {"jobs_status", "jobs_agent", "jobs_owner"} <= indexes
     finally:
@@ -1008,13 +1023,13 @@ async def test_sqlite_two_stores_on_one_file_see_each_other_and_conflict(db_path
 
 async def test_sqlite_refuses_a_newer_schema_naming_the_file(db_path: Path) -> None:
     conn = raw(db_path)
-    conn.execute("PRAGMA user_version = 2")
+    conn.execute("PRAGMA user_version = 3")
     conn.close()
     store = SQLiteStore(db_path)
     try:
         with pytest.raises(StoreError, match=r"jobs\.db") as caught:
             await store.get("a")
-        assert "schema version 2" in str(caught.value)
+        assert "schema version 3" in str(caught.value)
         with pytest.raises(StoreError, match=r"jobs\.db"):
             await store.create(make_job("a"))
     finally:

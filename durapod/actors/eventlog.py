@@ -3,7 +3,7 @@
 Events are numbered by ``seq`` (rising by one within the job), published at once to live subscribers,
 and persisted in small batches (``batch_size`` events, or ``flush_delay`` seconds after the first one
 buffered), so a token stream costs one store write per batch, not per token. Runtime events (status,
-steps, errors, done) are flushed when the job settles.
+steps, errors, done) are flushed when the job settles. The buffer exists only while events wait in it.
 
 After a crash, the next execution re-runs the agent from its last checkpoint. Events it emits while
 replaying journaled steps are already in the log and are not emitted again. The first events it emits
@@ -22,19 +22,35 @@ from pydantic import JsonValue
 from durapod.errors import StaleOwnerError
 from durapod.stores.base import Store
 
-__all__ = ["AGENT_EVENT", "EventLog"]
+__all__ = ["EventLog", "is_agent_event"]
 
 #: Event types the runtime writes; every other type comes from the agent.
 _RUNTIME_TYPES = frozenset({"job_status", "step", "error", "done"})
 
+_BATCH_SIZE = 64
+_FLUSH_DELAY = 0.05
 
-def AGENT_EVENT(event: dict[str, JsonValue]) -> bool:
+
+def is_agent_event(event: dict[str, JsonValue]) -> bool:
     """True for an event produced by the agent (tokens, tool calls, custom events)."""
     return event.get("type") not in _RUNTIME_TYPES
 
 
 class EventLog:
-    """One job's event log writer. Lives in the job's slot, so it outlives actor restarts."""
+    """One job's event log writer, owned by the job's actor (its flush task too)."""
+
+    __slots__ = (
+        "_buffer",
+        "_epoch",
+        "_flushing",
+        "_loaded",
+        "_publish",
+        "_store",
+        "_timer",
+        "job_id",
+        "next_seq",
+        "stale_agent_events",
+    )
 
     def __init__(
         self,
@@ -43,24 +59,21 @@ class EventLog:
         publish: Callable[[str, dict[str, JsonValue]], None],
         *,
         fresh: bool,
-        batch_size: int = 64,
-        flush_delay: float = 0.05,
-        epoch: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.job_id = job_id
         self._store = store
         self._publish = publish
-        self._batch_size = batch_size
-        self._flush_delay = flush_delay
-        self._epoch = epoch
-        self._buffer: list[dict[str, JsonValue]] = []
-        self._lock = asyncio.Lock()
+        self._epoch: int | None = None
+        self._buffer: list[dict[str, JsonValue]] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
         self._loaded = fresh
         self.next_seq = 0
         self.stale_agent_events = 0
-        self.logged_steps = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Fence the log's writes by ``epoch``: a worker that lost the job cannot add to its log."""
+        self._epoch = epoch
 
     async def load(self) -> None:
         """Read the logged events once: where numbering continues and what a replay repeats."""
@@ -72,10 +85,9 @@ class EventLog:
             return
         last = logged[-1].get("seq")
         self.next_seq = (last if isinstance(last, int) else len(logged) - 1) + 1
-        self.logged_steps = sum(1 for event in logged if event.get("type") == "step")
         trailing = 0
         for event in reversed(logged):
-            if not AGENT_EVENT(event):
+            if not is_agent_event(event):
                 break
             trailing += 1
         self.stale_agent_events = trailing
@@ -86,41 +98,53 @@ class EventLog:
         event["seq"] = self.next_seq
         self.next_seq += 1
         if self.stale_agent_events:
-            if AGENT_EVENT(event):
+            if is_agent_event(event):
                 self.stale_agent_events -= 1
                 event["replayed"] = True
             elif event.get("type") == "error" or _settled_status(event):
                 self.stale_agent_events = 0  # that execution ended: the next one is new, not a replay
-        self._buffer.append(event)
+        buffer = self._buffer
+        if buffer is None:
+            buffer = self._buffer = []
+        buffer.append(event)
         self._publish(self.job_id, event)
-        if len(self._buffer) == 1 and self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._flush_delay, self._flush_later)
-        return len(self._buffer) >= self._batch_size
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(_FLUSH_DELAY, self._flush_later)
+        return len(buffer) >= _BATCH_SIZE
 
     def unflushed(self, after: int) -> list[dict[str, JsonValue]]:
         """Buffered events with ``seq > after`` (not yet in the store)."""
-        return [event for event in self._buffer if _seq(event) > after]
+        return [event for event in self._buffer or () if _seq(event) > after]
 
     def discard(self) -> None:
         """Drop what is buffered: another worker owns the job now and writes its log."""
-        self._buffer.clear()
+        self._buffer = None
         self._cancel_timer()
 
     async def flush(self) -> None:
         """Persist what is buffered, in order (one store write)."""
         self._cancel_timer()
-        async with self._lock:
-            if not self._buffer:
-                return
-            batch, self._buffer = self._buffer, []
-            try:
-                await self._store.append_events(self.job_id, batch, epoch=self._epoch())
-            except StaleOwnerError:
-                self._buffer.clear()  # another worker owns the job and writes its log: ours is stale
-                self._cancel_timer()
-            except BaseException:
-                self._buffer[:0] = batch  # keep them for the next flush: nothing is lost
-                raise
+        flushing = self._flushing
+        if flushing is not None and flushing is not asyncio.current_task() and not flushing.done():
+            await asyncio.wait([flushing])  # keep the order; our caller's cancellation does not stop it
+        batch = self._buffer
+        if not batch:
+            return
+        self._buffer = None
+        try:
+            await self._store.append_events(self.job_id, batch, epoch=self._epoch)
+        except StaleOwnerError:
+            self._buffer = None  # another worker owns the job and writes its log: ours is stale
+        except BaseException:
+            self._buffer = batch + (self._buffer or [])  # keep them for the next flush: nothing is lost
+            raise
+
+    async def close(self) -> None:
+        """Stop the timer and let a flush in progress finish (what is left stays for the next owner)."""
+        self._cancel_timer()
+        flushing = self._flushing
+        if flushing is not None and not flushing.done():
+            await asyncio.wait([flushing])
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -129,15 +153,15 @@ class EventLog:
 
     def _flush_later(self) -> None:
         self._timer = None
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.ensure_future(self._flush_quietly())
+        if self._buffer and (self._flushing is None or self._flushing.done()):
+            self._flushing = asyncio.get_running_loop().create_task(self._flush_quietly())
 
     async def _flush_quietly(self) -> None:
         try:
             await self.flush()
         except Exception:  # the next flush (at the latest when the job settles) retries them
             if self._buffer and self._timer is None:
-                self._timer = asyncio.get_running_loop().call_later(self._flush_delay * 4, self._flush_later)
+                self._timer = asyncio.get_running_loop().call_later(_FLUSH_DELAY * 4, self._flush_later)
 
 
 def _settled_status(event: dict[str, Any]) -> bool:

@@ -1,92 +1,48 @@
-"""JobActor: runs one job's agent, journals its steps, and obeys pause, cancel and shutdown.
+"""JobActor: one job, one task. The agent runs inside the actor's own task.
 
-The job actor is the single writer of its job while it runs; every write is a compare-and-set on the
-job's ``version``, and every journaled step is fenced by the job's ``epoch``. A write that loses (a
-control request from another process, a worker that took the job over) makes the actor re-read the job
-and stop its agent instead of overwriting anything.
+The actor's mailbox (created on the first message) holds control messages: :class:`Pause`,
+:class:`Cancel`, :class:`LeaseLost` and :class:`Drain`. ``tell`` never blocks: it queues the message and,
+where the message cannot wait for the agent's next step boundary, interrupts the task at once (cancel,
+lease lost, a pause of an agent that has no steps, the pause and drain timeouts). The task reads its
+mailbox at every step boundary (``ctx.step`` before and after running a step) and when it is interrupted.
 
-An agent that raises crashes the actor; its supervisor's restart policy is the job's retry policy (the
-``on_exit`` hook that :class:`~durapod.agent.DurableAgent` gives the supervisor records the failure or
-the durable retry timer).
+The actor is the single writer of its job while it runs: every write is a compare-and-set on ``version``
+and every journaled step is fenced by ``epoch``. It writes its own end: the result, the pause, the
+cancellation, or, when the agent raises, the error and what the :class:`~durapod.retry.RetryPolicy`
+decides (the durable retry timer ``next_attempt_at``, or the final failure). The worker's job supervisor
+then restarts the actor when that timer is due: the retry *is* the supervisor's restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import enum
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from datetime import timedelta
+from typing import Any
 
 from pydantic import JsonValue
 
-from durapod._retry import retry_unavailable
+from durapod._invoke import AgentInvoker
+from durapod._log import Logger
+from durapod._outage import retry_unavailable
 from durapod.actors.eventlog import EventLog
 from durapod.context import JobContext, Suspend
-from durapod.errors import JobNotFound, NonRetryableError, StaleOwnerError, VersionConflict
-from durapod.lowlevel.actor import Actor, ControlMessage
-from durapod.lowlevel.clock import Clock
+from durapod.errors import JobNotFound, StaleOwnerError, StoreError, VersionConflict
+from durapod.lowlevel.actor import ControlMessage
+from durapod.lowlevel.clock import Clock, Timer
+from durapod.lowlevel.mailbox import Mailbox, OverflowPolicy
 from durapod.models import Job, JobStatus, StepRecord, check_json
+from durapod.retry import RetryPolicy
 from durapod.stores.base import Store
 
-__all__ = ["Cancel", "JobActor", "JobRuntime", "JobSlot", "LeaseLost", "Pause", "RecoveryLimitExceeded", "Shutdown"]
+__all__ = ["Cancel", "Drain", "Exit", "JobActor", "JobRuntime", "LeaseLost", "Pause", "RecoveryLimitExceeded"]
 
 
 class RecoveryLimitExceeded(Exception):
     """A job was taken over after its owner died more than ``max_recoveries`` times (a poison job)."""
-
-
-class JobRuntime(Protocol):
-    """What a job actor needs from the worker that runs it (implemented by ``DurableAgent``)."""
-
-    store: Store
-    clock: Clock
-    worker_id: str
-    pause_timeout: float
-    lease_ttl: float
-    max_recoveries: int
-
-    def invoke(self, job: Job, ctx: JobContext) -> Awaitable[JsonValue]:
-        """Call the agent for ``job``."""
-        ...
-
-    @property
-    def takes_context(self) -> bool:
-        """True when the agent accepts a ``ctx``: it can be paused at a step boundary."""
-        ...
-
-    def publish(self, job: Job) -> None:
-        """Tell local waiters that ``job`` was written."""
-        ...
-
-    def forget(self, slot: JobSlot) -> None:
-        """The job's actor stopped for good."""
-        ...
-
-    def publish_event(self, job_id: str, event: dict[str, JsonValue]) -> None:
-        """Hand a new event to the job's live subscribers."""
-        ...
-
-    def log(self, job: Job) -> Any:
-        """A logger bound to the job."""
-        ...
-
-    @property
-    def concurrency(self) -> asyncio.Semaphore | None:
-        """The worker's concurrency limit (None: unlimited)."""
-        ...
-
-
-@dataclass(slots=True)
-class JobSlot:
-    """The latest known state of a job and its event log, shared by the actors a supervisor restarts."""
-
-    job: Job
-    events: EventLog
-    #: the epoch this worker holds the job under: its event log is fenced by it (``job`` may hold a newer
-    #: epoch, read back after another worker took the job over)
-    owned_epoch: int = 0
 
 
 class Pause(ControlMessage):
@@ -101,253 +57,402 @@ class Cancel(ControlMessage):
     __slots__ = ()
 
 
-class Shutdown(ControlMessage):
-    """The worker is stopping: interrupt the agent and hand the job back (pending) for any worker."""
-
-    __slots__ = ()
-
-
 class LeaseLost(ControlMessage):
-    """Another worker owns the job now: stop the agent and write nothing."""
+    """Another worker owns the job now (or its lease could not be renewed): stop, write nothing."""
 
     __slots__ = ()
 
 
-@dataclass(slots=True)
-class _AgentDone(ControlMessage):
-    task: asyncio.Task[JsonValue]
+@dataclass(frozen=True, slots=True)
+class Drain(ControlMessage):
+    """The worker is stopping: hand the job back at its next step boundary, or after ``grace`` seconds."""
+
+    grace: float
 
 
-class _Go(ControlMessage):
-    __slots__ = ()
+class Exit(enum.Enum):
+    """How a job actor ended, for its supervisor."""
+
+    DONE = "done"
+    """Nothing more to do here: the job settled, or it changed elsewhere."""
+    RETRY = "retry"
+    """The job waits for its durable retry timer (``next_attempt_at``): restart the actor then."""
+    HANDED_BACK = "handed back"
+    """The worker is draining: the job is pending again, its lease released, for any worker."""
+    CRASHED = "crashed"
+    """The actor could not write its job's outcome (a store error): restart it, reading the job anew."""
 
 
-class _PauseTimeout(ControlMessage):
-    __slots__ = ()
+@dataclass(frozen=True, slots=True)
+class JobRuntime:
+    """What a job actor gets from its worker: the store, the agent, the policies and three callbacks.
+
+    Made by the worker for its actors; an actor never reaches the worker or the facade otherwise.
+    """
+
+    store: Store
+    clock: Clock
+    worker_id: str
+    invoker: AgentInvoker
+    retry: RetryPolicy
+    pause_timeout: float
+    max_recoveries: int
+    concurrency: asyncio.Semaphore | None
+    log: Logger
+    #: every write of a job, for the local callers waiting for it to settle
+    written: Callable[[Job], None]
+    #: a new event of a job, for its live subscribers
+    publish_event: Callable[[str, dict[str, JsonValue]], None]
 
 
-_GO = _Go()
+_INTERRUPTS = ("drain", "pause", "cancel", "lease lost")  # weakest first: a stronger reason wins
 
 
-class JobActor(Actor[ControlMessage]):
-    """Runs one job. Made by ``DurableAgent``; users never build one."""
+class JobActor:
+    """Runs one job in one task. Made and supervised by the worker; users never build one."""
 
-    mailbox_capacity = 64
+    __slots__ = (
+        "_agent_called",
+        "_attempt_counted",
+        "_cancelled_by_us",
+        "_events",
+        "_holds_slot",
+        "_in_step",
+        "_interruptible",
+        "_journal",
+        "_mailbox",
+        "_reason",
+        "_reload",
+        "_running_agent",
+        "_runtime",
+        "_timer",
+        "_was_cancelled",
+        "job",
+        "task",
+    )
 
-    def __init__(self, runtime: JobRuntime, slot: JobSlot) -> None:
-        self.runtime = runtime
-        self.slot = slot
-        self.job = slot.job
-        self.log = runtime.log(slot.job)
-        self._journal: list[StepRecord] = []
-        self._agent: asyncio.Task[JsonValue] | None = None
-        self._gate: asyncio.Task[None] | None = None
-        self._pause_timer: asyncio.Task[None] | None = None
-        self._pause_requested = False
-        self._stop_reason: str | None = None
+    def __init__(self, runtime: JobRuntime, job: Job, *, fresh: bool = False, reload: bool = False) -> None:
+        self.job = job
+        self.task: asyncio.Task[Exit] | None = None
+        self._runtime = runtime
+        self._events = EventLog(job.id, runtime.store, runtime.publish_event, fresh=fresh)
+        self._journal: dict[int, StepRecord] | None = {} if fresh else None
+        self._mailbox: Mailbox[ControlMessage] | None = None
+        self._timer: Timer | None = None
+        self._reason: str | None = None  # why the task was interrupted
+        self._cancelled_by_us = False
+        self._was_cancelled = False
+        self._attempt_counted = False  # this actor counted a new attempt when it started the job
+        self._agent_called = False
+        self._running_agent = False
+        self._interruptible = False  # only the wait for a slot and the agent itself are interrupted
+        self._in_step = 0  # steps running now: a drain waits for them (up to its grace)
         self._holds_slot = False
+        self._reload = reload
 
-    # -- lifecycle -------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"<JobActor {self.job.id} {self.job.status}>"
 
-    async def on_start(self) -> None:
-        job = self.job
-        if job.status.is_settled:
-            self.ref.stop()
+    # -- the mailbox -----------------------------------------------------------------------------
+
+    def tell(self, message: ControlMessage) -> None:
+        """Queue a control message; never blocks. Interrupts the task where the message cannot wait."""
+        task = self.task
+        if task is None or task.done():
             return
-        if job.steps:
-            self._journal = await self.runtime.store.read_steps(job.id)
-        await self.slot.events.load()
-        delay = self._seconds_until(job.next_attempt_at)
-        if delay > 0 or self.runtime.concurrency is not None:
-            self._gate = asyncio.create_task(self._wait_to_start(delay))
-        else:
-            self.ref.tell(_GO)
-
-    async def on_stop(self, error: BaseException | None) -> None:
-        self._cancel_timers()
-        agent = self._agent
-        finished = agent is not None and agent.done()
-        if agent is not None and not finished:
-            agent.cancel()
-            await asyncio.wait([agent])
-        if error is None and self._stop_reason is None and not self.job.status.is_settled:
-            # Stopped by the worker's shutdown: keep a result that is in, hand back what is not.
-            if agent is not None and finished and not agent.cancelled() and agent.exception() is None:
-                with contextlib.suppress(Exception):
-                    await self._complete(agent.result())
+        mailbox = self._mailbox
+        if mailbox is None:
+            mailbox = self._mailbox = Mailbox[ControlMessage]._create(self.job.id, 1, OverflowPolicy.DROP_NEWEST)
+        mailbox.put_nowait(message, control=True)
+        if isinstance(message, Cancel):
+            self._interrupt("cancel")
+        elif isinstance(message, LeaseLost):
+            self._interrupt("lease lost")
+        elif not self._running_agent:
+            # still waiting to start (a concurrency slot, its first write): nothing to wait for
+            self._interrupt("drain" if isinstance(message, Drain) else "pause")
+        elif isinstance(message, Pause):
+            if not self._runtime.invoker.takes_context:
+                self._interrupt("pause")  # a plain agent has no step boundary: it re-runs on resume
             else:
-                await self._abandon()
-        self._release_slot()
-        if error is None:
-            self.runtime.forget(self.slot)
+                self._arm(self._runtime.pause_timeout, "pause")
+        elif isinstance(message, Drain):
+            if self._in_step or not self._runtime.invoker.takes_context:
+                self._arm(message.grace, "drain")  # let the steps in flight finish and be journaled
+            else:
+                self._interrupt("drain")  # between steps: nothing is lost by stopping now
 
-    # -- messages --------------------------------------------------------------------------------
+    def _arm(self, delay: float, reason: str) -> None:
+        if self._timer is None:
+            self._timer = self._runtime.clock.call_later(delay, lambda: self._interrupt(reason))
 
-    async def receive(self, message: ControlMessage) -> Any:
-        if type(message) is _AgentDone:
-            await self._agent_done(message.task)
-        elif type(message) is _Go:
-            await self._go()
-        elif type(message) is Pause:
-            await self._pause()
-        elif type(message) is Cancel:
-            await self._cancel()
-        elif type(message) is _PauseTimeout:
-            if self._agent is not None and not self._agent.done():
-                self.log.info("pause timeout: cancelling the step in flight")
-                self._agent.cancel()
-        elif type(message) is LeaseLost:
-            self._stop_reason = "lease lost"
-            self.slot.events.discard()
-            self._stop_agent_and_actor()
-        elif type(message) is Shutdown:
-            self.ref.stop()
-        return self.job
+    def _interrupt(self, reason: str) -> None:
+        current = self._reason
+        if current is not None and _INTERRUPTS.index(current) >= _INTERRUPTS.index(reason):
+            return
+        self._reason = reason
+        task = self.task
+        if self._interruptible and task is not None and not task.done() and not self._cancelled_by_us:
+            self._cancelled_by_us = True
+            task.cancel()
 
-    async def _go(self) -> None:
+    def step_started(self) -> None:
+        """A step's function starts running (its result is not journaled yet)."""
+        self._in_step += 1
+
+    def step_finished(self) -> None:
+        """A step ended: journaled, or failed."""
+        self._in_step -= 1
+
+    def at_boundary(self) -> None:
+        """Read the mailbox at a step boundary: a pause or a drain stops the agent here."""
+        mailbox = self._mailbox
+        if mailbox is None:
+            return
+        for message in mailbox.drain():
+            if isinstance(message, Pause):
+                self._reason = self._reason or "pause"
+            elif isinstance(message, Drain):
+                self._reason = self._reason or "drain"
+        if self._reason in ("pause", "drain"):
+            raise Suspend(None)
+
+    # -- the task --------------------------------------------------------------------------------
+
+    async def run(self) -> Exit:
+        """The actor's task: start the job, run its agent, write how it ended."""
+        runtime = self._runtime
+        try:
+            return await self._run()
+        except asyncio.CancelledError:
+            if not self._acknowledge_cancel():
+                raise  # cancelled from outside (the event loop is closing): write nothing more
+            return await self._interrupted(None)
+        except (StoreError, VersionConflict) as exc:
+            self._log().warning("cannot write the job's outcome; the supervisor restarts it", error=repr(exc))
+            return Exit.CRASHED
+        except Exception:
+            runtime.log.exception("job actor failed", job_id=self.job.id)
+            return Exit.CRASHED
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._release_slot()
+            await self._events.close()
+
+    def _acknowledge_cancel(self) -> bool:
+        """True if the cancellation is ours (it is then consumed); False if it came from outside."""
+        task = self.task
+        if not self._cancelled_by_us or task is None:
+            return False
+        self._cancelled_by_us = False
+        return task.uncancel() == 0
+
+    async def _run(self) -> Exit:
+        runtime = self._runtime
+        if self._reload and not await self._reload_job():
+            return Exit.DONE
+        if runtime.concurrency is not None:
+            self._interruptible = True
+            try:
+                await runtime.concurrency.acquire()
+            finally:
+                self._interruptible = False
+            self._holds_slot = True
+        if self._reason is not None:
+            return await self._interrupted(None)
         job = self.job
         if job.status is JobStatus.PENDING:
             # A resumed job continues its execution; a new or retried one starts another attempt.
             attempts = job.attempts if job.resuming else job.attempts + 1
             if not await self._write(status=JobStatus.RUNNING, attempts=attempts, next_attempt_at=None, resuming=False):
-                return
+                return Exit.DONE
+            self._attempt_counted = attempts > job.attempts
         elif job.status is not JobStatus.RUNNING:
-            self.ref.stop()
-            return
-        if self.job.recoveries > self.runtime.max_recoveries:
-            self._stop_reason = "recovery limit"
-            await self._write(
+            return Exit.DONE
+        if self._reason is not None:
+            return await self._interrupted(None)
+        job = self.job
+        if job.recoveries > runtime.max_recoveries:
+            await self._settle(
                 status=JobStatus.FAILED,
-                error=f"job was recovered {self.job.recoveries} times (max_recoveries={self.runtime.max_recoveries})",
+                error=f"job was recovered {job.recoveries} times (max_recoveries={runtime.max_recoveries})",
                 error_type=RecoveryLimitExceeded.__name__,
-                completed_at=self.runtime.clock.utcnow(),
+                completed_at=runtime.clock.utcnow(),
             )
-            self.ref.stop()
-            return
-        self.slot.owned_epoch = self.job.epoch
-        self.log = self.log.bind(attempt=self.job.attempts)
-        self.log.debug("agent starting", recoveries=self.job.recoveries)
-        self.status_event()
+            return Exit.DONE
+        if self._journal is None:
+            self._journal = {record.index: record for record in await runtime.store.read_steps(job.id)}
+        await self._events.load()
+        self._events.set_epoch(job.epoch)
+        self._status_event()
         ctx = JobContext._create(self, self._journal)
-        agent = self._agent = asyncio.create_task(self._execute(ctx))
-        agent.add_done_callback(self._on_agent_done)
+        self._running_agent = self._interruptible = self._agent_called = True
+        try:
+            result = await runtime.invoker(job, ctx)
+            check_json(result, "result", job.id)
+        except Suspend as suspend:
+            self._stop_interrupts()
+            return await self._suspended(suspend.waiting_for)
+        except asyncio.CancelledError:
+            if not self._acknowledge_cancel():
+                raise
+            self._stop_interrupts()
+            return await self._interrupted(None)
+        except StaleOwnerError:
+            self._stop_interrupts()
+            return await self._changed_elsewhere()
+        except Exception as error:
+            self._stop_interrupts()
+            if self._reason is not None:
+                return await self._interrupted(error)
+            return await self._failed(error)
+        self._stop_interrupts()
+        if self._reason in ("cancel", "lease lost") or (self._reason == "pause" and self._was_cancelled):
+            return await self._interrupted(None)  # the agent swallowed our cancellation and returned
+        return await self._complete(result)
 
-    async def _execute(self, ctx: JobContext) -> JsonValue:
-        return await self.runtime.invoke(self.job, ctx)
+    def _stop_interrupts(self) -> None:
+        """The agent has stopped: from here on a message only records its reason (no more cancels)."""
+        self._running_agent = self._interruptible = False
+        if self._cancelled_by_us:  # the agent swallowed our cancellation: consume it
+            self._acknowledge_cancel()
+            self._was_cancelled = True
 
-    def _on_agent_done(self, task: asyncio.Task[JsonValue]) -> None:
-        self.ref.tell(_AgentDone(task))
+    async def _reload_job(self) -> bool:
+        """Read the job anew (after this actor's predecessor crashed): True if it is still ours to run."""
+        fresh = await self._runtime.store.get(self.job.id)
+        if fresh is None or fresh.owner != self._runtime.worker_id or fresh.epoch != self.job.epoch:
+            return False
+        self.job = fresh
+        self._journal = None
+        return fresh.status in (JobStatus.PENDING, JobStatus.RUNNING)
 
-    async def _agent_done(self, task: asyncio.Task[JsonValue]) -> None:
-        self._cancel_timers()
-        if self._stop_reason is not None:  # cancelled, taken over, changed elsewhere: nothing to write
-            self.ref.stop()
-            return
-        if task.cancelled():
-            if self._pause_requested:
-                await self._write_paused(None)
-            else:
-                # Cancelled by something other than us (e.g. the agent cancelled itself): a failure.
-                raise asyncio.CancelledError("the agent task was cancelled")
-            return
-        error = task.exception()
-        if error is None:
-            await self._complete(task.result())
-        elif isinstance(error, Suspend):
-            await self._write_paused(error.waiting_for)
-        elif isinstance(error, StaleOwnerError):
-            await self._reconcile()
-        elif self._pause_requested and isinstance(error, Exception) and not isinstance(error, NonRetryableError):
-            # A pause was asked for while the attempt failed: pause with the error rather than retry.
-            self._stop_reason = "paused"
-            if await self._write(
-                status=JobStatus.PAUSED, error=str(error), error_type=type(error).__name__, paused_running=False
-            ):
-                await self._settled_event()
-            self.ref.stop()
-        else:
-            raise error
+    # -- how a run ends --------------------------------------------------------------------------
 
-    async def _complete(self, result: JsonValue) -> None:
-        check_json(result, "result", self.job.id)
-        self._stop_reason = "completed"
-        if await self._write(
+    async def _complete(self, result: JsonValue) -> Exit:
+        if await self._settle(
             status=JobStatus.COMPLETED,
             result=result,
             error=None,
             error_type=None,
-            completed_at=self.runtime.clock.utcnow(),
+            completed_at=self._runtime.clock.utcnow(),
             waiting_for=None,
+            events=[{"type": "done", "content": result}],
         ):
-            self.slot.events.append({"type": "done", "content": result})
-            await self._settled_event()
-        self.ref.stop()
+            self._log().debug("job completed")
+        return Exit.DONE
 
-    async def _write_paused(self, waiting_for: str | None) -> None:
-        self._stop_reason = "paused"
-        if await self._write(status=JobStatus.PAUSED, waiting_for=waiting_for, paused_running=True):
-            self.log.info("job paused", waiting_for=waiting_for)
-            if waiting_for is not None:
-                self.slot.events.append({"type": "interrupt", "prompt": waiting_for})
-            await self._settled_event()
-        self.ref.stop()
+    async def _suspended(self, waiting_for: str | None) -> Exit:
+        if waiting_for is None and self._reason == "drain":
+            return await self._hand_back()
+        events: list[dict[str, JsonValue]] = []
+        if waiting_for is not None:
+            events.append({"type": "interrupt", "prompt": waiting_for})
+        # Paused before its execution started (a new attempt not begun): resume starts a new attempt.
+        changes: dict[str, Any] = {"paused_running": self.job.status is JobStatus.RUNNING}
+        if self._attempt_counted and not self._agent_called:
+            changes = {"paused_running": False, "attempts": self.job.attempts - 1}
+        if await self._settle(status=JobStatus.PAUSED, waiting_for=waiting_for, events=events, **changes):
+            self._log().info("job paused", waiting_for=waiting_for)
+        return Exit.DONE
 
-    async def _pause(self) -> None:
-        status = self.job.status
-        if status is JobStatus.PENDING:
-            self._stop_reason = "paused"
-            self._cancel_timers()
-            if await self._write(status=JobStatus.PAUSED, paused_running=False):
-                await self._settled_event()
-            self.ref.stop()
-        elif status is JobStatus.RUNNING and not self._pause_requested:
-            self._pause_requested = True
-            agent = self._agent
-            if agent is None or agent.done():
-                return
-            if not self.runtime.takes_context:
-                agent.cancel()
-            else:
-                self._pause_timer = asyncio.create_task(self._pause_after(self.runtime.pause_timeout))
+    async def _interrupted(self, error: BaseException | None) -> Exit:
+        """The task was interrupted (or the agent failed while we were stopping it): act on the reason."""
+        self.at_boundary_quietly()
+        reason = self._reason
+        if reason == "lease lost":
+            self._events.discard()
+            self._log().warning("lease lost; stopping without writing")
+            return Exit.DONE
+        if reason == "cancel":
+            if await self._settle(
+                status=JobStatus.CANCELLED, completed_at=self._runtime.clock.utcnow(), waiting_for=None
+            ):
+                self._log().info("job cancelled")
+            return Exit.DONE
+        if reason == "drain":
+            return await self._hand_back()
+        if reason == "pause":
+            if isinstance(error, Exception) and self._runtime.retry.is_retryable(error):
+                # A pause was asked for while the attempt failed: pause with the error rather than retry.
+                if await self._settle(
+                    status=JobStatus.PAUSED, error=str(error), error_type=type(error).__name__, paused_running=False
+                ):
+                    self._log().info("job paused after a failed attempt", error=str(error))
+                return Exit.DONE
+            if error is None:
+                return await self._suspended(None)
+        if error is not None:
+            return await self._failed(error)
+        return Exit.CRASHED  # pragma: no cover - an interruption always has a reason
 
-    async def _cancel(self) -> None:
-        if self.job.status.is_settled:
-            return
-        self._stop_reason = "cancel"
-        self._cancel_timers()
-        agent = self._agent
-        if agent is not None and not agent.done():
-            agent.cancel()
-        if await self._write(status=JobStatus.CANCELLED, completed_at=self.runtime.clock.utcnow(), waiting_for=None):
-            await self._settled_event()
-        self.log.info("job cancelled")
-        if agent is None or agent.done():
-            self.ref.stop()
+    def at_boundary_quietly(self) -> None:
+        """Take what the mailbox holds into account without raising (the agent is stopped already)."""
+        with contextlib.suppress(Suspend):
+            self.at_boundary()
 
-    async def _abandon(self) -> None:
-        """Hand an unfinished job back as pending (the worker is stopping), not counting the attempt."""
+    async def _failed(self, error: BaseException) -> Exit:
         job = self.job
-        attempts = (
-            job.attempts - 1
-            if job.status is JobStatus.RUNNING and job.attempts > job.run_attempts_base
-            else job.attempts
-        )
-        with contextlib.suppress(StaleOwnerError, VersionConflict, JobNotFound):
+        runtime = self._runtime
+        message = str(error) or type(error).__name__
+        error_type = getattr(error, "error_type", None) or type(error).__name__
+        decision = runtime.retry.decide(error, failed_executions=max(job.run_attempts, 1))
+        now = runtime.clock.utcnow()
+        events: list[dict[str, JsonValue]] = [
+            {"type": "error", "error": message, "error_type": error_type, "will_retry": decision.retry}
+        ]
+        log = self._log()
+        if decision.retry:
+            written = await self._write(
+                status=JobStatus.PENDING,
+                error=message,
+                error_type=error_type,
+                next_attempt_at=now + timedelta(seconds=decision.delay),
+                events=events,
+            )
+            if written:
+                log.warning("attempt failed; retrying", error=message, delay=round(decision.delay, 3))
+                return Exit.RETRY
+            return Exit.DONE
+        if await self._settle(
+            status=JobStatus.FAILED, error=message, error_type=error_type, completed_at=now, events=events
+        ):
+            log.error("job failed", error=message, error_type=error_type, reason=decision.reason)
+        return Exit.DONE
+
+    async def _hand_back(self) -> Exit:
+        """Give the unfinished job back as pending (the worker is stopping), not counting the attempt."""
+        job = self.job
+        runtime = self._runtime
+        attempts = job.attempts
+        if job.status is JobStatus.RUNNING and job.attempts > job.run_attempts_base and not job.resuming:
+            attempts -= 1
+        try:
             if await self._write(status=JobStatus.PENDING, attempts=attempts, next_attempt_at=None):
-                self.status_event()
-                await self.slot.events.flush()
-            await self.runtime.store.release(job.id, self.runtime.worker_id)
+                await runtime.store.release(job.id, runtime.worker_id)
+        except (StaleOwnerError, VersionConflict, JobNotFound):
+            pass
+        return Exit.HANDED_BACK
+
+    async def _changed_elsewhere(self) -> Exit:
+        fresh = await self._runtime.store.get(self.job.id)
+        self._events.discard()
+        if fresh is None:
+            self._log().warning("job vanished from the store")
+            return Exit.DONE
+        self.job = fresh
+        self._log().info("job changed elsewhere; stopping", status=fresh.status, owner=fresh.owner, epoch=fresh.epoch)
+        self._runtime.written(fresh)
+        return Exit.DONE
 
     # -- what JobContext calls -------------------------------------------------------------------
 
-    def check_suspend(self) -> None:
-        """Raise :class:`Suspend` at a step boundary if a pause was asked for."""
-        if self._pause_requested:
-            raise Suspend(None)
-
-    async def record_step(self, index: int, name: str, result: JsonValue) -> StepRecord:
+    async def record_step(self, index: int, name: str, result: JsonValue) -> None:
         """Journal one step, fenced by the job's epoch."""
         job = self.job
+        runtime = self._runtime
         record = StepRecord.model_construct(
             job_id=job.id,
             index=index,
@@ -355,109 +460,69 @@ class JobActor(Actor[ControlMessage]):
             result=result,
             attempt=job.attempts,
             epoch=job.epoch,
-            recorded_at=self.runtime.clock.utcnow(),
+            recorded_at=runtime.clock.utcnow(),
         )
-        store = self.runtime.store
-        await retry_unavailable(
-            lambda: store.append_step(record), self.runtime.clock, self.log, what=f"journal step {name!r}"
-        )
-        self.slot.events.append({"type": "step", "name": name, "index": index, "result": result})
-        return record
+        store = runtime.store
+        await retry_unavailable(lambda: store.append_step(record), runtime.clock, self._log, what=f"step {name!r}")
+        assert self._journal is not None
+        self._journal[index] = record
+        self._events.append({"type": "step", "name": name, "index": index, "result": result})
+
+    def unflushed_events(self, after: int) -> list[dict[str, JsonValue]]:
+        """The job's events with ``seq > after`` that are not in the store yet."""
+        return self._events.unflushed(after)
 
     async def emit(self, data: dict[str, JsonValue]) -> None:
         """Log one agent event (numbered, published live, persisted in a batch)."""
-        if self.slot.events.append(data):
-            await self.slot.events.flush()
+        if self._events.append(data):
+            await self._events.flush()
 
-    def status_event(self) -> None:
-        """Log a ``job_status`` event with the job as it is now."""
-        self.slot.events.append({"type": "job_status", "job": self.job.model_dump(mode="json")})
+    # -- writing ---------------------------------------------------------------------------------
 
-    async def _settled_event(self) -> None:
-        self.status_event()
-        try:
-            await self.slot.events.flush()
-        except Exception as exc:  # the job's state is written; its log catches up on the next flush
-            self.log.warning("event log flush failed", error=repr(exc))
+    def _status_event(self) -> None:
+        self._events.append({"type": "job_status", "job": self.job.model_dump(mode="json")})
 
-    # -- internals -------------------------------------------------------------------------------
+    async def _settle(self, *, events: list[dict[str, JsonValue]] | None = None, **changes: Any) -> bool:
+        """Write a settled status, then log its events and the status event, flushed at once."""
+        return await self._write(events=events, **changes)
 
-    async def _write(self, **changes: Any) -> bool:
-        """Compare-and-set the job with ``changes``; on a lost race, re-read it and stop the agent."""
+    async def _write(self, *, events: list[dict[str, JsonValue]] | None = None, **changes: Any) -> bool:
+        """Compare-and-set the job with ``changes``; on a lost race, re-read it and write nothing more.
+
+        When the job leaves ``running`` (it settles, or waits for a retry), the given ``events`` and a
+        ``job_status`` event are logged and the log is flushed.
+        """
         job = self.job
-        new = job.evolve(**changes)
-        store = self.runtime.store
+        runtime = self._runtime
+        new = job.evolve(updated_at=runtime.clock.utcnow(), **changes)
+        store = runtime.store
         try:
-            # A store that blinks does not fail the job: the result waits here until it can be written.
+            # A store that blinks does not fail the job: the write waits here until it can be made.
             self.job = await retry_unavailable(
                 lambda: store.save(new, expected_version=job.version),
-                self.runtime.clock,
-                self.log,
+                runtime.clock,
+                self._log,
                 what=f"write {new.status}",
             )
         except VersionConflict:
-            await self._reconcile()
+            await self._changed_elsewhere()
             return False
-        self.slot.job = self.job
-        self.runtime.publish(self.job)
+        runtime.written(self.job)
+        if self.job.status is not JobStatus.RUNNING:
+            for event in events or ():
+                self._events.append(event)
+            self._status_event()
+            try:
+                await self._events.flush()
+            except StoreError as exc:  # the job's state is written; its log catches up on the next flush
+                self._log().warning("event log flush failed", error=repr(exc))
         return True
 
-    async def _reconcile(self) -> None:
-        fresh = await self.runtime.store.get(self.job.id)
-        if fresh is None:
-            self.log.warning("job vanished from the store")
-            self._stop_reason = "deleted"
-        else:
-            self.job = self.slot.job = fresh
-            self.log.info("job changed elsewhere; stopping", status=fresh.status, owner=fresh.owner, epoch=fresh.epoch)
-            self._stop_reason = "changed elsewhere"
-            self.slot.events.discard()
-            self.runtime.publish(fresh)
-        self._stop_agent_and_actor()
-
-    def _stop_agent_and_actor(self) -> None:
-        self._cancel_timers()
-        agent = self._agent
-        if agent is not None and not agent.done():
-            agent.cancel()
-        else:
-            self.ref.stop()
-
-    def _cancel_timers(self) -> None:
-        for task in (self._gate, self._pause_timer):
-            if task is not None and not task.done():
-                task.cancel()
-        self._gate = self._pause_timer = None
-
     def _release_slot(self) -> None:
-        semaphore = self.runtime.concurrency
+        semaphore = self._runtime.concurrency
         if self._holds_slot and semaphore is not None:
             self._holds_slot = False
             semaphore.release()
 
-    def _seconds_until(self, moment: datetime | None) -> float:
-        if moment is None:
-            return 0.0
-        return (moment - self.runtime.clock.utcnow()) / timedelta(seconds=1)
-
-    async def _wait_to_start(self, delay: float) -> None:
-        if delay > 0:
-            await self.runtime.clock.sleep(delay)
-        semaphore = self.runtime.concurrency
-        if semaphore is not None:
-            await semaphore.acquire()
-            self._holds_slot = True
-        self.ref.tell(_GO)
-
-    async def _pause_after(self, delay: float) -> None:
-        await self.runtime.clock.sleep(delay)
-        self.ref.tell(_PauseTimeout())
-
-
-def job_actor_factory(runtime: JobRuntime, slot: JobSlot) -> Callable[[], JobActor]:
-    """The factory a supervisor calls for each (re)start of the job's actor."""
-
-    def build() -> JobActor:
-        return JobActor(runtime, slot)
-
-    return build
+    def _log(self) -> Logger:
+        return self._runtime.log.bind(job_id=self.job.id, attempt=self.job.attempts)

@@ -1,30 +1,63 @@
-"""LeaseKeeper: renews the leases of the jobs a worker runs and delivers control requests to them.
+"""LeaseKeeper: keeps a worker's claim on its jobs and on its id, hands it control requests, takes orphans.
 
-Every ``renew_interval`` seconds it extends the lease of every live job actor. A job whose lease another
-worker took is told :class:`~durapod.actors.job.LeaseLost`. When renewals keep failing (the store is
-down) and the leases could expire before the next try, it stops every job actor first, so that no job
-ever has two live owners.
+A permanent child of the worker's root supervisor. It wakes every ``control_interval`` seconds (at once
+when the store signals a control request, on Redis) and:
 
-Every ``control_interval`` seconds it takes the control requests (pause, cancel) that other processes
-left in the store for its jobs and hands them to the job actors.
+- takes the control requests (pause, cancel) that other processes left for the jobs this worker holds
+  and hands them to the worker (which tells the job actors);
+- every ``lease_ttl / 3`` seconds renews the leases of those jobs and the worker's registration of its
+  id; a job whose lease another worker took is reported lost (its actor stops without writing); when
+  renewals keep failing (the store is down) and the leases could expire before the next try, every job
+  is reported lost first, so that no job ever has two live owners;
+- at the same pace claims this agent's orphaned jobs (their owner's lease expired: it died, or lost the
+  store for too long), up to the worker's free capacity, so that a dead worker's jobs always continue.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from durapod._log import get_logger
-from durapod.actors.job import Cancel, LeaseLost, Pause
-from durapod.lowlevel.actor import Actor, ActorRef, ControlMessage
+from durapod.lowlevel.actor import Actor, ControlMessage
 from durapod.lowlevel.clock import Clock
-from durapod.stores.base import Store
+from durapod.stores.base import ControlRequest, Store
 
-__all__ = ["LeaseKeeper"]
+__all__ = ["LeaseKeeper", "LeaseOwner"]
 
-_log = get_logger("durapod.lease")
+
+class LeaseOwner(Protocol):
+    """What the lease keeper needs of its worker."""
+
+    store: Store
+    clock: Clock
+    worker_id: str
+    lease_ttl: float
+
+    def held_jobs(self) -> list[str]:
+        """The ids of the jobs the worker holds: running actors and jobs waiting for their retry timer."""
+        ...
+
+    def has_live_actors(self) -> bool:
+        """True while any job actor runs here (control requests matter only then)."""
+        ...
+
+    async def control(self, request: ControlRequest) -> None:
+        """Act on a control request another process left for one of the worker's jobs."""
+        ...
+
+    def lost(self, job_ids: list[str]) -> None:
+        """The worker no longer holds these jobs: stop their actors without writing."""
+        ...
+
+    async def renew_registration(self) -> None:
+        """Extend the worker's claim on its id."""
+        ...
+
+    async def claim_orphans(self) -> int:
+        """Claim and run this agent's orphaned jobs, up to the free capacity. Returns how many."""
+        ...
 
 
 class _Tick(ControlMessage):
@@ -35,49 +68,40 @@ _TICK = _Tick()
 
 
 class LeaseKeeper(Actor[Any]):
-    """A permanent child of a worker's root supervisor. Made by ``DurableAgent``."""
+    """Renews leases, delivers control requests, takes over orphans. Made by the worker."""
 
-    def __init__(
-        self,
-        store: Store,
-        clock: Clock,
-        worker_id: str,
-        lease_ttl: float,
-        live_jobs: Callable[[], dict[str, ActorRef[Any] | None]],
-        *,
-        control_interval: float = 0.1,
-    ) -> None:
-        self.store = store
-        self.clock = clock
-        self.worker_id = worker_id
-        self.lease_ttl = lease_ttl
-        self.renew_interval = lease_ttl / 3
+    def __init__(self, owner: LeaseOwner, *, control_interval: float = 0.1) -> None:
+        self.owner = owner
+        self.renew_interval = owner.lease_ttl / 3
         self.control_interval = min(control_interval, self.renew_interval)
-        self._live_jobs = live_jobs
+        clock = owner.clock
         self._last_renewal = clock.monotonic()
         self._next_renewal = self._last_renewal + self.renew_interval
-        self._timer: asyncio.Task[None] | None = None
-        self._log = _log.bind(worker_id=worker_id)
+        self._ticker: asyncio.Task[None] | None = None
+        self._log = get_logger("durapod.lease", worker_id=owner.worker_id)
 
     async def on_start(self) -> None:
-        self._timer = asyncio.create_task(self._ticks())
+        self._ticker = asyncio.get_running_loop().create_task(self._ticks(), name="durapod-lease-ticks")
 
     async def on_stop(self, error: BaseException | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        ticker = self._ticker
+        if ticker is not None:
+            ticker.cancel()
+            await asyncio.wait([ticker])
 
     async def _ticks(self) -> None:
         # A store that can signal control requests (Redis pub/sub) wakes us at once; the tick also runs
         # every control_interval, so a lost signal only delays a request until then.
-        wait_for_control = getattr(self.store, "wait_for_control", None)
+        store, clock = self.owner.store, self.owner.clock
+        wait_for_control = getattr(store, "wait_for_control", None)
         while True:
-            if wait_for_control is not None and self._live_jobs():
+            if wait_for_control is not None and self.owner.has_live_actors():
                 try:
                     await wait_for_control(self.control_interval)
                 except Exception:
-                    await self.clock.sleep(self.control_interval)
+                    await clock.sleep(self.control_interval)
             else:
-                await self.clock.sleep(self.control_interval)
+                await clock.sleep(self.control_interval)
             self.ref.tell(_TICK)
 
     async def receive(self, message: Any) -> Any:
@@ -86,39 +110,44 @@ class LeaseKeeper(Actor[Any]):
         return None
 
     async def tick(self) -> None:
-        """Deliver control requests, and renew leases when due."""
-        jobs = self._live_jobs()
-        if not jobs:
-            self._last_renewal = self.clock.monotonic()
-            return
+        """Deliver control requests; renew leases and take orphans when due."""
+        owner, clock = self.owner, self.owner.clock
+        held = owner.held_jobs()
         try:
-            live = [job_id for job_id, ref in jobs.items() if ref is not None]
-            for request in await self.store.take_controls(live) if live else ():
-                ref = jobs.get(request.job_id)
-                if ref is not None:
-                    ref.tell(Pause() if request.kind == "pause" else Cancel())
-            now = self.clock.monotonic()
+            if held:
+                for request in await owner.store.take_controls(held):
+                    await owner.control(request)
+            now = clock.monotonic()
             if now < self._next_renewal:
                 return
-            until = self.clock.utcnow() + timedelta(seconds=self.lease_ttl)
-            held = await self.store.renew_leases(self.worker_id, list(jobs), lease_until=until)
+            await owner.renew_registration()
+            if held:
+                until = clock.utcnow() + timedelta(seconds=owner.lease_ttl)
+                # jobs that ended meanwhile are missing from the renewal: only those still held count
+                renewed = await owner.store.renew_leases(owner.worker_id, held, lease_until=until)
+                still_held = set(owner.held_jobs())
+                lost = [job_id for job_id in held if job_id not in renewed and job_id in still_held]
+                if lost:
+                    self._log.warning("leases lost", jobs=len(lost), first=lost[0])
+                    owner.lost(lost)
         except Exception as exc:
-            self._on_store_failure(jobs, exc)
+            self._on_store_failure(held, exc)
             return
         self._last_renewal = now
         self._next_renewal = now + self.renew_interval
-        for job_id, ref in jobs.items():
-            if job_id not in held and ref is not None:
-                self._log.warning("lease lost", job_id=job_id)
-                ref.tell(LeaseLost())
+        try:
+            claimed = await owner.claim_orphans()
+        except Exception as exc:
+            self._log.warning("cannot claim orphaned jobs; will retry", error=repr(exc))
+            return
+        if claimed:
+            self._log.info("took over orphaned jobs", jobs=claimed)
 
-    def _on_store_failure(self, jobs: dict[str, ActorRef[Any] | None], exc: Exception) -> None:
-        since = self.clock.monotonic() - self._last_renewal
+    def _on_store_failure(self, held: list[str], exc: Exception) -> None:
+        since = self.owner.clock.monotonic() - self._last_renewal
         # Stop before the lease can expire: one more failed interval and another worker may claim them.
-        if since + self.renew_interval >= self.lease_ttl:
-            self._log.error("lease renewal keeps failing; stopping job actors", error=repr(exc), jobs=len(jobs))
-            for ref in jobs.values():
-                if ref is not None:
-                    ref.tell(LeaseLost())
+        if since + self.renew_interval >= self.owner.lease_ttl and held:
+            self._log.error("lease renewal keeps failing; stopping job actors", error=repr(exc), jobs=len(held))
+            self.owner.lost(held)
         else:
             self._log.warning("lease renewal failed; will retry", error=repr(exc))

@@ -201,31 +201,11 @@ async def spawn(
         mailbox.close()
         ref._exit.set_result(exc)
         raise
-    task = ref._task = asyncio.create_task(_run(actor, ref, mailbox), name=actor_name)
-    task.add_done_callback(lambda _: _killed_before_running(actor, ref, mailbox))
+    ref._task = asyncio.create_task(_run(actor, ref, mailbox), name=actor_name)
+    # Let the task take its first step (it waits on the mailbox): from then on a cancellation reaches
+    # its ``finally`` and ``on_stop`` runs. A task cancelled before its first step would never run it.
+    await asyncio.sleep(0)
     return ref
-
-
-def _killed_before_running(actor: Actor[Any], ref: ActorRef[Any], mailbox: Mailbox[Any]) -> None:
-    """A task cancelled before its first step never runs ``_run``: stop the actor here instead."""
-    if ref._exit.done():
-        return
-    mailbox.close()
-    error = asyncio.CancelledError()
-
-    async def stop() -> None:
-        try:
-            await actor.on_stop(error)
-        except Exception:
-            _log.exception("actor on_stop failed", actor=ref.name)
-        finally:
-            ref._exit.set_result(error)
-
-    _STOPPING.add(task := asyncio.ensure_future(stop()))
-    task.add_done_callback(_STOPPING.discard)
-
-
-_STOPPING: set[asyncio.Future[None]] = set()
 
 
 async def _run(actor: Actor[Any], ref: ActorRef[Any], mailbox: Mailbox[Any]) -> None:

@@ -10,10 +10,20 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "FakeClock", "SystemClock"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "FakeClock", "SystemClock", "Timer"]
+
+
+@runtime_checkable
+class Timer(Protocol):
+    """A callback scheduled by :meth:`Clock.call_later`; ``asyncio.TimerHandle`` is one."""
+
+    def cancel(self) -> None:
+        """Do not call the callback (if it has not been called yet)."""
+        ...
 
 
 @runtime_checkable
@@ -32,6 +42,10 @@ class Clock(Protocol):
         """Wait ``delay`` seconds."""
         ...
 
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        """Call ``callback()`` on the running event loop after ``delay`` seconds, without a task."""
+        ...
+
 
 class SystemClock:
     """The real clock: ``time.monotonic``, ``datetime.now(UTC)`` and ``asyncio.sleep``."""
@@ -47,6 +61,10 @@ class SystemClock:
     async def sleep(self, delay: float) -> None:
         """``asyncio.sleep(delay)``."""
         await asyncio.sleep(max(delay, 0.0))
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        """``loop.call_later(delay, callback)`` on the running loop."""
+        return asyncio.get_running_loop().call_later(max(delay, 0.0), callback)
 
 
 SYSTEM_CLOCK = SystemClock()
@@ -68,7 +86,7 @@ class FakeClock:
         if self._start.tzinfo is None:
             raise ValueError(f"FakeClock start must be timezone-aware, got {self._start!r}")
         self._now = 0.0
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._sleepers: list[tuple[float, int, asyncio.Future[None] | _FakeTimer]] = []
         self._order = itertools.count()
         self.sleeps: list[float] = []
         """Every delay passed to ``sleep``, in call order."""
@@ -91,9 +109,18 @@ class FakeClock:
         heapq.heappush(self._sleepers, (self._now + delay, next(self._order), future))
         await future
 
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        """Call ``callback()`` once the clock has been advanced by ``delay`` seconds (recorded in ``sleeps``)."""
+        self.sleeps.append(delay)
+        if delay <= 0:
+            return asyncio.get_running_loop().call_soon(callback)
+        timer = _FakeTimer(callback)
+        heapq.heappush(self._sleepers, (self._now + max(delay, 0.0), next(self._order), timer))
+        return timer
+
     @property
     def pending(self) -> int:
-        """How many sleeps are waiting."""
+        """How many sleeps and timers are waiting."""
         return sum(1 for _, _, future in self._sleepers if not future.done())
 
     async def advance(self, seconds: float) -> None:
@@ -110,10 +137,34 @@ class FakeClock:
             deadline, _, future = heapq.heappop(self._sleepers)
             self._now = max(self._now, deadline)
             if not future.done():
-                future.set_result(None)
+                if isinstance(future, _FakeTimer):
+                    future.fire()
+                else:
+                    future.set_result(None)
             await _settle()
         self._now = target
         await _settle()
+
+
+class _FakeTimer:
+    __slots__ = ("_callback", "_done")
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self._callback: Callable[[], None] | None = callback
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def cancel(self) -> None:
+        self._done = True
+        self._callback = None
+
+    def fire(self) -> None:
+        callback, self._callback = self._callback, None
+        self._done = True
+        if callback is not None:
+            callback()
 
 
 async def _settle(rounds: int = 20) -> None:

@@ -111,7 +111,6 @@ class Supervisor(Actor[Any]):
         self._children: dict[str, _Child] = {}
         self._intensity = _Restarts(max_restarts, within)
         self._stopping = False
-        self._background: set[asyncio.Task[None]] = set()
         self._exit_handled = asyncio.Event()  # set (and replaced) each time a child's exit is handled
         self._log = _log.bind(supervisor=name)
 
@@ -246,10 +245,7 @@ class Supervisor(Actor[Any]):
             if message.error is not None:
                 self._log.warning("child failed", child=message.name, reason=decision.reason, error=repr(message.error))
             if entry.spec.on_exit is not None and message.error is not None:
-                # in a task of its own: a slow store write must not hold up the other children's exits
-                task = asyncio.create_task(_call_on_exit(entry.spec, message.error, decision, self._log))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+                await _call_on_exit(entry.spec, message.error, decision, self._log)
             return
         if self._intensity.record(self.clock.monotonic()):
             self._log.error("restart intensity exceeded", child=message.name, restarts=len(self._intensity.times))

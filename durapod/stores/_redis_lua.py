@@ -12,18 +12,29 @@ from typing import Final
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from durapod.models import CLAIMABLE, SETTLED, JobStatus
+
+
+def _lua_in(statuses: frozenset[JobStatus]) -> str:
+    """A Lua condition on ``status`` that holds for ``statuses`` (derived from the lifecycle table)."""
+    return " or ".join(f"status == '{status.value}'" for status in sorted(statuses))
+
+
 # Each script carries only the helpers it uses: Redis runs a script's whole text on every call.
-_LUA_BASE: Final = """
+_LUA_STATUSES: Final = f"""
 local P = ARGV[1]
 
 local function is_live(status)
-  return status == 'pending' or status == 'running'
+  return {_lua_in(CLAIMABLE)}
 end
 
 local function is_expiring(status)
-  return status == 'completed' or status == 'failed' or status == 'cancelled'
+  return {_lua_in(SETTLED - {JobStatus.PAUSED})}
 end
-
+"""
+_LUA_BASE: Final = (
+    _LUA_STATUSES
+    + """
 local function optional(value)
   if value == '' then return false end
   return value
@@ -35,6 +46,7 @@ local function owner_arg(value)
   return string.sub(value, 2)
 end
 """
+)
 
 _LUA_INDEX: Final = """
 -- the index keys a job belongs to, with its score in each
@@ -189,17 +201,16 @@ return {0, new.lease, tonumber(cur[8]) or 0}
 """
 
 # KEYS: job steps. ARGV: index epoch record. Returns 0, {1} (not found) or {2, epoch, why}.
+# The journal is a hash by index: steps started together are journaled in the order they finish.
 _LUA_APPEND_STEP: Final = """
 local cur = redis.call('HMGET', KEYS[1], 'status', 'epoch')
 if not cur[1] then return {1} end
 if cur[1] ~= 'running' then return {2, cur[2], 'job is ' .. cur[1]} end
 if cur[2] ~= ARGV[2] then return {2, cur[2], 'another worker claimed it'} end
-local length = redis.call('LLEN', KEYS[2])
-if length ~= tonumber(ARGV[1]) then
-  return {2, cur[2], 'step #' .. ARGV[1] .. ' but journal has ' .. length}
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3]) == 0 then
+  return {2, cur[2], 'step #' .. ARGV[1] .. ' is journaled'}
 end
-redis.call('RPUSH', KEYS[2], ARGV[3])
-redis.call('HSET', KEYS[1], 'steps', length + 1)
+redis.call('HINCRBY', KEYS[1], 'steps', 1)
 return 0
 """
 
@@ -322,6 +333,31 @@ redis.call('HSET', KEYS[1], 'v:' .. ARGV[2], ARGV[4], 'r:' .. ARGV[2], ARGV[5])
 return {0}
 """
 
+# KEYS: worker. ARGV: P token info lease_us now_us replace. Returns the live holder's info, or false.
+_LUA_REGISTER_WORKER: Final = """
+local cur = redis.call('HMGET', KEYS[1], 'token', 'info', 'lease_us')
+if cur[1] and cur[1] ~= ARGV[2] and tonumber(cur[3]) >= tonumber(ARGV[5]) and cur[1] ~= ARGV[6] then
+  return cur[2]
+end
+redis.call('HSET', KEYS[1], 'token', ARGV[2], 'info', ARGV[3], 'lease_us', ARGV[4])
+redis.call('EXPIRE', KEYS[1], 86400)
+return false
+"""
+
+# KEYS: worker. ARGV: P token lease_us. Returns 1 if the token holds the id.
+_LUA_RENEW_WORKER: Final = """
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'lease_us', ARGV[3])
+redis.call('EXPIRE', KEYS[1], 86400)
+return 1
+"""
+
+# KEYS: worker. ARGV: P token.
+_LUA_UNREGISTER_WORKER: Final = """
+if redis.call('HGET', KEYS[1], 'token') == ARGV[2] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 _WITH_INDEX: Final = _LUA_BASE + _LUA_INDEX
 _WITH_EXPIRY: Final = _WITH_INDEX + _LUA_EXPIRY
 _SCRIPTS: Final = {
@@ -337,6 +373,9 @@ _SCRIPTS: Final = {
     "take_controls": _LUA_TAKE_CONTROLS,
     "forget": _WITH_EXPIRY + _LUA_FORGET,
     "save_schedule": _LUA_SAVE_SCHEDULE,
+    "register_worker": _LUA_REGISTER_WORKER,
+    "renew_worker": _LUA_RENEW_WORKER,
+    "unregister_worker": _LUA_UNREGISTER_WORKER,
 }
 
 

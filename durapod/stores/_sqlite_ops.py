@@ -17,8 +17,9 @@ from typing import Any, Final
 
 from pydantic import JsonValue
 
+from durapod._log import get_logger
 from durapod.errors import CorruptRecord, JobNotFound, StaleOwnerError, VersionConflict
-from durapod.models import Job, JobStatus, StepRecord
+from durapod.models import CLAIMABLE, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
 from durapod.stores._sqlite_rows import (
     _JOB_COLUMNS,
@@ -30,8 +31,9 @@ from durapod.stores._sqlite_rows import (
 )
 from durapod.stores.base import ControlRequest, matches
 
+_CLAIMABLE_STATUSES: Final = ", ".join(f"'{status.value}'" for status in sorted(CLAIMABLE))
 _CLAIMABLE_SQL: Final = (
-    "status IN ('pending', 'running') AND (owner IS NULL OR lease_until IS NULL OR lease_until < :now"
+    f"status IN ({_CLAIMABLE_STATUSES}) AND (owner IS NULL OR lease_until IS NULL OR lease_until < :now"
     " OR (:reclaim_own AND owner = :owner))"
 )
 _SAVE_SQL: Final = """
@@ -45,7 +47,8 @@ _APPEND_STEP_SQL: Final = """
     INSERT INTO steps (job_id, idx, record)
     SELECT ?1, ?2, ?3 FROM jobs
     WHERE id = ?1 AND status = 'running' AND epoch = ?4
-        AND coalesce((SELECT max(idx) FROM steps WHERE job_id = ?1), -1) + 1 = ?2"""
+        AND NOT EXISTS (SELECT 1 FROM steps WHERE job_id = ?1 AND idx = ?2)"""
+_log = get_logger("durapod.stores.sqlite")
 # metadata keys that can be put in a JSON path as they are; others are filtered in Python only
 _PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9_\-]+")
 
@@ -151,8 +154,7 @@ def _op_append_step(conn: sqlite3.Connection, job_id: str, index: int, epoch: in
         raise StaleOwnerError(job_id, epoch, current_epoch, f"job is {status}")
     if current_epoch != epoch:
         raise StaleOwnerError(job_id, epoch, current_epoch, "another worker claimed it")
-    (length,) = conn.execute("SELECT count(*) FROM steps WHERE job_id = ?", (job_id,)).fetchone()
-    raise StaleOwnerError(job_id, epoch, current_epoch, f"step #{index} but journal has {length}")
+    raise StaleOwnerError(job_id, epoch, current_epoch, f"step #{index} is journaled")
 
 
 def _op_read_steps(conn: sqlite3.Connection, job_id: str) -> list[StepRecord]:
@@ -237,7 +239,7 @@ def _op_claim_orphans(
 
 def _op_renew_leases(conn: sqlite3.Connection, owner: str, job_ids: str, lease_until: int) -> set[str]:
     rows = conn.execute(
-        "UPDATE jobs SET lease_until = ? WHERE owner = ? AND status IN ('pending', 'running')"
+        f"UPDATE jobs SET lease_until = ? WHERE owner = ? AND status IN ({_CLAIMABLE_STATUSES})"
         " AND id IN (SELECT value FROM json_each(?)) RETURNING id",
         (lease_until, owner, job_ids),
     ).fetchall()
@@ -270,7 +272,10 @@ def _op_take_controls(conn: sqlite3.Connection, job_ids: str) -> list[ControlReq
             decoded = json.loads(payload)
         except (ValueError, TypeError) as exc:
             raise CorruptRecord(f"controls/{control_id}", _reason(exc)) from None
-        taken.append(ControlRequest(job_id, kind, _moment(requested_at), decoded))
+        try:
+            taken.append(ControlRequest(job_id, kind, _moment(requested_at), decoded))
+        except ValueError as exc:  # garbage in the table: dropped, and said so
+            _log.warning("control request ignored", job_id=job_id, kind=kind, error=str(exc))
     if rows:
         conn.execute(
             "DELETE FROM controls WHERE id IN (SELECT value FROM json_each(?))", (json.dumps([row[0] for row in rows]),)
@@ -316,3 +321,28 @@ def _op_list_schedules(conn: sqlite3.Connection, agent: str | None) -> list[Sche
 
 def _op_delete_schedule(conn: sqlite3.Connection, agent: str, name: str) -> bool:
     return conn.execute("DELETE FROM schedules WHERE agent = ? AND name = ?", (agent, name)).rowcount > 0
+
+
+def _op_register_worker(
+    conn: sqlite3.Connection, worker_id: str, token: str, info: str, lease_until: int, now: int, replace: str | None
+) -> str | None:
+    row = conn.execute("SELECT token, info, lease_until FROM workers WHERE id = ?", (worker_id,)).fetchone()
+    if row is not None and row[0] != token and row[2] >= now and row[0] != replace:
+        return str(row[1])
+    conn.execute(
+        "INSERT INTO workers (id, token, info, lease_until) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO UPDATE"
+        " SET token = ?2, info = ?3, lease_until = ?4",
+        (worker_id, token, info, lease_until),
+    )
+    return None
+
+
+def _op_renew_worker(conn: sqlite3.Connection, worker_id: str, token: str, lease_until: int) -> bool:
+    updated = conn.execute(
+        "UPDATE workers SET lease_until = ? WHERE id = ? AND token = ?", (lease_until, worker_id, token)
+    ).rowcount
+    return updated > 0
+
+
+def _op_unregister_worker(conn: sqlite3.Connection, worker_id: str, token: str) -> None:
+    conn.execute("DELETE FROM workers WHERE id = ? AND token = ?", (worker_id, token))

@@ -1,8 +1,9 @@
 """The SQLite file's format: tables, migrations, and opening a connection to it.
 
-Schema (``PRAGMA user_version`` 1): ``jobs`` holds each job's JSON record (``Job.model_dump_json()``)
+Schema (``PRAGMA user_version`` 2): ``jobs`` holds each job's JSON record (``Job.model_dump_json()``)
 next to the queryable columns; ``steps``, ``events`` and ``controls`` hold each job's journal, event log
-and pending control requests; ``schedules`` holds each schedule's record. How a job maps onto its row is
+and pending control requests; ``schedules`` holds each schedule's record; ``workers`` the worker ids
+in use. How a job maps onto its row is
 in :mod:`durapod.stores._sqlite_rows`.
 
 A connection runs in WAL mode with the ``synchronous`` level the store's durability asks for.
@@ -55,8 +56,19 @@ _SCHEMA_1: Final = (
         PRIMARY KEY (agent, name)
     ) WITHOUT ROWID""",
 )
+_SCHEMA_2: Final = (
+    # steps may be journaled out of order (steps started together finish in any order): count them
+    "DROP TRIGGER steps_count",
+    """CREATE TRIGGER steps_count AFTER INSERT ON steps BEGIN
+        UPDATE jobs SET steps = steps + 1 WHERE id = NEW.job_id;
+    END""",
+    # who runs under which worker id, so that two live workers never share one
+    """CREATE TABLE workers (
+        id TEXT PRIMARY KEY, token TEXT NOT NULL, info TEXT NOT NULL, lease_until INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+)
 #: ``_MIGRATIONS[n]`` takes a file from schema version ``n`` to ``n + 1``; append, never edit.
-_MIGRATIONS: Final = (_SCHEMA_1,)
+_MIGRATIONS: Final = (_SCHEMA_1, _SCHEMA_2)
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
 

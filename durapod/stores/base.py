@@ -27,11 +27,11 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from pydantic import JsonValue
 
-from durapod.models import Job, JobStatus, StepRecord
+from durapod.models import ControlKind, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
 
 __all__ = [
@@ -43,8 +43,6 @@ __all__ = [
     "encode_cursor",
     "matches",
 ]
-
-ControlKind = Literal["pause", "resume", "cancel"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +68,15 @@ class ControlRequest:
     kind: ControlKind
     requested_at: datetime
     payload: JsonValue = field(default=None)
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "kind", ControlKind(self.kind))
+        except ValueError:
+            raise ValueError(
+                f"invalid control request kind {self.kind!r} for job {self.job_id!r}; expected one of "
+                + ", ".join(kind.value for kind in ControlKind)
+            ) from None
 
 
 def encode_cursor(job: Job) -> str:
@@ -232,6 +239,32 @@ class Store(Protocol):
 
     async def take_controls(self, job_ids: Collection[str]) -> builtins.list[ControlRequest]:
         """Remove and return the control requests of ``job_ids``, oldest first (ties in the order asked)."""
+        ...
+
+    async def register_worker(
+        self,
+        worker_id: str,
+        token: str,
+        *,
+        info: str,
+        lease_until: datetime,
+        now: datetime,
+        replace: str | None = None,
+    ) -> str | None:
+        """Claim ``worker_id`` for the worker holding ``token`` until ``lease_until``.
+
+        The claim succeeds (returns None) when nobody holds the id, when the holder's lease ended before
+        ``now``, when ``token`` holds it already, or when ``replace`` is the holder's token (its process is
+        known to be gone). Otherwise it returns the holder's ``info`` and changes nothing.
+        """
+        ...
+
+    async def renew_worker(self, worker_id: str, token: str, *, lease_until: datetime) -> bool:
+        """Extend the claim ``token`` holds on ``worker_id``. False if it holds it no longer."""
+        ...
+
+    async def unregister_worker(self, worker_id: str, token: str) -> None:
+        """Let go of the claim ``token`` holds on ``worker_id`` (nothing if it holds none)."""
         ...
 
     async def get_schedule(self, agent: str, name: str) -> ScheduleState | None:

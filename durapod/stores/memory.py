@@ -12,17 +12,15 @@ import aiorwlock
 from pydantic import JsonValue
 
 from durapod.errors import InvalidInput, JobNotFound, StaleOwnerError, VersionConflict
-from durapod.models import SETTLED, Job, JobStatus, StepRecord
+from durapod.models import CLAIMABLE, SETTLED, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
 from durapod.stores.base import ControlRequest, Page, Store, decode_cursor, encode_cursor, matches
 
 __all__ = ["MemoryStore"]
 
-_CLAIMABLE = (JobStatus.PENDING, JobStatus.RUNNING)
-
 
 def _lease_is_free(job: Job, owner: str, now: datetime, reclaim_own: bool) -> bool:
-    if job.status not in _CLAIMABLE:
+    if job.status not in CLAIMABLE:
         return False
     if job.owner is None or job.lease_until is None or job.lease_until < now:
         return True
@@ -32,6 +30,10 @@ def _lease_is_free(job: Job, owner: str, now: datetime, reclaim_own: bool) -> bo
 def _claimed(job: Job, owner: str, lease_until: datetime) -> Job:
     recoveries = job.recoveries + 1 if job.status == JobStatus.RUNNING else job.recoveries
     return job.evolve(owner=owner, lease_until=lease_until, epoch=job.epoch + 1, recoveries=recoveries)
+
+
+def _index(record: StepRecord) -> int:
+    return record.index
 
 
 class MemoryStore(Store):
@@ -47,11 +49,12 @@ class MemoryStore(Store):
         # fast=True: no extra trip round the event loop after each acquire (nothing here awaits inside)
         self._lock = aiorwlock.RWLock(fast=True)
         self._jobs: dict[str, Job] = {}
-        self._steps: defaultdict[str, list[StepRecord]] = defaultdict(list)
+        self._steps: defaultdict[str, dict[int, StepRecord]] = defaultdict(dict)
         self._events: defaultdict[str, list[dict[str, JsonValue]]] = defaultdict(list)
         self._controls: defaultdict[str, list[tuple[int, ControlRequest]]] = defaultdict(list)
         self._asked = itertools.count()
         self._schedules: dict[tuple[str, str], ScheduleState] = {}
+        self._workers: dict[str, tuple[str, str, datetime]] = {}  # id -> (token, info, lease_until)
 
     def __repr__(self) -> str:
         return f"MemoryStore(jobs={len(self._jobs)})"
@@ -130,15 +133,14 @@ class MemoryStore(Store):
             journal = self._steps[record.job_id]
             if job.status != JobStatus.RUNNING or job.epoch != record.epoch:
                 raise StaleOwnerError(record.job_id, record.epoch, job.epoch, f"job is {job.status}")
-            if record.index != len(journal):
-                raise StaleOwnerError(
-                    record.job_id, record.epoch, job.epoch, f"step #{record.index} but journal has {len(journal)}"
-                )
-            journal.append(record)
+            if record.index in journal:
+                raise StaleOwnerError(record.job_id, record.epoch, job.epoch, f"step #{record.index} is journaled")
+            journal[record.index] = record
 
     async def read_steps(self, job_id: str) -> builtins.list[StepRecord]:
         async with self._lock.reader_lock:
-            return list(self._steps.get(job_id, ()))
+            journal = self._steps.get(job_id)
+            return sorted(journal.values(), key=_index) if journal else []
 
     async def append_events(
         self, job_id: str, events: Sequence[Mapping[str, JsonValue]], *, epoch: int | None = None
@@ -233,6 +235,37 @@ class MemoryStore(Store):
                 taken.extend(self._controls.pop(job_id, ()))
         taken.sort(key=lambda item: (item[1].requested_at, item[0]))
         return [request for _, request in taken]
+
+    async def register_worker(
+        self,
+        worker_id: str,
+        token: str,
+        *,
+        info: str,
+        lease_until: datetime,
+        now: datetime,
+        replace: str | None = None,
+    ) -> str | None:
+        async with self._lock.writer_lock:
+            held = self._workers.get(worker_id)
+            if held is not None and held[0] != token and held[2] >= now and held[0] != replace:
+                return held[1]
+            self._workers[worker_id] = (token, info, lease_until)
+            return None
+
+    async def renew_worker(self, worker_id: str, token: str, *, lease_until: datetime) -> bool:
+        async with self._lock.writer_lock:
+            held = self._workers.get(worker_id)
+            if held is None or held[0] != token:
+                return False
+            self._workers[worker_id] = (token, held[1], lease_until)
+            return True
+
+    async def unregister_worker(self, worker_id: str, token: str) -> None:
+        async with self._lock.writer_lock:
+            held = self._workers.get(worker_id)
+            if held is not None and held[0] == token:
+                del self._workers[worker_id]
 
     async def get_schedule(self, agent: str, name: str) -> ScheduleState | None:
         async with self._lock.reader_lock:

@@ -70,6 +70,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from durapod._log import get_logger
 from durapod.errors import (
     CorruptRecord,
     InvalidInput,
@@ -99,6 +100,8 @@ from durapod.stores._redis_wakeups import _CONTROL_CHANNEL, _Wakeups
 from durapod.stores.base import ControlRequest, Page, Store, decode_cursor, encode_cursor, matches
 
 __all__ = ["RedisStore"]
+
+_log = get_logger("durapod.stores.redis")
 
 _CHUNK: Final = 256  # index members read per round trip by list and claim_orphans
 
@@ -484,13 +487,12 @@ class RedisStore(Store):
     # -- journal and events ------------------------------------------------------------------------------
 
     async def append_step(self, record: StepRecord) -> None:
-        """Journal one step, fenced: the job must be running with ``record.epoch`` and the journal hold
-        exactly ``record.index`` steps. Sets the job's ``steps`` count without changing its version.
+        """Journal one step, fenced: the job must be running with ``record.epoch`` and its journal must not
+        hold ``record.index`` yet. Counts it in the job's ``steps`` without changing its version.
 
         Raises:
             JobNotFound: no job has that id.
-            StaleOwnerError: the job is not running with ``record.epoch``, or ``record.index`` is not
-                the journal's length.
+            StaleOwnerError: the job is not running with ``record.epoch``, or ``record.index`` is journaled.
         """
         keys = self._job_keys(record.job_id)
         script = self._scripts["append_step"]
@@ -513,11 +515,13 @@ class RedisStore(Store):
             CorruptRecord: a step cannot be decoded (``.key`` is ``"<job id>/steps/<index>"``).
         """
         steps: builtins.list[StepRecord] = []
-        for index, raw in enumerate(await self._read("LRANGE", self._job_keys(job_id)[1], 0, -1)):
+        journal = await self._read("HGETALL", self._job_keys(job_id)[1])
+        for field, raw in journal.items():
             try:
                 steps.append(StepRecord.model_validate_json(raw))
             except ValueError as exc:
-                raise CorruptRecord(f"{job_id}/steps/{index}", _first_line(exc)) from None
+                raise CorruptRecord(f"{job_id}/steps/{field.decode(errors='replace')}", _first_line(exc)) from None
+        steps.sort(key=lambda record: record.index)
         return steps
 
     async def append_events(
@@ -767,15 +771,55 @@ class RedisStore(Store):
             for raw in entries:
                 try:
                     entry = json.loads(raw)
-                    taken.append(
-                        ControlRequest(
-                            job_id, entry["kind"], datetime.fromisoformat(entry["requested_at"]), entry["payload"]
-                        )
+                    kind, moment, payload = (
+                        entry["kind"],
+                        datetime.fromisoformat(entry["requested_at"]),
+                        entry["payload"],
                     )
                 except (ValueError, TypeError, KeyError) as exc:
                     raise CorruptRecord(f"{job_id}/controls", str(exc)) from None
+                try:
+                    taken.append(ControlRequest(job_id, kind, moment, payload))
+                except ValueError as exc:  # an unknown kind: dropped, and said so
+                    _log.warning("control request ignored", job_id=job_id, kind=str(kind), error=str(exc))
         taken.sort(key=lambda request: request.requested_at)
         return taken
+
+    # -- worker ids ------------------------------------------------------------------------------------
+
+    def _worker_key(self, worker_id: str) -> str:
+        return f"{self._prefix}worker:{{{worker_id}}}"
+
+    async def register_worker(
+        self,
+        worker_id: str,
+        token: str,
+        *,
+        info: str,
+        lease_until: datetime,
+        now: datetime,
+        replace: str | None = None,
+    ) -> str | None:
+        """Claim ``worker_id`` for ``token`` (see :meth:`Store.register_worker`). Returns the live holder's
+        info when refused, else None."""
+        holder = await self._script(
+            "register_worker",
+            (self._worker_key(worker_id),),
+            token,
+            info,
+            _micros(lease_until),
+            _micros(now),
+            replace or "",
+        )
+        return None if holder is None else holder.decode()
+
+    async def renew_worker(self, worker_id: str, token: str, *, lease_until: datetime) -> bool:
+        """Extend the claim ``token`` holds on ``worker_id``. False if it holds it no longer."""
+        return bool(await self._script("renew_worker", (self._worker_key(worker_id),), token, _micros(lease_until)))
+
+    async def unregister_worker(self, worker_id: str, token: str) -> None:
+        """Let go of the claim ``token`` holds on ``worker_id``."""
+        await self._script("unregister_worker", (self._worker_key(worker_id),), token)
 
     # -- schedules -------------------------------------------------------------------------------------
 

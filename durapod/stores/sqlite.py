@@ -50,17 +50,20 @@ from durapod.stores._sqlite_ops import (
     _op_list_schedules,
     _op_read_events,
     _op_read_steps,
+    _op_register_worker,
     _op_release,
     _op_renew_leases,
+    _op_renew_worker,
     _op_request_control,
     _op_save,
     _op_save_schedule,
     _op_take_controls,
+    _op_unregister_worker,
 )
 from durapod.stores._sqlite_rows import _encode_json, _micros, _moment, _optional_micros
 from durapod.stores._sqlite_schema import _open
 from durapod.stores._sqlite_worker import _Stop, _Worker
-from durapod.stores.base import ControlKind, ControlRequest, Page, Store, decode_cursor, encode_cursor
+from durapod.stores.base import ControlRequest, Page, Store, decode_cursor, encode_cursor
 
 __all__ = ["SQLiteStore"]
 
@@ -270,13 +273,12 @@ class SQLiteStore(Store):
         return await self._write(_op_delete, job_id)
 
     async def append_step(self, record: StepRecord) -> None:
-        """Journal one step, fenced: the job must be running with ``record.epoch`` and the journal hold
-        exactly ``record.index`` steps. Sets the job's ``steps`` count without changing its version.
+        """Journal one step, fenced: the job must be running with ``record.epoch`` and its journal must not
+        hold ``record.index`` yet. Counts it in the job's ``steps`` without changing its version.
 
         Raises:
             JobNotFound: no job has that id.
-            StaleOwnerError: the job is not running with ``record.epoch``, or ``record.index`` is not
-                the journal's length.
+            StaleOwnerError: the job is not running with ``record.epoch``, or ``record.index`` is journaled.
         """
         await self._write(_op_append_step, record.job_id, record.index, record.epoch, record.model_dump_json())
 
@@ -370,7 +372,7 @@ class SQLiteStore(Store):
             InvalidInput: the payload is not JSON.
         """
         payload = _encode_json(request.payload, "control payload", request.job_id)
-        kind: ControlKind = request.kind
+        kind = str(request.kind.value)
         await self._write(_op_request_control, request.job_id, kind, payload, _micros(request.requested_at))
 
     async def take_controls(self, job_ids: Collection[str]) -> builtins.list[ControlRequest]:
@@ -378,6 +380,30 @@ class SQLiteStore(Store):
         if not job_ids:
             return []
         return await self._write(_op_take_controls, json.dumps(list(job_ids)))
+
+    async def register_worker(
+        self,
+        worker_id: str,
+        token: str,
+        *,
+        info: str,
+        lease_until: datetime,
+        now: datetime,
+        replace: str | None = None,
+    ) -> str | None:
+        """Claim ``worker_id`` for ``token`` (see :meth:`Store.register_worker`). Returns the live holder's
+        info when refused, else None."""
+        return await self._write(
+            _op_register_worker, worker_id, token, info, _micros(lease_until), _micros(now), replace
+        )
+
+    async def renew_worker(self, worker_id: str, token: str, *, lease_until: datetime) -> bool:
+        """Extend the claim ``token`` holds on ``worker_id``. False if it holds it no longer."""
+        return await self._write(_op_renew_worker, worker_id, token, _micros(lease_until))
+
+    async def unregister_worker(self, worker_id: str, token: str) -> None:
+        """Let go of the claim ``token`` holds on ``worker_id``."""
+        await self._write(_op_unregister_worker, worker_id, token)
 
     async def get_schedule(self, agent: str, name: str) -> ScheduleState | None:
         """The schedule ``name`` of ``agent``, or None.

@@ -23,7 +23,8 @@ STEPS = 5
 
 
 def side_connection(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    # steps run in worker threads (sync step functions do): one connection shared by them and the loop
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     # One table for both kinds of row: its rowid orders what the processes did, across processes.
     conn.execute(

@@ -1,4 +1,7 @@
-"""Riding out a store that blinks: retry an operation while the store is unreachable."""
+"""Riding out a store that blinks: repeat an operation while the store is unreachable.
+
+(Not the retry policy of jobs, which lives in :mod:`durapod.retry`.)
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from durapod._log import Logger
 from durapod.errors import StoreUnavailable
 from durapod.lowlevel.clock import Clock
 
@@ -17,7 +21,7 @@ T = TypeVar("T")
 async def retry_unavailable(
     operation: Callable[[], Awaitable[T]],
     clock: Clock,
-    log: Any,
+    log: Callable[[], Logger],
     *,
     what: str,
     give_up_after: float | None = None,
@@ -26,7 +30,8 @@ async def retry_unavailable(
 ) -> T:
     """Run ``operation``; while it raises :class:`StoreUnavailable`, wait (exponential backoff) and retry.
 
-    Logs a warning on the first failure and once the store is back. Raises the last
+    Logs a warning (to the logger ``log()`` gives, built only then) on the first failure and once the
+    store is back. Raises the last
     ``StoreUnavailable`` once ``give_up_after`` seconds have passed (None: never gives up).
     Other errors propagate at once.
     """
@@ -39,14 +44,14 @@ async def retry_unavailable(
         except StoreUnavailable as exc:
             failures += 1
             if failures == 1:
-                log.warning("store unavailable; retrying", operation=what, error=str(exc))
+                log().warning("store unavailable; retrying", operation=what, error=str(exc))
             if give_up_after is not None and clock.monotonic() - started + delay > give_up_after:
                 raise
             await clock.sleep(delay)
             delay = min(delay * 2, max_delay)
             continue
         if failures:
-            log.warning("store is back", operation=what, retries=failures)
+            log().warning("store is back", operation=what, retries=failures)
         return result
 
 
@@ -72,7 +77,7 @@ class PatientStore:
             return await retry_unavailable(
                 lambda: attribute(*args, **kwargs),
                 self._clock,
-                self._log,
+                lambda: self._log,
                 what=name,
                 give_up_after=self._timeout,
             )

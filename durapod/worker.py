@@ -1,0 +1,423 @@
+"""Worker: runs the jobs of one agent. Job actors and their supervision, leases, takeover, serve(), drain.
+
+The worker is the job actors' supervisor. Each job it runs is a :class:`~durapod.actors.job.JobActor`
+in one task of its own, which the worker starts, tracks and stops. An actor writes how its job ended;
+when that is a retry, the worker restarts the actor once the job's durable retry timer
+(``next_attempt_at``) is due (a job waiting for it has a timer here, no task and no actor); when the actor
+itself could not write (the store failed), the worker restarts it after a short backoff, reading the job
+from the store again. Beside the actors, a root :class:`~durapod.lowlevel.Supervisor` runs the worker's
+permanent services: the :class:`~durapod.actors.lease.LeaseKeeper` (and the scheduler, when started).
+
+A worker registers its id in the store while it runs; a second live worker with the same id is refused
+with :class:`~durapod.WorkerIdInUse`. A worker started again under the id of a dead one (the same host,
+its process gone) takes the id over at once, and with it the dead worker's jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from pydantic import JsonValue
+
+from durapod._control import apply_control
+from durapod._invoke import AgentInvoker
+from durapod._log import get_logger
+from durapod.actors.job import Cancel, Drain, Exit, JobActor, JobRuntime, LeaseLost, Pause
+from durapod.actors.lease import LeaseKeeper
+from durapod.errors import JobStateError, StoreError, WorkerIdInUse
+from durapod.lowlevel.actor import ActorRef, spawn
+from durapod.lowlevel.clock import Clock, Timer
+from durapod.lowlevel.policy import Backoff, ChildSpec, RestartType
+from durapod.lowlevel.supervisor import Supervisor
+from durapod.models import Job, JobStatus
+from durapod.retry import RetryPolicy
+from durapod.stores.base import ControlRequest, Store
+
+__all__ = ["Worker", "default_worker_id"]
+
+#: Restarts of an actor that could not write its job's outcome: quick at first, then every few seconds.
+_CRASH_BACKOFF = Backoff(initial_delay=0.1, max_delay=5.0, multiplier=2.0, jitter=0.1)
+#: Extra seconds a draining worker waits for its actors beyond their grace (their last writes).
+_DRAIN_MARGIN = 5.0
+_IDLE_DELAY = 0.005
+
+
+def default_worker_id() -> str:
+    """An id unique to this process: host, process id and a random part."""
+    host = "".join(ch for ch in socket.gethostname() if ch.isalnum() or ch in "-._") or "host"
+    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _process_is_gone(holder: dict[str, Any]) -> bool:
+    """True if the registered holder of an id is a process of this host that no longer exists."""
+    if holder.get("host") != socket.gethostname():
+        return False
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Worker:
+    """Runs the jobs of one agent in job actors, with leases, takeover of orphans and a graceful drain.
+
+    Made by :class:`~durapod.DurableAgent`, which passes its settings through.
+    """
+
+    def __init__(
+        self,
+        invoker: AgentInvoker,
+        store: Store,
+        *,
+        name: str,
+        worker_id: str,
+        retry: RetryPolicy,
+        pause_timeout: float,
+        lease_ttl: float,
+        max_recoveries: int,
+        max_concurrency: int | None,
+        shutdown_grace: float,
+        clock: Clock,
+        poll_interval: float,
+        written: Callable[[Job], None],
+        publish_event: Callable[[str, dict[str, JsonValue]], None],
+    ) -> None:
+        self.store = store
+        self.name = name
+        self.worker_id = worker_id
+        self.lease_ttl = lease_ttl
+        self.clock = clock
+        self.max_concurrency = max_concurrency
+        self.shutdown_grace = shutdown_grace
+        self.poll_interval = poll_interval
+        self.log = get_logger("durapod.worker", worker_id=worker_id)
+        self._written = written
+        self._runtime = JobRuntime(
+            store=store,
+            clock=clock,
+            worker_id=worker_id,
+            invoker=invoker,
+            retry=retry,
+            pause_timeout=pause_timeout,
+            max_recoveries=max_recoveries,
+            concurrency=asyncio.Semaphore(max_concurrency) if max_concurrency else None,
+            log=self.log,
+            written=written,
+            publish_event=publish_event,
+        )
+        self._actors: dict[str, JobActor] = {}
+        #: jobs held here without an actor: waiting for their retry timer, or to restart a crashed actor
+        self._waiting: dict[str, tuple[Job, Timer]] = {}
+        self._crashes: dict[str, int] = {}
+        self._root_ref: ActorRef[Any] | None = None
+        self._root: Supervisor | None = None
+        self._token = uuid.uuid4().hex
+        self._accepting = False
+
+    def __repr__(self) -> str:
+        return f"Worker(name={self.name!r}, worker_id={self.worker_id!r})"
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def is_running(self) -> bool:
+        """True between a successful ``open()`` and ``aclose()``."""
+        return self._accepting
+
+    @property
+    def root(self) -> Supervisor:
+        """The root supervisor of the worker's services (the lease keeper, the scheduler)."""
+        if self._root is None or not self._accepting:
+            raise RuntimeError(f"{self!r} is not running")
+        return self._root
+
+    async def open(self) -> None:
+        """Register the worker's id, start its services and continue its orphaned jobs.
+
+        Raises:
+            WorkerIdInUse: a live worker holds this worker id.
+            StoreError: the store failed; nothing is left running.
+        """
+        if self._accepting:
+            return
+        await self._register()
+        try:
+            root = self._root = Supervisor(f"{self.name}:root", max_restarts=3, within=5.0, clock=self.clock)
+            self._root_ref = await spawn(root, name=root.name)
+            await root.start_child(ChildSpec("lease-keeper", lambda: LeaseKeeper(self), RestartType.PERMANENT))
+            self._accepting = True
+            self.log.info("worker started", agent=self.name)
+            await self.claim_orphans(reclaim_own=True)
+        except BaseException:
+            await self._stop_services()
+            raise
+
+    async def aclose(self, grace: float | None = None) -> None:
+        """Stop: steps in flight get ``grace`` seconds (default ``shutdown_grace``) to finish and be
+        journaled, then every unfinished job is handed back (pending) for the next worker. Idempotent."""
+        if not self._accepting and self._root_ref is None:
+            return
+        self._accepting = False
+        grace = self.shutdown_grace if grace is None else grace
+        actors = list(self._actors.values())
+        for actor in actors:
+            actor.tell(Drain(grace))
+        tasks = [actor.task for actor in actors if actor.task is not None]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=grace + _DRAIN_MARGIN)
+            for task in late:  # stuck on a store that does not answer: their leases will expire
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        for job_id in list(self._waiting):
+            self._take_waiting(job_id)
+            try:
+                await self.store.release(job_id, self.worker_id)
+            except StoreError as exc:
+                self.log.warning("cannot release a waiting job; its lease will expire", job_id=job_id, error=repr(exc))
+        await self._stop_services()
+        self.log.info("worker stopped")
+
+    async def _stop_services(self) -> None:
+        self._accepting = False
+        ref, self._root_ref = self._root_ref, None
+        if ref is not None:
+            ref.stop()
+            await ref.join()
+        self._root = None
+        try:
+            await self.store.unregister_worker(self.worker_id, self._token)
+        except StoreError as exc:
+            self.log.warning("cannot unregister the worker id", error=repr(exc))
+
+    # -- the worker's id -------------------------------------------------------------------------
+
+    def _registration(self) -> str:
+        return json.dumps({"token": self._token, "host": socket.gethostname(), "pid": os.getpid()})
+
+    async def _register(self) -> None:
+        now = self.clock.utcnow()
+        until = now + timedelta(seconds=self.lease_ttl)
+        holder = await self.store.register_worker(
+            self.worker_id, self._token, info=self._registration(), lease_until=until, now=now
+        )
+        if holder is None:
+            return
+        try:
+            details = json.loads(holder)
+        except ValueError:
+            details = {}
+        if not isinstance(details, dict) or not _process_is_gone(details):
+            where = f"host {details.get('host')!r}, pid {details.get('pid')!r}" if isinstance(details, dict) else holder
+            raise WorkerIdInUse(self.worker_id, where)
+        # the holder died on this host: take its id over now (and its jobs with reclaim_own)
+        replaced = await self.store.register_worker(
+            self.worker_id,
+            self._token,
+            info=self._registration(),
+            lease_until=until,
+            now=now,
+            replace=str(details.get("token")),
+        )
+        if replaced is not None:
+            raise WorkerIdInUse(self.worker_id, "a process that started meanwhile")
+
+    async def renew_registration(self) -> None:
+        """Extend the worker's claim on its id (the lease keeper calls this)."""
+        until = self.clock.utcnow() + timedelta(seconds=self.lease_ttl)
+        if not await self.store.renew_worker(self.worker_id, self._token, lease_until=until):
+            # taken over after we could not renew for a whole lease: keep going under a fresh claim
+            self.log.warning("the worker id's registration had lapsed; registering again")
+            await self._register()
+
+    # -- running jobs ----------------------------------------------------------------------------
+
+    def spawn(self, job: Job, *, fresh: bool = False, reload: bool = False) -> None:
+        """Run ``job`` here now (in a new actor), or arm its retry timer if that is not due yet.
+
+        The caller made sure no actor of this job runs here (see :meth:`start`).
+        """
+        if not self._accepting:
+            raise RuntimeError(f"{self!r} is not running")
+        moment = job.next_attempt_at
+        if moment is not None and job.status is JobStatus.PENDING and not reload:
+            delay = (moment - self.clock.utcnow()).total_seconds()
+            if delay > 0:
+                self._wait(job, delay, reload=False)
+                return
+        actor = JobActor(self._runtime, job, fresh=fresh, reload=reload)
+        task = actor.task = asyncio.get_running_loop().create_task(actor.run(), name=f"durapod-job {job.id}")
+        self._actors[job.id] = actor
+        task.add_done_callback(lambda done: self._exited(actor, done))
+
+    async def start(self, job: Job, *, fresh: bool = False) -> None:
+        """Run ``job`` here, once any local actor of it that is still stopping has finished."""
+        old = self._actors.get(job.id)
+        while old is not None and old.task is not None:
+            await asyncio.wait([old.task])
+            old = self._actors.get(job.id)
+        self._take_waiting(job.id)
+        self.spawn(job, fresh=fresh)
+
+    def _wait(self, job: Job, delay: float, *, reload: bool) -> None:
+        def due() -> None:
+            entry = self._waiting.pop(job.id, None)
+            if entry is not None and self._accepting:
+                self.spawn(entry[0], reload=reload)
+
+        self._waiting[job.id] = (job, self.clock.call_later(delay, due))
+
+    def _take_waiting(self, job_id: str) -> Job | None:
+        entry = self._waiting.pop(job_id, None)
+        if entry is None:
+            return None
+        entry[1].cancel()
+        return entry[0]
+
+    def _exited(self, actor: JobActor, task: asyncio.Task[Exit]) -> None:
+        if self._actors.get(actor.job.id) is actor:
+            del self._actors[actor.job.id]
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:  # pragma: no cover - JobActor.run catches everything but cancellation
+            self.log.error("job actor failed", job_id=actor.job.id, error=repr(error))
+            return
+        outcome = task.result()
+        job = actor.job
+        if outcome is Exit.CRASHED:
+            crashes = self._crashes.get(job.id, 0) + 1
+            self._crashes[job.id] = crashes
+            if self._accepting:
+                self._wait(job, _CRASH_BACKOFF.delay(crashes, 0.5), reload=True)
+            return
+        self._crashes.pop(job.id, None)
+        if outcome is Exit.RETRY and self._accepting:
+            self.spawn(job)  # arms the retry timer: the actor restarts when it is due
+
+    # -- what the control core and the lease keeper call -----------------------------------------
+
+    def actor(self, job_id: str) -> JobActor | None:
+        """The live actor of the job here, if any."""
+        return self._actors.get(job_id)
+
+    def holds(self, job_id: str) -> bool:
+        """True if the job runs here or waits here for its retry timer."""
+        return job_id in self._actors or job_id in self._waiting
+
+    def held_jobs(self) -> list[str]:
+        """Every job held here: running actors and jobs waiting for a timer."""
+        return [*self._actors, *self._waiting]
+
+    def has_live_actors(self) -> bool:
+        """True while any job actor runs here."""
+        return bool(self._actors)
+
+    def take_waiting(self, job_id: str) -> Job | None:
+        """Stop holding a job that waits for its timer here (a pause or cancel takes it); returns it."""
+        return self._take_waiting(job_id)
+
+    def unflushed(self, job_id: str, after: int) -> list[dict[str, JsonValue]]:
+        """Events of a job running here that are not in the store yet."""
+        actor = self._actors.get(job_id)
+        return actor.unflushed_events(after) if actor is not None else []
+
+    async def control(self, request: ControlRequest) -> None:
+        """Act on a pause or cancel that another process left in the store for a job held here."""
+        if request.kind not in ("pause", "cancel"):
+            self.log.warning("unknown control request ignored", job_id=request.job_id, kind=str(request.kind))
+            return
+        actor = self._actors.get(request.job_id)
+        if actor is not None:
+            actor.tell(Pause() if request.kind == "pause" else Cancel())
+            return
+        job = self._take_waiting(request.job_id)
+        if job is None:
+            return
+        with contextlib.suppress(JobStateError):  # settled meanwhile
+            await apply_control(self.store, request.job_id, request.kind, self.clock, self._written)
+
+    def lost(self, job_ids: list[str]) -> None:
+        """Stop the actors of jobs this worker no longer holds, without writing."""
+        for job_id in job_ids:
+            actor = self._actors.get(job_id)
+            if actor is not None:
+                actor.tell(LeaseLost())
+            self._take_waiting(job_id)
+
+    def capacity(self, batch_size: int = 64) -> int:
+        """How many more jobs this worker may take now (``batch_size`` when unlimited)."""
+        if self.max_concurrency is None:
+            return batch_size
+        return max(self.max_concurrency - len(self._actors) - len(self._waiting), 0)
+
+    async def claim_orphans(self, *, reclaim_own: bool = False) -> int:
+        """Claim this agent's orphaned jobs (their owner's lease expired; with ``reclaim_own`` also the
+        jobs this worker id held before a restart) up to the free capacity, and run them."""
+        if not self._accepting:
+            return 0
+        limit = self.capacity()
+        if limit <= 0:
+            return 0
+        now = self.clock.utcnow()
+        claimed = await self.store.claim_orphans(
+            self.name,
+            self.worker_id,
+            lease_until=now + timedelta(seconds=self.lease_ttl),
+            now=now,
+            limit=limit,
+            reclaim_own=reclaim_own,
+        )
+        for job in claimed:
+            self.log.info("recovering job", job_id=job.id, status=str(job.status), recoveries=job.recoveries)
+            await self.start(job)
+        return len(claimed)
+
+    async def serve(self, *, batch_size: int = 64) -> None:
+        """Run queued and orphaned jobs until cancelled (see :meth:`DurableAgent.serve`)."""
+        idle_delay = _IDLE_DELAY
+        while True:
+            capacity = self.capacity(batch_size)
+            try:
+                claimed = await self._claim_work(capacity) if capacity > 0 and self._accepting else 0
+            except StoreError as exc:
+                self.log.warning("cannot claim work; retrying", error=repr(exc))
+                claimed = 0
+            if claimed:
+                idle_delay = _IDLE_DELAY
+                continue
+            await self._wait_for_work(idle_delay)
+            idle_delay = min(idle_delay * 2, self.poll_interval)
+
+    async def _claim_work(self, capacity: int) -> int:
+        now = self.clock.utcnow()
+        until = now + timedelta(seconds=self.lease_ttl)
+        claimed = await self.store.claim_orphans(self.name, self.worker_id, lease_until=until, now=now, limit=capacity)
+        if len(claimed) < capacity:
+            claimed += await self.store.claim_orphans(
+                "", self.worker_id, lease_until=until, now=now, limit=capacity - len(claimed)
+            )
+        for job in claimed:
+            await self.start(job)
+        return len(claimed)
+
+    async def _wait_for_work(self, delay: float) -> None:
+        wait_for_work = getattr(self.store, "wait_for_work", None)
+        if wait_for_work is not None:
+            await wait_for_work(self.name, delay)
+        else:
+            await asyncio.sleep(delay)
