@@ -11,6 +11,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from durapod.stores._redis_codec import _text
+from durapod.stores._redis_compat import _aclose
 
 
 class _WakeupsOwner(Protocol):
@@ -81,4 +82,4 @@ class _Wakeups:
                 await task
         if pubsub is not None:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await _aclose(pubsub)
