@@ -11,15 +11,19 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from durapod.errors import CorruptRecord, InvalidInput, StoreError, StoreUnavailable, VersionConflict
 from durapod.models import Job, JobStatus, StepRecord, utcnow
 from durapod.schedules import ScheduleState
 from durapod.stores import open_store
+from durapod.stores._redis_compat import _aclose, _connection_getter, _is_stale
 from durapod.stores.base import ControlRequest
 from durapod.stores.redis import RedisStore
 from durapod.testing import capture_logs
@@ -58,7 +62,7 @@ async def admin(redis_url: str) -> AsyncIterator[Redis]:
     try:
         yield client
     finally:
-        await client.aclose()
+        await _aclose(client)  # redis-py 5.0.0 has no aclose()
 
 
 async def ttls(admin: Redis, store: RedisStore, job_id: str) -> list[int]:
@@ -365,7 +369,7 @@ async def test_from_url_with_a_user_a_password_and_a_database(redis_url: str, ad
             assert await db3.exists("durapod:job:{a}") == 1
             await db3.flushdb()
         finally:
-            await db3.aclose()
+            await _aclose(db3)
         assert await admin.exists("durapod:job:{a}") == 0
     finally:
         await store.close()
@@ -594,6 +598,75 @@ async def test_schedules_are_compare_and_set(redis_store: RedisStore) -> None:
     assert await redis_store.delete_schedule("a", "daily") is True
     assert await redis_store.delete_schedule("a", "daily") is False
     assert await redis_store.get_schedule("a", "daily") is None
+
+
+# -- redis-py releases ---------------------------------------------------------------------------------
+# The suite runs on the newest redis-py and on the lowest admitted one (``make test-redis-lowest``); these
+# check the choices made for the releases in between on stand-ins of their objects.
+
+
+async def test_a_command_name_goes_to_get_connection_only_where_it_is_required() -> None:
+    class Before53:  # redis-py before 5.3: get_connection(command_name, *keys, **options)
+        async def get_connection(self, command_name: str, *keys: Any, **options: Any) -> str:
+            return f"given {command_name}"
+
+    class From53:  # 5.3 on: a command name is deprecated (a warning, an error in this suite)
+        async def get_connection(self, command_name: str | None = None, *keys: Any, **options: Any) -> str:
+            assert command_name is None and not keys
+            return "given nothing"
+
+    given: list[object] = [await _connection_getter(cast(Any, pool))() for pool in (Before53(), From53())]
+    assert given == ["given EVALSHA", "given nothing"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "stale"),
+    [
+        (False, False),
+        (True, True),
+        (b"", True),
+        (b"+", True),
+        (RedisConnectionError("gone"), True),
+        (RedisError("Buffer is closed."), True),
+    ],
+    ids=["idle", "data", "eof-before-5.0.8", "byte-before-5.0.8", "broken", "disconnected-before-8.0"],
+)
+async def test_an_idle_connection_is_stale_when_closed_or_holding_data(answer: object, stale: bool) -> None:
+    async def probe() -> object:
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    class Before8:  # can_read_destructive only
+        can_read_destructive = staticmethod(probe)
+
+    class From8:  # can_read, and can_read_destructive deprecated
+        can_read = staticmethod(probe)
+
+        async def can_read_destructive(self) -> bool:
+            raise AssertionError("deprecated since redis-py 8.0")
+
+    assert await _is_stale(cast(Any, Before8())) is stale
+    assert await _is_stale(cast(Any, From8())) is stale
+
+
+async def test_aclose_falls_back_on_close_where_there_is_no_aclose() -> None:
+    closed: list[str] = []
+
+    class Release500:  # redis-py 5.0.0: close() only
+        async def close(self) -> None:
+            closed.append("close")
+
+    class Later:  # 5.0.1 on: aclose(), and close() deprecated
+        async def aclose(self) -> None:
+            closed.append("aclose")
+
+        async def close(self) -> None:
+            raise AssertionError("deprecated since redis-py 5.0.1")
+
+    await _aclose(cast(Any, Release500()))
+    await _aclose(cast(Any, Later()))
+    assert closed == ["close", "aclose"]
 
 
 # -- helpers used above -------------------------------------------------------------------------------
