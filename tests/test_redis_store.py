@@ -23,7 +23,7 @@ from durapod.errors import CorruptRecord, InvalidInput, StoreError, StoreUnavail
 from durapod.models import Job, JobStatus, StepRecord, utcnow
 from durapod.schedules import ScheduleState
 from durapod.stores import open_store
-from durapod.stores._redis_compat import _aclose, _connection_getter, _is_stale
+from durapod.stores._redis_compat import _connection_getter, _is_stale
 from durapod.stores.base import ControlRequest
 from durapod.stores.redis import RedisStore
 from durapod.testing import capture_logs
@@ -62,7 +62,7 @@ async def admin(redis_url: str) -> AsyncIterator[Redis]:
     try:
         yield client
     finally:
-        await _aclose(client)  # redis-py 5.0.0 has no aclose()
+        await client.aclose()
 
 
 async def ttls(admin: Redis, store: RedisStore, job_id: str) -> list[int]:
@@ -369,7 +369,7 @@ async def test_from_url_with_a_user_a_password_and_a_database(redis_url: str, ad
             assert await db3.exists("durapod:job:{a}") == 1
             await db3.flushdb()
         finally:
-            await _aclose(db3)
+            await db3.aclose()
         assert await admin.exists("durapod:job:{a}") == 0
     finally:
         await store.close()
@@ -648,25 +648,6 @@ async def test_an_idle_connection_is_stale_when_closed_or_holding_data(answer: o
 
     assert await _is_stale(cast(Any, Before8())) is stale
     assert await _is_stale(cast(Any, From8())) is stale
-
-
-async def test_aclose_falls_back_on_close_where_there_is_no_aclose() -> None:
-    closed: list[str] = []
-
-    class Release500:  # redis-py 5.0.0: close() only
-        async def close(self) -> None:
-            closed.append("close")
-
-    class Later:  # 5.0.1 on: aclose(), and close() deprecated
-        async def aclose(self) -> None:
-            closed.append("aclose")
-
-        async def close(self) -> None:
-            raise AssertionError("deprecated since redis-py 5.0.1")
-
-    await _aclose(cast(Any, Release500()))
-    await _aclose(cast(Any, Later()))
-    assert closed == ["close", "aclose"]
 
 
 # -- helpers used above -------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The parts of redis-py that RedisStore uses and that differ between the releases it supports (5.0 to 8.x).
+"""The parts of redis-py that RedisStore uses and that differ between the releases it supports (5.0.2 to 8.x).
 
 Each difference is told apart by what the objects offer, never by ``redis.__version__``:
 
@@ -7,8 +7,6 @@ Each difference is told apart by what the objects offer, never by ``redis.__vers
 * Whether an idle connection was closed by the server: ``Connection.can_read()`` from 8.0 on, before that
   ``can_read_destructive()`` (deprecated in 8.0). Before 5.0.8 the latter, with redis-py's own (not
   hiredis) parser, reads one byte and returns it: ``b""`` then means the server closed the connection.
-* Closing a client or a pub/sub: ``aclose()`` from 5.0.1 on (which deprecates ``close()``); 5.0.0 has
-  only ``close()``.
 """
 
 from __future__ import annotations
@@ -17,8 +15,6 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import RedisError
 
@@ -51,14 +47,3 @@ async def _is_stale(connection: AbstractConnection) -> bool:
     except (RedisError, OSError):  # ConnectionError, or "Buffer is closed." (a disconnected connection)
         return True
     return bool(readable) or isinstance(readable, bytes)  # b"": end of stream, before redis-py 5.0.8
-
-
-async def _aclose(resource: Redis | PubSub) -> None:
-    """Close a client or a pub/sub: ``aclose()``, or ``close()`` on redis-py 5.0.0 that has no ``aclose``."""
-    aclose: Callable[[], Awaitable[None]] | None = getattr(resource, "aclose", None)
-    if aclose is not None:
-        await aclose()
-        return
-    closing: Awaitable[None] | None = resource.close()
-    if closing is not None:  # 5.0.0's PubSub.close returns None when it never connected
-        await closing

@@ -11,7 +11,6 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from durapod.stores._redis_codec import _text
-from durapod.stores._redis_compat import _aclose
 
 
 class _WakeupsOwner(Protocol):
@@ -82,4 +81,4 @@ class _Wakeups:
                 await task
         if pubsub is not None:
             with contextlib.suppress(Exception):
-                await _aclose(pubsub)
+                await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -93,7 +93,6 @@ from durapod.stores._redis_codec import (
     _text,
 )
 from durapod.stores._redis_codec import _member as _member  # re-exported: the member order is tested
-from durapod.stores._redis_compat import _aclose
 from durapod.stores._redis_lua import _register_scripts
 from durapod.stores._redis_pipeline import _Pipeline
 from durapod.stores._redis_wakeups import _CONTROL_CHANNEL, _Wakeups
@@ -857,7 +856,7 @@ class RedisStore(Store):
         await self._pipeline.close()
         await self._wakeups.close()
         with contextlib.suppress(RedisError, OSError):
-            await _aclose(self.client)
+            await self.client.aclose()
 
 
 def _redact(url: str) -> str:
