@@ -7,6 +7,7 @@ on the session's real ``redis-server`` (see ``tests/redis_fixtures.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -567,6 +569,29 @@ async def test_wait_for_work_without_a_server_just_waits() -> None:
         assert loop.time() - started >= 0.09
     finally:
         await store.close()
+
+
+async def test_wait_for_work_stays_cancellable_when_the_subscribe_loses_the_cancel(
+    redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With a socket_timeout (redis-py 8's default) redis-py sends through asyncio.wait_for, which on Python
+    # 3.11 returns normally when the caller is cancelled as the send completes. A worker's serve loop,
+    # cancelled while it subscribed, then never stopped.
+    subscribe = PubSub.subscribe
+
+    async def losing_the_cancel(self: PubSub, *args: Any, **kwargs: Any) -> None:
+        await subscribe(self, *args, **kwargs)
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)  # what asyncio.wait_for does then: the send's result, not the cancel
+
+    monkeypatch.setattr(PubSub, "subscribe", losing_the_cancel)
+    waiting = asyncio.ensure_future(redis_store.wait_for_work("triage", 5.0))
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert waiting.cancelled()
 
 
 # -- schedules ---------------------------------------------------------------------------------------

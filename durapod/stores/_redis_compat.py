@@ -7,14 +7,20 @@ Each difference is told apart by what the objects offer, never by ``redis.__vers
 * Whether an idle connection was closed by the server: ``Connection.can_read()`` from 8.0 on, before that
   ``can_read_destructive()`` (deprecated in 8.0). Before 5.0.8 the latter, with redis-py's own (not
   hiredis) parser, reads one byte and returns it: ``b""`` then means the server closed the connection.
+* From 8.0 on a client has a ``socket_timeout`` (5 s) unless told otherwise, and with one redis-py sends
+  through ``asyncio.wait_for``, which on Python 3.11 returns normally when the calling task is cancelled
+  just as the send completes: the cancellation is lost. Commands sent in the caller's task (``SUBSCRIBE``)
+  must raise it again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from redis.asyncio.client import PubSub
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import RedisError
 
@@ -47,3 +53,12 @@ async def _is_stale(connection: AbstractConnection) -> bool:
     except (RedisError, OSError):  # ConnectionError, or "Buffer is closed." (a disconnected connection)
         return True
     return bool(readable) or isinstance(readable, bytes)  # b"": end of stream, before redis-py 5.0.8
+
+
+async def _subscribe(pubsub: PubSub, channels: list[str]) -> None:
+    """``pubsub.subscribe(*channels)``, raising a cancellation of the calling task that redis-py lost."""
+    task = asyncio.current_task()
+    cancelling = 0 if task is None else task.cancelling()
+    await pubsub.subscribe(*channels)
+    if task is not None and task.cancelling() > cancelling:
+        raise asyncio.CancelledError  # cancelled during the send: asyncio.wait_for returned instead
