@@ -2,7 +2,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench clean
+# The lowest redis-py that pyproject.toml admits ("redis>=X"): test-redis-lowest runs the Redis tests on it.
+REDIS_LOWEST := $(shell sed -n 's/^ *"redis>=\([0-9.]*\)[",].*/\1/p' pyproject.toml)
+LOW_VENV ?= .venv-redis-low
+LOW_BIN := $(LOW_VENV)/bin
+
+.PHONY: demo test test-redis-lowest lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +36,21 @@ test: $(VENV)/.installed-test
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+$(LOW_BIN)/python:
+	$(PYTHON) -m venv $(LOW_VENV)
+	$(LOW_BIN)/python -m pip install --quiet --upgrade pip
+
+# one resolve, so that the test tools (pytest-redis...) are ones that admit that redis-py
+$(LOW_VENV)/.installed-redis-$(REDIS_LOWEST): pyproject.toml | $(LOW_BIN)/python
+	@test -n "$(REDIS_LOWEST)" || { echo "no redis>=X bound found in pyproject.toml" >&2; exit 1; }
+	$(LOW_BIN)/python -m pip install --quiet -e '.[test]' 'redis==$(REDIS_LOWEST)'
+	touch $@
+
+# The Redis tests (marked redis) on the lowest admitted redis-py; a skipped one fails.
+test-redis-lowest: $(LOW_VENV)/.installed-redis-$(REDIS_LOWEST)
+	@$(LOW_BIN)/python -c 'import redis, packaging.version as v; print("redis-py", redis.__version__); raise SystemExit(v.Version(redis.__version__) != v.Version("$(REDIS_LOWEST)"))'
+	DURAPOD_REQUIRE_REDIS=1 $(LOW_BIN)/python -m pytest -m redis $(PYTEST_ARGS)
+
 bench: $(VENV)/.installed
 	$(BIN)/python bench/throughput.py --store memory --compare-concurrency 50,1000
 	$(BIN)/python bench/throughput.py --store sqlite
@@ -39,4 +59,4 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/latency.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache durapod-demo.db*
+	rm -rf $(VENV) $(LOW_VENV) .mypy_cache .ruff_cache .pytest_cache durapod-demo.db*

@@ -7,19 +7,25 @@ on the session's real ``redis-server`` (see ``tests/redis_fixtures.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from durapod.errors import CorruptRecord, InvalidInput, StoreError, StoreUnavailable, VersionConflict
 from durapod.models import ControlKind, Job, JobStatus, StepRecord, utcnow
 from durapod.schedules import ScheduleState
 from durapod.stores import open_store
+from durapod.stores._redis_compat import _connection_getter, _is_stale
 from durapod.stores.base import ControlRequest
 from durapod.stores.redis import RedisStore
 from durapod.testing import capture_logs
@@ -565,6 +571,29 @@ async def test_wait_for_work_without_a_server_just_waits() -> None:
         await store.close()
 
 
+async def test_wait_for_work_stays_cancellable_when_the_subscribe_loses_the_cancel(
+    redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With a socket_timeout (redis-py 8's default) redis-py sends through asyncio.wait_for, which on Python
+    # 3.11 returns normally when the caller is cancelled as the send completes. A worker's serve loop,
+    # cancelled while it subscribed, then never stopped.
+    subscribe = PubSub.subscribe
+
+    async def losing_the_cancel(self: PubSub, *args: Any, **kwargs: Any) -> None:
+        await subscribe(self, *args, **kwargs)
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)  # what asyncio.wait_for does then: the send's result, not the cancel
+
+    monkeypatch.setattr(PubSub, "subscribe", losing_the_cancel)
+    waiting = asyncio.ensure_future(redis_store.wait_for_work("triage", 5.0))
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert waiting.cancelled()
+
+
 # -- schedules ---------------------------------------------------------------------------------------
 
 
@@ -594,6 +623,56 @@ async def test_schedules_are_compare_and_set(redis_store: RedisStore) -> None:
     assert await redis_store.delete_schedule("a", "daily") is True
     assert await redis_store.delete_schedule("a", "daily") is False
     assert await redis_store.get_schedule("a", "daily") is None
+
+
+# -- redis-py releases ---------------------------------------------------------------------------------
+# The suite runs on the newest redis-py and on the lowest admitted one (``make test-redis-lowest``); these
+# check the choices made for the releases in between on stand-ins of their objects.
+
+
+async def test_a_command_name_goes_to_get_connection_only_where_it_is_required() -> None:
+    class Before53:  # redis-py before 5.3: get_connection(command_name, *keys, **options)
+        async def get_connection(self, command_name: str, *keys: Any, **options: Any) -> str:
+            return f"given {command_name}"
+
+    class From53:  # 5.3 on: a command name is deprecated (a warning, an error in this suite)
+        async def get_connection(self, command_name: str | None = None, *keys: Any, **options: Any) -> str:
+            assert command_name is None and not keys
+            return "given nothing"
+
+    given: list[object] = [await _connection_getter(cast(Any, pool))() for pool in (Before53(), From53())]
+    assert given == ["given EVALSHA", "given nothing"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "stale"),
+    [
+        (False, False),
+        (True, True),
+        (b"", True),
+        (b"+", True),
+        (RedisConnectionError("gone"), True),
+        (RedisError("Buffer is closed."), True),
+    ],
+    ids=["idle", "data", "eof-before-5.0.8", "byte-before-5.0.8", "broken", "disconnected-before-8.0"],
+)
+async def test_an_idle_connection_is_stale_when_closed_or_holding_data(answer: object, stale: bool) -> None:
+    async def probe() -> object:
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    class Before8:  # can_read_destructive only
+        can_read_destructive = staticmethod(probe)
+
+    class From8:  # can_read, and can_read_destructive deprecated
+        can_read = staticmethod(probe)
+
+        async def can_read_destructive(self) -> bool:
+            raise AssertionError("deprecated since redis-py 8.0")
+
+    assert await _is_stale(cast(Any, Before8())) is stale
+    assert await _is_stale(cast(Any, From8())) is stale
 
 
 # -- helpers used above -------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from durapod._log import get_logger
 from durapod.errors import StoreError, StoreUnavailable
+from durapod.stores._redis_compat import _connection_getter, _is_stale
 
 # the logger of the public module: the warnings are about the store
 _log = get_logger("durapod.stores.redis")
@@ -101,6 +102,7 @@ class _Pipeline:
         self._connection: AbstractConnection | None = None
         self._closing = False
         self._waitaof: bool | None = None if store.durability == "full" else False
+        self._get_connection = _connection_getter(store.client.connection_pool)
         kwargs = store.client.connection_pool.connection_kwargs
         self._encoding: tuple[str, str] = (kwargs.get("encoding", "utf-8"), kwargs.get("encoding_errors", "strict"))
 
@@ -163,10 +165,10 @@ class _Pipeline:
         if waits_for_disk:
             commands.append(("WAITAOF", 1, 0, _WAITAOF_TIMEOUT_MS))
         try:
-            if self._connection is not None and not self._in_flight and await self._is_stale(self._connection):
+            if self._connection is not None and not self._in_flight and await _is_stale(self._connection):
                 await self._broken(RedisConnectionError("closed by the server while idle"))
             if self._connection is None:
-                self._connection = await self._store.client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+                self._connection = await self._get_connection()
             connection = self._connection
             await connection.send_packed_command(self._pack(commands), check_health=False)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -184,14 +186,6 @@ class _Pipeline:
             )
         else:
             self._wake_reader()
-
-    @staticmethod
-    async def _is_stale(connection: AbstractConnection) -> bool:
-        """True if an idle connection was closed (a server ``timeout``, a restart) or holds stray data."""
-        try:
-            return await connection.can_read()
-        except (RedisConnectionError, OSError):
-            return True
 
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -11,6 +11,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from durapod.stores._redis_codec import _text
+from durapod.stores._redis_compat import _subscribe
 
 
 class _WakeupsOwner(Protocol):
@@ -48,7 +49,7 @@ class _Wakeups:
             try:
                 if self._pubsub is None:
                     self._pubsub = self._store.client.pubsub()
-                await self._pubsub.subscribe(*sorted(new))
+                await _subscribe(self._pubsub, sorted(new))
             except (RedisError, OSError):
                 await self.close()
                 return None
