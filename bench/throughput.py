@@ -64,10 +64,16 @@ def step_result(index: int) -> str:
     return f"result-{index}"
 
 
+async def quick_step(index: int) -> str:
+    """A step that returns a short string at once (an LLM or tool call is async; a sync step would run
+    in a worker thread)."""
+    return step_result(index)
+
+
 async def agent(job_input: str, ctx: JobContext) -> str:
     last = ""
     for index in range(STEPS):
-        last = await ctx.step(f"step-{index}", step_result, index)
+        last = await ctx.step(f"step-{index}", quick_step, index)
     return f"{job_input}:{last}"
 
 

@@ -516,7 +516,9 @@ class RedisStore(Store):
         """
         steps: builtins.list[StepRecord] = []
         journal = await self._read("HGETALL", self._job_keys(job_id)[1])
-        for field, raw in journal.items():
+        # a flat [field, value, ...] reply, or a map (the parser of some redis-py releases makes one)
+        pairs = journal.items() if isinstance(journal, dict) else zip(journal[::2], journal[1::2], strict=True)
+        for field, raw in pairs:
             try:
                 steps.append(StepRecord.model_validate_json(raw))
             except ValueError as exc:
