@@ -35,6 +35,9 @@ class Suspend(BaseException):
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
+    code = getattr(fn, "__code__", None)  # a function or a bound method: the common, cheap case
+    if code is not None:
+        return bool(code.co_flags & inspect.CO_COROUTINE)
     while True:
         if inspect.iscoroutinefunction(fn):
             return True

@@ -134,15 +134,14 @@ def validate_job_id(job_id: object) -> str:
     return job_id
 
 
-def _reject_constant(token: str) -> Any:
-    raise ValueError(f"{token} is not JSON")
+def check_json(value: object, what: str, job_id: str | None = None) -> None:
+    """Raise :class:`InvalidInput` naming ``what`` unless ``value`` is JSON that reads back equal.
 
-
-def check_json(value: object, what: str, job_id: str | None = None) -> str:
-    """Return ``value`` encoded as JSON, or raise :class:`InvalidInput` naming ``what``.
-
-    NaN and infinities are refused, as are non-string keys, so what is stored reads back equal.
+    NaN and infinities are refused, as are non-string keys and tuples.
     """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return  # the common case, and always JSON
     try:
         encoded = json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
@@ -152,7 +151,6 @@ def check_json(value: object, what: str, job_id: str | None = None) -> str:
         raise InvalidInput(what, value, "does not read back equal (tuple or non-str key?)", job_id)
     if isinstance(value, float) and not math.isfinite(value):  # pragma: no cover - allow_nan covers it
         raise InvalidInput(what, value, "not finite", job_id)
-    return encoded
 
 
 class StepRecord(BaseModel):

@@ -560,6 +560,29 @@ async def test_events_are_read_in_order_after_a_seq(store: Store) -> None:
     assert await store.read_events("other") == []
 
 
+async def test_save_logs_its_events_only_when_the_write_succeeds(store: Store) -> None:
+    job = await running_job(store, "a")
+    await store.append_events("a", [{"seq": 0, "type": "token", "token": "hi"}])
+    events: list[dict[str, JsonValue]] = [
+        {"seq": 0, "type": "token", "token": "again"},
+        {"seq": 1, "type": "done", "content": "ok"},
+    ]
+    with pytest.raises(VersionConflict):
+        await store.save(job.evolve(status=JobStatus.COMPLETED), expected_version=job.version + 1, events=events)
+    assert [event["seq"] for event in await store.read_events("a")] == [0]
+    saved = await store.save(job.evolve(status=JobStatus.COMPLETED), expected_version=job.version, events=events)
+    assert saved.status is JobStatus.COMPLETED
+    # a logged seq keeps its first event, the new one is added with the write
+    assert await store.read_events("a") == [
+        {"seq": 0, "type": "token", "token": "hi"},
+        {"seq": 1, "type": "done", "content": "ok"},
+    ]
+    with pytest.raises(InvalidInput):
+        await store.save(saved.evolve(), expected_version=saved.version, events=[{"type": "no seq"}])
+    stored = await store.get("a")
+    assert stored is not None and stored.version == saved.version
+
+
 async def test_event_appends_with_an_epoch_are_fenced(store: Store) -> None:
     await store.create(make_job("a", epoch=3))
     await store.append_events("a", [{"seq": 0, "type": "token", "token": "x"}], epoch=3)

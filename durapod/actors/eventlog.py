@@ -92,8 +92,11 @@ class EventLog:
             trailing += 1
         self.stale_agent_events = trailing
 
-    def append(self, event: dict[str, JsonValue]) -> bool:
-        """Number, publish and buffer one event. True when the buffer is full and should be flushed."""
+    def append(self, event: dict[str, JsonValue], *, publish: bool = True) -> bool:
+        """Number, publish and buffer one event. True when the buffer is full and should be flushed.
+
+        With ``publish=False`` the event waits for :meth:`publish` (events of a write not yet committed).
+        """
         event["job_id"] = self.job_id
         event["seq"] = self.next_seq
         self.next_seq += 1
@@ -107,10 +110,34 @@ class EventLog:
         if buffer is None:
             buffer = self._buffer = []
         buffer.append(event)
-        self._publish(self.job_id, event)
+        if publish:
+            self._publish(self.job_id, event)
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(_FLUSH_DELAY, self._flush_later)
         return len(buffer) >= _BATCH_SIZE
+
+    def publish(self, events: list[dict[str, JsonValue]]) -> None:
+        """Hand events appended with ``publish=False`` to the live subscribers (their write committed)."""
+        for event in events:
+            self._publish(self.job_id, event)
+
+    async def take(self) -> list[dict[str, JsonValue]]:
+        """Everything buffered, for a write that logs it (after a flush in progress has finished)."""
+        self._cancel_timer()
+        flushing = self._flushing
+        if flushing is not None and flushing is not asyncio.current_task() and not flushing.done():
+            await asyncio.wait([flushing])
+        batch, self._buffer = self._buffer or [], None
+        return batch
+
+    def give_back(self, batch: list[dict[str, JsonValue]], unwritten: list[dict[str, JsonValue]]) -> None:
+        """A write that was to log ``batch`` failed: keep its events for the next flush, but drop those
+        that described the failed write itself (``unwritten``, the last ones numbered)."""
+        dropped = {id(event) for event in unwritten}
+        kept = [event for event in batch if id(event) not in dropped]
+        self.next_seq -= len(unwritten)
+        if kept:
+            self._buffer = kept + (self._buffer or [])
 
     def unflushed(self, after: int) -> list[dict[str, JsonValue]]:
         """Buffered events with ``seq > after`` (not yet in the store)."""

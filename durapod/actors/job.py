@@ -30,11 +30,11 @@ from durapod._log import Logger
 from durapod._outage import retry_unavailable
 from durapod.actors.eventlog import EventLog
 from durapod.context import JobContext, Suspend
-from durapod.errors import JobNotFound, StaleOwnerError, StoreError, VersionConflict
+from durapod.errors import JobNotFound, StaleOwnerError, StoreError, StoreUnavailable, VersionConflict
 from durapod.lowlevel.actor import ControlMessage
 from durapod.lowlevel.clock import Clock, Timer
 from durapod.lowlevel.mailbox import Mailbox, OverflowPolicy
-from durapod.models import Job, JobStatus, StepRecord, check_json
+from durapod.models import SETTLED, Job, JobStatus, StepRecord, check_json
 from durapod.retry import RetryPolicy
 from durapod.stores.base import Store
 
@@ -275,7 +275,7 @@ class JobActor:
             return await self._interrupted(None)
         job = self.job
         if job.recoveries > runtime.max_recoveries:
-            await self._settle(
+            await self._write(
                 status=JobStatus.FAILED,
                 error=f"job was recovered {job.recoveries} times (max_recoveries={runtime.max_recoveries})",
                 error_type=RecoveryLimitExceeded.__name__,
@@ -332,7 +332,7 @@ class JobActor:
     # -- how a run ends --------------------------------------------------------------------------
 
     async def _complete(self, result: JsonValue) -> Exit:
-        if await self._settle(
+        if await self._write(
             status=JobStatus.COMPLETED,
             result=result,
             error=None,
@@ -354,7 +354,7 @@ class JobActor:
         changes: dict[str, Any] = {"paused_running": self.job.status is JobStatus.RUNNING}
         if self._attempt_counted and not self._agent_called:
             changes = {"paused_running": False, "attempts": self.job.attempts - 1}
-        if await self._settle(status=JobStatus.PAUSED, waiting_for=waiting_for, events=events, **changes):
+        if await self._write(status=JobStatus.PAUSED, waiting_for=waiting_for, events=events, **changes):
             self._log().info("job paused", waiting_for=waiting_for)
         return Exit.DONE
 
@@ -367,7 +367,7 @@ class JobActor:
             self._log().warning("lease lost; stopping without writing")
             return Exit.DONE
         if reason == "cancel":
-            if await self._settle(
+            if await self._write(
                 status=JobStatus.CANCELLED, completed_at=self._runtime.clock.utcnow(), waiting_for=None
             ):
                 self._log().info("job cancelled")
@@ -377,7 +377,7 @@ class JobActor:
         if reason == "pause":
             if isinstance(error, Exception) and self._runtime.retry.is_retryable(error):
                 # A pause was asked for while the attempt failed: pause with the error rather than retry.
-                if await self._settle(
+                if await self._write(
                     status=JobStatus.PAUSED, error=str(error), error_type=type(error).__name__, paused_running=False
                 ):
                     self._log().info("job paused after a failed attempt", error=str(error))
@@ -416,7 +416,7 @@ class JobActor:
                 log.warning("attempt failed; retrying", error=message, delay=round(decision.delay, 3))
                 return Exit.RETRY
             return Exit.DONE
-        if await self._settle(
+        if await self._write(
             status=JobStatus.FAILED, error=message, error_type=error_type, completed_at=now, events=events
         ):
             log.error("job failed", error=message, error_type=error_type, reason=decision.reason)
@@ -453,7 +453,7 @@ class JobActor:
         """Journal one step, fenced by the job's epoch."""
         job = self.job
         runtime = self._runtime
-        record = StepRecord.model_construct(
+        record = StepRecord(
             job_id=job.id,
             index=index,
             name=name,
@@ -463,7 +463,10 @@ class JobActor:
             recorded_at=runtime.clock.utcnow(),
         )
         store = runtime.store
-        await retry_unavailable(lambda: store.append_step(record), runtime.clock, self._log, what=f"step {name!r}")
+        try:
+            await store.append_step(record)
+        except StoreUnavailable:
+            await retry_unavailable(lambda: store.append_step(record), runtime.clock, self._log, what=f"step {name!r}")
         assert self._journal is not None
         self._journal[index] = record
         self._events.append({"type": "step", "name": name, "index": index, "result": result})
@@ -482,40 +485,51 @@ class JobActor:
     def _status_event(self) -> None:
         self._events.append({"type": "job_status", "job": self.job.model_dump(mode="json")})
 
-    async def _settle(self, *, events: list[dict[str, JsonValue]] | None = None, **changes: Any) -> bool:
-        """Write a settled status, then log its events and the status event, flushed at once."""
-        return await self._write(events=events, **changes)
-
     async def _write(self, *, events: list[dict[str, JsonValue]] | None = None, **changes: Any) -> bool:
         """Compare-and-set the job with ``changes``; on a lost race, re-read it and write nothing more.
 
-        When the job leaves ``running`` (it settles, or waits for a retry), the given ``events`` and a
-        ``job_status`` event are logged and the log is flushed.
+        When the job leaves ``running`` (it settles, or waits for a retry or another worker), the write
+        also logs what the event log holds, the given ``events`` and a ``job_status`` event, in the same
+        store operation; live subscribers get the new events once it is committed.
         """
         job = self.job
         runtime = self._runtime
+        status = changes.get("status", job.status)
+        leaving = status is not JobStatus.RUNNING
+        if leaving:
+            if status in SETTLED:
+                changes["lease_until"] = None  # the store clears it: say so in the status event too
+            if self._journal is not None:
+                changes["steps"] = len(self._journal)
         new = job.evolve(updated_at=runtime.clock.utcnow(), **changes)
+        batch: list[dict[str, JsonValue]] = []
+        unwritten: list[dict[str, JsonValue]] = []
+        if leaving:
+            unwritten = [*(events or ()), {"type": "job_status", "job": new.model_dump(mode="json")}]
+            for event in unwritten:
+                self._events.append(event, publish=False)
+            batch = await self._events.take()
         store = runtime.store
         try:
-            # A store that blinks does not fail the job: the write waits here until it can be made.
-            self.job = await retry_unavailable(
-                lambda: store.save(new, expected_version=job.version),
-                runtime.clock,
-                self._log,
-                what=f"write {new.status}",
-            )
+            try:
+                saved = await store.save(new, expected_version=job.version, events=batch)
+            except StoreUnavailable:  # a store that blinks does not fail the job: the write waits here
+                saved = await retry_unavailable(
+                    lambda: store.save(new, expected_version=job.version, events=batch),
+                    runtime.clock,
+                    self._log,
+                    what=f"write {new.status}",
+                )
         except VersionConflict:
             await self._changed_elsewhere()
             return False
-        runtime.written(self.job)
-        if self.job.status is not JobStatus.RUNNING:
-            for event in events or ():
-                self._events.append(event)
-            self._status_event()
-            try:
-                await self._events.flush()
-            except StoreError as exc:  # the job's state is written; its log catches up on the next flush
-                self._log().warning("event log flush failed", error=repr(exc))
+        except BaseException:
+            self._events.give_back(batch, unwritten)
+            raise
+        self.job = saved
+        runtime.written(saved)
+        if unwritten:
+            self._events.publish(unwritten)
         return True
 
     def _release_slot(self) -> None:

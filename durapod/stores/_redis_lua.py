@@ -162,8 +162,9 @@ return false
 """
 
 # KEYS: job steps events controls. ARGV: P ttl_ms record status agent member owner lease_us epoch
-# version recoveries expected_version. Returns steps (the lease is the one sent), {0, lease_us, steps},
-# {1} (not found) or {2, version}.
+# version recoveries expected_version [seq event]... Returns steps (the lease is the one sent),
+# {0, lease_us, steps}, {1} (not found) or {2, version}. The events are logged with the write (a seq already
+# logged keeps its first event).
 _LUA_SAVE: Final = """
 local cur = redis.call('HMGET', KEYS[1], 'status', 'agent', 'member', 'owner', 'lease_us', 'version', 'epoch',
   'steps')
@@ -193,6 +194,9 @@ else
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('HDEL', KEYS[1], unpack(gone))
+for i = 13, #ARGV, 2 do
+  if redis.call('ZCOUNT', KEYS[3], ARGV[i], ARGV[i]) == 0 then redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i + 1]) end
+end
 reindex(old, new)
 set_ttl(old, new, ARGV[2])
 -- the common answer is one integer (cheap to parse): the steps, when the lease is the one the writer sent

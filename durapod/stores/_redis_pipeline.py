@@ -234,11 +234,13 @@ class _Pipeline:
             replies = self._check_on_disk(replies)
         again: list[_Call] = []
         for call, reply in zip(batch.calls, replies, strict=True):
+            if call.future is not None and call.future.done():
+                continue  # a caller that was cancelled: its write is not sent again (it did not happen)
             if isinstance(reply, NoScriptError) and call.script is not None and not call.retried:
                 call.retried = True
                 again.append(call)
-            elif call.future is None or call.future.done():
-                continue  # the pipeline's own command, or a caller that was cancelled
+            elif call.future is None:
+                continue  # the pipeline's own command
             elif isinstance(reply, BaseException):
                 call.future.set_exception(self._store._failure(reply))
             else:

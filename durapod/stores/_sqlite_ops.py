@@ -65,6 +65,10 @@ def _write_claim(conn: sqlite3.Connection, job: Job) -> None:
     )
 
 
+def _op_nothing(conn: sqlite3.Connection) -> None:
+    """Marks the end of a batch: its future is done once everything queued before it is committed."""
+
+
 def _op_create(conn: sqlite3.Connection, values: tuple[Any, ...]) -> Job | None:
     inserted = conn.execute(
         "INSERT INTO jobs (id, agent, status, created_at, owner, lease_until, epoch, version, steps, record)"
@@ -82,11 +86,15 @@ def _op_get(conn: sqlite3.Connection, job_id: str) -> Job | None:
     return None if row is None else _decode_job(row)
 
 
-def _op_save(conn: sqlite3.Connection, values: tuple[Any, ...]) -> tuple[int | None, int]:
+def _op_save(
+    conn: sqlite3.Connection, values: tuple[Any, ...], events: list[tuple[str, int, str]] | None
+) -> tuple[int | None, int]:
     job_id, expected_version, version = values[0], values[1], values[7]
     if version == expected_version + 1:
         row = conn.execute(_SAVE_SQL, values).fetchone()
         if row is not None:
+            if events:  # the job's log, written with it (a seq already logged keeps its first event)
+                conn.executemany("INSERT OR IGNORE INTO events (job_id, seq, record) VALUES (?, ?, ?)", events)
             return row[0], row[1]
     found = conn.execute("SELECT version FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if found is None:

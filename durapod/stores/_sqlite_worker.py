@@ -33,7 +33,8 @@ class _Stop:
 
 
 _Work = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
-_Item = _Work | _Stop
+# one operation, the operations of one loop turn, or the stop item
+_Item = _Work | list[_Work] | _Stop
 # (future, succeeded, result or exception)
 _Outcome = tuple["asyncio.Future[Any]", bool, Any]
 
@@ -93,7 +94,10 @@ class _Worker:
                     if isinstance(item, _Stop):
                         stop = item
                         break
-                    batch.append(item)
+                    if isinstance(item, list):
+                        batch.extend(item)
+                    else:
+                        batch.append(item)
                     if len(batch) >= self.max_batch:
                         break
                     try:

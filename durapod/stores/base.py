@@ -129,8 +129,11 @@ class Store(Protocol):
         """The job with that id, or None."""
         ...
 
-    async def save(self, job: Job, *, expected_version: int) -> Job:
+    async def save(self, job: Job, *, expected_version: int, events: Sequence[Mapping[str, JsonValue]] = ()) -> Job:
         """Compare-and-set write of ``job`` (see the module rules). Returns the job as stored.
+
+        ``events`` (each with an int ``seq``) are appended to the job's log in the same atomic operation,
+        only if the write succeeds (as :meth:`append_events` would, a logged ``seq`` keeping its event).
 
         Raises:
             JobNotFound: no job has that id.

@@ -8,7 +8,6 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
-import aiorwlock
 from pydantic import JsonValue
 
 from durapod.errors import InvalidInput, JobNotFound, StaleOwnerError, VersionConflict
@@ -32,22 +31,28 @@ def _claimed(job: Job, owner: str, lease_until: datetime) -> Job:
     return job.evolve(owner=owner, lease_until=lease_until, epoch=job.epoch + 1, recoveries=recoveries)
 
 
+def _check_events(job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> None:
+    for event in events:
+        if not isinstance(event.get("seq"), int) or isinstance(event.get("seq"), bool):
+            raise InvalidInput("event", dict(event), "needs an int 'seq'", job_id)
+
+
 def _index(record: StepRecord) -> int:
     return record.index
 
 
 class MemoryStore(Store):
-    """Jobs, journals and events in dicts guarded by a readers-writer lock.
+    """Jobs, journals and events in dicts, for one event loop.
 
-    Nothing survives the process. Records are immutable models, so reads hand them out without copying.
+    Every operation runs to its end without awaiting anything, so on its event loop each one is atomic
+    without a lock. Nothing survives the process. Records are immutable models, so reads hand them out
+    without copying.
 
     Example:
         >>> store = MemoryStore()
     """
 
     def __init__(self) -> None:
-        # fast=True: no extra trip round the event loop after each acquire (nothing here awaits inside)
-        self._lock = aiorwlock.RWLock(fast=True)
         self._jobs: dict[str, Job] = {}
         self._steps: defaultdict[str, dict[int, StepRecord]] = defaultdict(dict)
         self._events: defaultdict[str, list[dict[str, JsonValue]]] = defaultdict(list)
@@ -60,12 +65,11 @@ class MemoryStore(Store):
         return f"MemoryStore(jobs={len(self._jobs)})"
 
     async def create(self, job: Job) -> tuple[Job, bool]:
-        async with self._lock.writer_lock:
-            existing = self._jobs.get(job.id)
-            if existing is not None:
-                return self._current(existing), False
-            self._jobs[job.id] = job
-            return self._current(job), True
+        existing = self._jobs.get(job.id)
+        if existing is not None:
+            return self._current(existing), False
+        self._jobs[job.id] = job
+        return self._current(job), True
 
     def _current(self, job: Job) -> Job:
         # The journal's length is the truth for ``steps``; records are not copied on every append.
@@ -74,27 +78,29 @@ class MemoryStore(Store):
         return job if job.steps == steps else job.model_copy(update={"steps": steps})
 
     async def get(self, job_id: str) -> Job | None:
-        async with self._lock.reader_lock:
-            job = self._jobs.get(job_id)
-            return self._current(job) if job is not None else None
+        job = self._jobs.get(job_id)
+        return self._current(job) if job is not None else None
 
-    async def save(self, job: Job, *, expected_version: int) -> Job:
-        async with self._lock.writer_lock:
-            stored = self._jobs.get(job.id)
-            if stored is None:
-                raise JobNotFound(job.id)
-            if stored.version != expected_version or job.version != expected_version + 1:
-                raise VersionConflict(job.id, expected_version, stored.version)
-            if job.status in SETTLED:
-                lease_until = None
-            elif job.owner == stored.owner and job.epoch == stored.epoch:
-                lease_until = stored.lease_until
-            else:
-                lease_until = job.lease_until
-            if job.lease_until != lease_until:
-                job = job.model_copy(update={"lease_until": lease_until})
-            self._jobs[job.id] = job
-            return self._current(job)
+    async def save(self, job: Job, *, expected_version: int, events: Sequence[Mapping[str, JsonValue]] = ()) -> Job:
+        if events:
+            _check_events(job.id, events)
+        stored = self._jobs.get(job.id)
+        if stored is None:
+            raise JobNotFound(job.id)
+        if stored.version != expected_version or job.version != expected_version + 1:
+            raise VersionConflict(job.id, expected_version, stored.version)
+        if job.status in SETTLED:
+            lease_until = None
+        elif job.owner == stored.owner and job.epoch == stored.epoch:
+            lease_until = stored.lease_until
+        else:
+            lease_until = job.lease_until
+        if job.lease_until != lease_until:
+            job = job.model_copy(update={"lease_until": lease_until})
+        self._jobs[job.id] = job
+        if events:
+            self._append(job.id, events)
+        return self._current(job)
 
     async def list(
         self,
@@ -107,8 +113,7 @@ class MemoryStore(Store):
     ) -> Page:
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
             raise ValueError(f"invalid limit {limit!r}: expected an int >= 0")
-        async with self._lock.reader_lock:
-            found = [self._current(job) for job in self._jobs.values() if matches(job, status, agent, metadata)]
+        found = [self._current(job) for job in self._jobs.values() if matches(job, status, agent, metadata)]
         found.sort(key=lambda job: (job.created_at, job.id), reverse=True)
         if cursor is not None:
             after = decode_cursor(cursor)
@@ -119,65 +124,60 @@ class MemoryStore(Store):
         return Page(found, None)
 
     async def delete(self, job_id: str) -> bool:
-        async with self._lock.writer_lock:
-            self._steps.pop(job_id, None)
-            self._events.pop(job_id, None)
-            self._controls.pop(job_id, None)
-            return self._jobs.pop(job_id, None) is not None
+        self._steps.pop(job_id, None)
+        self._events.pop(job_id, None)
+        self._controls.pop(job_id, None)
+        return self._jobs.pop(job_id, None) is not None
 
     async def append_step(self, record: StepRecord) -> None:
-        async with self._lock.writer_lock:
-            job = self._jobs.get(record.job_id)
-            if job is None:
-                raise JobNotFound(record.job_id)
-            journal = self._steps[record.job_id]
-            if job.status != JobStatus.RUNNING or job.epoch != record.epoch:
-                raise StaleOwnerError(record.job_id, record.epoch, job.epoch, f"job is {job.status}")
-            if record.index in journal:
-                raise StaleOwnerError(record.job_id, record.epoch, job.epoch, f"step #{record.index} is journaled")
-            journal[record.index] = record
+        job = self._jobs.get(record.job_id)
+        if job is None:
+            raise JobNotFound(record.job_id)
+        journal = self._steps[record.job_id]
+        if job.status != JobStatus.RUNNING or job.epoch != record.epoch:
+            raise StaleOwnerError(record.job_id, record.epoch, job.epoch, f"job is {job.status}")
+        if record.index in journal:
+            raise StaleOwnerError(record.job_id, record.epoch, job.epoch, f"step #{record.index} is journaled")
+        journal[record.index] = record
 
     async def read_steps(self, job_id: str) -> builtins.list[StepRecord]:
-        async with self._lock.reader_lock:
-            journal = self._steps.get(job_id)
-            return sorted(journal.values(), key=_index) if journal else []
+        journal = self._steps.get(job_id)
+        return sorted(journal.values(), key=_index) if journal else []
 
     async def append_events(
         self, job_id: str, events: Sequence[Mapping[str, JsonValue]], *, epoch: int | None = None
     ) -> None:
+        _check_events(job_id, events)
+        if epoch is not None:
+            job = self._jobs.get(job_id)
+            if job is None or job.epoch != epoch:
+                raise StaleOwnerError(job_id, epoch, job.epoch if job is not None else None, "event log")
+        self._append(job_id, events)
+
+    def _append(self, job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> None:
+        log = self._events[job_id]
+        last = log[-1]["seq"] if log else -1
         for event in events:
-            if not isinstance(event.get("seq"), int) or isinstance(event.get("seq"), bool):
-                raise InvalidInput("event", dict(event), "needs an int 'seq'", job_id)
-        async with self._lock.writer_lock:
-            if epoch is not None:
-                job = self._jobs.get(job_id)
-                if job is None or job.epoch != epoch:
-                    raise StaleOwnerError(job_id, epoch, job.epoch if job is not None else None, "event log")
-            log = self._events[job_id]
-            last = log[-1]["seq"] if log else -1
-            for event in events:
-                seq = event["seq"]
-                if isinstance(seq, int) and isinstance(last, int) and seq > last:  # a logged seq is ignored
-                    log.append(dict(event))
-                    last = seq
+            seq = event["seq"]
+            if isinstance(seq, int) and isinstance(last, int) and seq > last:  # a logged seq is ignored
+                log.append(event if type(event) is dict else dict(event))  # the writer hands them over
+                last = seq
 
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
-        async with self._lock.reader_lock:
-            return [
-                dict(event)
-                for event in self._events.get(job_id, ())
-                if isinstance(seq := event.get("seq"), int) and seq > after
-            ]
+        return [
+            dict(event)
+            for event in self._events.get(job_id, ())
+            if isinstance(seq := event.get("seq"), int) and seq > after
+        ]
 
     async def claim(
         self, job_id: str, owner: str, *, lease_until: datetime, now: datetime, reclaim_own: bool = False
     ) -> Job | None:
-        async with self._lock.writer_lock:
-            job = self._jobs.get(job_id)
-            if job is None or not _lease_is_free(job, owner, now, reclaim_own):
-                return None
-            claimed = self._jobs[job_id] = _claimed(job, owner, lease_until)
-            return self._current(claimed)
+        job = self._jobs.get(job_id)
+        if job is None or not _lease_is_free(job, owner, now, reclaim_own):
+            return None
+        claimed = self._jobs[job_id] = _claimed(job, owner, lease_until)
+        return self._current(claimed)
 
     async def claim_orphans(
         self,
@@ -189,50 +189,45 @@ class MemoryStore(Store):
         limit: int,
         reclaim_own: bool = False,
     ) -> builtins.list[Job]:
-        async with self._lock.writer_lock:
-            candidates = sorted(
-                (
-                    job
-                    for job in self._jobs.values()
-                    if (agent is None or job.agent == agent) and _lease_is_free(job, owner, now, reclaim_own)
-                ),
-                key=lambda job: (job.created_at, job.id),
-            )[: max(limit, 0)]
-            claimed = [_claimed(job, owner, lease_until) for job in candidates]
-            for job in claimed:
-                self._jobs[job.id] = job
-            return [self._current(job) for job in claimed]
+        candidates = sorted(
+            (
+                job
+                for job in self._jobs.values()
+                if (agent is None or job.agent == agent) and _lease_is_free(job, owner, now, reclaim_own)
+            ),
+            key=lambda job: (job.created_at, job.id),
+        )[: max(limit, 0)]
+        claimed = [_claimed(job, owner, lease_until) for job in candidates]
+        for job in claimed:
+            self._jobs[job.id] = job
+        return [self._current(job) for job in claimed]
 
     async def renew_leases(self, owner: str, job_ids: Collection[str], *, lease_until: datetime) -> set[str]:
         held: set[str] = set()
-        async with self._lock.writer_lock:
-            for job_id in job_ids:
-                job = self._jobs.get(job_id)
-                if job is None or job.owner != owner or job.status in SETTLED:
-                    continue
-                self._jobs[job_id] = job.model_copy(update={"lease_until": lease_until})
-                held.add(job_id)
+        for job_id in job_ids:
+            job = self._jobs.get(job_id)
+            if job is None or job.owner != owner or job.status in SETTLED:
+                continue
+            self._jobs[job_id] = job.model_copy(update={"lease_until": lease_until})
+            held.add(job_id)
         return held
 
     async def release(self, job_id: str, owner: str) -> bool:
-        async with self._lock.writer_lock:
-            job = self._jobs.get(job_id)
-            if job is None or job.owner != owner:
-                return False
-            self._jobs[job_id] = job.model_copy(update={"lease_until": None})
-            return True
+        job = self._jobs.get(job_id)
+        if job is None or job.owner != owner:
+            return False
+        self._jobs[job_id] = job.model_copy(update={"lease_until": None})
+        return True
 
     async def request_control(self, request: ControlRequest) -> None:
-        async with self._lock.writer_lock:
-            if request.job_id not in self._jobs:
-                raise JobNotFound(request.job_id)
-            self._controls[request.job_id].append((next(self._asked), request))
+        if request.job_id not in self._jobs:
+            raise JobNotFound(request.job_id)
+        self._controls[request.job_id].append((next(self._asked), request))
 
     async def take_controls(self, job_ids: Collection[str]) -> builtins.list[ControlRequest]:
         taken: builtins.list[tuple[int, ControlRequest]] = []
-        async with self._lock.writer_lock:
-            for job_id in job_ids:
-                taken.extend(self._controls.pop(job_id, ()))
+        for job_id in job_ids:
+            taken.extend(self._controls.pop(job_id, ()))
         taken.sort(key=lambda item: (item[1].requested_at, item[0]))
         return [request for _, request in taken]
 
@@ -246,53 +241,46 @@ class MemoryStore(Store):
         now: datetime,
         replace: str | None = None,
     ) -> str | None:
-        async with self._lock.writer_lock:
-            held = self._workers.get(worker_id)
-            if held is not None and held[0] != token and held[2] >= now and held[0] != replace:
-                return held[1]
-            self._workers[worker_id] = (token, info, lease_until)
-            return None
+        held = self._workers.get(worker_id)
+        if held is not None and held[0] != token and held[2] >= now and held[0] != replace:
+            return held[1]
+        self._workers[worker_id] = (token, info, lease_until)
+        return None
 
     async def renew_worker(self, worker_id: str, token: str, *, lease_until: datetime) -> bool:
-        async with self._lock.writer_lock:
-            held = self._workers.get(worker_id)
-            if held is None or held[0] != token:
-                return False
-            self._workers[worker_id] = (token, held[1], lease_until)
-            return True
+        held = self._workers.get(worker_id)
+        if held is None or held[0] != token:
+            return False
+        self._workers[worker_id] = (token, held[1], lease_until)
+        return True
 
     async def unregister_worker(self, worker_id: str, token: str) -> None:
-        async with self._lock.writer_lock:
-            held = self._workers.get(worker_id)
-            if held is not None and held[0] == token:
-                del self._workers[worker_id]
+        held = self._workers.get(worker_id)
+        if held is not None and held[0] == token:
+            del self._workers[worker_id]
 
     async def get_schedule(self, agent: str, name: str) -> ScheduleState | None:
-        async with self._lock.reader_lock:
-            return self._schedules.get((agent, name))
+        return self._schedules.get((agent, name))
 
     async def save_schedule(self, state: ScheduleState, *, expected_version: int | None) -> ScheduleState:
         key = (state.agent, state.name)
-        async with self._lock.writer_lock:
-            stored = self._schedules.get(key)
-            if expected_version is None:
-                if stored is not None:
-                    raise VersionConflict(f"schedule {state.agent}/{state.name}", 0, stored.version)
-            elif stored is None or stored.version != expected_version or state.version != expected_version + 1:
-                raise VersionConflict(
-                    f"schedule {state.agent}/{state.name}", expected_version, stored.version if stored else None
-                )
-            self._schedules[key] = state
-            return state
+        stored = self._schedules.get(key)
+        if expected_version is None:
+            if stored is not None:
+                raise VersionConflict(f"schedule {state.agent}/{state.name}", 0, stored.version)
+        elif stored is None or stored.version != expected_version or state.version != expected_version + 1:
+            raise VersionConflict(
+                f"schedule {state.agent}/{state.name}", expected_version, stored.version if stored else None
+            )
+        self._schedules[key] = state
+        return state
 
     async def list_schedules(self, agent: str | None = None) -> builtins.list[ScheduleState]:
-        async with self._lock.reader_lock:
-            found = [state for (owner, _), state in self._schedules.items() if agent is None or owner == agent]
+        found = [state for (owner, _), state in self._schedules.items() if agent is None or owner == agent]
         return sorted(found, key=lambda state: (state.agent, state.name))
 
     async def delete_schedule(self, agent: str, name: str) -> bool:
-        async with self._lock.writer_lock:
-            return self._schedules.pop((agent, name), None) is not None
+        return self._schedules.pop((agent, name), None) is not None
 
     async def close(self) -> None:
         return None

@@ -317,11 +317,11 @@ class RedisStore(Store):
             return None
         return _decode_job(job_id, values)
 
-    async def save(self, job: Job, *, expected_version: int) -> Job:
+    async def save(self, job: Job, *, expected_version: int, events: Sequence[Mapping[str, JsonValue]] = ()) -> Job:
         """Compare-and-set write of ``job``: only if the stored version is ``expected_version``.
 
         ``job.version`` must be ``expected_version + 1``. The stored lease and step count are kept as the
-        store rules say (see :mod:`durapod.stores.base`).
+        store rules say (see :mod:`durapod.stores.base`). ``events`` are logged by the same script.
 
         Returns:
             The job as stored.
@@ -331,7 +331,8 @@ class RedisStore(Store):
             VersionConflict: the stored version is not ``expected_version``, or ``job.version`` is not
                 one higher.
         """
-        reply = await self._script("save", self._job_keys(job.id), *self._record_args(job), expected_version)
+        logged = self._event_args(job.id, events) if events else ()
+        reply = await self._script("save", self._job_keys(job.id), *self._record_args(job), expected_version, *logged)
         if isinstance(reply, int):
             return job if reply == job.steps else job.model_copy(update={"steps": reply})
         if reply[0] == 1:
@@ -537,18 +538,24 @@ class RedisStore(Store):
             InvalidInput: an event is not JSON or has no int ``seq``; nothing is written.
             StaleOwnerError: ``epoch`` was given and the job does not have it; nothing is written.
         """
-        args: builtins.list[Any] = ["" if epoch is None else str(epoch)]
-        for event in events:
-            seq = event.get("seq")
-            if not isinstance(seq, int) or isinstance(seq, bool):
-                raise InvalidInput("event", event, "no int 'seq'", job_id)
-            args += (seq, _encode_json(dict(event), "event", job_id))
+        args: builtins.list[Any] = ["" if epoch is None else str(epoch), *self._event_args(job_id, events)]
         if len(args) > 1:
             keys = self._job_keys(job_id)
             current = await self._script("append_events", (keys[0], keys[2]), *args)
             if current != 0:  # fenced off: the job's epoch (or its absence) is returned
                 held = None if current == -1 else int(current) - 1
                 raise StaleOwnerError(job_id, epoch if epoch is not None else -1, held, "event log")
+
+    @staticmethod
+    def _event_args(job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> builtins.list[Any]:
+        """``seq, event JSON, seq, event JSON, ...`` for a script; InvalidInput for a bad event."""
+        args: builtins.list[Any] = []
+        for event in events:
+            seq = event.get("seq")
+            if not isinstance(seq, int) or isinstance(seq, bool):
+                raise InvalidInput("event", event, "no int 'seq'", job_id)
+            args += (seq, _encode_json(dict(event), "event", job_id))
+        return args
 
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
         """The job's logged events whose ``seq`` is greater than ``after``, in ``seq`` order.

@@ -48,6 +48,7 @@ from durapod.stores._sqlite_ops import (
     _op_get_schedule,
     _op_list,
     _op_list_schedules,
+    _op_nothing,
     _op_read_events,
     _op_read_steps,
     _op_register_worker,
@@ -116,6 +117,9 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()
         self._closed = False
         self._writer: _Worker | None = None
+        # writes of the current loop turn, handed to the writer at its end (see _submit)
+        self._pending: tuple[asyncio.AbstractEventLoop, list[Any]] | None = None
+        self._last_batch: asyncio.Future[None] | None = None
         self._reader: _Worker | None = None
         self._stopped: list[asyncio.Future[None]] = []
 
@@ -147,15 +151,41 @@ class SQLiteStore(Store):
         with self._lock:  # so that nothing is queued after the stop item
             if self._closed:
                 raise StoreError(f"{self!r} is closed")
-            if reads and not self._shares_connection:
+            # A read goes to the reader, unless writes asked for before it are not committed yet: then
+            # it queues behind them on the writer, so that it sees them.
+            marker = self._last_batch
+            writes_ahead = self._pending is not None or (marker is not None and not marker.done())
+            if reads and not self._shares_connection and not writes_ahead:
                 if self._reader is None:
                     self._reader = self._worker("reader")
                 self._reader.queue.put((op, args, future))
             else:
                 if self._writer is None:
                     self._writer = self._worker("writer")
-                self._writer.queue.put((op, args, future))
+                # The writes of one loop turn go to the writer together, in one hand-over: one wake-up of
+                # the thread (and one GIL hand-over) per turn, not per write.
+                pending = self._pending
+                if pending is None or pending[0] is not future.get_loop():
+                    self._hand_over(pending)
+                    pending = self._pending = (future.get_loop(), [])
+                    pending[0].call_soon(self._hand_over_from_loop, pending)
+                pending[1].append((op, args, future))
         return future
+
+    def _hand_over_from_loop(self, pending: tuple[asyncio.AbstractEventLoop, list[Any]]) -> None:
+        with self._lock:
+            self._hand_over(pending)
+
+    def _hand_over(self, pending: tuple[asyncio.AbstractEventLoop, list[Any]] | None) -> None:
+        """Give the writer the writes gathered in ``pending`` (once; the caller holds the lock)."""
+        if pending is None or self._pending is not pending:
+            return
+        self._pending = None
+        if pending[1] and self._writer is not None:
+            marker: asyncio.Future[None] = pending[0].create_future()  # done once the batch is committed
+            pending[1].append((_op_nothing, (), marker))
+            self._last_batch = marker
+            self._writer.queue.put(pending[1])
 
     def _write(self, op: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         return self._submit(False, op, args)
@@ -197,11 +227,11 @@ class SQLiteStore(Store):
         """
         return await self._read(_op_get, job_id)
 
-    async def save(self, job: Job, *, expected_version: int) -> Job:
+    async def save(self, job: Job, *, expected_version: int, events: Sequence[Mapping[str, JsonValue]] = ()) -> Job:
         """Compare-and-set write of ``job``: only if the stored version is ``expected_version``.
 
         ``job.version`` must be ``expected_version + 1``. The stored lease and step count are kept as the
-        store rules say (see :mod:`durapod.stores.base`).
+        store rules say (see :mod:`durapod.stores.base`). ``events`` are logged in the same transaction.
 
         Returns:
             The job as stored.
@@ -224,7 +254,8 @@ class SQLiteStore(Store):
             job.status in SETTLED,
             job.model_dump_json(),
         )
-        lease_micros, steps = await self._write(_op_save, values)
+        rows = self._event_rows(job.id, events) if events else None
+        lease_micros, steps = await self._write(_op_save, values, rows)
         lease_until = None if lease_micros is None else _moment(lease_micros)
         if lease_until != job.lease_until or steps != job.steps:
             job = job.model_copy(update={"lease_until": lease_until, "steps": steps})
@@ -301,14 +332,19 @@ class SQLiteStore(Store):
             InvalidInput: an event is not JSON or has no int ``seq``; nothing is written.
             StaleOwnerError: ``epoch`` was given and the job does not have it; nothing is written.
         """
-        rows: list[tuple[str, int, str]] = []
+        rows = self._event_rows(job_id, events)
+        if rows:
+            await self._write(_op_append_events, rows, job_id, epoch)
+
+    @staticmethod
+    def _event_rows(job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> builtins.list[tuple[str, int, str]]:
+        rows: builtins.list[tuple[str, int, str]] = []
         for event in events:
             seq = event.get("seq")
             if not isinstance(seq, int) or isinstance(seq, bool):
                 raise InvalidInput("event", event, "no int 'seq'", job_id)
             rows.append((job_id, seq, _encode_json(dict(event), "event", job_id)))
-        if rows:
-            await self._write(_op_append_events, rows, job_id, epoch)
+        return rows
 
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
         """The job's logged events whose ``seq`` is greater than ``after``, in ``seq`` order."""
@@ -447,6 +483,7 @@ class SQLiteStore(Store):
         with self._lock:
             if not self._closed:
                 self._closed = True
+                self._hand_over(self._pending)
                 for worker in (self._writer, self._reader):
                     if worker is not None:
                         done: asyncio.Future[None] = loop.create_future()
