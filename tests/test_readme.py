@@ -32,3 +32,15 @@ def test_readme_example_runs_as_shown(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "Dear customer, facts about Handle ticket #456." in done.stdout
     assert (tmp_path / "jobs.db").exists()
+
+
+def test_the_project_points_only_at_files_inside_it() -> None:
+    """README, ARCHITECTURE and the code name no file outside the repository, and their links resolve."""
+    for name in ("README.md", "ARCHITECTURE.md", "CHANGELOG.md"):
+        text = (ROOT / name).read_text()
+        assert "../shared" not in text, f"{name} points outside the repository"
+        for target in re.findall(r"\]\(([^)#:]+)\)", text):
+            assert (ROOT / target).resolve().is_relative_to(ROOT), f"{name} links outside: {target!r}"
+            assert (ROOT / target).exists(), f"{name} links to a missing file {target!r}"
+    for path in (ROOT / "durapod").rglob("*.py"):
+        assert "../shared" not in path.read_text(), path
