@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -260,9 +261,9 @@ class Worker:
                 self._wait(job, delay, reload=False)
                 return
         actor = JobActor(self._runtime, job, fresh=fresh, reload=reload)
-        task = actor.task = asyncio.get_running_loop().create_task(actor.run(), name=f"durapod-job {job.id}")
+        task = actor.task = asyncio.get_running_loop().create_task(actor.run(), name=job.id)
         self._actors[job.id] = actor
-        task.add_done_callback(lambda done: self._exited(actor, done))
+        task.add_done_callback(functools.partial(self._exited, actor))
 
     async def start(self, job: Job, *, fresh: bool = False) -> None:
         """Run ``job`` here, once any local actor of it that is still stopping has finished."""

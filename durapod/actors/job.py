@@ -483,7 +483,7 @@ class JobActor:
     # -- writing ---------------------------------------------------------------------------------
 
     def _status_event(self) -> None:
-        self._events.append({"type": "job_status", "job": self.job.model_dump(mode="json")})
+        self._events.append({"type": "job_status", "job": _status_view(self.job)})
 
     async def _write(self, *, events: list[dict[str, JsonValue]] | None = None, **changes: Any) -> bool:
         """Compare-and-set the job with ``changes``; on a lost race, re-read it and write nothing more.
@@ -505,7 +505,7 @@ class JobActor:
         batch: list[dict[str, JsonValue]] = []
         unwritten: list[dict[str, JsonValue]] = []
         if leaving:
-            unwritten = [*(events or ()), {"type": "job_status", "job": new.model_dump(mode="json")}]
+            unwritten = [*(events or ()), {"type": "job_status", "job": _status_view(new)}]
             for event in unwritten:
                 self._events.append(event, publish=False)
             batch = await self._events.take()
@@ -540,3 +540,10 @@ class JobActor:
 
     def _log(self) -> Logger:
         return self._runtime.log.bind(job_id=self.job.id, attempt=self.job.attempts)
+
+
+def _status_view(job: Job) -> dict[str, JsonValue]:
+    """The job as a ``job_status`` event carries it: its JSON without the fields that hold their default
+    (the event model fills them in again), so that every status change logs a small record."""
+    view: dict[str, JsonValue] = job.model_dump(mode="json", exclude_defaults=True)
+    return view

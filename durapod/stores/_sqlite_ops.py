@@ -53,9 +53,9 @@ _log = get_logger("durapod.stores.sqlite")
 _PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9_\-]+")
 
 
-def _claimed(job: Job, owner: str, lease_until: datetime) -> Job:
+def _claimed(job: Job, owner: str, lease_until: datetime, now: datetime) -> Job:
     recoveries = job.recoveries + 1 if job.status == JobStatus.RUNNING else job.recoveries
-    return job.evolve(owner=owner, lease_until=lease_until, epoch=job.epoch + 1, recoveries=recoveries)
+    return job.evolve(owner=owner, lease_until=lease_until, epoch=job.epoch + 1, recoveries=recoveries, updated_at=now)
 
 
 def _write_claim(conn: sqlite3.Connection, job: Job) -> None:
@@ -209,7 +209,7 @@ def _op_claim(
     ).fetchone()
     if row is None:
         return None
-    claimed = _claimed(_decode_job(row), owner, lease_until)
+    claimed = _claimed(_decode_job(row), owner, lease_until, _moment(now))
     _write_claim(conn, claimed)
     return claimed
 
@@ -240,7 +240,7 @@ def _op_claim_orphans(
                 job = _decode_job(columns)
             except CorruptRecord:
                 continue  # one undecodable job must not stop every worker from taking the others
-            claimed.append(job := _claimed(job, owner, lease_until))
+            claimed.append(job := _claimed(job, owner, lease_until, _moment(now)))
             _write_claim(conn, job)
     return claimed
 
@@ -266,6 +266,13 @@ def _op_request_control(conn: sqlite3.Connection, job_id: str, kind: str, payloa
     ).rowcount
     if not inserted:
         raise JobNotFound(job_id)
+
+
+def _op_has_controls(conn: sqlite3.Connection, job_ids: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM controls WHERE job_id IN (SELECT value FROM json_each(?)) LIMIT 1", (job_ids,)
+    ).fetchone()
+    return row is not None
 
 
 def _op_take_controls(conn: sqlite3.Connection, job_ids: str) -> list[ControlRequest]:

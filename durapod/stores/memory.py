@@ -26,9 +26,9 @@ def _lease_is_free(job: Job, owner: str, now: datetime, reclaim_own: bool) -> bo
     return reclaim_own and job.owner == owner
 
 
-def _claimed(job: Job, owner: str, lease_until: datetime) -> Job:
+def _claimed(job: Job, owner: str, lease_until: datetime, now: datetime) -> Job:
     recoveries = job.recoveries + 1 if job.status == JobStatus.RUNNING else job.recoveries
-    return job.evolve(owner=owner, lease_until=lease_until, epoch=job.epoch + 1, recoveries=recoveries)
+    return job.evolve(owner=owner, lease_until=lease_until, epoch=job.epoch + 1, recoveries=recoveries, updated_at=now)
 
 
 def _check_events(job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> None:
@@ -176,7 +176,7 @@ class MemoryStore(Store):
         job = self._jobs.get(job_id)
         if job is None or not _lease_is_free(job, owner, now, reclaim_own):
             return None
-        claimed = self._jobs[job_id] = _claimed(job, owner, lease_until)
+        claimed = self._jobs[job_id] = _claimed(job, owner, lease_until, now)
         return self._current(claimed)
 
     async def claim_orphans(
@@ -197,7 +197,7 @@ class MemoryStore(Store):
             ),
             key=lambda job: (job.created_at, job.id),
         )[: max(limit, 0)]
-        claimed = [_claimed(job, owner, lease_until) for job in candidates]
+        claimed = [_claimed(job, owner, lease_until, now) for job in candidates]
         for job in claimed:
             self._jobs[job.id] = job
         return [self._current(job) for job in claimed]

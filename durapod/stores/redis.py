@@ -80,7 +80,7 @@ from durapod.errors import (
     StoreUnavailable,
     VersionConflict,
 )
-from durapod.models import Job, JobStatus, StepRecord, utcnow
+from durapod.models import Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
 from durapod.stores._redis_codec import (
     _READ_FIELDS,
@@ -620,7 +620,7 @@ class RedisStore(Store):
         Raises:
             CorruptRecord: the job's record cannot be decoded; nothing is written.
         """
-        updated_at = utcnow()
+        updated_at = now
         reply = await self._claim(job_id, owner, _micros(lease_until), _micros(now), reclaim_own, _micros(updated_at))
         if reply is None:
             return None
@@ -682,8 +682,7 @@ class RedisStore(Store):
                     batch.append(member)
             if not batch:
                 break
-            updated_at = utcnow()
-            updated = _micros(updated_at)
+            updated = _micros(now)
             job_ids = [_member_id(member) for member in batch]
             replies = await self._gather(
                 self._claim(job_id, owner, lease_micros, now_micros, reclaim_own, updated) for job_id in job_ids

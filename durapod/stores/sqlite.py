@@ -46,6 +46,7 @@ from durapod.stores._sqlite_ops import (
     _op_delete_schedule,
     _op_get,
     _op_get_schedule,
+    _op_has_controls,
     _op_list,
     _op_list_schedules,
     _op_nothing,
@@ -415,7 +416,11 @@ class SQLiteStore(Store):
         """Remove and return the control requests of ``job_ids``, oldest first."""
         if not job_ids:
             return []
-        return await self._write(_op_take_controls, json.dumps(list(job_ids)))
+        ids = json.dumps(list(job_ids))
+        # the owners' lease keepers ask often: a read first, a write transaction only when there is work
+        if not await self._read(_op_has_controls, ids):
+            return []
+        return await self._write(_op_take_controls, ids)
 
     async def register_worker(
         self,
