@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from durapod.errors import JobNotFound
 from durapod.models import Job, JobStatus
@@ -31,13 +31,21 @@ class Waiters:
     """Local futures waiting for jobs to settle, resolved by every write this process makes."""
 
     def __init__(self) -> None:
-        self._waiting: dict[str, list[asyncio.Future[Job]]] = {}
+        self._waiting: dict[str, list[asyncio.Future[Job | None]]] = {}
 
     def publish(self, job: Job) -> None:
+        """A job was written here: wake its waiters if it settled."""
         if job.status.is_settled and (futures := self._waiting.pop(job.id, None)):
             for future in futures:
                 if not future.done():
                     future.set_result(job)
+
+    def nudge(self, job_id: str) -> None:
+        """This process stopped running the job without settling it: its waiters read the store again
+        (and poll it from then on, as for any job another process runs)."""
+        for future in self._waiting.pop(job_id, ()):
+            if not future.done():
+                future.set_result(None)
 
     async def wait(
         self,
@@ -45,20 +53,23 @@ class Waiters:
         job_id: str,
         timeout: float | None,
         poll_interval: float,
-        is_local: bool,
+        is_local: Callable[[str], bool],
         known: Job | None = None,
     ) -> Job:
-        """Wait for the job to settle. Local writes wake the waiter at once; other processes' writes are
-        seen by polling, quickly at first (every 10 ms, doubling up to ``poll_interval``).
+        """Wait for the job to settle.
+
+        While this process runs the job (``is_local``), its writes wake the waiter, with no timer; once it
+        lets go of the job it nudges the waiter, which then polls the store like for a job another process
+        runs: quickly at first (every 10 ms, doubling up to ``poll_interval``).
 
         ``known`` is the job as the caller has just read or written it (no await since): the first store
         read is skipped.
         """
-        delay = poll_interval if is_local else min(0.01, poll_interval)
+        delay = min(0.01, poll_interval)
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
             while True:
-                future: asyncio.Future[Job] = loop.create_future()
+                future: asyncio.Future[Job | None] = loop.create_future()
                 waiting = self._waiting.setdefault(job_id, [])
                 waiting.append(future)
                 try:
@@ -68,11 +79,19 @@ class Waiters:
                         raise JobNotFound(job_id)
                     if job.status.is_settled:
                         return job
+                    if is_local(job_id):
+                        settled = await future
+                        if settled is not None:
+                            return settled
+                        continue  # nudged: read the store again
                     try:
                         async with asyncio.timeout(delay):
-                            return await future
+                            settled = await future
                     except TimeoutError:
                         delay = min(delay * 2, poll_interval)
+                        continue
+                    if settled is not None:
+                        return settled
                 finally:
                     if not future.done():
                         future.cancel()

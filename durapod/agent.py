@@ -171,6 +171,7 @@ class DurableAgent:
             clock=self.clock,
             poll_interval=self.poll_interval,
             written=self._waiters.publish,
+            let_go=self._waiters.nudge,
             publish_event=self._subscribers.publish,
         )
         self._client = Client._for_worker(
@@ -282,8 +283,7 @@ class DurableAgent:
         """
         job = await self.start(job_id, input, metadata=metadata)
         # no await between start() and registering the waiter: the job cannot settle unseen in between
-        is_local = self._worker.holds(job_id)
-        return await self._waiters.wait(self._patient, job_id, None, self.poll_interval, is_local, job)
+        return await self._waiters.wait(self._patient, job_id, None, self.poll_interval, self._worker.holds, job)
 
     async def start(
         self, job_id: str, input: JsonValue = None, *, metadata: Mapping[str, JsonValue] | None = None

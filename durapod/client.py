@@ -193,8 +193,10 @@ class Client:
             TimeoutError: ``timeout`` seconds passed first.
         """
         validate_job_id(job_id)
-        is_local = self._worker is not None and self._worker.holds(job_id)
-        return await self._waiters.wait(self._patient, job_id, timeout, self.poll_interval, is_local)
+        return await self._waiters.wait(self._patient, job_id, timeout, self.poll_interval, self._runs_here)
+
+    def _runs_here(self, job_id: str) -> bool:
+        return self._worker is not None and self._worker.holds(job_id)
 
     async def stream(self, job_id: str, *, after: int = -1) -> AsyncGenerator[Event, None]:
         """Yield the job's events after ``after``: first those logged, then live ones, until it settles.

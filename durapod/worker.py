@@ -95,6 +95,7 @@ class Worker:
         clock: Clock,
         poll_interval: float,
         written: Callable[[Job], None],
+        let_go: Callable[[str], None],
         publish_event: Callable[[str, dict[str, JsonValue]], None],
     ) -> None:
         self.store = store
@@ -107,6 +108,7 @@ class Worker:
         self.poll_interval = poll_interval
         self.log = get_logger("durapod.worker", worker_id=worker_id)
         self._written = written
+        self._let_go = let_go
         self._runtime = JobRuntime(
             store=store,
             clock=clock,
@@ -277,8 +279,12 @@ class Worker:
     def _wait(self, job: Job, delay: float, *, reload: bool) -> None:
         def due() -> None:
             entry = self._waiting.pop(job.id, None)
-            if entry is not None and self._accepting:
+            if entry is None:
+                return
+            if self._accepting:
                 self.spawn(entry[0], reload=reload)
+            else:
+                self._let_go(job.id)
 
         self._waiting[job.id] = (job, self.clock.call_later(delay, due))
 
@@ -287,11 +293,19 @@ class Worker:
         if entry is None:
             return None
         entry[1].cancel()
+        self._let_go(job_id)
         return entry[0]
 
     def _exited(self, actor: JobActor, task: asyncio.Task[Exit]) -> None:
         if self._actors.get(actor.job.id) is actor:
             del self._actors[actor.job.id]
+        try:
+            self._restart_if_due(actor, task)
+        finally:
+            if not self.holds(actor.job.id):
+                self._let_go(actor.job.id)  # local waiters of a job no longer run here read the store
+
+    def _restart_if_due(self, actor: JobActor, task: asyncio.Task[Exit]) -> None:
         if task.cancelled():
             return
         error = task.exception()

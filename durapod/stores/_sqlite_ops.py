@@ -42,7 +42,7 @@ _SAVE_SQL: Final = """
         lease_until = CASE WHEN ?10 THEN NULL WHEN owner IS ?6 AND epoch = ?7 THEN lease_until ELSE ?9 END,
         owner = ?6
     WHERE id = ?1 AND version = ?2
-    RETURNING lease_until, steps"""
+    RETURNING lease_until, (SELECT count(*) FROM steps WHERE steps.job_id = jobs.id)"""
 _APPEND_STEP_SQL: Final = """
     INSERT INTO steps (job_id, idx, record)
     SELECT ?1, ?2, ?3 FROM jobs
@@ -153,7 +153,7 @@ def _op_delete(conn: sqlite3.Connection, job_id: str) -> bool:
 
 def _op_append_step(conn: sqlite3.Connection, job_id: str, index: int, epoch: int, record: str) -> None:
     if conn.execute(_APPEND_STEP_SQL, (job_id, index, record, epoch)).rowcount:
-        return  # the steps_count trigger has set the job's count
+        return
     found = conn.execute("SELECT status, epoch FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if found is None:
         raise JobNotFound(job_id)

@@ -1,9 +1,9 @@
 """How jobs, schedules and times are encoded in the SQLite store's rows.
 
 Times are integer microseconds since the Unix epoch (UTC) so that they sort and compare exactly. A job's
-JSON record is the truth for everything except ``owner``, ``lease_until``, ``epoch``, ``version`` and
-``steps``: those columns are what the store maintains (a lease renewal or a journaled step updates the
-column only) and are applied onto the decoded job on every read.
+JSON record is the truth for everything except ``owner``, ``lease_until``, ``epoch`` and ``version``
+(columns the store maintains: a lease renewal updates the column only) and ``steps`` (the journal's
+length, counted), which are applied onto the decoded job on every read.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from durapod.errors import CorruptRecord, InvalidInput
 from durapod.models import Job
 from durapod.schedules import ScheduleState
 
-# the columns every job read selects, in the order _decode_job expects
-_JOB_COLUMNS: Final = "id, record, owner, lease_until, epoch, version, steps"
+# the columns every job read selects, in the order _decode_job expects (the journal's length is counted:
+# a journaled step writes its own row only)
+_STEPS_SQL: Final = "(SELECT count(*) FROM steps WHERE steps.job_id = jobs.id)"
+_JOB_COLUMNS: Final = f"id, record, owner, lease_until, epoch, version, {_STEPS_SQL}"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 

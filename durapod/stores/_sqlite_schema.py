@@ -57,11 +57,9 @@ _SCHEMA_1: Final = (
     ) WITHOUT ROWID""",
 )
 _SCHEMA_2: Final = (
-    # steps may be journaled out of order (steps started together finish in any order): count them
+    # steps may be journaled out of order (steps started together finish in any order), and a step is one
+    # small row: the journal's length is counted when a job is read, not kept in its row
     "DROP TRIGGER steps_count",
-    """CREATE TRIGGER steps_count AFTER INSERT ON steps BEGIN
-        UPDATE jobs SET steps = steps + 1 WHERE id = NEW.job_id;
-    END""",
     # who runs under which worker id, so that two live workers never share one
     """CREATE TABLE workers (
         id TEXT PRIMARY KEY, token TEXT NOT NULL, info TEXT NOT NULL, lease_until INTEGER NOT NULL
