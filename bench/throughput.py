@@ -490,17 +490,25 @@ def concurrency_list(text: str) -> list[int]:
 Measure = Callable[[int, str], Awaitable[dict[str, Any]]]
 
 
-async def measured(run: Measure, jobs: int, warm_up: int) -> dict[str, Any]:
+async def measured(run: Measure, jobs: int, warm_up: int, tag: str = "main") -> dict[str, Any]:
     """A discarded warm-up run of ``warm_up`` jobs (allocator arenas, caches, lazy imports), then the measured one.
 
     ``run(jobs, tag)`` makes whatever it writes to (a file, a store, a key prefix) from ``tag``.
     """
     if warm_up > 0:
-        await run(warm_up, "warm-up")
+        await run(warm_up, f"warm-up-{tag}")
         gc.collect()
-    result = await run(jobs, "main")
+    result = await run(jobs, tag)
     gc.collect()
     return result
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median throughput, with every run's throughput beside it (``runs``)."""
+    ordered = sorted(runs, key=lambda run: float(run["jobs_per_second"]))
+    middle = dict(ordered[len(ordered) // 2])
+    middle["runs_jobs_per_second"] = [run["jobs_per_second"] for run in runs]
+    return middle
 
 
 async def compare_concurrency(
@@ -561,9 +569,11 @@ async def main() -> None:
         metavar="C1,C2[,...]",
         help="also run durapod at each concurrency and report the highest's throughput over the lowest's",
     )
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of every contender; medians are compared")
     parser.add_argument("--quick", action="store_true", help="smoke run: 500 jobs, 50 to warm up, 200 actors")
     args = parser.parse_args()
     if args.quick:
+        args.repeat = 1
         args.jobs = min(args.jobs, 500)
         args.warm_up = min(args.warm_up, 50)
         args.memory_actors = min(args.memory_actors, 200)
@@ -599,11 +609,18 @@ async def main() -> None:
                 finally:
                     await store.close()
 
-            baselines = {
-                name: await measured(run, args.jobs, args.warm_up)
-                for name, run in baselines_for(args.store, folder, url, args.concurrency).items()
-            }
-            result = await measured(run_durapod, args.jobs, args.warm_up)
+            # Baselines and durapod take turns, ``repeat`` rounds: on a noisy machine each gets the same
+            # share of good and bad moments, and the medians are compared.
+            contenders = dict(baselines_for(args.store, folder, url, args.concurrency))
+            contenders["durapod"] = run_durapod
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
+            for round_ in range(args.repeat):
+                for name, run in contenders.items():
+                    warm_up = args.warm_up if round_ == 0 else 0
+                    runs[name].append(await measured(run, args.jobs, warm_up, f"r{round_}"))
+            result = median_run(runs.pop("durapod"))
+            baselines = {name: median_run(found) for name, found in runs.items()}
+            report["repeat"] = args.repeat
             report["baselines"] = baselines
             report["durapod"] = result
             report["ratio_durapod_to_baseline"] = {name: ratio(result, base) for name, base in baselines.items()}

@@ -26,7 +26,7 @@ from durapod.client import Client
 from durapod.errors import JobConflictError, VersionConflict
 from durapod.events import Event
 from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
-from durapod.models import Job, JobStatus, StepRecord, check_json, validate_job_id
+from durapod.models import Job, JobStatus, StepRecord, check_json, new_job, validate_job_id
 from durapod.retry import RetryPolicy
 from durapod.schedules import CatchUp, CronSchedule, Overlap, ScheduleState, parse_timezone
 from durapod.scheduling import Scheduler, ScheduleRequest
@@ -150,8 +150,7 @@ class DurableAgent:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty str, got {self.name!r}")
         self.worker_id = validate_job_id(worker_id) if worker_id is not None else default_worker_id()
-        self.metadata: dict[str, JsonValue] = dict(metadata or {})
-        check_json(self.metadata, "metadata")
+        self.metadata: dict[str, JsonValue] = check_json(dict(metadata or {}), "metadata")
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.poll_interval = _seconds("poll_interval", poll_interval, allow_zero=False)
         parse_timezone(timezone)
@@ -459,12 +458,11 @@ class DurableAgent:
 
     def _new_job(self, job_id: str, input: JsonValue, metadata: Mapping[str, JsonValue] | None, *, owned: bool) -> Job:
         validate_job_id(job_id)
-        check_json(input, "input", job_id)
-        merged = {**self.metadata, **metadata} if metadata else self.metadata
-        if metadata:
-            check_json(merged, "metadata", job_id)
+        input = check_json(input, "input", job_id)
+        # a fresh copy for every job: a record never shares a container with the caller or another job
+        merged = check_json({**self.metadata, **(metadata or {})}, "metadata", job_id)
         now = self.clock.utcnow()
-        return Job(
+        return new_job(
             id=job_id,
             agent=self.name,
             input=input,

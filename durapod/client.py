@@ -27,7 +27,7 @@ from durapod.actors.job import Cancel, Pause
 from durapod.errors import JobConflictError, JobStateError, VersionConflict
 from durapod.events import Event
 from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
-from durapod.models import ControlKind, Job, JobStatus, Request, StepRecord, check_json, validate_job_id
+from durapod.models import ControlKind, Job, JobStatus, Request, StepRecord, check_json, new_job, validate_job_id
 from durapod.schedules import ScheduleState
 from durapod.stores.base import Page, Store
 
@@ -236,12 +236,13 @@ class Client:
             JobConflictError: the id exists with a different input or agent.
         """
         validate_job_id(job_id)
-        check_json(input, "input", job_id)
-        meta = dict(metadata or {})
-        check_json(meta, "metadata", job_id)
+        input = check_json(input, "input", job_id)
+        meta = check_json(dict(metadata or {}), "metadata", job_id)
         name = agent if agent is not None else (self._scope or "")
+        if not isinstance(name, str):
+            raise TypeError(f"agent must be a str or None, got {name!r}")
         now = self.clock.utcnow()
-        job = Job(id=job_id, agent=name, input=input, metadata=meta, created_at=now, updated_at=now, version=1)
+        job = new_job(id=job_id, agent=name, input=input, metadata=meta, created_at=now, updated_at=now, version=1)
         stored, created = await self._patient.create(job)
         if not created:
             if name and stored.agent != name:

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -29,11 +29,15 @@ __all__ = [
     "allowed_from",
     "check_json",
     "check_transition",
+    "new_job",
+    "new_step_record",
     "utcnow",
     "validate_job_id",
 ]
 
 MAX_JOB_ID_LENGTH: Final = 200
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 class JobStatus(StrEnum):
@@ -134,23 +138,28 @@ def validate_job_id(job_id: object) -> str:
     return job_id
 
 
-def check_json(value: object, what: str, job_id: str | None = None) -> None:
-    """Raise :class:`InvalidInput` naming ``what`` unless ``value`` is JSON that reads back equal.
+def check_json(value: Any, what: str, job_id: str | None = None) -> Any:
+    """Return ``value`` if it is JSON that reads back equal (a container comes back as a fresh copy, so
+    the caller's object is never shared with a record); else raise :class:`InvalidInput` naming ``what``.
 
     NaN and infinities are refused, as are non-string keys and tuples.
     """
     kind = type(value)
     if kind is str or kind is int or kind is bool or value is None:
-        return  # the common case, and always JSON
+        return value  # the common case, and always JSON
     try:
         encoded = json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise InvalidInput(what, value, str(exc), job_id) from None
-    if isinstance(value, dict | list) and json.loads(encoded) != value:
-        # tuples, non-str keys and other values that json.dumps coerces would not read back the same
-        raise InvalidInput(what, value, "does not read back equal (tuple or non-str key?)", job_id)
+    if isinstance(value, dict | list):
+        copied = json.loads(encoded)
+        if copied != value:
+            # tuples, non-str keys and other values that json.dumps coerces would not read back the same
+            raise InvalidInput(what, value, "does not read back equal (tuple or non-str key?)", job_id)
+        return copied
     if isinstance(value, float) and not math.isfinite(value):  # pragma: no cover - allow_nan covers it
         raise InvalidInput(what, value, "not finite", job_id)
+    return value
 
 
 class StepRecord(BaseModel):
@@ -241,15 +250,75 @@ class Job(BaseModel):
     paused_running: bool = False
 
     def evolve(self, **changes: Any) -> Job:
-        """Return a copy with ``changes`` applied, ``version`` one higher, ``updated_at`` now.
+        """Return a copy with ``changes`` applied, ``version`` one higher, ``updated_at`` now (or as given).
 
         Used on the hot path: it skips validation, so callers pass values of the right types.
         """
         changes.setdefault("updated_at", utcnow())
         changes["version"] = self.version + 1
-        return self.model_copy(update=changes)
+        return _assemble(Job, {**self.__dict__, **changes}, _JOB_FIELDS)
 
     @property
     def run_attempts(self) -> int:
         """Executions in the current run (since it was created or last run again after failing)."""
         return self.attempts - self.run_attempts_base
+
+
+# -- building trusted records without validation (the hot path) --------------------------------------
+
+_object_setattr = object.__setattr__
+
+
+def _assemble(cls: type[_Model], values: dict[str, Any], fields: set[str]) -> _Model:
+    """An instance of ``cls`` with ``values`` as its fields, built the way ``BaseModel.model_construct``
+    builds one, minus its per-field loop: for values the runtime made itself, every field given.
+
+    ``fields`` is the model's set of field names, shared by every instance made here as its "fields set"
+    (pydantic copies it before changing it).
+    """
+    instance = cls.__new__(cls)
+    _object_setattr(instance, "__dict__", values)
+    _object_setattr(instance, "__pydantic_fields_set__", fields)
+    _object_setattr(instance, "__pydantic_extra__", None)
+    _object_setattr(instance, "__pydantic_private__", None)
+    return instance
+
+
+_JOB_FIELDS: Final = set(Job.model_fields)
+_STEP_FIELDS: Final = set(StepRecord.model_fields)
+
+
+def new_step_record(
+    job_id: str, index: int, name: str, result: JsonValue, attempt: int, epoch: int, recorded_at: datetime
+) -> StepRecord:
+    """A :class:`StepRecord` of values the runtime made (a checked JSON result), without validation."""
+    values = {
+        "job_id": job_id,
+        "index": index,
+        "name": name,
+        "result": result,
+        "attempt": attempt,
+        "epoch": epoch,
+        "recorded_at": recorded_at,
+    }
+    return _assemble(StepRecord, values, _STEP_FIELDS)
+
+
+_JOB_DEFAULTS: Final = {
+    name: field.default
+    for name, field in Job.model_fields.items()
+    if not field.is_required() and field.default_factory is None
+}
+
+
+def new_job(*, id: str, created_at: datetime, updated_at: datetime, **values: Any) -> Job:
+    """A new :class:`Job` of values the runtime checked (an id, JSON input and metadata), without
+    validation: the fields not given take their defaults."""
+    data = {**_JOB_DEFAULTS, "metadata": {}, "inputs": [], "answers": []}
+    data.update(values, id=id, created_at=created_at, updated_at=updated_at)
+    if data.keys() != _JOB_FIELDS:
+        raise TypeError(f"unknown Job fields: {sorted(data.keys() - _JOB_FIELDS)}")
+    return _assemble(Job, {name: data[name] for name in _JOB_ORDER}, _JOB_FIELDS)
+
+
+_JOB_ORDER: Final = tuple(Job.model_fields)

@@ -31,6 +31,7 @@ from pydantic import JsonValue
 from durapod._control import apply_control
 from durapod._invoke import AgentInvoker
 from durapod._log import get_logger
+from durapod.actors.eventlog import Flusher
 from durapod.actors.job import Cancel, Drain, Exit, JobActor, JobRuntime, LeaseLost, Pause
 from durapod.actors.lease import LeaseKeeper
 from durapod.errors import JobStateError, StoreError, WorkerIdInUse
@@ -121,6 +122,7 @@ class Worker:
             log=self.log,
             written=written,
             publish_event=publish_event,
+            flusher=Flusher(),
         )
         self._actors: dict[str, JobActor] = {}
         #: jobs held here without an actor: waiting for their retry timer, or to restart a crashed actor
@@ -192,6 +194,7 @@ class Worker:
                 await self.store.release(job_id, self.worker_id)
             except StoreError as exc:
                 self.log.warning("cannot release a waiting job; its lease will expire", job_id=job_id, error=repr(exc))
+        await self._runtime.flusher.close()
         await self._stop_services()
         self.log.info("worker stopped")
 

@@ -127,3 +127,26 @@ def test_every_error_a_user_can_catch_derives_from_durapod_error() -> None:
 def test_runtime_handles_have_no_public_constructor(handle: type) -> None:
     with pytest.raises(TypeError, match="no public constructor"):
         handle()
+
+
+def test_records_built_without_validation_equal_validated_ones() -> None:
+    """The runtime's fast constructors (new_job, new_step_record, Job.evolve) make what validation makes."""
+    from datetime import UTC, datetime
+
+    from durapod.models import Job, JobStatus, StepRecord, new_job, new_step_record
+
+    now = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    fast = new_job(id="j", agent="a", input={"x": [1, None]}, metadata={"k": "v"}, created_at=now, updated_at=now)
+    assert fast == Job(id="j", agent="a", input={"x": [1, None]}, metadata={"k": "v"}, created_at=now, updated_at=now)
+    assert fast.inputs == [] and fast.inputs is not new_job(id="k", created_at=now, updated_at=now).inputs
+    evolved = fast.evolve(status=JobStatus.RUNNING, attempts=1, updated_at=now)
+    assert evolved == Job.model_validate({**fast.model_dump(), "status": "running", "attempts": 1, "version": 1})
+    assert evolved.model_copy(update={"status": JobStatus.PAUSED}).status is JobStatus.PAUSED
+    assert evolved.status is JobStatus.RUNNING  # a copy never changes the original
+    record = new_step_record("j", 2, "s", {"r": [True]}, 1, 3, now)
+    assert record == StepRecord(
+        job_id="j", index=2, name="s", result={"r": [True]}, attempt=1, epoch=3, recorded_at=now
+    )
+    assert StepRecord.model_validate_json(record.model_dump_json()) == record
+    with pytest.raises(TypeError, match="unknown Job fields"):
+        new_job(id="j", created_at=now, updated_at=now, colour="red")

@@ -1,9 +1,11 @@
 """A job's event log as its actor writes it: sequence numbers, batching, live fan-out, replay marks.
 
 Events are numbered by ``seq`` (rising by one within the job), published at once to live subscribers,
-and persisted in small batches (``batch_size`` events, or ``flush_delay`` seconds after the first one
-buffered), so a token stream costs one store write per batch, not per token. Runtime events (status,
-steps, errors, done) are flushed when the job settles. The buffer exists only while events wait in it.
+and persisted in small batches: when ``batch_size`` events are buffered, when the worker's
+:class:`Flusher` comes round (every ``flush_delay`` seconds while any log of the worker holds events), and
+with the write that settles the job. So a token stream costs one store write per batch, not per token,
+and a job that settles quickly costs no write of its own for its events. The buffer exists only while
+events wait in it.
 
 After a crash, the next execution re-runs the agent from its last checkpoint. Events it emits while
 replaying journaled steps are already in the log and are not emitted again. The first events it emits
@@ -22,7 +24,7 @@ from pydantic import JsonValue
 from durapod.errors import StaleOwnerError
 from durapod.stores.base import Store
 
-__all__ = ["EventLog", "is_agent_event"]
+__all__ = ["EventLog", "Flusher", "is_agent_event"]
 
 #: Event types the runtime writes; every other type comes from the agent.
 _RUNTIME_TYPES = frozenset({"job_status", "step", "error", "done"})
@@ -36,17 +38,60 @@ def is_agent_event(event: dict[str, JsonValue]) -> bool:
     return event.get("type") not in _RUNTIME_TYPES
 
 
+class Flusher:
+    """Persists the buffered events of a worker's logs every ``delay`` seconds: one timer for the worker
+    (armed only while some log holds events), not one per job. Owned by the worker, which closes it."""
+
+    __slots__ = ("_delay", "_dirty", "_task", "_timer")
+
+    def __init__(self, delay: float = _FLUSH_DELAY) -> None:
+        self._delay = delay
+        self._dirty: set[EventLog] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def mark(self, log: EventLog) -> None:
+        """``log`` holds events: flush it at the next round."""
+        self._dirty.add(log)
+        if self._timer is None and (self._task is None or self._task.done()):
+            self._timer = asyncio.get_running_loop().call_later(self._delay, self._round)
+
+    def unmark(self, log: EventLog) -> None:
+        """``log`` was flushed (or its events were taken by a write) meanwhile."""
+        self._dirty.discard(log)
+
+    def _round(self) -> None:
+        self._timer = None
+        if self._dirty:
+            logs, self._dirty = self._dirty, set()
+            self._task = asyncio.get_running_loop().create_task(self._flush(logs), name="durapod-event-flush")
+
+    async def _flush(self, logs: set[EventLog]) -> None:
+        await asyncio.gather(*(log.flush_quietly() for log in logs))
+        if self._dirty and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._delay, self._round)
+
+    async def close(self) -> None:
+        """Stop the timer and let a round in progress finish."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        task = self._task
+        if task is not None and not task.done():
+            await asyncio.wait([task])
+
+
 class EventLog:
-    """One job's event log writer, owned by the job's actor (its flush task too)."""
+    """One job's event log writer, owned by the job's actor."""
 
     __slots__ = (
         "_buffer",
         "_epoch",
-        "_flushing",
+        "_flusher",
+        "_in_flight",
         "_loaded",
         "_publish",
         "_store",
-        "_timer",
         "job_id",
         "next_seq",
         "stale_agent_events",
@@ -57,16 +102,17 @@ class EventLog:
         job_id: str,
         store: Store,
         publish: Callable[[str, dict[str, JsonValue]], None],
+        flusher: Flusher,
         *,
         fresh: bool,
     ) -> None:
         self.job_id = job_id
         self._store = store
         self._publish = publish
+        self._flusher = flusher
         self._epoch: int | None = None
         self._buffer: list[dict[str, JsonValue]] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._flushing: asyncio.Task[None] | None = None
+        self._in_flight: asyncio.Future[None] | None = None  # a flush being written
         self._loaded = fresh
         self.next_seq = 0
         self.stale_agent_events = 0
@@ -109,11 +155,10 @@ class EventLog:
         buffer = self._buffer
         if buffer is None:
             buffer = self._buffer = []
+            self._flusher.mark(self)
         buffer.append(event)
         if publish:
             self._publish(self.job_id, event)
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(_FLUSH_DELAY, self._flush_later)
         return len(buffer) >= _BATCH_SIZE
 
     def publish(self, events: list[dict[str, JsonValue]]) -> None:
@@ -123,11 +168,10 @@ class EventLog:
 
     async def take(self) -> list[dict[str, JsonValue]]:
         """Everything buffered, for a write that logs it (after a flush in progress has finished)."""
-        self._cancel_timer()
-        flushing = self._flushing
-        if flushing is not None and flushing is not asyncio.current_task() and not flushing.done():
-            await asyncio.wait([flushing])
+        while self._in_flight is not None:
+            await asyncio.wait([self._in_flight])
         batch, self._buffer = self._buffer or [], None
+        self._flusher.unmark(self)
         return batch
 
     def give_back(self, batch: list[dict[str, JsonValue]], unwritten: list[dict[str, JsonValue]]) -> None:
@@ -138,6 +182,7 @@ class EventLog:
         self.next_seq -= len(unwritten)
         if kept:
             self._buffer = kept + (self._buffer or [])
+            self._flusher.mark(self)
 
     def unflushed(self, after: int) -> list[dict[str, JsonValue]]:
         """Buffered events with ``seq > after`` (not yet in the store)."""
@@ -146,49 +191,38 @@ class EventLog:
     def discard(self) -> None:
         """Drop what is buffered: another worker owns the job now and writes its log."""
         self._buffer = None
-        self._cancel_timer()
+        self._flusher.unmark(self)
 
     async def flush(self) -> None:
         """Persist what is buffered, in order (one store write)."""
-        self._cancel_timer()
-        flushing = self._flushing
-        if flushing is not None and flushing is not asyncio.current_task() and not flushing.done():
-            await asyncio.wait([flushing])  # keep the order; our caller's cancellation does not stop it
-        batch = self._buffer
+        batch = await self.take()
         if not batch:
             return
-        self._buffer = None
+        done = self._in_flight = asyncio.get_running_loop().create_future()
         try:
             await self._store.append_events(self.job_id, batch, epoch=self._epoch)
         except StaleOwnerError:
-            self._buffer = None  # another worker owns the job and writes its log: ours is stale
+            pass  # another worker owns the job and writes its log: ours is stale
         except BaseException:
             self._buffer = batch + (self._buffer or [])  # keep them for the next flush: nothing is lost
+            self._flusher.mark(self)
             raise
+        finally:
+            self._in_flight = None
+            done.set_result(None)
 
-    async def close(self) -> None:
-        """Stop the timer and let a flush in progress finish (what is left stays for the next owner)."""
-        self._cancel_timer()
-        flushing = self._flushing
-        if flushing is not None and not flushing.done():
-            await asyncio.wait([flushing])
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _flush_later(self) -> None:
-        self._timer = None
-        if self._buffer and (self._flushing is None or self._flushing.done()):
-            self._flushing = asyncio.get_running_loop().create_task(self._flush_quietly())
-
-    async def _flush_quietly(self) -> None:
+    async def flush_quietly(self) -> None:
+        """Flush; a failure leaves the events buffered for a later round (the settle write at the latest)."""
         try:
             await self.flush()
-        except Exception:  # the next flush (at the latest when the job settles) retries them
-            if self._buffer and self._timer is None:
-                self._timer = asyncio.get_running_loop().call_later(_FLUSH_DELAY * 4, self._flush_later)
+        except Exception:  # kept buffered, and marked again for the next round, by flush()
+            return
+
+    async def close(self) -> None:
+        """Let a flush in progress finish. What is still buffered stays marked: the flusher writes it
+        (fenced by the epoch, so nothing lands if another worker owns the job now)."""
+        while self._in_flight is not None:
+            await asyncio.wait([self._in_flight])
 
 
 def _settled_status(event: dict[str, Any]) -> bool:

@@ -28,13 +28,13 @@ from pydantic import JsonValue
 from durapod._invoke import AgentInvoker
 from durapod._log import Logger
 from durapod._outage import retry_unavailable
-from durapod.actors.eventlog import EventLog
+from durapod.actors.eventlog import EventLog, Flusher
 from durapod.context import JobContext, Suspend
 from durapod.errors import JobNotFound, StaleOwnerError, StoreError, StoreUnavailable, VersionConflict
 from durapod.lowlevel.actor import ControlMessage
 from durapod.lowlevel.clock import Clock, Timer
 from durapod.lowlevel.mailbox import Mailbox, OverflowPolicy
-from durapod.models import SETTLED, Job, JobStatus, StepRecord, check_json
+from durapod.models import SETTLED, Job, JobStatus, StepRecord, check_json, new_step_record
 from durapod.retry import RetryPolicy
 from durapod.stores.base import Store
 
@@ -103,6 +103,8 @@ class JobRuntime:
     written: Callable[[Job], None]
     #: a new event of a job, for its live subscribers
     publish_event: Callable[[str, dict[str, JsonValue]], None]
+    #: persists the buffered events of the worker's job logs
+    flusher: Flusher
 
 
 _INTERRUPTS = ("drain", "pause", "cancel", "lease lost")  # weakest first: a stronger reason wins
@@ -135,7 +137,7 @@ class JobActor:
         self.job = job
         self.task: asyncio.Task[Exit] | None = None
         self._runtime = runtime
-        self._events = EventLog(job.id, runtime.store, runtime.publish_event, fresh=fresh)
+        self._events = EventLog(job.id, runtime.store, runtime.publish_event, runtime.flusher, fresh=fresh)
         self._journal: dict[int, StepRecord] | None = {} if fresh else None
         self._mailbox: Mailbox[ControlMessage] | None = None
         self._timer: Timer | None = None
@@ -453,15 +455,7 @@ class JobActor:
         """Journal one step, fenced by the job's epoch."""
         job = self.job
         runtime = self._runtime
-        record = StepRecord(
-            job_id=job.id,
-            index=index,
-            name=name,
-            result=result,
-            attempt=job.attempts,
-            epoch=job.epoch,
-            recorded_at=runtime.clock.utcnow(),
-        )
+        record = new_step_record(job.id, index, name, result, job.attempts, job.epoch, runtime.clock.utcnow())
         store = runtime.store
         try:
             await store.append_step(record)
