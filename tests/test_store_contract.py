@@ -948,7 +948,7 @@ async def test_sqlite_file_is_in_wal_mode_with_schema_version_2(sqlite_store: SQ
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"jobs", "steps", "events", "controls", "workers"} <= tables
         indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert {"jobs_status", "jobs_agent", "jobs_owner"} <= indexes
+        assert {"jobs_status", "jobs_agent", "jobs_created"} <= indexes
     finally:
         conn.close()
 
