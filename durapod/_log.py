@@ -3,7 +3,7 @@
 durapod is a library: it never configures logging. Its records go to ``logging.getLogger("durapod")``
 (children such as ``durapod.worker``), which carries a ``NullHandler`` so that a program that configures
 nothing sees nothing from durapod, not even warnings through logging's last-resort handler. An
-application that configures logging (``logging.basicConfig(level=logging.INFO)``, dictConfig, a
+application that configures logging (with basicConfig or dictConfig at INFO, a
 structlog stdlib setup...) gets every record with these attributes:
 
 - ``job_id``, ``attempt`` and ``worker_id``: always present (None when a record is not about a job);
