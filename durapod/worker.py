@@ -24,7 +24,7 @@ import socket
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 from pydantic import JsonValue
 
@@ -58,13 +58,22 @@ def default_worker_id() -> str:
     return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
+#: This process among all the processes that ever had its pid (a container restarted keeps pid 1, say).
+_PROCESS: Final = uuid.uuid4().hex
+
+
 def _process_is_gone(holder: dict[str, Any]) -> bool:
     """True if the registered holder of an id is a process of this host that no longer exists."""
     if holder.get("host") != socket.gethostname():
-        return False
+        return False  # another host: only its lease running out tells
+    if holder.get("process") == _PROCESS:
+        return False  # another worker of this very process
     pid = holder.get("pid")
-    if not isinstance(pid, int) or pid == os.getpid():
+    if not isinstance(pid, int):
         return False
+    if pid == os.getpid():
+        return True  # an earlier process that had our pid
+
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -213,7 +222,7 @@ class Worker:
     # -- the worker's id -------------------------------------------------------------------------
 
     def _registration(self) -> str:
-        return json.dumps({"token": self._token, "host": socket.gethostname(), "pid": os.getpid()})
+        return json.dumps({"token": self._token, "host": socket.gethostname(), "pid": os.getpid(), "process": _PROCESS})
 
     async def _register(self) -> None:
         now = self.clock.utcnow()

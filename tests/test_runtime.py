@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -344,3 +345,36 @@ def test_sigterm_lets_the_step_in_flight_finish_and_be_journaled(tmp_path: Path,
     workers.append(nxt)
     wait_until(lambda: asyncio.run(steps_of(db, "s")) == ["slow", "after"], "the next worker to finish")
     assert [step for _, step, _ in ran(tmp_path)] == ["slow", "after"]  # the journaled step did not run again
+
+
+async def test_an_id_registered_by_a_dead_process_of_this_host_is_taken_over_at_once() -> None:
+    """A restarted worker (a container restarts with the same pid, say) reclaims its id; another host's
+    live registration is refused until its lease runs out."""
+    import json
+    import socket
+    from datetime import timedelta
+
+    async def agent(text: str) -> str:
+        return text
+
+    store = MemoryStore()
+    now = durapod_now()
+    dead_here = json.dumps({"token": "old", "host": socket.gethostname(), "pid": os.getpid(), "process": "gone"})
+    assert (
+        await store.register_worker("w-1", "old", info=dead_here, lease_until=now + timedelta(hours=1), now=now) is None
+    )
+    async with DurableAgent(agent, store, worker_id="w-1") as durable:
+        assert (await durable.run("j", "x")).status is JobStatus.COMPLETED
+    elsewhere = json.dumps({"token": "other", "host": "another-host", "pid": os.getpid(), "process": "x"})
+    assert (
+        await store.register_worker("w-2", "other", info=elsewhere, lease_until=now + timedelta(hours=1), now=now)
+        is None
+    )
+    with pytest.raises(WorkerIdInUse, match="another-host"):
+        await DurableAgent(agent, store, worker_id="w-2").open()
+
+
+def durapod_now() -> datetime:
+    from durapod.models import utcnow
+
+    return utcnow()
