@@ -47,6 +47,7 @@ from durapod.lowlevel.clock import Clock, FakeClock
 from durapod.models import Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
 from durapod.stores import MemoryStore, Page, Store, open_store
+from durapod.stores.postgres import PostgresStore
 from durapod.stores.redis import RedisStore
 from durapod.stores.sqlite import SQLiteStore
 
@@ -77,6 +78,7 @@ __all__ = [
     "MemoryStore",
     "NonRetryableError",
     "Page",
+    "PostgresStore",
     "RedisStore",
     "SQLiteStore",
     "ScheduleState",

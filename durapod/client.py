@@ -346,7 +346,10 @@ class Client:
                     actor.tell(Pause() if kind is ControlKind.PAUSE else Cancel())
                     if not wait:
                         return job
-                    settled = await self.wait(job_id)
+                    settled_or_none = await self._wait_while_running(job_id, actor.task)
+                    if settled_or_none is None:
+                        continue  # its execution had ended (it waits for a retry now): the store is the truth
+                    settled = settled_or_none
                     if kind is ControlKind.CANCEL and settled.status is JobStatus.PAUSED:
                         continue  # it paused itself before the cancel reached it: cancel the paused job
                     return settled
@@ -366,6 +369,25 @@ class Client:
                     return await self.wait(job_id, timeout=lease_left)
                 except TimeoutError:
                     continue  # the owner died before acting on the request: its lease has lapsed, try again
+
+    async def _wait_while_running(self, job_id: str, task: asyncio.Task[object]) -> Job | None:
+        """The job once settled; None if its actor's task ended first and left it unsettled (the actor
+        had written its last record, a failure awaiting its retry, before the message reached it)."""
+        settling = asyncio.ensure_future(self.wait(job_id))
+        try:
+            await asyncio.wait([settling, task], return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            settling.cancel()
+            raise
+        if not settling.done():
+            job = await get_job(self._patient, job_id)
+            if not job.status.is_settled:
+                settling.cancel()
+                await asyncio.wait([settling])
+                await asyncio.sleep(0)  # its supervisor has seen it end
+                return None
+            # settled as the task ended: the wait sees it at once
+        return await settling
 
     def _agent_filter(self, agent: str | None) -> str | None:
         if agent == ALL_AGENTS:
