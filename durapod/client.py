@@ -212,9 +212,7 @@ class Client:
             yield event
 
     def _event_source(self) -> EventSource:
-        worker = self._worker
-        unflushed = worker.unflushed if worker is not None else _nothing_unflushed
-        return EventSource(self.store, self._subscribers, unflushed, self.poll_interval)
+        return EventSource(self.store, self._subscribers, self.poll_interval)
 
     # -- submitting ------------------------------------------------------------------------------
 
@@ -371,7 +369,3 @@ class Client:
         if agent == ALL_AGENTS:
             return None
         return agent if agent is not None else self._scope
-
-
-def _nothing_unflushed(job_id: str, after: int) -> builtins.list[dict[str, JsonValue]]:
-    return []
