@@ -202,7 +202,9 @@ class Client:
         """Yield the job's events after ``after``: first those logged, then live ones, until it settles.
 
         Works from any coroutine, and from another process on a shared store (by reading the log). A
-        consumer that stops reading never stops the job; one that falls behind resumes from the log.
+        consumer that stops reading never stops the job; one that falls behind resumes from the log. Live
+        events arrive once written; a ``step_restarted`` event voids the agent events from its
+        ``from_seq`` on (see :meth:`DurableAgent.stream`).
 
         Raises:
             JobNotFound: no job has that id.
