@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -14,11 +15,14 @@ from durapod import (
     JobContext,
     JobStatus,
     JobStatusEvent,
+    MemoryStore,
+    SQLiteStore,
     StepRestartedEvent,
     Store,
     TokenEvent,
     _stream,
 )
+from durapod.actors.eventlog import EventLog, Flusher
 from durapod.events import parse_event
 
 WAIT = 30.0
@@ -125,8 +129,6 @@ async def test_a_generator_agent_yields_custom_events(store: Store) -> None:
 
 
 async def test_emitting_a_built_in_type_with_wrong_fields_is_refused() -> None:
-    from durapod import MemoryStore
-
     refused: list[str] = []
 
     async def agent(text: str, ctx: JobContext) -> str:
@@ -198,3 +200,50 @@ async def test_output_after_the_last_step_is_voided_but_journaled_steps_are_kept
     restarted = [event for event in events if isinstance(event, StepRestartedEvent)]
     assert len(restarted) == 1 and restarted[0].index == 1
     assert output(events) == "draft try2 "
+
+
+async def test_events_are_published_only_once_written_and_dropped_when_they_cannot_be(tmp_path: Path) -> None:
+    published: list[int] = []
+    store = SQLiteStore(tmp_path / "events.db")
+    flusher = Flusher()
+    log = EventLog("j", store, lambda job_id, event: published.append(parse_event(event).seq), flusher, fresh=True)
+    for token in "abc":
+        log.append({"type": "token", "token": token})
+    assert published == []  # buffered: nobody sees an event before it is in the store
+    await log.flush()
+    assert published == [0, 1, 2]
+    log.append({"type": "token", "token": "d"})
+    await store.close()
+    await log.close()  # the actor stops (it crashed): the write fails, the unseen event is dropped
+    await flusher.close()
+    assert published == [0, 1, 2]
+    reopened = SQLiteStore(tmp_path / "events.db")
+    try:
+        after = EventLog("j", reopened, lambda job_id, event: None, Flusher(), fresh=False)
+        await after.load()
+        assert after.next_seq == 3  # the next execution numbers on from the log: seq 3 was never seen
+    finally:
+        await reopened.close()
+
+
+async def test_no_step_restarted_when_a_journaled_step_lost_its_step_event() -> None:
+    """A process that died between journaling a step and logging its event: the tokens since the last
+    logged step hold that step's output, which is not streamed again, so none is declared void."""
+    store = MemoryStore()
+    await store.append_events(
+        "j",
+        [
+            {"type": "job_status", "seq": 0, "job_id": "j", "job": {"id": "j", "agent": "a"}},
+            {"type": "token", "seq": 1, "job_id": "j", "token": "a"},
+            {"type": "step", "seq": 2, "job_id": "j", "name": "s", "index": 0},
+            {"type": "token", "seq": 3, "job_id": "j", "token": "b"},
+        ],
+    )
+    for journaled, expected in (([0], [(1, 3)]), ([0, 1], [])):
+        log = EventLog("j", store, lambda job_id, event: None, Flusher(), fresh=False)
+        await log.load()
+        log.restart_step(journaled)
+        restarted = [parse_event(event) for event in await log.take()]
+        assert [(event.index, event.from_seq) for event in restarted if isinstance(event, StepRestartedEvent)] == (
+            expected
+        )
