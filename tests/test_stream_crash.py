@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
-from durapod import Client, Event, JobStatus, SQLiteStore, StepRestartedEvent, TokenEvent
+from durapod import Client, Event, JobStatus, SQLiteStore, StepRestartedEvent, TokenEvent, open_store
 from tests.workers.stream_worker import WORDS, expected_text
 
 pytestmark = pytest.mark.slow
@@ -70,16 +70,24 @@ def output(events: list[Event]) -> str:
     return "".join(token.token for token in tokens)
 
 
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store that worker processes share: an SQLite file, or the session's redis-server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'stream.db'}"
+    url: str = request.getfixturevalue("redis_url")
+    return url
+
+
 @pytest.mark.timeout(120)
-def test_a_live_subscriber_never_sees_a_seq_that_recovery_reuses(tmp_path: Path) -> None:
+def test_a_live_subscriber_never_sees_a_seq_that_recovery_reuses(store_url: str) -> None:
     """A subscriber in the worker's own process reads live events; the worker is SIGKILLed mid-stream.
     Every seq it saw keeps its event in the log written by the recovering worker, and a consumer that
     resumes after the last seq it saw gets the rest with no gap, voiding the abandoned partial output."""
-    db = tmp_path / "stream.db"
-    url = f"sqlite:///{db}"
+    url = store_url
 
     async def submit() -> None:
-        async with Client(SQLiteStore(db)) as client:
+        async with Client(open_store(url)) as client:
             await client.submit("story", "tell me", agent="storyteller")
 
     asyncio.run(submit())
@@ -91,7 +99,7 @@ def test_a_live_subscriber_never_sees_a_seq_that_recovery_reuses(tmp_path: Path)
         second = start_worker(url, "second")
 
         async def after_the_kill() -> tuple[list[Event], list[Event], JobStatus]:
-            async with Client(SQLiteStore(db), poll_interval=0.05) as client:
+            async with Client(open_store(url), poll_interval=0.05) as client:
                 rest = [event async for event in client.stream("story", after=seen[-1].seq)]
                 logged = [event async for event in client.stream("story")]
                 job = await client.wait("story", timeout=60)
