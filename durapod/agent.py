@@ -305,7 +305,8 @@ class DurableAgent:
         """Start (or join) a job like :meth:`run` and yield its events until it settles.
 
         Yields ``job_status`` events (at the start, the end, and around each failed attempt), the agent's
-        ``token``, ``tool_call``, ``tool_result``, ``step`` and ``interrupt`` events, and ``done``.
+        ``token``, ``tool_call``, ``tool_result``, ``step``, ``interrupt`` and custom events,
+        ``step_restarted`` when a step's partial output is void (see :meth:`stream`), and ``done``.
         """
         source = self._client._event_source()
         with source.subscribe(job_id) as subscription:
@@ -365,7 +366,15 @@ class DurableAgent:
         return await self._client.wait(job_id, timeout)
 
     async def stream(self, job_id: str, *, after: int = -1) -> AsyncGenerator[Event, None]:
-        """Yield the job's events after ``after`` until it settles (see :meth:`Client.stream`)."""
+        """Yield the job's events after ``after`` until it settles (see :meth:`Client.stream`).
+
+        Every event has a ``seq`` one above the one before; resume a stream with ``after=`` the last seq
+        seen, for no gap and no duplicate. Live events arrive once written (in batches), so no seq seen is
+        ever reused, even after a crash. A :class:`~durapod.StepRestartedEvent` means the output streamed
+        from its ``from_seq`` on is void (the step runs again after a crash, a retried attempt, a pause or a
+        drain): drop the agent events held from that seq on. Event types durapod does not define arrive
+        as :class:`~durapod.CustomEvent`.
+        """
         async for event in self._client.stream(job_id, after=after):
             yield event
 

@@ -44,12 +44,14 @@ from durapod.agent import DurableAgent
 from durapod.client import Client
 from durapod.errors import DurapodError
 from durapod.events import (
+    CustomEvent,
     DoneEvent,
     ErrorEvent,
     Event,
     InterruptEvent,
     JobStatusEvent,
     StepEvent,
+    StepRestartedEvent,
     TokenEvent,
     ToolCallEvent,
     ToolResultEvent,
@@ -382,6 +384,10 @@ def _describe(event: Event) -> str:
         return f"tool result {event.name}: {_truncate(_json(event.result), 60)}{replayed}"
     if isinstance(event, StepEvent):
         return f"step #{event.index} {event.name}: {_truncate(_json(event.result), 60)}{replayed}"
+    if isinstance(event, StepRestartedEvent):
+        return f"step #{event.index} restarted: output from [{event.from_seq}] on is void"
+    if isinstance(event, CustomEvent):
+        return f"{event.type} {_truncate(_json(event.data), 60)}{replayed}"
     if isinstance(event, InterruptEvent):
         return f"waiting for: {event.prompt}"
     if isinstance(event, DoneEvent):

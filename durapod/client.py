@@ -202,7 +202,9 @@ class Client:
         """Yield the job's events after ``after``: first those logged, then live ones, until it settles.
 
         Works from any coroutine, and from another process on a shared store (by reading the log). A
-        consumer that stops reading never stops the job; one that falls behind resumes from the log.
+        consumer that stops reading never stops the job; one that falls behind resumes from the log. Live
+        events arrive once written; a ``step_restarted`` event voids the agent events from its
+        ``from_seq`` on (see :meth:`DurableAgent.stream`).
 
         Raises:
             JobNotFound: no job has that id.
@@ -212,9 +214,7 @@ class Client:
             yield event
 
     def _event_source(self) -> EventSource:
-        worker = self._worker
-        unflushed = worker.unflushed if worker is not None else _nothing_unflushed
-        return EventSource(self.store, self._subscribers, unflushed, self.poll_interval)
+        return EventSource(self.store, self._subscribers, self.poll_interval)
 
     # -- submitting ------------------------------------------------------------------------------
 
@@ -393,7 +393,3 @@ class Client:
         if agent == ALL_AGENTS:
             return None
         return agent if agent is not None else self._scope
-
-
-def _nothing_unflushed(job_id: str, after: int) -> builtins.list[dict[str, JsonValue]]:
-    return []

@@ -358,11 +358,6 @@ class Worker:
         """Stop holding a job that waits for its timer here (a pause or cancel takes it); returns it."""
         return self._take_waiting(job_id)
 
-    def unflushed(self, job_id: str, after: int) -> list[dict[str, JsonValue]]:
-        """Events of a job running here that are not in the store yet."""
-        actor = self._actors.get(job_id)
-        return actor.unflushed_events(after) if actor is not None else []
-
     async def control(self, request: ControlRequest) -> None:
         """Act on a pause or cancel that another process left in the store for a job held here."""
         if request.kind not in ("pause", "cancel"):

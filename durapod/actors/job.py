@@ -289,6 +289,7 @@ class JobActor:
         await self._events.load()
         self._events.set_epoch(job.epoch)
         self._status_event()
+        self._events.restart_step(self._journal.keys())
         ctx = JobContext._create(self, self._journal)
         self._running_agent = self._interruptible = self._agent_called = True
         try:
@@ -465,12 +466,8 @@ class JobActor:
         self._journal[index] = record
         self._events.append({"type": "step", "name": name, "index": index, "result": result})
 
-    def unflushed_events(self, after: int) -> list[dict[str, JsonValue]]:
-        """The job's events with ``seq > after`` that are not in the store yet."""
-        return self._events.unflushed(after)
-
     async def emit(self, data: dict[str, JsonValue]) -> None:
-        """Log one agent event (numbered, published live, persisted in a batch)."""
+        """Log one agent event (numbered, persisted in a batch, then published live)."""
         if self._events.append(data):
             await self._events.flush()
 
@@ -501,7 +498,7 @@ class JobActor:
         if leaving:
             unwritten = [*(events or ()), {"type": "job_status", "job": _status_view(new)}]
             for event in unwritten:
-                self._events.append(event, publish=False)
+                self._events.append(event)
             batch = await self._events.take()
         store = runtime.store
         try:
@@ -522,8 +519,8 @@ class JobActor:
             raise
         self.job = saved
         runtime.written(saved)
-        if unwritten:
-            self._events.publish(unwritten)
+        if batch:
+            self._events.publish(batch)
         return True
 
     def _release_slot(self) -> None:
