@@ -289,7 +289,9 @@ class DurableAgent:
     ) -> Job:
         """Create a job and run it in this worker; returns at once (with the job as created).
 
-        Same rules as :meth:`run` for existing ids, without waiting.
+        Same rules as :meth:`run` for existing ids, without waiting. The input and metadata must be JSON
+        nested at most ``MAX_JSON_DEPTH`` (64) deep; anything else is refused with :class:`InvalidInput`
+        naming it, before anything is written.
         """
         job = self._new_job(job_id, input, metadata, owned=True)
         self._require_running()

@@ -230,9 +230,11 @@ class Client:
         None: its own agent) without running it here. Returns the stored job.
 
         Submitting an existing id with the same input returns the existing job (nothing runs twice).
+        The input and metadata must be JSON nested at most ``MAX_JSON_DEPTH`` (64) deep (see
+        ``durapod.models``), with no NaN, tuple, non-str key or lone surrogate; nothing is written otherwise.
 
         Raises:
-            InvalidJobId, InvalidInput: bad id or non-JSON input or metadata.
+            InvalidJobId, InvalidInput: bad id or non-JSON input or metadata (naming which).
             JobConflictError: the id exists with a different input or agent.
         """
         validate_job_id(job_id)

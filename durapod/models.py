@@ -6,7 +6,6 @@ Nothing here does I/O. The JSON form of :class:`Job` and :class:`StepRecord` is 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -18,6 +17,7 @@ from durapod.errors import InvalidInput, InvalidJobId, JobStateError
 
 __all__ = [
     "CLAIMABLE",
+    "MAX_JSON_DEPTH",
     "SETTLED",
     "TERMINAL",
     "TRANSITIONS",
@@ -138,28 +138,80 @@ def validate_job_id(job_id: object) -> str:
     return job_id
 
 
+#: How deeply JSON values (inputs, metadata, results, events) may nest: ``[[1]]`` is 2 deep. Deeper
+#: values are refused with :class:`InvalidInput` before anything is written, so that every record the
+#: store holds reads back.
+MAX_JSON_DEPTH: Final = 64
+
+
 def check_json(value: Any, what: str, job_id: str | None = None) -> Any:
     """Return ``value`` if it is JSON that reads back equal (a container comes back as a fresh copy, so
     the caller's object is never shared with a record); else raise :class:`InvalidInput` naming ``what``.
 
-    NaN and infinities are refused, as are non-string keys and tuples.
+    NaN and infinities are refused, as are non-string keys, tuples, strings holding lone surrogates
+    (they cannot be encoded as UTF-8) and values nested more than :data:`MAX_JSON_DEPTH` deep.
     """
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
+    if kind is int or kind is bool or value is None:
         return value  # the common case, and always JSON
+    if kind is str:
+        if not value.isascii():
+            _check_utf8(value, value, what, job_id)
+        return value
     try:
-        encoded = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        encoded = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:
+        raise InvalidInput(what, _Shown(value), f"nested more than {MAX_JSON_DEPTH} deep", job_id) from None
     except (TypeError, ValueError) as exc:
-        raise InvalidInput(what, value, str(exc), job_id) from None
-    if isinstance(value, dict | list):
-        copied = json.loads(encoded)
-        if copied != value:
-            # tuples, non-str keys and other values that json.dumps coerces would not read back the same
-            raise InvalidInput(what, value, "does not read back equal (tuple or non-str key?)", job_id)
-        return copied
-    if isinstance(value, float) and not math.isfinite(value):  # pragma: no cover - allow_nan covers it
-        raise InvalidInput(what, value, "not finite", job_id)
-    return value
+        raise InvalidInput(what, _Shown(value), str(exc), job_id) from None
+    if not encoded.isascii():
+        _check_utf8(encoded, value, what, job_id)
+    # a value with at most MAX_JSON_DEPTH brackets in its text cannot nest deeper: most are never walked
+    if encoded.count("[") + encoded.count("{") > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
+        raise InvalidInput(what, _Shown(value), f"nested more than {MAX_JSON_DEPTH} deep", job_id)
+    copied = json.loads(encoded)
+    if copied != value:
+        # tuples, non-str keys and other values that json.dumps coerces would not read back the same
+        raise InvalidInput(what, _Shown(value), "does not read back equal (tuple or non-str key?)", job_id)
+    return copied
+
+
+class _Shown:
+    """A value as an error message shows it: its repr, cut short (a 10,000-deep list has no repr)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, value: object) -> None:
+        try:
+            text = repr(value)
+        except RecursionError:
+            text = f"<{type(value).__name__}>"
+        self.text = text if len(text) <= 80 else text[:77] + "..."
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _check_utf8(text: str, value: object, what: str, job_id: str | None) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        reason = f"a lone surrogate {exc.object[exc.start]!r} cannot be stored as UTF-8"
+        raise InvalidInput(what, _Shown(value), reason, job_id) from None
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests (a scalar is 0, ``[]`` is 1), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        container, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            break
+        children = container.values() if isinstance(container, dict) else container
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | tuple))
+    return deepest if isinstance(value, dict | list | tuple) else 0
 
 
 class StepRecord(BaseModel):

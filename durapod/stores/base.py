@@ -16,7 +16,8 @@ Rules every implementation follows:
   ``index`` must be the journal's length; otherwise :class:`StaleOwnerError` (a step whose index is
   already journaled is refused, so no step is ever recorded twice). It also sets the job's ``steps``
   count without changing its ``version``.
-- A record that cannot be decoded raises :class:`CorruptRecord` naming its key; it never crashes a worker.
+- A record that cannot be decoded raises :class:`CorruptRecord` naming its key (a listing skips it and logs
+  it); it never crashes a worker.
 """
 
 from __future__ import annotations
@@ -154,6 +155,8 @@ class Store(Protocol):
 
         ``cursor`` is a previous page's ``next_cursor``; ``next_cursor`` is None on the last page.
         Metadata values compare by JSON equality as Python sees it (``1 == 1.0``).
+        A record that cannot be decoded is skipped and logged as a warning naming its job (``get`` raises
+        :class:`CorruptRecord` for it): one bad record never breaks a listing of the others.
 
         Raises:
             ValueError: a negative ``limit`` or an invalid ``cursor``.

@@ -280,9 +280,11 @@ class SQLiteStore(Store):
             limit: the page size (None: every matching job).
             cursor: a previous page's ``next_cursor``.
 
+        A record that cannot be decoded is skipped and logged (a warning naming the job): one bad record
+        never hides the others, and :meth:`get` reports it with :class:`CorruptRecord`.
+
         Raises:
             ValueError: an invalid cursor, status or limit (naming it).
-            CorruptRecord: a scanned record cannot be decoded.
         """
         if limit is not None and limit < 0:
             raise ValueError(f"invalid limit {limit!r}: expected an int >= 0")

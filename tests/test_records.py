@@ -1,0 +1,184 @@
+"""One bad record never breaks the rest: too-deep input is refused at the door, and a corrupt stored record
+(an unknown field, bad JSON) is reported for its own job only, on real SQLite files and real Redis keys."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from durapod import Client, CorruptRecord, DurableAgent, InvalidInput, JobContext
+from durapod.cli import main
+from durapod.models import MAX_JSON_DEPTH
+from durapod.stores.base import Store
+from durapod.stores.redis import RedisStore
+from durapod.stores.sqlite import SQLiteStore
+from durapod.testing import capture_logs
+
+
+def nested(depth: int) -> Any:
+    """A JSON value ``depth`` deep: ``nested(2) == [[0]]``."""
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+async def echo(text: Any, ctx: JobContext) -> Any:
+    return text
+
+
+# -- too deep: refused before anything is written -----------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 200, 255, 5_000])
+@pytest.mark.parametrize("what", ["input", "metadata"])
+async def test_too_deep_input_or_metadata_is_refused_before_anything_is_written(
+    store: Store, what: str, depth: int
+) -> None:
+    value = nested(depth)
+    input_value, metadata = (value, None) if what == "input" else (None, {"deep": value})
+    client = Client(store)
+    with pytest.raises(InvalidInput) as submitted:
+        await client.submit("deep-1", input_value, metadata=metadata)
+    assert submitted.value.what == what
+    assert f"more than {MAX_JSON_DEPTH} deep" in str(submitted.value)
+    async with DurableAgent(echo, store, name="echo") as durable:
+        with pytest.raises(InvalidInput) as started:
+            await durable.start("deep-2", input_value, metadata=metadata)
+        assert started.value.what == what
+    assert await store.get("deep-1") is None
+    assert await store.get("deep-2") is None
+    assert (await store.list()).jobs == []
+
+
+async def test_input_and_metadata_at_the_depth_limit_are_stored_and_read_back(store: Store) -> None:
+    deepest = nested(MAX_JSON_DEPTH)
+    client = Client(store)
+    await client.submit("at-limit", deepest, metadata={"deep": nested(MAX_JSON_DEPTH - 1)})
+    job = await client.status("at-limit")
+    assert job is not None
+    assert job.input == deepest
+    assert job.metadata == {"deep": nested(MAX_JSON_DEPTH - 1)}
+    assert [listed.id for listed in await client.list()] == ["at-limit"]
+
+
+# -- a corrupt record is that job's problem alone -----------------------------------------------------
+
+
+def unknown_field(record: str) -> str:
+    data = json.loads(record)
+    data["surprise"] = 1
+    return json.dumps(data)
+
+
+def bad_json(record: str) -> str:
+    return record[: len(record) // 2]
+
+
+CORRUPTIONS = {"unknown-field": unknown_field, "bad-json": bad_json}
+
+
+async def fill(client: Client) -> None:
+    """Six jobs, oldest first: good-0, bad-1, good-2, bad-3, bad-4, good-5 (the bad ones are spoiled later)."""
+    for index, job_id in enumerate(["good-0", "bad-1", "good-2", "bad-3", "bad-4", "good-5"]):
+        await client.submit(job_id, {"n": index}, metadata={"team": "a"})
+
+
+async def check_only_the_bad_jobs_suffer(client: Client) -> None:
+    with capture_logs() as logs:
+        assert [job.id for job in await client.list()] == ["good-5", "good-2", "good-0"]
+        assert [job.id for job in await client.list(metadata={"team": "a"})] == ["good-5", "good-2", "good-0"]
+        # pages stay full although bad records sit between the good ones
+        seen: list[str] = []
+        page = await client.page(limit=1)
+        while True:
+            assert len(page.jobs) <= 1
+            seen += [job.id for job in page.jobs]
+            if page.next_cursor is None:
+                break
+            page = await client.page(limit=1, cursor=page.next_cursor)
+        assert seen == ["good-5", "good-2", "good-0"]
+    skipped = {entry["job_id"] for entry in logs if entry["event"] == "corrupt job record skipped in a listing"}
+    assert skipped == {"bad-1", "bad-3", "bad-4"}
+    assert all(entry["log_level"] == "warning" for entry in logs if entry.get("job_id") in skipped)
+    for job_id in ("bad-1", "bad-3", "bad-4"):
+        with pytest.raises(CorruptRecord) as raised:
+            await client.status(job_id)
+        assert raised.value.key == job_id
+    good = await client.status("good-2")
+    assert good is not None and good.input == {"n": 2}
+
+
+@pytest.mark.parametrize("corrupt", list(CORRUPTIONS), ids=list(CORRUPTIONS))
+async def test_a_corrupt_sqlite_row_is_skipped_by_listings_and_named_by_status(tmp_path: Path, corrupt: str) -> None:
+    path = tmp_path / "jobs.db"
+    async with Client(SQLiteStore(path)) as client:
+        await fill(client)
+        conn = sqlite3.connect(path)  # another connection, as another process would write the file
+        try:
+            for job_id in ("bad-1", "bad-3", "bad-4"):
+                (record,) = conn.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                conn.execute("UPDATE jobs SET record = ? WHERE id = ?", (CORRUPTIONS[corrupt](record), job_id))
+            conn.commit()
+        finally:
+            conn.close()
+        await check_only_the_bad_jobs_suffer(client)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("corrupt", list(CORRUPTIONS), ids=list(CORRUPTIONS))
+async def test_a_corrupt_redis_record_is_skipped_by_listings_and_named_by_status(redis_url: str, corrupt: str) -> None:
+    store = RedisStore.from_url(redis_url, key_prefix=f"rec-{uuid.uuid4().hex[:8]}:")
+    async with Client(store) as client:
+        await fill(client)
+        admin = Redis.from_url(redis_url)
+        try:
+            for job_id in ("bad-1", "bad-3", "bad-4"):
+                key = f"{store.key_prefix}job:{{{job_id}}}"
+                record = await admin.hget(key, "record")
+                assert isinstance(record, bytes)
+                await admin.hset(key, "record", CORRUPTIONS[corrupt](record.decode()))
+        finally:
+            await admin.aclose()
+        await check_only_the_bad_jobs_suffer(client)
+
+
+def test_cli_ls_lists_the_others_and_show_names_the_corrupt_job(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "cli.db"
+
+    async def prepare() -> None:
+        async with Client(SQLiteStore(path)) as client:
+            await fill(client)
+
+    asyncio.run(prepare())
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("UPDATE jobs SET record = '{not json' WHERE id = 'bad-1'")
+        (record,) = conn.execute("SELECT record FROM jobs WHERE id = 'bad-3'").fetchone()
+        conn.execute("UPDATE jobs SET record = ? WHERE id = 'bad-3'", (unknown_field(record),))
+        conn.commit()
+    finally:
+        conn.close()
+    url = f"sqlite:///{path}"
+    code = main(["--store", url, "ls"])
+    out = capsys.readouterr().out
+    assert code == 0
+    for job_id in ("good-0", "good-2", "good-5", "bad-4"):
+        assert job_id in out
+    assert "bad-1" not in out and "bad-3" not in out
+    for job_id in ("bad-1", "bad-3"):
+        code = main(["--store", url, "show", job_id])
+        err = capsys.readouterr().err
+        assert code == 1
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("durapod: error: corrupt record"), err
+        assert repr(job_id) in lines[0]
