@@ -26,7 +26,7 @@ from durapod.client import Client
 from durapod.errors import JobConflictError, VersionConflict
 from durapod.events import Event
 from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
-from durapod.models import Job, JobStatus, StepRecord, check_json, new_job, validate_job_id
+from durapod.models import Job, JobStatus, StepRecord, check_json, check_metadata, new_job, validate_job_id
 from durapod.retry import RetryPolicy
 from durapod.schedules import CatchUp, CronSchedule, Overlap, ScheduleState, parse_timezone
 from durapod.scheduling import Scheduler, ScheduleRequest
@@ -150,7 +150,7 @@ class DurableAgent:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty str, got {self.name!r}")
         self.worker_id = validate_job_id(worker_id) if worker_id is not None else default_worker_id()
-        self.metadata: dict[str, JsonValue] = check_json(dict(metadata or {}), "metadata")
+        self.metadata: dict[str, JsonValue] = check_metadata(metadata)
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.poll_interval = _seconds("poll_interval", poll_interval, allow_zero=False)
         parse_timezone(timezone)
@@ -329,7 +329,8 @@ class DurableAgent:
 
         Metadata given to the constructor is merged in.
         """
-        return await self._client.submit(job_id, input, agent=agent, metadata={**self.metadata, **(metadata or {})})
+        merged = {**self.metadata, **check_metadata(metadata, "metadata", job_id)}
+        return await self._client.submit(job_id, input, agent=agent, metadata=merged)
 
     async def status(self, job_id: str) -> Job | None:
         """The job with that id as stored, or None (see :meth:`Client.status`)."""
@@ -462,7 +463,8 @@ class DurableAgent:
         validate_job_id(job_id)
         input = check_json(input, "input", job_id)
         # a fresh copy for every job: a record never shares a container with the caller or another job
-        merged = check_json({**self.metadata, **(metadata or {})}, "metadata", job_id)
+        extra = metadata if isinstance(metadata, Mapping) else check_metadata(metadata, "metadata", job_id)
+        merged = check_json({**self.metadata, **extra}, "metadata", job_id)
         now = self.clock.utcnow()
         return new_job(
             id=job_id,

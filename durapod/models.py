@@ -28,6 +28,7 @@ __all__ = [
     "StepRecord",
     "allowed_from",
     "check_json",
+    "check_metadata",
     "check_transition",
     "new_job",
     "new_step_record",
@@ -174,6 +175,21 @@ def check_json(value: Any, what: str, job_id: str | None = None) -> Any:
         # tuples, non-str keys and other values that json.dumps coerces would not read back the same
         raise InvalidInput(what, _Shown(value), "does not read back equal (tuple or non-str key?)", job_id)
     return copied
+
+
+def check_metadata(metadata: object, what: str = "metadata", job_id: str | None = None) -> dict[str, Any]:
+    """Return a fresh copy of ``metadata`` (None: ``{}``) if it is a mapping of str keys to JSON values.
+
+    Raises:
+        TypeError: it is not a mapping (naming ``what``).
+        InvalidInput: a key or value is not JSON (see :func:`check_json`).
+    """
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"{what} must be a mapping of str keys to JSON values or None, got {_Shown(metadata)!r}")
+    checked: dict[str, Any] = check_json(dict(metadata), what, job_id)
+    return checked
 
 
 class _Shown:

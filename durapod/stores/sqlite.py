@@ -105,7 +105,7 @@ class SQLiteStore(Store):
     ) -> None:
         if durability not in ("normal", "full"):
             raise ValueError(f"invalid durability {durability!r}: expected 'normal' or 'full'")
-        if not busy_timeout >= 0:
+        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, int | float) or not 0 <= busy_timeout < 1e9:
             raise ValueError(f"invalid busy_timeout {busy_timeout!r}: expected seconds >= 0")
         self._path = os.fspath(path)
         in_memory = self._path in (":memory:", "")
