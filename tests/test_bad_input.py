@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from durapod import Client, DurableAgent, InvalidInput, InvalidJobId, JobContext
+from durapod import Client, DurableAgent, InvalidInput, InvalidJobId, JobContext, MemoryStore
+from durapod.models import validate_job_id
+from durapod.schedules import MAX_SCHEDULE_NAME_LENGTH, CronSchedule, fire_job_id
 from durapod.stores.base import Store
 from durapod.stores.sqlite import SQLiteStore
 
@@ -180,3 +183,57 @@ async def test_a_plain_client_refuses_the_same(store: Store, call: Callable[[Cli
     assert isinstance(raised.value, TypeError | InvalidInput)
     assert "metadata" in str(raised.value) or "input" in str(raised.value)
     assert (await store.list()).jobs == []
+
+
+# -- schedules ---------------------------------------------------------------------------------------
+
+
+BAD_SCHEDULES: list[Any] = [
+    pytest.param({"name": "n" * 190}, ValueError, "schedule name", id="name-190-chars"),
+    pytest.param({"name": "n" * (MAX_SCHEDULE_NAME_LENGTH + 1)}, ValueError, "schedule name", id="name-over-limit"),
+    pytest.param({"name": ""}, ValueError, "schedule name", id="name-empty"),
+    pytest.param({"name": "a b"}, ValueError, "schedule name", id="name-whitespace"),
+    pytest.param({"name": "a:b"}, ValueError, "schedule name", id="name-colon"),
+    pytest.param({"name": "x\ud800"}, ValueError, "schedule name", id="name-surrogate"),
+    pytest.param({"name": 5}, TypeError, "schedule name", id="name-int"),
+    pytest.param({"cron": "0 0 30 2 *"}, ValueError, "'0 0 30 2 *'", id="cron-february-30"),
+    pytest.param({"cron": "0 0 31 4,6,9,11 *"}, ValueError, "'0 0 31 4,6,9,11 *'", id="cron-day-31-of-short-months"),
+    pytest.param({"cron": "not cron"}, ValueError, "'not cron'", id="cron-garbage"),
+    pytest.param({"catch_up_window": NAN}, ValueError, "catch_up_window", id="window-nan"),
+    pytest.param({"catch_up_window": INF}, ValueError, "catch_up_window", id="window-inf"),
+    pytest.param({"catch_up_window": -1.0}, ValueError, "catch_up_window", id="window-negative"),
+    pytest.param({"catch_up_window": "60"}, ValueError, "catch_up_window", id="window-str"),
+    pytest.param({"overlap": "sometimes"}, ValueError, "overlap", id="overlap-unknown"),
+    pytest.param({"timezone": "Mars/Olympus"}, ValueError, "Mars/Olympus", id="timezone-unknown"),
+    pytest.param({"on_schedule": 5}, TypeError, "on_schedule", id="on-schedule-not-callable"),
+]
+
+
+@pytest.mark.parametrize(("changes", "error", "names"), BAD_SCHEDULES)
+async def test_a_schedule_that_could_never_fire_is_refused_naming_why(
+    store: Store, changes: dict[str, Any], error: type[Exception], names: str
+) -> None:
+    arguments: dict[str, Any] = {"name": "nightly", "cron": "0 3 * * *", **changes}
+    async with DurableAgent(echo, store, name="echo") as durable:
+        with pytest.raises(error) as raised:
+            await durable.schedule(arguments.pop("name"), arguments.pop("cron"), **arguments)
+        assert names in str(raised.value)
+    assert await store.list_schedules() == []
+
+
+async def test_the_longest_schedule_name_makes_valid_fire_job_ids(store: Store) -> None:
+    name = "n" * MAX_SCHEDULE_NAME_LENGTH
+    async with DurableAgent(echo, store, name="echo") as durable:
+        state = await durable.schedule(name, "0 3 * * *", catch_up_window=0)
+    assert state.name == name
+    fire = datetime(2026, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+    assert validate_job_id(fire_job_id(name, fire)) == f"{name}:2026-12-31T23:59:59.999999Z"
+    assert [stored.name for stored in await store.list_schedules()] == [name]
+
+
+def test_a_never_firing_cron_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match=r"'0 0 30 2 \*' never fires"):
+        DurableAgent(echo, MemoryStore(), schedule="0 0 30 2 *")
+    with pytest.raises(ValueError, match="never fires"):
+        CronSchedule("0 0 30 2 *", "Europe/Paris")
+    assert CronSchedule("0 0 29 2 *").next_after(datetime(2026, 1, 1, tzinfo=UTC)) == datetime(2028, 2, 29, tzinfo=UTC)
