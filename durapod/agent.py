@@ -85,6 +85,11 @@ class DurableAgent:
         store_timeout: how long public calls wait out an unreachable store before raising
             ``StoreUnavailable`` (running jobs wait for it indefinitely: no job fails because the store
             blinked).
+        redact_errors: maps a failed attempt's exception to the text stored in ``job.error`` and in the
+            job's ``error`` event (and logged). By default the exception's message is stored verbatim, so
+            a secret in a message (a token in a URL, a customer's data) ends up in the store; pass e.g.
+            ``lambda exc: type(exc).__name__`` to keep messages out. If it raises or returns a non-str,
+            only the class name is stored.
 
     Raises:
         TypeError: ``agent`` or ``store`` is not one.
@@ -125,8 +130,11 @@ class DurableAgent:
         random: Callable[[], float] | None = None,
         poll_interval: float = 0.25,
         store_timeout: float = 10.0,
+        redact_errors: Callable[[BaseException], str] | None = None,
     ) -> None:
         invoker = AgentInvoker(agent)
+        if redact_errors is not None and not callable(redact_errors):
+            raise TypeError(f"redact_errors must be callable or None, got {redact_errors!r}")
         if not isinstance(store, Store):
             raise TypeError(f"store must be a durapod store (MemoryStore, SQLiteStore, RedisStore), got {store!r}")
         retry = RetryPolicy(
@@ -172,6 +180,7 @@ class DurableAgent:
             written=self._waiters.publish,
             let_go=self._waiters.nudge,
             publish_event=self._subscribers.publish,
+            redact_errors=redact_errors,
         )
         self._client = Client._for_worker(
             self._worker,

@@ -6,7 +6,7 @@ Nothing here does I/O. The JSON form of :class:`Job` and :class:`StepRecord` is 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final, Literal, TypeVar
@@ -30,6 +30,7 @@ __all__ = [
     "check_json",
     "check_metadata",
     "check_transition",
+    "error_text",
     "new_job",
     "new_step_record",
     "utcnow",
@@ -190,6 +191,37 @@ def check_metadata(metadata: object, what: str = "metadata", job_id: str | None 
         raise TypeError(f"{what} must be a mapping of str keys to JSON values or None, got {_Shown(metadata)!r}")
     checked: dict[str, Any] = check_json(dict(metadata), what, job_id)
     return checked
+
+
+def error_text(error: BaseException, redact: Callable[[BaseException], str] | None = None) -> str:
+    """The text stored for ``error`` in ``job.error`` and in the job's ``error`` event.
+
+    Without ``redact`` it is the exception's message verbatim (its class name if the message is empty):
+    whatever an agent puts in a message (a URL with a token, a customer's data) is stored and shown. With
+    ``redact`` (``DurableAgent(redact_errors=...)``) it is what ``redact`` returns; if that raises or
+    returns something that is not a str, only the exception's class name is stored. Lone surrogates,
+    which no store can encode, are replaced with ``?``.
+    """
+    if redact is None:
+        text = str(error) or type(error).__name__
+    else:
+        try:
+            text = redact(error)
+        except Exception as exc:  # the unredacted message must not leak because the hook is broken
+            text = f"{type(error).__name__} (redact_errors raised {type(exc).__name__})"
+        if not isinstance(text, str):
+            text = f"{type(error).__name__} (redact_errors returned {type(text).__name__}, not str)"
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8") if _has_surrogates(text) else text
+    return text
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class _Shown:

@@ -182,3 +182,55 @@ def test_cli_ls_lists_the_others_and_show_names_the_corrupt_job(
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("durapod: error: corrupt record"), err
         assert repr(job_id) in lines[0]
+
+
+# -- error messages: verbatim by default, or what redact_errors makes of them ---------------------------
+
+
+async def leaky(text: Any, ctx: JobContext) -> Any:
+    raise RuntimeError(f"GET https://api.example.com/?token=SECRET-{text} failed")
+
+
+def names_only(exc: BaseException) -> str:
+    return f"{type(exc).__name__} (details withheld)"
+
+
+def broken(exc: BaseException) -> str:
+    raise KeyError("oops")
+
+
+@pytest.mark.parametrize(
+    ("redact", "expected"),
+    [
+        (None, "GET https://api.example.com/?token=SECRET-1 failed"),
+        (names_only, "RuntimeError (details withheld)"),
+        (broken, "RuntimeError (redact_errors raised KeyError)"),
+    ],
+    ids=["verbatim-by-default", "redacted", "broken-hook-stores-the-class-name"],
+)
+async def test_redact_errors_decides_the_stored_error_text(store: Store, redact: Any, expected: str) -> None:
+    async with DurableAgent(leaky, store, name="leaky", max_retries=1, retry_delay=0.01, redact_errors=redact) as d:
+        job = await asyncio.wait_for(d.run("job-1", 1), timeout=20)
+    assert job.status == "failed"
+    assert job.error == expected
+    assert job.error_type == "RuntimeError"
+    errors = [event for event in await store.read_events("job-1") if event.get("type") == "error"]
+    assert [event["error"] for event in errors] == [expected, expected]  # the retried attempt and the last
+    if redact is not None:
+        assert "SECRET" not in json.dumps(await store.read_events("job-1"))
+        assert "SECRET" not in (await store.get("job-1") or job).model_dump_json()
+
+
+async def test_an_error_message_with_a_lone_surrogate_is_stored_on_every_store(store: Store) -> None:
+    async def odd(text: Any, ctx: JobContext) -> Any:
+        raise ValueError("bad byte \udcff here")
+
+    async with DurableAgent(odd, store, name="odd", max_retries=0) as durable:
+        job = await asyncio.wait_for(durable.run("job-1"), timeout=20)
+    assert job.status == "failed"
+    assert job.error == "bad byte ? here"
+
+
+def test_redact_errors_must_be_callable() -> None:
+    with pytest.raises(TypeError, match="redact_errors"):
+        DurableAgent(echo, SQLiteStore(":memory:"), redact_errors="no")  # type: ignore[arg-type]

@@ -6,11 +6,14 @@ and pending control requests; ``schedules`` holds each schedule's record; ``work
 in use. How a job maps onto its row is
 in :mod:`durapod.stores._sqlite_rows`.
 
-A connection runs in WAL mode with the ``synchronous`` level the store's durability asks for.
+A connection runs in WAL mode with the ``synchronous`` level the store's durability asks for. A new file
+is created readable by its owner only (mode 0600); SQLite gives the ``-wal`` and ``-shm`` files the mode
+of the database file.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from typing import Final
 
@@ -101,8 +104,19 @@ def _connect(path: str, *, synchronous: str, busy_timeout: float) -> sqlite3.Con
     return conn
 
 
+def _create_private(file: str) -> None:
+    """Create ``file`` (if missing) readable and writable by its owner only, before SQLite opens it: jobs
+    hold inputs, results and error messages that other users of the machine must not read."""
+    if file in (":memory:", ""):
+        return
+    descriptor = os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.close(descriptor)
+
+
 def _open(path: str, file: str, synchronous: str, busy_timeout: float) -> sqlite3.Connection:
     try:
+        if not os.path.exists(file):
+            _create_private(file)
         return _connect(file, synchronous=synchronous, busy_timeout=busy_timeout)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from exc
