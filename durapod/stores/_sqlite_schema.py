@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from typing import Final
 
 from durapod.errors import StoreError
@@ -113,10 +114,48 @@ def _create_private(file: str) -> None:
     os.close(descriptor)
 
 
-def _open(path: str, file: str, synchronous: str, busy_timeout: float) -> sqlite3.Connection:
+def _check_integrity(conn: sqlite3.Connection, path: str) -> None:
+    """``PRAGMA quick_check``: a file with damaged pages is reported when it is opened, instead of listings
+    that silently miss the jobs on those pages."""
+    problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+    if problems != ["ok"]:
+        raise StoreError(
+            f"SQLite store {path!r} is damaged (PRAGMA quick_check: {'; '.join(problems)}); restore it from a"
+            " backup, or recover what it holds with the sqlite3 shell's .recover"
+        )
+
+
+class _IntegrityCheck:
+    """``PRAGMA quick_check`` once per store, by whichever of its connections opens first (until it
+    passes: a damaged file fails every attempt to open it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._passed = False
+
+    def run(self, conn: sqlite3.Connection, path: str) -> None:
+        with self._lock:
+            if not self._passed:
+                _check_integrity(conn, path)
+                self._passed = True
+
+
+def _open(
+    path: str, file: str, synchronous: str, busy_timeout: float, integrity: _IntegrityCheck | None = None
+) -> sqlite3.Connection:
     try:
         if not os.path.exists(file):
             _create_private(file)
-        return _connect(file, synchronous=synchronous, busy_timeout=busy_timeout)
+        conn = _connect(file, synchronous=synchronous, busy_timeout=busy_timeout)
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from exc
+    if integrity is not None:
+        try:
+            integrity.run(conn, path)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"SQLite store {path!r} is damaged: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+    return conn

@@ -63,7 +63,7 @@ from durapod.stores._sqlite_ops import (
     _op_unregister_worker,
 )
 from durapod.stores._sqlite_rows import _encode_json, _micros, _moment, _optional_micros
-from durapod.stores._sqlite_schema import _open
+from durapod.stores._sqlite_schema import _IntegrityCheck, _open
 from durapod.stores._sqlite_worker import _Stop, _Worker
 from durapod.stores.base import ControlRequest, Page, Store, decode_cursor, encode_cursor
 
@@ -123,6 +123,7 @@ class SQLiteStore(Store):
         self._last_batch: asyncio.Future[None] | None = None
         self._reader: _Worker | None = None
         self._stopped: list[asyncio.Future[None]] = []
+        self._integrity = _IntegrityCheck()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self._path!r})"
@@ -142,8 +143,11 @@ class SQLiteStore(Store):
     def _worker(self, role: str) -> _Worker:
         # the worker must not hold the store, so that a store dropped without close() is collected
         # and its finalizer stops the thread
-        connect = functools.partial(_open, self._path, self._file, self._synchronous, self._busy_timeout)
-        worker = _Worker(self._path, role, connect, writes=role == "writer")
+        connect = functools.partial(
+            _open, self._path, self._file, self._synchronous, self._busy_timeout, self._integrity
+        )
+        file = None if self._shares_connection else self._file
+        worker = _Worker(self._path, role, connect, writes=role == "writer", file=file)
         weakref.finalize(self, worker.queue.put, _Stop(None))
         return worker
 
