@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -234,3 +236,56 @@ async def test_an_error_message_with_a_lone_surrogate_is_stored_on_every_store(s
 def test_redact_errors_must_be_callable() -> None:
     with pytest.raises(TypeError, match="redact_errors"):
         DurableAgent(echo, SQLiteStore(":memory:"), redact_errors="no")  # type: ignore[arg-type]
+
+
+# -- noise: pause quickly followed by cancel prints nothing --------------------------------------------
+
+PAUSE_THEN_CANCEL = """
+import asyncio, collections, gc, os, sys, tempfile
+from durapod import DurableAgent, MemoryStore, SQLiteStore
+
+async def tick():
+    await asyncio.sleep(0.0005)
+    return 1
+
+async def busy(text, ctx):
+    for index in range(500):
+        await asyncio.gather(ctx.step(f"a{index}", tick), ctx.step(f"b{index}", tick))
+        await ctx.emit_token("x")
+    return "done"
+
+async def main(kind, pairs):
+    store = MemoryStore() if kind == "memory" else SQLiteStore(os.path.join(tempfile.mkdtemp(), "jobs.db"))
+    ended = collections.Counter()
+    async with DurableAgent(busy, store, name="busy", pause_timeout=0.001) as durable:
+        for index in range(pairs):
+            await durable.start(f"job-{index}", index)
+            for _ in range(index % 7):  # the pause lands at different points of the first steps
+                await asyncio.sleep(0)
+            pause = asyncio.ensure_future(durable.pause(f"job-{index}", wait=index % 2 == 0))
+            for _ in range(index % 3):
+                await asyncio.sleep(0)
+            cancel = asyncio.ensure_future(durable.cancel(f"job-{index}"))
+            await asyncio.gather(pause, cancel, return_exceptions=True)
+            job = await durable.status(f"job-{index}")
+            ended[job.status.value] += 1
+    await store.close()
+    print(dict(ended))
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+gc.collect()  # a task whose exception nobody retrieved is reported when it is collected
+"""
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_pause_quickly_followed_by_cancel_prints_nothing(kind: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-W", "default", "-c", PAUSE_THEN_CANCEL, kind, "300"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert json.loads(done.stdout.replace("'", '"')) == {"cancelled": 300}
