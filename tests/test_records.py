@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from durapod import Client, CorruptRecord, DurableAgent, InvalidInput, JobContext
+from durapod import Client, CorruptRecord, DurableAgent, InvalidInput, JobContext, MemoryStore
+from durapod._control import apply_control
 from durapod.cli import main
-from durapod.models import MAX_JSON_DEPTH
-from durapod.stores.base import Store
+from durapod.lowlevel.clock import SYSTEM_CLOCK
+from durapod.models import MAX_JSON_DEPTH, ControlKind, utcnow
+from durapod.stores.base import ControlRequest, Store
 from durapod.stores.redis import RedisStore
 from durapod.stores.sqlite import SQLiteStore
 from durapod.testing import capture_logs
@@ -289,3 +291,70 @@ def test_pause_quickly_followed_by_cancel_prints_nothing(kind: str) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert json.loads(done.stdout.replace("'", '"')) == {"cancelled": 300}
+
+
+# -- control requests: typed at the store API, garbage in a store dropped with a warning -----------------
+
+
+async def a_job(store: Store, job_id: str = "job-1") -> None:
+    await Client(store).submit(job_id, "x")
+
+
+async def test_a_control_request_of_unknown_kind_is_refused_at_the_store_api(store: Store) -> None:
+    await a_job(store)
+    now = utcnow()
+    for kind in ("explode", "", "PAUSE", "resume "):
+        with pytest.raises(ValueError, match=f"invalid control request kind {kind!r} for job 'job-1'"):
+            ControlRequest("job-1", kind, now)  # type: ignore[arg-type]
+    assert ControlRequest("job-1", "resume", now).kind is ControlKind.RESUME  # type: ignore[arg-type]
+    # a request whose kind was changed after it was made is refused by the store itself: nothing is written
+    tampered = ControlRequest("job-1", ControlKind.PAUSE, now)
+    object.__setattr__(tampered, "kind", "explode")
+    with pytest.raises(ValueError, match="'explode'"):
+        await store.request_control(tampered)
+    with pytest.raises(ValueError, match="'explode'"):
+        await apply_control(store, "job-1", "explode", SYSTEM_CLOCK)
+    assert await store.take_controls(["job-1"]) == []
+    # every real kind is recorded and handed over, resume too
+    for kind in ControlKind:
+        await store.request_control(ControlRequest("job-1", kind, now))
+    assert [request.kind for request in await store.take_controls(["job-1"])] == list(ControlKind)
+
+
+async def write_garbage_controls(store: Store, request: pytest.FixtureRequest, job_id: str, kinds: list[str]) -> None:
+    """Control requests of ``kinds`` written straight into the store, as a bug or another program might."""
+    moment = utcnow()
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.path) as conn:
+            conn.executemany(
+                "INSERT INTO controls (job_id, kind, payload, requested_at) VALUES (?, ?, 'null', ?)",
+                [(job_id, kind, index) for index, kind in enumerate(kinds)],
+            )
+        return
+    assert isinstance(store, RedisStore)
+    admin = Redis.from_url(request.getfixturevalue("redis_url"))
+    try:
+        for kind in kinds:
+            entry = {"kind": kind, "requested_at": moment.isoformat(), "payload": None}
+            await admin.rpush(f"{store.key_prefix}controls:{{{job_id}}}", json.dumps(entry))
+    finally:
+        await admin.aclose()
+
+
+async def test_control_requests_of_unknown_kind_found_in_a_store_are_dropped_with_a_warning(
+    store: Store, request: pytest.FixtureRequest
+) -> None:
+    if isinstance(store, MemoryStore):
+        pytest.skip("a MemoryStore holds typed requests only (refused at the door, see the test above)")
+    await a_job(store)
+    await write_garbage_controls(store, request, "job-1", ["explode", "cancel!", ""])
+    await store.request_control(ControlRequest("job-1", ControlKind.PAUSE, utcnow()))
+    with capture_logs() as logs:
+        taken = await store.take_controls(["job-1"])
+    assert [(request.job_id, request.kind) for request in taken] == [("job-1", ControlKind.PAUSE)]
+    ignored = [entry for entry in logs if entry["event"] == "control request ignored"]
+    assert sorted(entry["kind"] for entry in ignored) == ["", "cancel!", "explode"]
+    assert all(entry["job_id"] == "job-1" and entry["log_level"] == "warning" for entry in ignored)
+    assert await store.take_controls(["job-1"]) == []  # dropped for good, not handed out again
+    job = await store.get("job-1")
+    assert job is not None and job.status == "pending"  # garbage never cancels a job

@@ -40,6 +40,7 @@ __all__ = [
     "ControlRequest",
     "Page",
     "Store",
+    "control_kind",
     "decode_cursor",
     "encode_cursor",
     "matches",
@@ -71,13 +72,22 @@ class ControlRequest:
     payload: JsonValue = field(default=None)
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "kind", ControlKind(self.kind))
-        except ValueError:
-            raise ValueError(
-                f"invalid control request kind {self.kind!r} for job {self.job_id!r}; expected one of "
-                + ", ".join(kind.value for kind in ControlKind)
-            ) from None
+        object.__setattr__(self, "kind", control_kind(self.kind, self.job_id))
+
+
+def control_kind(kind: str, job_id: str) -> ControlKind:
+    """``kind`` as a :class:`ControlKind`; ``ValueError`` naming it (and the job) if it is none.
+
+    Every store checks a request's kind again when it records it, so that no request of an unknown kind
+    is ever written (one found in a store is dropped with a warning when it is taken).
+    """
+    try:
+        return ControlKind(kind)
+    except ValueError:
+        raise ValueError(
+            f"invalid control request kind {kind!r} for job {job_id!r}; expected one of "
+            + ", ".join(known.value for known in ControlKind)
+        ) from None
 
 
 def encode_cursor(job: Job) -> str:

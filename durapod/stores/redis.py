@@ -97,7 +97,7 @@ from durapod.stores._redis_codec import _member as _member  # re-exported: the m
 from durapod.stores._redis_lua import _register_scripts
 from durapod.stores._redis_pipeline import _Pipeline
 from durapod.stores._redis_wakeups import _CONTROL_CHANNEL, _Wakeups
-from durapod.stores.base import ControlRequest, Page, Store, decode_cursor, encode_cursor, matches
+from durapod.stores.base import ControlRequest, Page, Store, control_kind, decode_cursor, encode_cursor, matches
 
 __all__ = ["RedisStore"]
 
@@ -749,7 +749,7 @@ class RedisStore(Store):
         """
         entry = json.dumps(
             {
-                "kind": request.kind,
+                "kind": control_kind(request.kind, request.job_id).value,
                 "requested_at": request.requested_at.isoformat(),
                 "payload": json.loads(_encode_json(request.payload, "control payload", request.job_id)),
             },

@@ -65,7 +65,7 @@ from durapod.stores._sqlite_ops import (
 from durapod.stores._sqlite_rows import _encode_json, _micros, _moment, _optional_micros
 from durapod.stores._sqlite_schema import _IntegrityCheck, _open
 from durapod.stores._sqlite_worker import _Stop, _Worker
-from durapod.stores.base import ControlRequest, Page, Store, decode_cursor, encode_cursor
+from durapod.stores.base import ControlRequest, Page, Store, control_kind, decode_cursor, encode_cursor
 
 __all__ = ["SQLiteStore"]
 
@@ -413,9 +413,10 @@ class SQLiteStore(Store):
         Raises:
             JobNotFound: no job has that id.
             InvalidInput: the payload is not JSON.
+            ValueError: the request's kind is not a :class:`ControlKind`; nothing is written.
         """
         payload = _encode_json(request.payload, "control payload", request.job_id)
-        kind = str(request.kind.value)
+        kind = control_kind(request.kind, request.job_id).value
         await self._write(_op_request_control, request.job_id, kind, payload, _micros(request.requested_at))
 
     async def take_controls(self, job_ids: Collection[str]) -> builtins.list[ControlRequest]:
