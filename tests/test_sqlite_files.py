@@ -3,6 +3,7 @@ damaged under a store, it is reported instead of losing writes silently."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import stat
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from durapod import Client, SQLiteStore, StoreError
+from durapod import Client, DurableAgent, JobContext, SQLiteStore, StoreError
 
 
 @pytest.fixture
@@ -122,3 +123,26 @@ async def test_a_database_with_garbage_pages_is_reported_when_opened(tmp_path: P
             await client.list()
     assert str(path) in str(refused.value)
     assert "is damaged" in str(refused.value)
+
+
+async def test_a_worker_whose_file_is_deleted_reports_it_instead_of_completing_into_nowhere(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def wait_for_release() -> str:
+        entered.set()
+        await release.wait()
+        return "drafted"
+
+    async def agent(text: str, ctx: JobContext) -> str:
+        return await ctx.step("draft", wait_for_release)
+
+    async with DurableAgent(agent, SQLiteStore(path), name="drafts", lease_ttl=1.0) as durable:
+        await durable.start("job-1", "x")
+        await asyncio.wait_for(entered.wait(), timeout=10)
+        remove_database(path)
+        release.set()
+        with pytest.raises(StoreError) as refused:
+            await asyncio.wait_for(durable.wait("job-1"), timeout=10)
+        assert str(path) in str(refused.value) and "deleted" in str(refused.value)
+    assert not path.exists()  # nothing was written into a new file behind the caller's back
