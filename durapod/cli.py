@@ -56,7 +56,7 @@ from durapod.events import (
     ToolCallEvent,
     ToolResultEvent,
 )
-from durapod.models import Job, JobStatus, StepRecord, validate_job_id
+from durapod.models import MAX_JSON_DEPTH, Job, JobStatus, StepRecord, validate_job_id
 from durapod.stores import open_store
 
 __all__ = ["DEFAULT_STORE", "STORE_ENV", "build_parser", "main"]
@@ -601,6 +601,8 @@ def _parse_value(text: str) -> JsonValue:
         value: JsonValue = json.loads(text)
     except ValueError:
         return text
+    except RecursionError:
+        raise CommandError(f"invalid input: JSON nested more than {MAX_JSON_DEPTH} deep", 2) from None
     if isinstance(value, float) and not math.isfinite(value):
         return text
     return value
@@ -612,7 +614,9 @@ def _parse_metadata(text: str | None) -> dict[str, JsonValue] | None:
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise CommandError(f"invalid --metadata {text!r}: not JSON ({exc})", 2) from None
+        raise CommandError(f"invalid --metadata {_truncate(text, 60)!r}: not JSON ({exc})", 2) from None
+    except RecursionError:
+        raise CommandError(f"invalid --metadata: JSON nested more than {MAX_JSON_DEPTH} deep", 2) from None
     if not isinstance(value, dict):
         raise CommandError(f"invalid --metadata {text!r}: expected a JSON object", 2)
     return value

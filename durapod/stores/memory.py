@@ -13,7 +13,7 @@ from pydantic import JsonValue
 from durapod.errors import InvalidInput, JobNotFound, StaleOwnerError, VersionConflict
 from durapod.models import CLAIMABLE, SETTLED, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
-from durapod.stores.base import ControlRequest, Page, Store, decode_cursor, encode_cursor, matches
+from durapod.stores.base import ControlRequest, Page, Store, control_kind, decode_cursor, encode_cursor, matches
 
 __all__ = ["MemoryStore"]
 
@@ -240,6 +240,7 @@ class MemoryStore(Store):
         return True
 
     async def request_control(self, request: ControlRequest) -> None:
+        control_kind(request.kind, request.job_id)
         if request.job_id not in self._jobs:
             raise JobNotFound(request.job_id)
         self._controls[request.job_id].append((next(self._asked), request))
