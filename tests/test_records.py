@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from durapod import Client, CorruptRecord, DurableAgent, InvalidInput, JobContext, MemoryStore
+from durapod import Client, CorruptRecord, DurableAgent, InvalidInput, JobContext, MemoryStore, PostgresStore
 from durapod._control import apply_control
 from durapod.cli import main
 from durapod.lowlevel.clock import SYSTEM_CLOCK
@@ -330,6 +330,18 @@ async def write_garbage_controls(store: Store, request: pytest.FixtureRequest, j
                 "INSERT INTO controls (job_id, kind, payload, requested_at) VALUES (?, ?, 'null', ?)",
                 [(job_id, kind, index) for index, kind in enumerate(kinds)],
             )
+        return
+    if isinstance(store, PostgresStore):
+        import asyncpg
+
+        connection = await asyncpg.connect(request.getfixturevalue("postgres_url").partition("?")[0])
+        try:
+            await connection.executemany(
+                f'INSERT INTO "{store.schema}".controls (job_id, kind, payload, requested_at) VALUES ($1, $2, $3, $4)',
+                [(job_id, kind, "null", index) for index, kind in enumerate(kinds)],
+            )
+        finally:
+            await connection.close()
         return
     assert isinstance(store, RedisStore)
     admin = Redis.from_url(request.getfixturevalue("redis_url"))

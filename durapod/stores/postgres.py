@@ -31,9 +31,9 @@ import json
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from pydantic import JsonValue
 
@@ -59,10 +59,16 @@ from durapod.stores._sqlite_rows import (
     _optional_micros,
     _reason,
 )
-from durapod.stores.base import ControlRequest, Page, Store, decode_cursor, encode_cursor, matches
+from durapod.stores.base import ControlRequest, Page, Store, control_kind, decode_cursor, encode_cursor, matches
 
 if TYPE_CHECKING:
     import asyncpg
+
+    _Connection = asyncpg.pool.PoolConnectionProxy[Any]
+
+T = TypeVar("T")
+#: A write: runs inside the batch's transaction; refuses by raising a DurapodError before it writes.
+_Op = Callable[["_Connection"], Awaitable[Any]]
 
 __all__ = ["PostgresStore"]
 
@@ -288,6 +294,15 @@ class PostgresStore(Store):
         self._opening: asyncio.Lock | None = None
         self._closed = False
         self._listener = _Listener(f"{schema}_wake", f"{schema}_control")
+        # group commit: writes queued while a batch commits go together in the next transaction
+        self._queued: builtins.list[tuple[_Op, asyncio.Future[Any]]] = []
+        self._queued_event: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        # done when the batch that will hold the queued writes (or the one being written) is committed:
+        # a read waits for it, so that a process reads its own writes, cancelled callers' included
+        self._queued_commit: asyncio.Future[None] | None = None
+        self._writing_commit: asyncio.Future[None] | None = None
+        self.batches = 0
 
     def __repr__(self) -> str:
         where = self._dsn if self._dsn is not None else "pool"
@@ -364,6 +379,10 @@ class PostgresStore(Store):
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy[Any]]:
+        """A connection for a read, once the writes this process queued before it are committed."""
+        barrier = self._queued_commit or self._writing_commit
+        if barrier is not None:
+            await asyncio.shield(barrier)
         pool = await self._open()
         try:
             async with pool.acquire() as connection:
@@ -374,6 +393,88 @@ class PostgresStore(Store):
             if _unavailable(exc):
                 raise StoreUnavailable(f"{self!r}: {_reason(exc)}") from exc
             raise StoreError(f"{self!r}: {_reason(exc)}") from exc
+
+    def _write(self, op: _Op) -> asyncio.Future[Any]:
+        """Queue a write; the future has its result once the batch holding it is committed.
+
+        Writes queued while a batch is being written go in the next one: one transaction (and one WAL
+        flush) for all of them. A write that refuses (a DurapodError raised before it wrote anything)
+        does not undo the others. A cancelled caller does not cancel its write (it may be committed).
+        """
+        if self._closed:
+            raise StoreError(f"{self!r} is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queued.append((op, future))
+        if self._queued_commit is None:
+            self._queued_commit = loop.create_future()
+        if self._queued_event is None:
+            self._queued_event = asyncio.Event()
+        self._queued_event.set()
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._write_batches(), name=f"durapod-postgres-writer-{self._schema}")
+        return future
+
+    async def _write_batches(self) -> None:
+        assert self._queued_event is not None
+        while True:
+            if not self._queued:
+                if self._closed:
+                    return
+                await self._queued_event.wait()
+                self._queued_event.clear()
+                continue
+            batch, self._queued = self._queued, []
+            commit, self._queued_commit = self._queued_commit, None
+            self._writing_commit = commit
+            self.batches += 1
+            try:
+                await self._run_batch(batch)
+            finally:
+                self._writing_commit = None
+                if commit is not None and not commit.done():
+                    commit.set_result(None)
+
+    async def _run_batch(self, batch: builtins.list[tuple[_Op, asyncio.Future[Any]]]) -> None:
+        """Run ``batch`` in one transaction. A statement that fails (a deadlock, a lost connection) rolls
+        it back: then each write runs again in a transaction of its own, so that only its own caller
+        gets its error."""
+        outcomes: builtins.list[tuple[bool, Any]] = []
+        try:
+            pool = await self._open()
+            async with pool.acquire() as connection, connection.transaction():
+                for op, _ in batch:
+                    try:
+                        outcomes.append((True, await op(connection)))
+                    except DurapodError as refused:  # raised before the op wrote: the others stand
+                        outcomes.append((False, refused))
+        except asyncio.CancelledError:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(StoreError(f"{self!r} is closed"))
+            raise
+        except Exception as exc:
+            if len(batch) > 1 and not isinstance(exc, DurapodError):
+                for item in batch:
+                    await self._run_batch([item])
+                return
+            error = exc if isinstance(exc, DurapodError) else self._store_error(exc)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def _store_error(self, exc: Exception) -> StoreError:
+        if _unavailable(exc):
+            return StoreUnavailable(f"{self!r}: {_reason(exc)}")
+        return StoreError(f"{self!r}: {_reason(exc)}")
 
     async def _notify_wake(self, connection: asyncpg.pool.PoolConnectionProxy[Any], agent: str) -> None:
         await connection.execute("SELECT pg_notify($1, $2)", f"{self._schema}_wake", agent)
@@ -410,7 +511,8 @@ class PostgresStore(Store):
         Raises:
             CorruptRecord: the existing job's record cannot be decoded.
         """
-        async with self._connection() as connection, connection.transaction():
+
+        async def op(connection: _Connection) -> Any:
             inserted = await connection.fetchval(
                 self._sql(
                     "INSERT INTO {s}.jobs (id, agent, status, created_at, owner, lease_until, epoch, version,"
@@ -433,9 +535,12 @@ class PostgresStore(Store):
                     await self._notify_wake(connection, job.agent)
                 return job.model_copy(update={"steps": 0}) if job.steps else job, True
             row = await connection.fetchrow(self._sql(f"SELECT {_JOB_COLUMNS} FROM {{s}}.jobs WHERE id = $1"), job.id)
-        if row is None:  # deleted between the two statements
+            return None if row is None else (_decode_job(tuple(row)), False)
+
+        found: tuple[Job, bool] | None = await self._write(op)
+        if found is None:  # deleted between the two statements
             return await self.create(job)
-        return _decode_job(tuple(row)), False
+        return found
 
     async def get(self, job_id: str) -> Job | None:
         """The job with that id, or None.
@@ -462,7 +567,8 @@ class PostgresStore(Store):
                 one higher.
         """
         seqs, records = _event_columns(job.id, events)
-        async with self._connection() as connection:
+
+        async def op(connection: _Connection) -> Any:
             row = None
             if job.version == expected_version + 1:
                 row = await connection.fetchrow(
@@ -487,11 +593,13 @@ class PostgresStore(Store):
                 if found is None:
                     raise JobNotFound(job.id)
                 raise VersionConflict(job.id, expected_version, found)
-            lease_micros, steps = row
-            if job.status in CLAIMABLE and (job.owner is None or lease_micros is None):
+            if job.status in CLAIMABLE and (job.owner is None or row[0] is None):
                 await self._notify_wake(connection, job.agent)
             if job.status in _EXPIRING_STATUSES:
                 await self._purge_if_due(connection)
+            return tuple(row)
+
+        lease_micros, steps = await self._write(op)
         lease_until = None if lease_micros is None else _moment(lease_micros)
         if lease_until != job.lease_until or steps != job.steps:
             job = job.model_copy(update={"lease_until": lease_until, "steps": steps})
@@ -517,7 +625,7 @@ class PostgresStore(Store):
 
         Raises:
             ValueError: an invalid cursor, status or limit (naming it).
-            CorruptRecord: a scanned record cannot be decoded.
+        A record that cannot be decoded is skipped and logged as a warning naming its job.
         """
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
             raise ValueError(f"invalid limit {limit!r}: expected an int >= 0")
@@ -547,13 +655,15 @@ class PostgresStore(Store):
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, id DESC"
-        if limit is not None and not metadata:
-            params.append(limit + 1)
-            sql += f" LIMIT ${len(params)}"
         found: builtins.list[Job] = []
+        prefetch = 200 if limit is None else min(limit + 1, 500)
         async with self._connection() as connection, connection.transaction(readonly=True):
-            async for row in connection.cursor(self._sql(sql), *params, prefetch=200):
-                job = _decode_job(tuple(row))
+            async for row in connection.cursor(self._sql(sql), *params, prefetch=prefetch):
+                try:
+                    job = _decode_job(tuple(row))
+                except CorruptRecord as exc:  # one bad record never hides the others
+                    _log.warning("corrupt job record skipped in a listing", job_id=row[0], error=str(exc))
+                    continue
                 if metadata and not matches(job, None, None, metadata):
                     continue
                 found.append(job)
@@ -564,10 +674,13 @@ class PostgresStore(Store):
 
     async def delete(self, job_id: str) -> bool:
         """Remove a job with its journal, events and control requests. True if it existed."""
-        async with self._connection() as connection, connection.transaction():
+
+        async def op(connection: _Connection) -> Any:
             for table in ("steps", "events", "controls"):
                 await connection.execute(self._sql(f"DELETE FROM {{s}}.{table} WHERE job_id = $1"), job_id)
-            deleted = await connection.fetchval(self._sql("DELETE FROM {s}.jobs WHERE id = $1 RETURNING true"), job_id)
+            return await connection.fetchval(self._sql("DELETE FROM {s}.jobs WHERE id = $1 RETURNING true"), job_id)
+
+        deleted = await self._write(op)
         return bool(deleted)
 
     async def append_step(self, record: StepRecord) -> None:
@@ -578,16 +691,22 @@ class PostgresStore(Store):
             JobNotFound: no job has that id.
             StaleOwnerError: the job is not running with ``record.epoch``, or ``record.index`` is journaled.
         """
-        async with self._connection() as connection:
+
+        async def op(connection: _Connection) -> Any:
             status = await connection.execute(
                 self._sql(_APPEND_STEP_SQL), record.job_id, record.index, record.model_dump_json(), record.epoch
             )
             if status.endswith(" 1"):
-                return
+                return None
             found = await connection.fetchrow(
                 self._sql("SELECT status, epoch FROM {s}.jobs WHERE id = $1"), record.job_id
             )
-        if found is None:
+            return False if found is None else tuple(found)
+
+        found = await self._write(op)
+        if found is None:  # journaled
+            return
+        if found is False:
             raise JobNotFound(record.job_id)
         current_status, current_epoch = found
         if current_status != JobStatus.RUNNING:
@@ -628,7 +747,8 @@ class PostgresStore(Store):
         seqs, records = _event_columns(job_id, events)
         if not seqs:
             return
-        async with self._connection() as connection, connection.transaction():
+
+        async def op(connection: _Connection) -> Any:
             if epoch is not None:  # fenced: only the job's current owner adds to its log
                 current = await connection.fetchval(
                     self._sql("SELECT epoch FROM {s}.jobs WHERE id = $1 FOR SHARE"), job_id
@@ -644,6 +764,8 @@ class PostgresStore(Store):
                 seqs,
                 records,
             )
+
+        await self._write(op)
 
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
         """The job's logged events whose ``seq`` is greater than ``after``, in ``seq`` order."""
@@ -676,7 +798,8 @@ class PostgresStore(Store):
         Raises:
             CorruptRecord: the job's record cannot be decoded; nothing is written.
         """
-        async with self._connection() as connection, connection.transaction():
+
+        async def op(connection: _Connection) -> Any:
             row = await connection.fetchrow(
                 self._sql(f"SELECT {_JOB_COLUMNS} FROM {{s}}.jobs WHERE id = $1 AND {_CLAIMABLE_SQL} FOR UPDATE"),
                 job_id,
@@ -689,7 +812,10 @@ class PostgresStore(Store):
                 return None
             claimed = _claimed(_decode_job(tuple(row)), owner, lease_until, now)
             await connection.execute(self._sql(_WRITE_CLAIM_SQL), *_claim_row(claimed))
-        return claimed
+            return claimed
+
+        found: Job | None = await self._write(op)
+        return found
 
     async def claim_orphans(
         self,
@@ -709,8 +835,9 @@ class PostgresStore(Store):
         """
         if limit <= 0:
             return []
-        claimed: builtins.list[Job] = []
-        async with self._connection() as connection, connection.transaction():
+
+        async def op(connection: _Connection) -> Any:
+            claimed: builtins.list[Job] = []
             rows = await connection.fetch(
                 self._sql(
                     f"SELECT {_JOB_COLUMNS} FROM {{s}}.jobs WHERE {_CLAIMABLE_SQL}"
@@ -732,6 +859,9 @@ class PostgresStore(Store):
                 claimed.append(_claimed(job, owner, lease_until, now))
             if claimed:
                 await connection.executemany(self._sql(_WRITE_CLAIM_SQL), [_claim_row(job) for job in claimed])
+            return claimed
+
+        claimed: builtins.list[Job] = await self._write(op)
         return claimed
 
     async def renew_leases(self, owner: str, job_ids: Collection[str], *, lease_until: datetime) -> set[str]:
@@ -741,7 +871,8 @@ class PostgresStore(Store):
         """
         if not job_ids:
             return set()
-        async with self._connection() as connection:
+
+        async def op(connection: _Connection) -> Any:
             rows = await connection.fetch(
                 self._sql(
                     "UPDATE {s}.jobs SET lease_until = $1 WHERE owner = $2 AND status = ANY($3::text[])"
@@ -752,11 +883,15 @@ class PostgresStore(Store):
                 _CLAIMABLE,
                 builtins.list(job_ids),
             )
-        return {job_id for (job_id,) in rows}
+            return [row[0] for row in rows]
+
+        held: builtins.list[str] = await self._write(op)
+        return set(held)
 
     async def release(self, job_id: str, owner: str) -> bool:
         """Clear ``owner``'s lease on the job so any worker may claim it. False if ``owner`` is not its owner."""
-        async with self._connection() as connection, connection.transaction():
+
+        async def op(connection: _Connection) -> Any:
             agent = await connection.fetchval(
                 self._sql("UPDATE {s}.jobs SET lease_until = NULL WHERE id = $1 AND owner = $2 RETURNING agent"),
                 job_id,
@@ -765,7 +900,10 @@ class PostgresStore(Store):
             if agent is None:
                 return False
             await self._notify_wake(connection, agent)
-        return True
+            return True
+
+        released: bool = await self._write(op)
+        return released
 
     async def request_control(self, request: ControlRequest) -> None:
         """Record a control request for the job's owner to act on, and wake the owners' lease keepers.
@@ -774,21 +912,25 @@ class PostgresStore(Store):
             JobNotFound: no job has that id.
             InvalidInput: the payload is not JSON.
         """
+        kind = control_kind(request.kind, request.job_id)
         payload = _encode_json(request.payload, "control payload", request.job_id)
-        async with self._connection() as connection, connection.transaction():
+
+        async def op(connection: _Connection) -> Any:
             inserted = await connection.fetchval(
                 self._sql(
                     "INSERT INTO {s}.controls (job_id, kind, payload, requested_at)"
                     " SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM {s}.jobs WHERE id = $1) RETURNING true"
                 ),
                 request.job_id,
-                str(request.kind.value),
+                str(kind.value),
                 payload,
                 _micros(request.requested_at),
             )
             if not inserted:
                 raise JobNotFound(request.job_id)
             await connection.execute("SELECT pg_notify($1, $2)", f"{self._schema}_control", request.job_id)
+
+        await self._write(op)
 
     async def wait_for_control(self, timeout: float) -> None:
         """Wait until some process asks for a pause, resume or cancel (NOTIFY), or ``timeout`` seconds pass."""
@@ -824,7 +966,8 @@ class PostgresStore(Store):
         """Remove and return the control requests of ``job_ids``, oldest first."""
         if not job_ids:
             return []
-        async with self._connection() as connection:
+
+        async def op(connection: _Connection) -> Any:
             rows = await connection.fetch(
                 self._sql(
                     "DELETE FROM {s}.controls WHERE job_id = ANY($1::text[])"
@@ -832,6 +975,9 @@ class PostgresStore(Store):
                 ),
                 builtins.list(job_ids),
             )
+            return [tuple(row) for row in rows]
+
+        rows = await self._write(op)
         taken: builtins.list[tuple[int, int, ControlRequest]] = []
         for control_id, job_id, kind, payload, requested_at in rows:
             try:
@@ -858,7 +1004,8 @@ class PostgresStore(Store):
     ) -> str | None:
         """Claim ``worker_id`` for ``token`` (see :meth:`Store.register_worker`). Returns the live holder's
         info when refused, else None."""
-        async with self._connection() as connection, connection.transaction():
+
+        async def op(connection: _Connection) -> Any:
             taken = await connection.fetchval(
                 self._sql(
                     "INSERT INTO {s}.workers (id, token, info, lease_until) VALUES ($1, $2, $3, $4)"
@@ -876,25 +1023,34 @@ class PostgresStore(Store):
             if taken:
                 return None
             holder = await connection.fetchval(self._sql("SELECT info FROM {s}.workers WHERE id = $1"), worker_id)
-        return "" if holder is None else str(holder)
+            return "" if holder is None else str(holder)
+
+        refused: str | None = await self._write(op)
+        return refused
 
     async def renew_worker(self, worker_id: str, token: str, *, lease_until: datetime) -> bool:
         """Extend the claim ``token`` holds on ``worker_id``. False if it holds it no longer."""
-        async with self._connection() as connection:
-            renewed = await connection.fetchval(
+
+        async def op(connection: _Connection) -> Any:
+            return await connection.fetchval(
                 self._sql("UPDATE {s}.workers SET lease_until = $3 WHERE id = $1 AND token = $2 RETURNING true"),
                 worker_id,
                 token,
                 _micros(lease_until),
             )
+
+        renewed = await self._write(op)
         return bool(renewed)
 
     async def unregister_worker(self, worker_id: str, token: str) -> None:
         """Let go of the claim ``token`` holds on ``worker_id``."""
-        async with self._connection() as connection:
+
+        async def op(connection: _Connection) -> Any:
             await connection.execute(
                 self._sql("DELETE FROM {s}.workers WHERE id = $1 AND token = $2"), worker_id, token
             )
+
+        await self._write(op)
 
     async def get_schedule(self, agent: str, name: str) -> ScheduleState | None:
         """The schedule ``name`` of ``agent``, or None.
@@ -921,7 +1077,8 @@ class PostgresStore(Store):
             VersionConflict: any of those does not hold (``.job_id`` is ``"schedule <agent>/<name>"``).
         """
         record = state.model_dump_json()
-        async with self._connection() as connection:
+
+        async def op(connection: _Connection) -> Any:
             if expected_version is None:
                 written = await connection.fetchval(
                     self._sql(
@@ -952,9 +1109,12 @@ class PostgresStore(Store):
             found = await connection.fetchval(
                 self._sql("SELECT version FROM {s}.schedules WHERE agent = $1 AND name = $2"), state.agent, state.name
             )
-        raise VersionConflict(
-            f"schedule {state.agent}/{state.name}", 0 if expected_version is None else expected_version, found
-        )
+            raise VersionConflict(
+                f"schedule {state.agent}/{state.name}", 0 if expected_version is None else expected_version, found
+            )
+
+        saved: ScheduleState = await self._write(op)
+        return saved
 
     async def list_schedules(self, agent: str | None = None) -> builtins.list[ScheduleState]:
         """The schedules of ``agent`` (None: every agent), by agent and name."""
@@ -970,10 +1130,13 @@ class PostgresStore(Store):
 
     async def delete_schedule(self, agent: str, name: str) -> bool:
         """Remove a schedule. True if it existed."""
-        async with self._connection() as connection:
-            deleted = await connection.fetchval(
+
+        async def op(connection: _Connection) -> Any:
+            return await connection.fetchval(
                 self._sql("DELETE FROM {s}.schedules WHERE agent = $1 AND name = $2 RETURNING true"), agent, name
             )
+
+        deleted = await self._write(op)
         return bool(deleted)
 
     async def drop_schema(self) -> None:
@@ -989,6 +1152,15 @@ class PostgresStore(Store):
         if self._closed:
             return
         self._closed = True
+        writer = self._writer
+        if writer is not None and not writer.done():
+            assert self._queued_event is not None
+            self._queued_event.set()  # what is queued is written, then the writer ends
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(writer), timeout=10)
+            writer.cancel()
+            with contextlib.suppress(BaseException):
+                await writer
         await self._listener.close(self._pool)
         if self._owns_pool and self._pool is not None:
             pool, self._pool = self._pool, None
