@@ -440,8 +440,4 @@ class Worker:
         return len(claimed)
 
     async def _wait_for_work(self, delay: float) -> None:
-        wait_for_work = getattr(self.store, "wait_for_work", None)
-        if wait_for_work is not None:
-            await wait_for_work(self.name, delay)
-        else:
-            await asyncio.sleep(delay)
+        await self.store.wait_for_work(self.name, delay)

@@ -90,14 +90,13 @@ class LeaseKeeper(Actor[Any]):
             await asyncio.wait([ticker])
 
     async def _ticks(self) -> None:
-        # A store that can signal control requests (Redis pub/sub) wakes us at once; the tick also runs
+        # A store that can signal control requests (Redis pub/sub, Postgres NOTIFY) wakes us at once; the tick also runs
         # every control_interval, so a lost signal only delays a request until then.
         store, clock = self.owner.store, self.owner.clock
-        wait_for_control = getattr(store, "wait_for_control", None)
         while True:
-            if wait_for_control is not None and self.owner.has_live_actors():
+            if store.notifies and self.owner.has_live_actors():
                 try:
-                    await wait_for_control(self.control_interval)
+                    await store.wait_for_control(self.control_interval)
                 except Exception:
                     await clock.sleep(self.control_interval)
             else:

@@ -33,7 +33,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 from pydantic import JsonValue
 
@@ -50,7 +50,7 @@ from durapod.errors import (
 )
 from durapod.models import CLAIMABLE, SETTLED, TERMINAL, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
-from durapod.stores._sqlite_rows import (
+from durapod.stores._codec import (
     _decode_job,
     _decode_schedule,
     _encode_json,
@@ -251,6 +251,8 @@ class PostgresStore(Store):
         >>> store
         PostgresStore('postgresql://postgres@127.0.0.1:5432/app', schema='durapod')
     """
+
+    notifies: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -59,7 +59,7 @@ import contextlib
 import json
 from collections.abc import AsyncGenerator, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import JsonValue
@@ -149,6 +149,8 @@ class RedisStore(Store):
         >>> store
         RedisStore('redis://localhost:6379/0', key_prefix='durapod:')
     """
+
+    notifies: ClassVar[bool] = True
 
     def __init__(
         self,

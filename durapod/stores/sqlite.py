@@ -3,7 +3,7 @@
 Writes are group-committed by a writer thread and reads batched on a reader thread
 (:mod:`durapod.stores._sqlite_worker`); no sqlite call ever runs on the event loop. The file's tables,
 migrations and connection setup are in :mod:`durapod.stores._sqlite_schema`, how a job is encoded in its
-row in :mod:`durapod.stores._sqlite_rows`, and the SQL each operation runs in
+row in :mod:`durapod.stores._codec`, and the SQL each operation runs in
 :mod:`durapod.stores._sqlite_ops`.
 
 Durability: with ``durability="normal"`` (WAL, ``synchronous=NORMAL``) a committed write survives a
@@ -34,6 +34,7 @@ from pydantic import JsonValue
 from durapod.errors import InvalidInput, StoreError
 from durapod.models import SETTLED, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
+from durapod.stores._codec import _encode_json, _micros, _moment, _optional_micros
 
 # the operations are looked up here, by name, when a method runs (so a test can patch one in this module)
 from durapod.stores._sqlite_ops import (
@@ -62,7 +63,6 @@ from durapod.stores._sqlite_ops import (
     _op_take_controls,
     _op_unregister_worker,
 )
-from durapod.stores._sqlite_rows import _encode_json, _micros, _moment, _optional_micros
 from durapod.stores._sqlite_schema import _IntegrityCheck, _open
 from durapod.stores._sqlite_worker import _Stop, _Worker
 from durapod.stores.base import ControlRequest, Page, Store, control_kind, decode_cursor, encode_cursor
