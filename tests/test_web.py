@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import signal
 import subprocess
@@ -13,8 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from durapod import DurableAgent, SQLiteStore
-from tests.web_fixtures import SSE, WAIT, LiveServer, Options, iter_sse
+import durapod.web
+from durapod import Client, DurableAgent, SQLiteStore
+from tests.web_fixtures import SSE, WAIT, LiveServer, Options, free_port, iter_sse
 from tests.workers.stream_worker import expected_text
 
 ROOT = Path(__file__).parent.parent
@@ -97,12 +100,10 @@ def test_importing_durapod_does_not_import_starlette() -> None:
 
 
 def test_create_app_refuses_what_is_not_a_store_or_client() -> None:
-    from durapod.web import create_app
-
     with pytest.raises(TypeError, match="store_or_client"):
-        create_app("sqlite:///x.db")  # type: ignore[arg-type]
+        durapod.web.create_app("sqlite:///x.db")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="token"):
-        create_app(SQLiteStore(":memory:"), token="")
+        durapod.web.create_app(SQLiteStore(":memory:"), token="")
 
 
 # -- jobs ---------------------------------------------------------------------------------------------
@@ -456,3 +457,89 @@ def test_a_read_only_app_serves_no_write_endpoint(serve: Serve) -> None:
             assert http.post(f"/api/jobs/ro/{action}", json={}).status_code in (404, 405)
         assert http.get("/api/jobs").status_code == 200
         assert http.get("/api/jobs/ro").status_code == 404
+
+
+def test_durapod_web_documents_every_public_name() -> None:
+    assert list(durapod.web.__all__) == sorted(durapod.web.__all__)
+    for name in durapod.web.__all__:
+        value = getattr(durapod.web, name)
+        assert inspect.getdoc(value), name
+        for attribute, member in vars(value).items() if inspect.isclass(value) else ():
+            if not attribute.startswith("_") and inspect.isfunction(member):
+                assert inspect.getdoc(member), f"{name}.{attribute}"
+
+
+# -- durapod ui ----------------------------------------------------------------------------------------
+
+
+def start_ui(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+    """``durapod ui`` in a process; returns it once uvicorn listens, with what it wrote to stderr so far."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "durapod", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)},
+    )
+    assert process.stderr is not None
+    said = ""
+    for line in process.stderr:
+        said += line
+        if "Uvicorn running on" in line or "Application startup complete" in line:
+            return process, said
+    process.wait(timeout=WAIT)
+    raise AssertionError(f"durapod ui did not start: {said}")
+
+
+def stop_ui(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=WAIT)
+    return out + err
+
+
+def test_durapod_ui_serves_the_store_on_localhost(tmp_path: Path) -> None:
+    db = tmp_path / "ui.db"
+
+    async def queue_one() -> None:
+        async with Client(SQLiteStore(db)) as client:
+            await client.submit("queued-1", "hello", agent="nobody-runs-it")
+
+    asyncio.run(queue_one())
+    port = free_port()
+    process, said = start_ui("--store", f"sqlite:///{db}", "ui", "--port", str(port), "--log-level", "info")
+    try:
+        assert "without a token" not in said
+        jobs = httpx.get(f"http://127.0.0.1:{port}/api/jobs", timeout=WAIT).json()["jobs"]
+        assert [job["id"] for job in jobs] == ["queued-1"]
+        assert "<title>durapod</title>" in httpx.get(f"http://127.0.0.1:{port}/", timeout=WAIT).text
+    finally:
+        stop_ui(process)
+    assert process.returncode in (0, 130)
+
+
+def test_durapod_ui_warns_when_bound_elsewhere_without_a_token_and_honours_one(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"sqlite:///{tmp_path / 'ui.db'}"
+    process, said = start_ui("--store", url, "ui", "--host", "0.0.0.0", "--port", str(port), "--log-level", "info")
+    stop_ui(process)
+    assert "binds 0.0.0.0 without a token" in said
+    port = free_port()
+    process, said = start_ui(
+        "--store",
+        url,
+        "ui",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(port),
+        "--log-level",
+        "info",
+        env={"DURAPOD_UI_TOKEN": "t0k"},
+    )
+    try:
+        assert "without a token" not in said
+        assert httpx.get(f"http://127.0.0.1:{port}/api/jobs", timeout=WAIT).status_code == 401
+        authorized = httpx.get(f"http://127.0.0.1:{port}/api/jobs", headers={"Authorization": "Bearer t0k"})
+        assert authorized.status_code == 200
+    finally:
+        stop_ui(process)
