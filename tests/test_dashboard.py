@@ -27,7 +27,7 @@ if not CHROMIUM.exists():
         raise RuntimeError(f"DURAPOD_REQUIRE_BROWSER=1 but {reason}")
     pytest.skip(reason, allow_module_level=True)
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def start(tmp_path: Path) -> Iterator[Any]:
 
 
 def new_page(browser: Browser, *, phone: bool = False) -> Page:
-    size = {"width": 390, "height": 844} if phone else {"width": 1280, "height": 860}
+    size: ViewportSize = {"width": 390, "height": 844} if phone else {"width": 1280, "height": 860}
     page = browser.new_page(viewport=size)
     page.set_default_timeout(TIMEOUT_MS)
     expect.set_options(timeout=TIMEOUT_MS)
