@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import uvicorn
@@ -16,11 +17,24 @@ class Server(uvicorn.Server):
 
     Plain uvicorn waits for every open response before it stops, and an event stream never ends by
     itself while its job runs: without this, a shutdown would hang or cut the streams without a word.
+    ``config.app`` may be another app that mounts ``app`` (a FastAPI service).
+
+    Attributes:
+        durapod_app: the app whose streams it ends.
+        startup_done: set once startup has finished; ``started`` then tells whether it listens.
     """
 
     def __init__(self, config: uvicorn.Config, app: DurapodApp) -> None:
         super().__init__(config)
         self.durapod_app = app
+        self.startup_done = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start as uvicorn does, then set :attr:`startup_done`."""
+        try:
+            await super().startup(sockets)
+        finally:
+            self.startup_done.set()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """End the event streams, then shut down as uvicorn does."""
