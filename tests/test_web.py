@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ import httpx
 import pytest
 
 import durapod.web
-from durapod import Client, DurableAgent, SQLiteStore
+from durapod import Client, DurableAgent, SQLiteStore, StepRecord
+from durapod.web._views import PREVIEW_LIMIT, step_timeline
 from tests.web_fixtures import SSE, WAIT, LiveServer, Options, free_port, iter_sse
 from tests.workers.stream_worker import expected_text
 
@@ -543,3 +545,23 @@ def test_durapod_ui_warns_when_bound_elsewhere_without_a_token_and_honours_one(t
         assert authorized.status_code == 200
     finally:
         stop_ui(process)
+
+
+def test_the_timeline_leaves_time_spent_paused_out_and_caps_previews() -> None:
+    began = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def at(seconds: float) -> datetime:
+        return began + timedelta(seconds=seconds)
+
+    steps = [
+        StepRecord(job_id="j", index=0, name="fetch", result="ok", attempt=1, recorded_at=at(2)),
+        StepRecord(job_id="j", index=1, name="big", result="x" * 2000, attempt=1, recorded_at=at(5)),
+        # paused at 5 for an hour, resumed at 3605: the step took 1 s, not an hour
+        StepRecord(job_id="j", index=2, name="send", result=None, attempt=1, recorded_at=at(3606)),
+    ]
+    timeline = step_timeline(steps, [at(0), at(3605)])
+    assert [step["duration"] for step in timeline] == [2.0, 3.0, 1.0]
+    assert timeline[2]["started_at"] == at(3605).isoformat()
+    assert timeline[1]["result_truncated"] is True
+    assert len(str(timeline[1]["result_preview"])) == PREVIEW_LIMIT
+    assert step_timeline(steps[:1], [])[0]["duration"] is None  # no known start

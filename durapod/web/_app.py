@@ -28,7 +28,7 @@ from durapod.models import Job, JobStatus, StepRecord, validate_job_id
 from durapod.schedules import ScheduleState
 from durapod.stores.base import Page, Store
 from durapod.web._sse import KEEP_ALIVE_INTERVAL, OpenStreams, job_events
-from durapod.web._views import attempt_starts, job_view, schedule_view, step_timeline
+from durapod.web._views import job_view, run_starts, schedule_view, step_timeline
 
 __all__ = ["DEFAULT_MAX_BODY", "DurapodApp", "JobSource", "create_app"]
 
@@ -218,7 +218,7 @@ async def get_steps(request: Request) -> Response:
     if await source.status(job_id) is None:
         raise HTTPProblem(404, f"job {job_id!r} not found", job_id=job_id)
     steps = await source.steps(job_id)
-    starts = attempt_starts(await source.store.read_events(job_id)) if steps else {}
+    starts = run_starts(await source.store.read_events(job_id)) if steps else []
     return _json({"job_id": job_id, "steps": step_timeline(steps, starts)})
 
 

@@ -17,7 +17,7 @@ from durapod.events import Event, JobStatusEvent
 from durapod.models import Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
 
-__all__ = ["PREVIEW_LIMIT", "attempt_starts", "event_view", "job_view", "schedule_view", "step_timeline"]
+__all__ = ["PREVIEW_LIMIT", "event_view", "job_view", "run_starts", "schedule_view", "step_timeline"]
 
 #: The longest JSON preview of a step's result in the timeline (characters).
 PREVIEW_LIMIT: Final = 500
@@ -67,35 +67,32 @@ def _preview(value: JsonValue) -> tuple[str, bool]:
     return text[: PREVIEW_LIMIT - 1] + "…", True
 
 
-def step_timeline(steps: Sequence[StepRecord], attempt_starts: Mapping[int, str]) -> list[dict[str, JsonValue]]:
+def step_timeline(steps: Sequence[StepRecord], run_starts: Sequence[datetime]) -> list[dict[str, JsonValue]]:
     """The journal as a timeline: each step's name, index, attempt, start and finish times, duration in
     seconds, and a preview of its result capped at :data:`PREVIEW_LIMIT` characters.
 
-    A step's start is the end of the step before it in the same execution, or the time that execution
-    began (``attempt_starts``: attempt number to ISO time); unknown when neither is known.
+    A step starts when the step before it in the same execution ended or, if later, when the job last
+    began running before it ended (``run_starts``: a start, a retry, a resume after a pause), so time
+    spent paused is not counted. Unknown (None) when neither is known.
     """
+    starts = sorted(run_starts)
     timeline: list[dict[str, JsonValue]] = []
     previous: StepRecord | None = None
     for step in steps:
         finished = step.recorded_at
-        start_text: str | None
+        candidates = [start for start in starts if start <= finished]
         if previous is not None and previous.attempt == step.attempt:
-            start_text = previous.recorded_at.isoformat()
-            duration: float | None = (finished - previous.recorded_at).total_seconds()
-        else:
-            start_text = attempt_starts.get(step.attempt)
-            duration = None
-            if start_text is not None:
-                duration = max((finished - datetime.fromisoformat(start_text)).total_seconds(), 0.0)
+            candidates.append(previous.recorded_at)
+        started = max(candidates) if candidates else None
         preview, truncated = _preview(step.result)
         timeline.append(
             {
                 "index": step.index,
                 "name": step.name,
                 "attempt": step.attempt,
-                "started_at": start_text,
+                "started_at": started.isoformat() if started is not None else None,
                 "finished_at": finished.isoformat(),
-                "duration": duration,
+                "duration": (finished - started).total_seconds() if started is not None else None,
                 "result_preview": preview,
                 "result_truncated": truncated,
             }
@@ -104,17 +101,19 @@ def step_timeline(steps: Sequence[StepRecord], attempt_starts: Mapping[int, str]
     return timeline
 
 
-def attempt_starts(events: Iterable[Mapping[str, Any]]) -> dict[int, str]:
-    """When each execution began, from the ``job_status`` events of a job's log (attempt -> ISO time)."""
-    starts: dict[int, str] = {}
+def run_starts(events: Iterable[Mapping[str, Any]]) -> list[datetime]:
+    """When the job began running each time (its ``job_status`` events with status running)."""
+    starts: list[datetime] = []
     for event in events:
         if event.get("type") != "job_status":
             continue
         job = event.get("job")
         if isinstance(job, Mapping) and job.get("status") == JobStatus.RUNNING:
-            attempts, updated = job.get("attempts"), job.get("updated_at")
-            if isinstance(attempts, int) and isinstance(updated, str):
-                starts[attempts] = updated
+            updated = job.get("updated_at")
+            if isinstance(updated, str):
+                starts.append(datetime.fromisoformat(updated))
+            elif isinstance(updated, datetime):
+                starts.append(updated)
     return starts
 
 
