@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 import durapod.web
 from durapod import Client, DurableAgent, SQLiteStore, StepRecord
@@ -565,3 +567,18 @@ def test_the_timeline_leaves_time_spent_paused_out_and_caps_previews() -> None:
     assert timeline[1]["result_truncated"] is True
     assert len(str(timeline[1]["result_preview"])) == PREVIEW_LIMIT
     assert step_timeline(steps[:1], [])[0]["duration"] is None  # no known start
+
+
+async def test_mounted_under_a_prefix_the_page_links_there_and_the_token_still_guards_the_api(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "mounted.db")
+    host = Starlette(routes=[Mount("/durapod", app=durapod.web.create_app(store, token="t"))])
+    transport = httpx.ASGITransport(app=host)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+        page = await http.get("/durapod/")
+        assert page.status_code == 200
+        assert '<base href="/durapod/">' in page.text
+        assert (await http.get("/durapod/static/app.css")).status_code == 200
+        assert (await http.get("/durapod/api/jobs")).status_code == 401
+        listed = await http.get("/durapod/api/jobs", headers={"Authorization": "Bearer t"})
+        assert listed.json() == {"jobs": [], "cursor": None}
+    await store.close()

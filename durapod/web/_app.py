@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -15,18 +14,18 @@ from typing import Any, Final, Protocol
 from pydantic import JsonValue
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from durapod._waiting import parse_statuses
 from durapod.client import ALL_AGENTS, Client
-from durapod.errors import InvalidInput, InvalidJobId, JobConflictError, JobNotFound, JobStateError
+from durapod.errors import InvalidJobId, JobConflictError
 from durapod.events import Event
 from durapod.models import Job, JobStatus, StepRecord, validate_job_id
 from durapod.schedules import ScheduleState
 from durapod.stores.base import Page, Store
+from durapod.web._http import REFUSALS, Guard, HTTPProblem, json_response, problem_response, read_json
 from durapod.web._sse import KEEP_ALIVE_INTERVAL, OpenStreams, job_events
 from durapod.web._views import job_view, run_starts, schedule_view, step_timeline
 
@@ -87,15 +86,6 @@ class JobSource(Protocol):
     ) -> Job: ...
 
 
-class HTTPProblem(Exception):
-    """A request the API refuses: its HTTP status and a JSON body saying why."""
-
-    def __init__(self, status_code: int, error: str, **details: JsonValue) -> None:
-        super().__init__(error)
-        self.status_code = status_code
-        self.body: dict[str, JsonValue] = {"error": error, **details}
-
-
 class DurapodApp(Starlette):
     """The durapod ASGI app (a Starlette app) that :func:`create_app` returns.
 
@@ -132,32 +122,6 @@ def _job_id(request: Request) -> str:
         return validate_job_id(job_id)
     except InvalidJobId as exc:
         raise HTTPProblem(422, str(exc)) from None
-
-
-def _json(data: Any, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(data, status_code=status_code)
-
-
-async def _read_json(request: Request, max_body: int) -> Any:
-    """The request's JSON body: only ``application/json`` (a form post from another site is refused),
-    at most ``max_body`` bytes, counted as it arrives (a lying ``Content-Length`` does not help)."""
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json":
-        raise HTTPProblem(415, "write requests must send a JSON body with Content-Type: application/json")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_body:
-        raise HTTPProblem(413, f"request body over {max_body} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_body:
-            raise HTTPProblem(413, f"request body over {max_body} bytes")
-    if not body:
-        return {}
-    try:
-        return json.loads(body)
-    except ValueError as exc:
-        raise HTTPProblem(422, f"the body is not JSON: {exc}") from None
 
 
 def _json_object(value: Any, what: str) -> dict[str, Any]:
@@ -199,7 +163,7 @@ async def list_jobs(request: Request) -> Response:
         )
     except ValueError as exc:  # a cursor that is not one of ours
         raise HTTPProblem(422, str(exc)) from None
-    return _json({"jobs": [job_view(job) for job in page.jobs], "cursor": page.next_cursor})
+    return json_response({"jobs": [job_view(job) for job in page.jobs], "cursor": page.next_cursor})
 
 
 async def get_job(request: Request) -> Response:
@@ -208,7 +172,7 @@ async def get_job(request: Request) -> Response:
     job = await _source(request).status(job_id)
     if job is None:
         raise HTTPProblem(404, f"job {job_id!r} not found", job_id=job_id)
-    return _json(job_view(job))
+    return json_response(job_view(job))
 
 
 async def get_steps(request: Request) -> Response:
@@ -219,7 +183,7 @@ async def get_steps(request: Request) -> Response:
         raise HTTPProblem(404, f"job {job_id!r} not found", job_id=job_id)
     steps = await source.steps(job_id)
     starts = run_starts(await source.store.read_events(job_id)) if steps else []
-    return _json({"job_id": job_id, "steps": step_timeline(steps, starts)})
+    return json_response({"job_id": job_id, "steps": step_timeline(steps, starts)})
 
 
 async def job_stream(request: Request) -> Response:
@@ -250,7 +214,7 @@ async def job_stream(request: Request) -> Response:
 async def submit_job(request: Request) -> Response:
     """``POST /api/jobs`` ``{"id", "input", "agent", "metadata"}``: 201 with the queued job (200 if it
     existed with the same input), 409 if it exists with a different one."""
-    body = _json_object(await _read_json(request, request.app.state.max_body), "the body")
+    body = _json_object(await read_json(request, request.app.state.max_body), "the body")
     unknown = set(body) - {"id", "input", "agent", "metadata"}
     if unknown:
         raise HTTPProblem(422, f"unknown fields: {sorted(unknown)}")
@@ -265,17 +229,17 @@ async def submit_job(request: Request) -> Response:
         job = await source.submit(job_id, body.get("input"), agent=agent or None, metadata=metadata)
     except JobConflictError as exc:
         raise HTTPProblem(409, str(exc), job_id=job_id) from None
-    return _json(job_view(job), 200 if existed else 201)
+    return json_response(job_view(job), 200 if existed else 201)
 
 
 async def _control(request: Request, action: str) -> Response:
     job_id = _job_id(request)
     source = _source(request)
     if action == "resume":
-        body = _json_object(await _read_json(request, request.app.state.max_body), "the body")
+        body = _json_object(await read_json(request, request.app.state.max_body), "the body")
         job = await source.resume(job_id, body.get("input"), wait=False)
-        return _json(job_view(job))
-    await _read_json(request, request.app.state.max_body)  # a JSON body (may be empty): no form posts
+        return json_response(job_view(job))
+    await read_json(request, request.app.state.max_body)  # a JSON body (may be empty): no form posts
     control = source.pause if action == "pause" else source.cancel
     try:
         job = await control(job_id, timeout=CONTROL_WAIT)
@@ -284,8 +248,8 @@ async def _control(request: Request, action: str) -> Response:
         current = await source.status(job_id)
         if current is None:
             raise HTTPProblem(404, f"job {job_id!r} not found", job_id=job_id) from None
-        return _json(job_view(current), 202)
-    return _json(job_view(job))
+        return json_response(job_view(current), 202)
+    return json_response(job_view(job))
 
 
 async def pause_job(request: Request) -> Response:
@@ -307,7 +271,7 @@ async def list_schedules(request: Request) -> Response:
     """``GET /api/schedules?agent=``: the schedules with their next fire times."""
     agent = request.query_params.get("agent") or ALL_AGENTS
     schedules = await _source(request).schedules(agent)
-    return _json({"schedules": [schedule_view(schedule) for schedule in schedules]})
+    return json_response({"schedules": [schedule_view(schedule) for schedule in schedules]})
 
 
 async def health(request: Request) -> Response:
@@ -317,12 +281,12 @@ async def health(request: Request) -> Response:
         async with asyncio.timeout(HEALTH_TIMEOUT):
             page = await store.list(status=frozenset({JobStatus.RUNNING}), limit=MAX_PAGE)
     except Exception as exc:  # any failure of the store is the answer here
-        return _json({"ok": False, "store": "unreachable", "error": f"{type(exc).__name__}: {exc}"}, 503)
+        return json_response({"ok": False, "store": "unreachable", "error": f"{type(exc).__name__}: {exc}"}, 503)
     now = datetime.now(UTC)
     workers = sorted(
         {job.owner for job in page.jobs if job.owner and job.lease_until is not None and job.lease_until > now}
     )
-    return _json({"ok": True, "store": "reachable", "workers": workers, "running_jobs": len(page.jobs)})
+    return json_response({"ok": True, "store": "reachable", "workers": workers, "running_jobs": len(page.jobs)})
 
 
 async def index(request: Request) -> Response:
@@ -338,58 +302,6 @@ async def favicon(request: Request) -> Response:
 
 
 # -- guard: token, errors --------------------------------------------------------------------------
-
-
-class _Guard:
-    """ASGI middleware: the bearer token on every request but the dashboard's own files, and the API's
-    refusals (:class:`HTTPProblem`, durapod errors) as JSON."""
-
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
-        self.app = app
-        self.token = token
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope.get("path", "")
-        root = scope.get("root_path", "")
-        local = path[len(root) :] if root and path.startswith(root) else path
-        if self.token is not None and not _is_public_file(local) and not self._authorized(scope):
-            response = _json({"error": "missing or wrong bearer token"}, 401)
-            response.headers["WWW-Authenticate"] = 'Bearer realm="durapod"'
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-    def _authorized(self, scope: Scope) -> bool:
-        assert self.token is not None
-        expected = f"Bearer {self.token}".encode()
-        for name, value in scope.get("headers", ()):
-            if name == b"authorization":
-                return hmac.compare_digest(value, expected)
-        return False
-
-
-def _is_public_file(path: str) -> bool:
-    """The dashboard's page, script and stylesheet hold no data: a browser loads them without a token."""
-    return path in ("", "/", "/favicon.ico") or path.startswith("/static/")
-
-
-#: The exceptions the API answers with a 4xx status (see :func:`_problem`).
-_REFUSALS: Final = (HTTPProblem, JobNotFound, JobStateError, JobConflictError, InvalidInput, InvalidJobId, ValueError)
-
-
-async def _problem(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, HTTPProblem):
-        return _json(exc.body, exc.status_code)
-    if isinstance(exc, JobNotFound):
-        return _json({"error": str(exc), "job_id": exc.job_id}, 404)
-    if isinstance(exc, JobStateError):
-        return _json({"error": str(exc), "job_id": exc.job_id, "status": exc.status, "request": exc.request}, 409)
-    if isinstance(exc, JobConflictError):
-        return _json({"error": str(exc), "job_id": exc.job_id}, 409)
-    return _json({"error": str(exc)}, 422)  # InvalidInput, InvalidJobId, ValueError: bad input
 
 
 # -- assembly --------------------------------------------------------------------------------------
@@ -469,10 +381,7 @@ def create_app(
 
     app = DurapodApp(
         routes=routes,
-        exception_handlers=dict.fromkeys(
-            (HTTPProblem, JobNotFound, JobStateError, JobConflictError, InvalidInput, InvalidJobId, ValueError),
-            _problem,
-        ),
+        exception_handlers=dict.fromkeys(REFUSALS, problem_response),
         lifespan=lifespan,
     )
     app.source = source
@@ -480,5 +389,5 @@ def create_app(
     app.streams = streams
     app.state.max_body = max_body
     app.state.keep_alive = float(keep_alive)
-    app.add_middleware(_Guard, token=token)
+    app.add_middleware(Guard, token=token)
     return app
