@@ -279,6 +279,7 @@ async def _cmd_ui(args: argparse.Namespace) -> int:
         app = create_app(store, token=token, read_only=args.read_only)
         print(f"durapod ui: http://{args.host}:{args.port}/ on {store!r} (Ctrl-C to stop)", flush=True)
         await serve(app, host=args.host, port=args.port, log_level=args.log_level)
+        print("durapod ui: stopped", flush=True)
     finally:
         with contextlib.suppress(DurapodError):
             await store.close()

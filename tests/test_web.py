@@ -517,8 +517,9 @@ def test_durapod_ui_serves_the_store_on_localhost(tmp_path: Path) -> None:
         assert [job["id"] for job in jobs] == ["queued-1"]
         assert "<title>durapod</title>" in httpx.get(f"http://127.0.0.1:{port}/", timeout=WAIT).text
     finally:
-        stop_ui(process)
-    assert process.returncode in (0, 130)
+        said = stop_ui(process)
+    assert process.returncode == 0, said
+    assert "durapod ui: stopped" in said
 
 
 def test_durapod_ui_warns_when_bound_elsewhere_without_a_token_and_honours_one(tmp_path: Path) -> None:
