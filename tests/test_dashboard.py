@@ -75,6 +75,11 @@ def test_the_jobs_table_shows_a_started_job_and_updates_live(browser: Browser, s
     server = start()
     submit(server, "done-1")
     page = new_page(browser)
+    requested: list[str] = []
+    problems: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
     page.goto(server.url)
     expect(page.locator('tr[data-job="done-1"] .badge')).to_have_text("completed")
     submit(server, "ticket-42", gate=True)  # started after the page loaded: the table picks it up by itself
@@ -91,6 +96,8 @@ def test_the_jobs_table_shows_a_started_job_and_updates_live(browser: Browser, s
     expect(page.locator("#jobs-body tr")).to_have_count(2)
     server.open_gate("ticket-42")
     expect(row.locator(".badge")).to_have_text("completed")
+    assert all(url.startswith(server.url) for url in requested), requested  # nothing from elsewhere
+    assert problems == []  # no script error, no refused content (the page runs under a strict CSP)
     phone = new_page(browser, phone=True)
     phone.goto(server.url)
     expect(phone.locator('tr[data-job="ticket-42"] .badge')).to_have_text("completed")
@@ -102,6 +109,9 @@ def test_the_job_page_streams_tokens_live_and_its_buttons_pause_resume_and_cance
     server = start()
     submit(server, "live-1", gate=True)
     page = new_page(browser)
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
     page.goto(f"{server.url}/#job/live-1")
     tokens = page.locator("#job-tokens")
     expect(tokens).to_have_text("Hello durable world")
@@ -134,6 +144,7 @@ def test_the_job_page_streams_tokens_live_and_its_buttons_pause_resume_and_cance
     job = httpx.get(f"{server.url}/api/jobs/held-1", timeout=WAIT).json()
     assert job["status"] == "cancelled"
     assert job["inputs"] == [{"note": "go on"}]
+    assert problems == []
 
 
 def test_an_interrupted_job_shows_its_question_and_resumes_with_the_answer(browser: Browser, start: Any) -> None:

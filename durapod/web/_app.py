@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -42,6 +43,11 @@ CONTROL_WAIT: Final = 10.0
 HEALTH_TIMEOUT: Final = 3.0
 
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
+#: The dashboard loads nothing from elsewhere, runs no inline script, and is framed by no other site.
+PAGE_POLICY: Final = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "base-uri 'self'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 class JobSource(Protocol):
@@ -293,7 +299,8 @@ async def index(request: Request) -> Response:
     """``GET /``: the dashboard page (its base URL set so that it works mounted under any prefix)."""
     root = request.scope.get("root_path", "").rstrip("/")
     page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
-    return HTMLResponse(page.replace("{{BASE}}", f"{root}/"), headers={"Cache-Control": "no-cache"})
+    headers = {"Cache-Control": "no-cache", "Content-Security-Policy": PAGE_POLICY, "X-Content-Type-Options": "nosniff"}
+    return HTMLResponse(page.replace("{{BASE}}", html.escape(f"{root}/", quote=True)), headers=headers)
 
 
 async def favicon(request: Request) -> Response:
