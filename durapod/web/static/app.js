@@ -226,7 +226,7 @@ function renderJob(job) {
   const details = [
     ["agent", job.agent || "any worker"], ["attempts", `${job.attempts} (recoveries ${job.recoveries})`],
     ["steps", String(job.steps)], ["worker", job.owner || "—"], ["created", localTime(job.created_at)],
-    ["updated", localTime(job.updated_at)], ["completed", localTime(job.completed_at)],
+    ["updated", localTime(job.updated_at)], ["ended", localTime(job.completed_at)],
   ];
   if (job.next_attempt_at) details.push(["next attempt", localTime(job.next_attempt_at)]);
   if (Object.keys(job.metadata || {}).length) details.push(["metadata", JSON.stringify(job.metadata)]);
@@ -293,6 +293,11 @@ function onEvent(event) {
   } else if (event.type === "tool_call" || event.type === "tool_result") {
     $("job-tools").append(el("li", { text: `${event.type === "tool_call" ? "→" : "←"} ${describe(event)}` }));
   } else if (event.type === "job_status") {
+    const tokens = $("job-tokens");
+    if (event.job.status === "running" && tokens.textContent) {  // it runs again: a resume, a retry
+      const was = state.job ? state.job.status : "";
+      tokens.textContent += was === "paused" ? "\n— resumed —\n" : `\n— attempt ${event.job.attempts} —\n`;
+    }
     renderJob(event.job);
     loadSteps(event.job_id).catch(() => {});
   } else if (event.type === "step") {
