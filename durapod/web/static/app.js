@@ -7,7 +7,7 @@ const MAX_EVENTS_SHOWN = 300;
 const $ = (id) => document.getElementById(id);
 
 const state = {
-  view: null, jobId: null, cursor: null, jobsTimer: null, stream: null, lastSeq: -1, job: null,
+  view: null, jobId: null, cursor: null, jobsTimer: null, stream: null, lastSeq: -1, job: null, streamStatus: null,
   tokenWaiters: [],
 };
 
@@ -295,9 +295,10 @@ function onEvent(event) {
   } else if (event.type === "job_status") {
     const tokens = $("job-tokens");
     if (event.job.status === "running" && tokens.textContent) {  // it runs again: a resume, a retry
-      const was = state.job ? state.job.status : "";
-      tokens.textContent += was === "paused" ? "\n— resumed —\n" : `\n— attempt ${event.job.attempts} —\n`;
+      const resumed = state.streamStatus === "paused";
+      tokens.textContent += resumed ? "\n— resumed —\n" : `\n— attempt ${event.job.attempts} —\n`;
     }
+    state.streamStatus = event.job.status;
     renderJob(event.job);
     loadSteps(event.job_id).catch(() => {});
   } else if (event.type === "step") {
@@ -400,6 +401,7 @@ async function showJob(jobId) {
   state.view = "job";
   state.jobId = jobId;
   state.lastSeq = -1;
+  state.streamStatus = null;
   $("view-job").hidden = false;
   document.title = `durapod · ${jobId}`;
   $("job-id").textContent = jobId;
