@@ -31,6 +31,13 @@ EXPECTED: dict[str, list[str]] = {
         "order-0: failed after attempts=1: NonRetryableError",
     ],
     "scheduled.py": ["digest for ", "completed -> "],
+    "fastapi_service.py": [
+        "ticket opened: job ticket-7",
+        "step journaled: look_up",
+        "streamed over SSE: Thanks for the report: a refund of 25 EUR is on its way.",
+        "job ticket-7: completed (no lease or epoch shown: True)",
+        "/durapod/: HTTP 200",
+    ],
     "streaming.py": [
         "job job_8: completed -> 'Invoice #42: 1,250 EUR for 5 seats, due on May 1. Approved for payment.'",
         "tokens persisted in the job's event log",
