@@ -127,6 +127,7 @@ class JobActor:
         "_reload",
         "_running_agent",
         "_runtime",
+        "_store_failure",
         "_timer",
         "_was_cancelled",
         "job",
@@ -151,6 +152,8 @@ class JobActor:
         self._in_step = 0  # steps running now: a drain waits for them (up to its grace)
         self._holds_slot = False
         self._reload = reload
+        #: a store error (not "unavailable") met while the agent ran: the store's failure, not the agent's
+        self._store_failure: StoreError | None = None
 
     def __repr__(self) -> str:
         return f"<JobActor {self.job.id} {self.job.status}>"
@@ -307,10 +310,14 @@ class JobActor:
             return await self._changed_elsewhere()
         except Exception as error:
             self._stop_interrupts()
+            if self._store_failure is not None:
+                return self._store_failed()
             if self._reason is not None:
                 return await self._interrupted(error)
             return await self._failed(error)
         self._stop_interrupts()
+        if self._store_failure is not None:  # the agent caught the store's error and went on
+            return self._store_failed()
         if self._reason in ("cancel", "lease lost") or (self._reason == "pause" and self._was_cancelled):
             return await self._interrupted(None)  # the agent swallowed our cancellation and returned
         return await self._complete(result)
@@ -332,6 +339,18 @@ class JobActor:
         return fresh.status in (JobStatus.PENDING, JobStatus.RUNNING)
 
     # -- how a run ends --------------------------------------------------------------------------
+
+    def _store_failed(self) -> Exit:
+        """A step or an event could not be written: whether it landed is unknown, so this execution
+        cannot go on. The supervisor restarts the actor, which reads the job and its journal anew: a
+        journaled step is replayed, one that never landed runs again, and no attempt is counted."""
+        if self._reason == "lease lost":
+            self._events.discard()
+            return Exit.DONE
+        self._log().warning(
+            "the store failed while the job ran; restarting it from the store", error=repr(self._store_failure)
+        )
+        return Exit.CRASHED
 
     async def _complete(self, result: JsonValue) -> Exit:
         if await self._write(
@@ -458,9 +477,17 @@ class JobActor:
         record = new_step_record(job.id, index, name, result, job.attempts, job.epoch, runtime.clock.utcnow())
         store = runtime.store
         try:
-            await store.append_step(record)
-        except StoreUnavailable:
-            await retry_unavailable(lambda: store.append_step(record), runtime.clock, self._log, what=f"step {name!r}")
+            try:
+                await store.append_step(record)
+            except StoreUnavailable:
+                await retry_unavailable(
+                    lambda: store.append_step(record), runtime.clock, self._log, what=f"step {name!r}"
+                )
+        except (StaleOwnerError, VersionConflict):
+            raise
+        except StoreError as exc:
+            self._store_failure = exc
+            raise
         assert self._journal is not None
         self._journal[index] = record
         self._events.append({"type": "step", "name": name, "index": index, "result": result})
@@ -472,7 +499,13 @@ class JobActor:
     async def emit(self, data: dict[str, JsonValue]) -> None:
         """Log one agent event (numbered, published live, persisted in a batch)."""
         if self._events.append(data):
-            await self._events.flush()
+            try:
+                await self._events.flush()
+            except StoreUnavailable:
+                return  # kept buffered: the flusher (or the job's next write) persists them
+            except StoreError as exc:
+                self._store_failure = exc
+                raise
 
     # -- writing ---------------------------------------------------------------------------------
 

@@ -1,0 +1,143 @@
+"""Store faults while jobs run (issue 11): nothing re-run, nothing stuck, callers never hang.
+
+The SQLite faults are real: another connection to the job file installs a trigger that makes SQLite
+itself refuse the chosen writes (``RAISE(ABORT, ...)``, what the store sees as an I/O error), and drops it
+to end the fault. The Redis faults are a real ``redis-server`` stopped and started again, and its
+clients' connections killed with ``CLIENT KILL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from durapod import DurableAgent, JobContext, JobStatus, SQLiteStore
+
+WAIT = 30.0
+
+
+class LogWatch(logging.Handler):
+    """Sets an event when the ``durapod`` logger emits a record whose message contains ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.text = text
+        self.seen = asyncio.Event()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.count += 1
+            self.seen.set()
+
+
+@pytest.fixture
+def watch_logs() -> Iterator[list[LogWatch]]:
+    watches: list[LogWatch] = []
+    logger = logging.getLogger("durapod")
+    yield watches
+    for watch in watches:
+        logger.removeHandler(watch)
+
+
+def watch(watches: list[LogWatch], text: str) -> LogWatch:
+    handler = LogWatch(text)
+    logging.getLogger("durapod").addHandler(handler)
+    watches.append(handler)
+    return handler
+
+
+def refuse(db: Path, name: str, when: str) -> None:
+    """Make SQLite refuse writes to the job file (a trigger named ``name``) until :func:`allow`."""
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"CREATE TRIGGER {name} {when} BEGIN SELECT RAISE(ABORT, 'disk I/O error (injected)'); END")
+
+
+def allow(db: Path, name: str) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"DROP TRIGGER {name}")
+
+
+# -- defect 1: a journaled step never runs again after a failed store write --------------------------
+
+
+async def test_a_failed_write_of_a_failure_reloads_the_journal_and_never_reruns_a_step(
+    tmp_path: Path, watch_logs: list[LogWatch]
+) -> None:
+    """The agent fails after step ``a`` is journaled; writing that failure hits a store error that is not
+    "unavailable". The restarted actor reads the job and its journal from the store: ``a`` never runs
+    again, the retry completes the job, and ``run()`` returns."""
+    db = tmp_path / "jobs.db"
+    ran: Counter[str] = Counter()
+
+    async def step_a() -> str:
+        ran["a"] += 1
+        return "a-done"
+
+    async def agent(text: str, ctx: JobContext) -> str:
+        first = await ctx.step("a", step_a)
+        if ctx.attempt == 1:
+            raise RuntimeError("the model timed out")
+        return f"{first}:{text}"
+
+    crashed = watch(watch_logs, "cannot write the job's outcome")
+    async with DurableAgent(agent, SQLiteStore(db), retry_delay=0.0, jitter=0.0) as durable:
+        await durable.start("warm", "x")  # creates the schema
+        await durable.wait("warm", timeout=WAIT)
+        ran.clear()
+        # the job's failure (its pending retry) cannot be written until the fault ends
+        refuse(db, "no_retry", "BEFORE UPDATE OF status ON jobs WHEN NEW.status = 'pending'")
+        run = asyncio.create_task(durable.run("j", "x"))
+        async with asyncio.timeout(WAIT):
+            await crashed.seen.wait()
+            while crashed.count < 2:  # restarted once, and failed again: the fault is still there
+                crashed.seen.clear()
+                await crashed.seen.wait()
+        allow(db, "no_retry")
+        job = await asyncio.wait_for(run, WAIT)
+    assert job.status is JobStatus.COMPLETED
+    assert job.result == "a-done:x"
+    assert ran["a"] == 1  # journaled once, replayed by every later execution
+    assert job.attempts == 2
+
+
+async def test_a_step_whose_journal_write_fails_does_not_fail_the_job(
+    tmp_path: Path, watch_logs: list[LogWatch]
+) -> None:
+    """Journaling step ``b`` hits a store error: that is the store's failure, not the agent's. The actor
+    restarts from the store (``a`` is not run again, ``b`` runs again as it was never journaled), the
+    attempt is not counted against ``max_retries``, and the job completes once the fault ends."""
+    db = tmp_path / "jobs.db"
+    ran: Counter[str] = Counter()
+
+    async def work(name: str) -> str:
+        ran[name] += 1
+        return f"{name}-done"
+
+    async def agent(text: str, ctx: JobContext) -> str:
+        a = await ctx.step("a", work, "a")
+        b = await ctx.step("b", work, "b")
+        return f"{a}:{b}"
+
+    crashed = watch(watch_logs, "store failed")
+    async with DurableAgent(agent, SQLiteStore(db), max_retries=0) as durable:
+        await durable.start("warm", "x")
+        await durable.wait("warm", timeout=WAIT)
+        ran.clear()
+        refuse(db, "no_b", "BEFORE INSERT ON steps WHEN NEW.idx = 1")
+        run = asyncio.create_task(durable.run("j", "x"))
+        async with asyncio.timeout(WAIT):
+            await crashed.seen.wait()
+        allow(db, "no_b")
+        job = await asyncio.wait_for(run, WAIT)
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert job.result == "a-done:b-done"
+    assert ran["a"] == 1
+    assert ran["b"] >= 2
+    assert job.attempts == 1
