@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from durapod import DurableAgent, JobContext, JobStatus, SQLiteStore
+from durapod import DurableAgent, JobContext, JobStatus, SQLiteStore, StoreError
 
 WAIT = 30.0
 
@@ -141,3 +141,57 @@ async def test_a_step_whose_journal_write_fails_does_not_fail_the_job(
     assert ran["a"] == 1
     assert ran["b"] >= 2
     assert job.attempts == 1
+
+
+# -- defects 4 and 3: writes refused for longer than a lease; no caller hangs ------------------------
+
+READ_ONLY = {
+    "ro_jobs": "BEFORE UPDATE ON jobs",
+    "ro_new_jobs": "BEFORE INSERT ON jobs",
+    "ro_steps": "BEFORE INSERT ON steps",
+    "ro_events": "BEFORE INSERT ON events",
+    "ro_workers": "BEFORE UPDATE ON workers",
+}
+
+
+async def test_writes_refused_beyond_the_lease_then_every_job_finishes_and_no_step_reruns(
+    tmp_path: Path, watch_logs: list[LogWatch]
+) -> None:
+    """Every write fails (as on a file made immutable) for longer than the lease: the lease keeper stops
+    the job actors; once the file takes writes again the same worker takes its jobs back, every job
+    completes, ``run()`` returns, and no journaled step ran twice. A new job asked for during the fault
+    gets the store's error at once."""
+    db = tmp_path / "jobs.db"
+    ran: Counter[tuple[str, str]] = Counter()
+    gate = asyncio.Event()
+    jobs = [f"j{n}" for n in range(4)]
+
+    async def work(job_id: str, name: str) -> str:
+        ran[job_id, name] += 1
+        return name
+
+    async def agent(text: str, ctx: JobContext) -> str:
+        a = await ctx.step("a", work, ctx.job_id, "a")
+        await gate.wait()
+        b = await ctx.step("b", work, ctx.job_id, "b")
+        return a + b
+
+    stopped = watch(watch_logs, "lease renewal keeps failing")
+    async with DurableAgent(agent, SQLiteStore(db), lease_ttl=0.6, max_retries=0) as durable:
+        runs = [asyncio.create_task(durable.run(job_id, "x")) for job_id in jobs]
+        async with asyncio.timeout(WAIT):
+            while len(ran) < len(jobs):  # noqa: ASYNC110 - the steps run in this loop: poll their count
+                await asyncio.sleep(0.01)
+        for name, when in READ_ONLY.items():
+            refuse(db, name, when)
+        gate.set()  # step b now runs and cannot be journaled
+        await asyncio.wait_for(stopped.seen.wait(), WAIT)
+        with pytest.raises(StoreError):
+            await durable.run("during", "x")
+        assert not any(run.done() for run in runs)
+        for name in READ_ONLY:
+            allow(db, name)
+        done = await asyncio.wait_for(asyncio.gather(*runs), WAIT)
+    assert [job.status for job in done] == [JobStatus.COMPLETED] * len(jobs)
+    assert all(ran[job_id, "a"] == 1 for job_id in jobs), ran
+    assert all(job.attempts == 1 for job in done)
