@@ -9,15 +9,22 @@ clients' connections killed with ``CLIENT KILL``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import socket
 import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pytest_redis.executor import RedisExecutor
+from redis import Redis as SyncRedis
 
-from durapod import DurableAgent, JobContext, JobStatus, SQLiteStore, StoreError
+from durapod import DurableAgent, JobContext, JobStatus, SQLiteStore, StoreError, StoreUnavailable
+from durapod.stores.redis import RedisStore
+from tests.redis_fixtures import require_redis
 
 WAIT = 30.0
 
@@ -195,3 +202,147 @@ async def test_writes_refused_beyond_the_lease_then_every_job_finishes_and_no_st
     assert [job.status for job in done] == [JobStatus.COMPLETED] * len(jobs)
     assert all(ran[job_id, "a"] == 1 for job_id in jobs), ran
     assert all(job.attempts == 1 for job in done)
+
+
+# -- Redis: a private redis-server per test, stopped, started again, its clients killed --------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisExecutor]:
+    """A redis-server of this test alone (with an append-only file, so that a restart keeps every job)."""
+    require_redis()
+    data = tmp_path / "redis"
+    data.mkdir()
+    server = RedisExecutor(
+        "redis-server",
+        databases=1,
+        redis_timeout=30,
+        loglevel="warning",
+        host="127.0.0.1",
+        port=free_port(),
+        appendonly="yes",
+        datadir=data,
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def url_of(server: RedisExecutor) -> str:
+    return f"redis://{server.host}:{server.port}/0"
+
+
+class LoopErrors:
+    """Records what the event loop's exception handler gets ("Task exception was never retrieved")."""
+
+    def __init__(self) -> None:
+        self.contexts: list[dict[str, object]] = []
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        self.contexts.append(context)
+        loop.default_exception_handler(context)
+
+
+@pytest.mark.redis
+async def test_connections_killed_again_and_again_fail_no_job_and_kill_no_task(own_redis: RedisExecutor) -> None:
+    """``CLIENT KILL TYPE normal`` every 20 ms while jobs run: redis-py then raises connection errors
+    (and ``AttributeError`` when the connection is torn down mid-send). The store treats every one as
+    "unavailable" and its pipeline keeps going: every job completes, each step runs once, and no task dies
+    with an exception nobody retrieves."""
+    loop = asyncio.get_running_loop()
+    errors = LoopErrors()
+    loop.set_exception_handler(errors)
+    ran: Counter[tuple[str, int]] = Counter()
+    jobs = [f"j{n:02d}" for n in range(40)]
+
+    async def work(job_id: str, index: int) -> int:
+        ran[job_id, index] += 1
+        await asyncio.sleep(0.005)  # the step's own work: the kills land while steps are journaled
+        return index
+
+    async def agent(text: str, ctx: JobContext) -> int:
+        total = 0
+        for index in range(4):
+            total += await ctx.step(f"s{index}", work, ctx.job_id, index)
+        return total
+
+    stop = threading.Event()
+    kills = 0
+
+    def killer() -> None:
+        nonlocal kills
+        with SyncRedis(host=own_redis.host, port=own_redis.port) as admin:
+            while not stop.wait(0.02):
+                kills += int(admin.execute_command("CLIENT", "KILL", "TYPE", "normal"))
+
+    store = RedisStore.from_url(url_of(own_redis))
+    thread = threading.Thread(target=killer, name="client-killer")
+    try:
+        async with DurableAgent(agent, store, max_retries=0) as durable:
+            thread.start()
+            done = await asyncio.wait_for(asyncio.gather(*(durable.run(job_id, "x") for job_id in jobs)), WAIT)
+            stop.set()
+            thread.join()
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join()
+        await store.close()
+        gc.collect()  # an unretrieved task exception is reported when its task is collected
+        await asyncio.sleep(0)
+        loop.set_exception_handler(None)
+    assert kills > 0
+    assert [job.status for job in done] == [JobStatus.COMPLETED] * len(jobs), [job.error for job in done]
+    assert all(count == 1 for count in ran.values()), [key for key, count in ran.items() if count > 1]
+    assert errors.contexts == []
+
+
+@pytest.mark.redis
+async def test_a_connection_killed_mid_send_is_unavailable_and_the_store_goes_on(own_redis: RedisExecutor) -> None:
+    """Many calls in flight while their connection is killed over and over: each call either succeeds or
+    raises ``StoreUnavailable`` (never another ``StoreError``, never "closed"), and once the kills stop
+    the same store serves every call."""
+    loop = asyncio.get_running_loop()
+    errors = LoopErrors()
+    loop.set_exception_handler(errors)
+    store = RedisStore.from_url(url_of(own_redis))
+    failures: Counter[str] = Counter()
+    stop = threading.Event()
+
+    def killer() -> None:
+        with SyncRedis(host=own_redis.host, port=own_redis.port) as admin:
+            while not stop.wait(0.002):
+                admin.execute_command("CLIENT", "KILL", "TYPE", "normal")
+
+    async def caller() -> None:
+        for _ in range(40):
+            try:
+                await store.get("nothing")
+            except StoreError as exc:
+                failures[type(exc).__name__ if isinstance(exc, StoreUnavailable) else repr(exc)] += 1
+
+    thread = threading.Thread(target=killer, name="client-killer")
+    thread.start()
+    try:
+        await asyncio.wait_for(asyncio.gather(*(caller() for _ in range(200))), WAIT)
+    finally:
+        stop.set()
+        thread.join()
+    try:
+        assert await asyncio.gather(*(store.get("nothing") for _ in range(100))) == [None] * 100
+    finally:
+        await store.close()
+        gc.collect()
+        await asyncio.sleep(0)
+        loop.set_exception_handler(None)
+    assert failures["StoreUnavailable"] > 0  # the kills did land
+    assert set(failures) == {"StoreUnavailable"}, failures
+    assert errors.contexts == []

@@ -479,9 +479,9 @@ class JobActor:
         try:
             try:
                 await store.append_step(record)
-            except StoreUnavailable:
+            except StoreUnavailable:  # the write may have landed before the store broke off
                 await retry_unavailable(
-                    lambda: store.append_step(record), runtime.clock, self._log, what=f"step {name!r}"
+                    lambda: self._append_step_again(record), runtime.clock, self._log, what=f"step {name!r}"
                 )
         except (StaleOwnerError, VersionConflict):
             raise
@@ -491,6 +491,16 @@ class JobActor:
         assert self._journal is not None
         self._journal[index] = record
         self._events.append({"type": "step", "name": name, "index": index, "result": result})
+
+    async def _append_step_again(self, record: StepRecord) -> None:
+        """Journal a step whose first write had an unknown outcome: if that write landed, it is done."""
+        store = self._runtime.store
+        try:
+            await store.append_step(record)
+        except StaleOwnerError:
+            landed = [step for step in await store.read_steps(record.job_id) if step.index == record.index]
+            if landed != [record]:
+                raise
 
     def unflushed_events(self, after: int) -> list[dict[str, JsonValue]]:
         """The job's events with ``seq > after`` that are not in the store yet."""

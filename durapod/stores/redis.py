@@ -66,9 +66,7 @@ from pydantic import JsonValue
 from redis.asyncio import Redis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from durapod._log import get_logger
 from durapod.errors import (
@@ -94,6 +92,7 @@ from durapod.stores._redis_codec import (
     _text,
 )
 from durapod.stores._redis_codec import _member as _member  # re-exported: the member order is tested
+from durapod.stores._redis_compat import CONNECTION_ERRORS
 from durapod.stores._redis_lua import _register_scripts
 from durapod.stores._redis_pipeline import _Pipeline
 from durapod.stores._redis_wakeups import _CONTROL_CHANNEL, _Wakeups
@@ -234,7 +233,7 @@ class RedisStore(Store):
         if isinstance(exc, StoreError):
             return exc
         error: StoreError
-        if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+        if isinstance(exc, CONNECTION_ERRORS):
             error = StoreUnavailable(f"Redis store {self._where} is unreachable: {exc}")
         else:
             error = StoreError(f"Redis store {self._where}: {type(exc).__name__}: {exc}")
