@@ -346,3 +346,43 @@ async def test_a_connection_killed_mid_send_is_unavailable_and_the_store_goes_on
     assert failures["StoreUnavailable"] > 0  # the kills did land
     assert set(failures) == {"StoreUnavailable"}, failures
     assert errors.contexts == []
+
+
+@pytest.mark.redis
+async def test_after_an_outage_longer_than_the_lease_the_worker_takes_its_jobs_back(
+    own_redis: RedisExecutor, watch_logs: list[LogWatch]
+) -> None:
+    """Redis is stopped for longer than 2/3 of the lease: the lease keeper stops the job actors (another
+    worker could claim the jobs once the leases run out). When Redis is back, the live worker takes its
+    own jobs back: ``run()`` returns every job completed, and no journaled step ran again."""
+    ran: Counter[tuple[str, str]] = Counter()
+    gate = asyncio.Event()
+    jobs = [f"j{n}" for n in range(5)]
+
+    async def work(job_id: str, name: str) -> str:
+        ran[job_id, name] += 1
+        return name
+
+    async def agent(text: str, ctx: JobContext) -> str:
+        a = await ctx.step("a", work, ctx.job_id, "a")
+        await gate.wait()
+        b = await ctx.step("b", work, ctx.job_id, "b")
+        return a + b
+
+    stopped = watch(watch_logs, "lease renewal keeps failing")
+    store = RedisStore.from_url(url_of(own_redis))
+    try:
+        async with DurableAgent(agent, store, lease_ttl=0.9, max_retries=0) as durable:
+            runs = [asyncio.create_task(durable.run(job_id, "x")) for job_id in jobs]
+            async with asyncio.timeout(WAIT):
+                while len(ran) < len(jobs):  # noqa: ASYNC110 - the steps run in this loop: poll their count
+                    await asyncio.sleep(0.01)
+            own_redis.stop()  # a clean shutdown: the append-only file holds every acknowledged write
+            await asyncio.wait_for(stopped.seen.wait(), WAIT)
+            own_redis.start()
+            gate.set()
+            done = await asyncio.wait_for(asyncio.gather(*runs), WAIT)
+    finally:
+        await store.close()
+    assert [job.status for job in done] == [JobStatus.COMPLETED] * len(jobs), [job.error for job in done]
+    assert all(ran[job_id, "a"] == 1 and ran[job_id, "b"] == 1 for job_id in jobs), ran
