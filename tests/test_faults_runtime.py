@@ -386,3 +386,53 @@ async def test_after_an_outage_longer_than_the_lease_the_worker_takes_its_jobs_b
         await store.close()
     assert [job.status for job in done] == [JobStatus.COMPLETED] * len(jobs), [job.error for job in done]
     assert all(ran[job_id, "a"] == 1 and ran[job_id, "b"] == 1 for job_id in jobs), ran
+
+
+@pytest.mark.redis
+async def test_redis_out_of_memory_fails_new_calls_and_running_jobs_continue_after_it(
+    own_redis: RedisExecutor, watch_logs: list[LogWatch]
+) -> None:
+    """``maxmemory`` with ``noeviction`` below what Redis holds: every write is refused with OOM, an error
+    that is not "unavailable". A new ``run()`` gets the typed ``StoreError`` at once; the jobs already
+    running wait (their actors restart from the store, then the lease keeper stops them) and complete once
+    memory is allowed again, with no journaled step run twice."""
+    ran: Counter[tuple[str, str]] = Counter()
+    gate = asyncio.Event()
+    jobs = [f"j{n}" for n in range(3)]
+
+    async def work(job_id: str, name: str) -> str:
+        ran[job_id, name] += 1
+        return name
+
+    async def agent(text: str, ctx: JobContext) -> str:
+        a = await ctx.step("a", work, ctx.job_id, "a")
+        await gate.wait()
+        b = await ctx.step("b", work, ctx.job_id, "b")
+        return a + b
+
+    restarted = watch(watch_logs, "the store failed while the job ran")
+    stopped = watch(watch_logs, "lease renewal keeps failing")
+    store = RedisStore.from_url(url_of(own_redis))
+    admin = SyncRedis(host=own_redis.host, port=own_redis.port)
+    try:
+        async with DurableAgent(agent, store, lease_ttl=0.9, max_retries=0) as durable:
+            runs = [asyncio.create_task(durable.run(job_id, "x")) for job_id in jobs]
+            async with asyncio.timeout(WAIT):
+                while len(ran) < len(jobs):  # noqa: ASYNC110 - the steps run in this loop: poll their count
+                    await asyncio.sleep(0.01)
+            admin.config_set("maxmemory-policy", "noeviction")
+            admin.config_set("maxmemory", "1")  # below what the server uses: every write is refused
+            with pytest.raises(StoreError, match="maxmemory"):
+                await durable.run("during", "x")
+            gate.set()  # step b cannot be journaled now
+            await asyncio.wait_for(restarted.seen.wait(), WAIT)
+            await asyncio.wait_for(stopped.seen.wait(), WAIT)
+            assert not any(run.done() for run in runs)
+            admin.config_set("maxmemory", "0")
+            done = await asyncio.wait_for(asyncio.gather(*runs), WAIT)
+    finally:
+        admin.close()
+        await store.close()
+    assert [job.status for job in done] == [JobStatus.COMPLETED] * len(jobs), [job.error for job in done]
+    assert all(ran[job_id, "a"] == 1 for job_id in jobs), ran
+    assert all(job.attempts == 1 for job in done)
