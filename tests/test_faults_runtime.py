@@ -22,7 +22,16 @@ import pytest
 from pytest_redis.executor import RedisExecutor
 from redis import Redis as SyncRedis
 
-from durapod import DurableAgent, JobContext, JobStatus, SQLiteStore, StoreError, StoreUnavailable
+from durapod import (
+    DurableAgent,
+    DurapodError,
+    JobContext,
+    JobStatus,
+    MemoryStore,
+    SQLiteStore,
+    StoreError,
+    StoreUnavailable,
+)
 from durapod.stores.redis import RedisStore
 from tests.redis_fixtures import require_redis
 
@@ -436,3 +445,77 @@ async def test_redis_out_of_memory_fails_new_calls_and_running_jobs_continue_aft
     assert [job.status for job in done] == [JobStatus.COMPLETED] * len(jobs), [job.error for job in done]
     assert all(ran[job_id, "a"] == 1 for job_id in jobs), ran
     assert all(job.attempts == 1 for job in done)
+
+
+# -- defect 11: a failed start leaves nothing running ------------------------------------------------
+
+
+def other_tasks() -> set[asyncio.Task[object]]:
+    current = asyncio.current_task()
+    return {task for task in asyncio.all_tasks() if task is not current and not task.done()}
+
+
+async def plain(text: str) -> str:
+    return text
+
+
+async def assert_failed_start_leaves_nothing(durable: DurableAgent, before: set[asyncio.Task[object]]) -> None:
+    assert not durable.is_running
+    await asyncio.sleep(0)  # a task that is stopping ends in this turn
+    assert other_tasks() - before == set()
+    with pytest.raises(RuntimeError, match="not running"):
+        await durable.start("after", "x")
+
+
+async def test_a_start_that_fails_on_a_closed_store_leaves_nothing_running(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "jobs.db")
+    await store.close()
+    durable = DurableAgent(plain, store)
+    before = other_tasks()
+    with pytest.raises(StoreError):
+        async with durable:
+            pytest.fail("the worker started on a closed store")
+    await assert_failed_start_leaves_nothing(durable, before)
+
+
+async def test_a_start_whose_schedule_cannot_be_saved_leaves_nothing_running_and_can_start_again(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "jobs.db"
+    store = SQLiteStore(db)
+    async with DurableAgent(plain, store, name="warm"):
+        pass  # creates the schema
+    refuse(db, "no_schedules", "BEFORE INSERT ON schedules")
+    durable = DurableAgent(plain, store, schedule="*/5 * * * *")
+    before = other_tasks()
+    with pytest.raises(StoreError):
+        async with durable:
+            pytest.fail("the worker started without its schedule")
+    await assert_failed_start_leaves_nothing(durable, before)
+    allow(db, "no_schedules")
+    async with durable:  # a later start works cleanly
+        assert durable.is_running
+        job = await durable.run("later", "x")
+        assert job.result == "x"
+    assert not durable.is_running
+    assert other_tasks() - before == set()
+    await store.close()
+
+
+async def test_a_cron_that_never_fires_is_refused_and_leaves_nothing_running() -> None:
+    """``0 0 30 2 *`` (February 30th) never fires: refused when the agent is made, or at the latest when
+    it starts; either way no worker is left running."""
+    before = other_tasks()
+    try:
+        durable = DurableAgent(plain, MemoryStore(), schedule="0 0 30 2 *")
+    except ValueError as exc:
+        refused: str | None = str(exc)
+    else:
+        refused = None
+    if refused is not None:
+        assert "0 0 30 2 *" in refused
+        return
+    with pytest.raises((ValueError, DurapodError)):
+        async with durable:
+            pytest.fail("a schedule that never fires was accepted")
+    await assert_failed_start_leaves_nothing(durable, before)
