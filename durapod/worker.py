@@ -253,8 +253,9 @@ class Worker:
 
     async def renew_registration(self) -> None:
         """Extend the worker's claim on its id (the lease keeper calls this)."""
-        until = self.clock.utcnow() + timedelta(seconds=self.lease_ttl)
-        if not await self.store.renew_worker(self.worker_id, self._token, lease_until=until):
+        now = self.clock.utcnow()
+        until = now + timedelta(seconds=self.lease_ttl)
+        if not await self.store.renew_worker(self.worker_id, self._token, lease_until=until, now=now):
             # taken over after we could not renew for a whole lease: keep going under a fresh claim
             self.log.warning("the worker id's registration had lapsed; registering again")
             await self._register()

@@ -14,8 +14,10 @@ import logging
 import socket
 import sqlite3
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,7 @@ from durapod import (
     StoreError,
     StoreUnavailable,
 )
+from durapod.lowlevel.clock import SystemClock
 from durapod.stores.redis import RedisStore
 from tests.redis_fixtures import require_redis
 
@@ -519,3 +522,57 @@ async def test_a_cron_that_never_fires_is_refused_and_leaves_nothing_running() -
         async with durable:
             pytest.fail("a schedule that never fires was accepted")
     await assert_failed_start_leaves_nothing(durable, before)
+
+
+# -- defect 9: lease expiry judged on one clock -------------------------------------------------------
+
+
+class SkewedClock(SystemClock):
+    """The real clock, its wall-clock time ``offset`` seconds off (a host whose clock is wrong)."""
+
+    def __init__(self, offset: float) -> None:
+        self.offset = timedelta(seconds=offset)
+
+    def utcnow(self) -> datetime:
+        return super().utcnow() + self.offset
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(("runner_offset", "claimer_offset"), [(0.0, 45.0), (-45.0, 0.0)], ids=["ahead", "behind"])
+async def test_workers_whose_clocks_differ_beyond_the_lease_never_both_run_a_step(
+    redis_url: str, runner_offset: float, claimer_offset: float
+) -> None:
+    """Two workers of one agent on one Redis, their clocks 45 s apart with a 1 s lease: the one whose
+    clock runs ahead must not take the job the other runs (its lease is alive on the server's clock), so
+    the step runs once."""
+    prefix = f"skew-{uuid.uuid4().hex[:8]}:"
+    started, release = asyncio.Event(), asyncio.Event()
+    ran: Counter[str] = Counter()
+
+    async def slow(worker: str) -> str:
+        ran["slow"] += 1
+        started.set()
+        await release.wait()
+        return worker
+
+    async def agent(text: str, ctx: JobContext) -> str:
+        return await ctx.step("slow", slow, text)
+
+    runner_store = RedisStore.from_url(redis_url, key_prefix=prefix)
+    claimer_store = RedisStore.from_url(redis_url, key_prefix=prefix)
+    runner = DurableAgent(agent, runner_store, name="skew", lease_ttl=1.0, clock=SkewedClock(runner_offset))
+    claimer = DurableAgent(agent, claimer_store, name="skew", lease_ttl=1.0, clock=SkewedClock(claimer_offset))
+    try:
+        async with runner, claimer:
+            run = asyncio.create_task(runner.run("j", "runner"))
+            await asyncio.wait_for(started.wait(), WAIT)
+            assert await claimer.recover() == 0  # the runner's lease is alive on the server's clock
+            release.set()
+            job = await asyncio.wait_for(run, WAIT)
+    finally:
+        await runner_store.close()
+        await claimer_store.close()
+    assert job.status is JobStatus.COMPLETED
+    assert job.result == "runner"
+    assert job.recoveries == 0
+    assert ran["slow"] == 1

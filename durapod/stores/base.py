@@ -17,6 +17,10 @@ Rules every implementation follows:
   already journaled is refused, so no step is ever recorded twice). It also sets the job's ``steps``
   count without changing its ``version``.
 - A record that cannot be decoded raises :class:`CorruptRecord` naming its key; it never crashes a worker.
+- Leases are judged on one clock. ``lease_until`` and ``now`` come from the caller's clock; MemoryStore and
+  SQLiteStore compare them as given (one host: every worker of a file shares its clock), RedisStore on the
+  server's clock (``TIME``), taking ``lease_until - now`` as the lease's length, so that workers on hosts
+  whose clocks disagree never both hold a job.
 """
 
 from __future__ import annotations
@@ -224,8 +228,12 @@ class Store(Protocol):
         """
         ...
 
-    async def renew_leases(self, owner: str, job_ids: Collection[str], *, lease_until: datetime) -> set[str]:
+    async def renew_leases(
+        self, owner: str, job_ids: Collection[str], *, lease_until: datetime, now: datetime | None = None
+    ) -> set[str]:
         """Extend the leases ``owner`` holds on ``job_ids``. Returns the ids it still holds.
+
+        ``now`` is the caller's clock when it computed ``lease_until`` (default: this host's clock).
 
         Does not change ``version``. A job that another worker claimed, or that is settled, is not renewed
         and is missing from the result.
@@ -262,8 +270,11 @@ class Store(Protocol):
         """
         ...
 
-    async def renew_worker(self, worker_id: str, token: str, *, lease_until: datetime) -> bool:
-        """Extend the claim ``token`` holds on ``worker_id``. False if it holds it no longer."""
+    async def renew_worker(
+        self, worker_id: str, token: str, *, lease_until: datetime, now: datetime | None = None
+    ) -> bool:
+        """Extend the claim ``token`` holds on ``worker_id`` (``now`` as for :meth:`renew_leases`). False if
+        it holds it no longer."""
         ...
 
     async def unregister_worker(self, worker_id: str, token: str) -> None:
