@@ -332,6 +332,9 @@ class Worker:
             self._crashes[job.id] = crashes
             if self._accepting:
                 self._wait(job, _CRASH_BACKOFF.delay(crashes, 0.5), reload=True)
+                # local waiters read the store again: a store that cannot even read the job gives them
+                # its error, rather than a wait that lasts as long as the fault
+                self._let_go(job.id)
             return
         self._crashes.pop(job.id, None)
         if outcome is Exit.RETRY and self._accepting:

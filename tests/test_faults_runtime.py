@@ -182,7 +182,8 @@ async def test_writes_refused_beyond_the_lease_then_every_job_finishes_and_no_st
     gets the store's error at once."""
     db = tmp_path / "jobs.db"
     ran: Counter[tuple[str, str]] = Counter()
-    gate = asyncio.Event()
+    gate, journaled = asyncio.Event(), asyncio.Event()
+    past_a: set[str] = set()
     jobs = [f"j{n}" for n in range(4)]
 
     async def work(job_id: str, name: str) -> str:
@@ -191,6 +192,9 @@ async def test_writes_refused_beyond_the_lease_then_every_job_finishes_and_no_st
 
     async def agent(text: str, ctx: JobContext) -> str:
         a = await ctx.step("a", work, ctx.job_id, "a")
+        past_a.add(ctx.job_id)
+        if len(past_a) == len(jobs):
+            journaled.set()  # every job's step a is journaled
         await gate.wait()
         b = await ctx.step("b", work, ctx.job_id, "b")
         return a + b
@@ -198,9 +202,7 @@ async def test_writes_refused_beyond_the_lease_then_every_job_finishes_and_no_st
     stopped = watch(watch_logs, "lease renewal keeps failing")
     async with DurableAgent(agent, SQLiteStore(db), lease_ttl=0.6, max_retries=0) as durable:
         runs = [asyncio.create_task(durable.run(job_id, "x")) for job_id in jobs]
-        async with asyncio.timeout(WAIT):
-            while len(ran) < len(jobs):  # noqa: ASYNC110 - the steps run in this loop: poll their count
-                await asyncio.sleep(0.01)
+        await asyncio.wait_for(journaled.wait(), WAIT)
         for name, when in READ_ONLY.items():
             refuse(db, name, when)
         gate.set()  # step b now runs and cannot be journaled
@@ -368,7 +370,8 @@ async def test_after_an_outage_longer_than_the_lease_the_worker_takes_its_jobs_b
     worker could claim the jobs once the leases run out). When Redis is back, the live worker takes its
     own jobs back: ``run()`` returns every job completed, and no journaled step ran again."""
     ran: Counter[tuple[str, str]] = Counter()
-    gate = asyncio.Event()
+    gate, journaled = asyncio.Event(), asyncio.Event()
+    past_a: set[str] = set()
     jobs = [f"j{n}" for n in range(5)]
 
     async def work(job_id: str, name: str) -> str:
@@ -377,6 +380,9 @@ async def test_after_an_outage_longer_than_the_lease_the_worker_takes_its_jobs_b
 
     async def agent(text: str, ctx: JobContext) -> str:
         a = await ctx.step("a", work, ctx.job_id, "a")
+        past_a.add(ctx.job_id)
+        if len(past_a) == len(jobs):
+            journaled.set()  # every job's step a is journaled
         await gate.wait()
         b = await ctx.step("b", work, ctx.job_id, "b")
         return a + b
@@ -386,9 +392,7 @@ async def test_after_an_outage_longer_than_the_lease_the_worker_takes_its_jobs_b
     try:
         async with DurableAgent(agent, store, lease_ttl=0.9, max_retries=0) as durable:
             runs = [asyncio.create_task(durable.run(job_id, "x")) for job_id in jobs]
-            async with asyncio.timeout(WAIT):
-                while len(ran) < len(jobs):  # noqa: ASYNC110 - the steps run in this loop: poll their count
-                    await asyncio.sleep(0.01)
+            await asyncio.wait_for(journaled.wait(), WAIT)
             own_redis.stop()  # a clean shutdown: the append-only file holds every acknowledged write
             await asyncio.wait_for(stopped.seen.wait(), WAIT)
             own_redis.start()
@@ -409,7 +413,8 @@ async def test_redis_out_of_memory_fails_new_calls_and_running_jobs_continue_aft
     running wait (their actors restart from the store, then the lease keeper stops them) and complete once
     memory is allowed again, with no journaled step run twice."""
     ran: Counter[tuple[str, str]] = Counter()
-    gate = asyncio.Event()
+    gate, journaled = asyncio.Event(), asyncio.Event()
+    past_a: set[str] = set()
     jobs = [f"j{n}" for n in range(3)]
 
     async def work(job_id: str, name: str) -> str:
@@ -418,6 +423,9 @@ async def test_redis_out_of_memory_fails_new_calls_and_running_jobs_continue_aft
 
     async def agent(text: str, ctx: JobContext) -> str:
         a = await ctx.step("a", work, ctx.job_id, "a")
+        past_a.add(ctx.job_id)
+        if len(past_a) == len(jobs):
+            journaled.set()  # every job's step a is journaled
         await gate.wait()
         b = await ctx.step("b", work, ctx.job_id, "b")
         return a + b
@@ -429,9 +437,7 @@ async def test_redis_out_of_memory_fails_new_calls_and_running_jobs_continue_aft
     try:
         async with DurableAgent(agent, store, lease_ttl=0.9, max_retries=0) as durable:
             runs = [asyncio.create_task(durable.run(job_id, "x")) for job_id in jobs]
-            async with asyncio.timeout(WAIT):
-                while len(ran) < len(jobs):  # noqa: ASYNC110 - the steps run in this loop: poll their count
-                    await asyncio.sleep(0.01)
+            await asyncio.wait_for(journaled.wait(), WAIT)
             admin.config_set("maxmemory-policy", "noeviction")
             admin.config_set("maxmemory", "1")  # below what the server uses: every write is refused
             with pytest.raises(StoreError, match="maxmemory"):
@@ -464,7 +470,6 @@ async def plain(text: str) -> str:
 
 async def assert_failed_start_leaves_nothing(durable: DurableAgent, before: set[asyncio.Task[object]]) -> None:
     assert not durable.is_running
-    await asyncio.sleep(0)  # a task that is stopping ends in this turn
     assert other_tasks() - before == set()
     with pytest.raises(RuntimeError, match="not running"):
         await durable.start("after", "x")
@@ -576,3 +581,29 @@ async def test_workers_whose_clocks_differ_beyond_the_lease_never_both_run_a_ste
     assert job.result == "runner"
     assert job.recoveries == 0
     assert ran["slow"] == 1
+
+
+async def test_a_job_the_store_can_no_longer_read_gives_its_caller_the_error(
+    tmp_path: Path, watch_logs: list[LogWatch]
+) -> None:
+    """The job's step cannot be journaled and its record cannot be read back (it was damaged in the
+    file): the actor cannot go on, and ``run()`` raises the store's error instead of waiting forever."""
+    db = tmp_path / "jobs.db"
+    gate, running = asyncio.Event(), asyncio.Event()
+
+    async def agent(text: str, ctx: JobContext) -> str:
+        running.set()
+        await gate.wait()
+        return await ctx.step("a", plain, text)
+
+    restarted = watch(watch_logs, "the store failed while the job ran")
+    async with DurableAgent(agent, SQLiteStore(db)) as durable:
+        run = asyncio.create_task(durable.run("j", "x"))
+        await asyncio.wait_for(running.wait(), WAIT)
+        refuse(db, "no_steps", "BEFORE INSERT ON steps")
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE jobs SET record = '{\"id\": \"j\"' WHERE id = 'j'")
+        gate.set()
+        await asyncio.wait_for(restarted.seen.wait(), WAIT)
+        with pytest.raises(StoreError, match="j"):
+            await asyncio.wait_for(run, WAIT)
