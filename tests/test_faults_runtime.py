@@ -105,7 +105,7 @@ async def test_a_failed_write_of_a_failure_reloads_the_journal_and_never_reruns_
             raise RuntimeError("the model timed out")
         return f"{first}:{text}"
 
-    crashed = watch(watch_logs, "cannot write the job's outcome")
+    crashed = watch(watch_logs, "the supervisor restarts the job's actor")
     async with DurableAgent(agent, SQLiteStore(db), retry_delay=0.0, jitter=0.0) as durable:
         await durable.start("warm", "x")  # creates the schema
         await durable.wait("warm", timeout=WAIT)

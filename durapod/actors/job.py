@@ -234,7 +234,9 @@ class JobActor:
                 raise  # cancelled from outside (the event loop is closing): write nothing more
             return await self._interrupted(None)
         except (StoreError, VersionConflict) as exc:
-            self._log().warning("cannot write the job's outcome; the supervisor restarts it", error=repr(exc))
+            self._log().warning(
+                "the store failed; the supervisor restarts the job's actor from the store", error=repr(exc)
+            )
             return Exit.CRASHED
         except Exception:
             runtime.log.exception("job actor failed", job_id=self.job.id)
@@ -552,7 +554,7 @@ class JobActor:
                 saved = await store.save(new, expected_version=job.version, events=batch)
             except StoreUnavailable:  # a store that blinks does not fail the job: the write waits here
                 saved = await retry_unavailable(
-                    lambda: store.save(new, expected_version=job.version, events=batch),
+                    lambda: self._save_again(new, job.version, batch),
                     runtime.clock,
                     self._log,
                     what=f"write {new.status}",
@@ -568,6 +570,19 @@ class JobActor:
         if unwritten:
             self._events.publish(unwritten)
         return True
+
+    async def _save_again(self, new: Job, expected_version: int, batch: list[dict[str, JsonValue]]) -> Job:
+        """Save ``new`` again after a try whose outcome is unknown: if that try landed, it is done."""
+        store = self._runtime.store
+        try:
+            return await store.save(new, expected_version=expected_version, events=batch)
+        except VersionConflict as conflict:
+            if conflict.actual == new.version:
+                stored = await store.get(new.id)
+                # versions and timestamps identify a write: nobody else wrote this one
+                if stored is not None and (stored.version, stored.updated_at) == (new.version, new.updated_at):
+                    return stored
+            raise
 
     def _release_slot(self) -> None:
         semaphore = self._runtime.concurrency
