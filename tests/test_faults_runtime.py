@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
+import os
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import uuid
 from collections import Counter
@@ -39,6 +43,8 @@ from durapod.stores.redis import RedisStore
 from tests.redis_fixtures import require_redis
 
 WAIT = 30.0
+ROOT = Path(__file__).resolve().parent.parent
+FSIZE_WORKER = ROOT / "tests" / "workers" / "fsize_worker.py"
 
 
 class LogWatch(logging.Handler):
@@ -160,6 +166,26 @@ async def test_a_step_whose_journal_write_fails_does_not_fail_the_job(
     assert ran["a"] == 1
     assert ran["b"] >= 2
     assert job.attempts == 1
+
+
+def test_a_file_size_limit_on_the_sqlite_file_fails_no_job_and_reruns_no_journaled_step(tmp_path: Path) -> None:
+    """A real fault: a worker process whose files may not grow (``RLIMIT_FSIZE``), so every SQLite write
+    fails with a full disk while its jobs run, until the limit is lifted. Every job completes, and no
+    step that was journaled runs again (each step looks in the journal before it does its work)."""
+    completed = subprocess.run(
+        [sys.executable, str(FSIZE_WORKER), str(tmp_path / "jobs.db"), "20"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 3,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["statuses"] == ["completed"] * 20
+    assert report["reruns"] == []
+    assert all(report["executions"][f"j{n:02d}:{name}"] == 1 for n in range(20) for name in ("a", "c"))
+    assert all(report["executions"][f"j{n:02d}:b"] >= 2 for n in range(20))  # the fault did hit step b
 
 
 # -- defects 4 and 3: writes refused for longer than a lease; no caller hangs ------------------------
