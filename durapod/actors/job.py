@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import JsonValue
 
@@ -106,6 +106,8 @@ class JobRuntime:
     #: persists the buffered events of the worker's job logs
     flusher: Flusher
 
+
+T = TypeVar("T")
 
 _INTERRUPTS = ("drain", "pause", "cancel", "lease lost")  # weakest first: a stronger reason wins
 
@@ -290,8 +292,11 @@ class JobActor:
             )
             return Exit.DONE
         if self._journal is None:
-            self._journal = {record.index: record for record in await runtime.store.read_steps(job.id)}
-        await self._events.load()
+            steps = await self._patiently(lambda: runtime.store.read_steps(job.id), "read the journal")
+            self._journal = {record.index: record for record in steps}
+        await self._patiently(self._events.load, "read the event log")
+        if self._reason is not None:  # told to stop while the store was read (the lease was lost, say)
+            return await self._interrupted(None)
         self._events.set_epoch(job.epoch)
         self._status_event()
         ctx = JobContext._create(self, self._journal)
@@ -333,12 +338,20 @@ class JobActor:
 
     async def _reload_job(self) -> bool:
         """Read the job anew (after this actor's predecessor crashed): True if it is still ours to run."""
-        fresh = await self._runtime.store.get(self.job.id)
+        store = self._runtime.store
+        fresh = await self._patiently(lambda: store.get(self.job.id), "read the job")
         if fresh is None or fresh.owner != self._runtime.worker_id or fresh.epoch != self.job.epoch:
             return False
         self.job = fresh
         self._journal = None
         return fresh.status in (JobStatus.PENDING, JobStatus.RUNNING)
+
+    async def _patiently(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
+        """A read the actor needs before it can run: an unreachable store is waited out, as for writes."""
+        try:
+            return await operation()
+        except StoreUnavailable:
+            return await retry_unavailable(operation, self._runtime.clock, self._log, what=what)
 
     # -- how a run ends --------------------------------------------------------------------------
 
