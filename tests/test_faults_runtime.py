@@ -168,6 +168,36 @@ async def test_a_step_whose_journal_write_fails_does_not_fail_the_job(
     assert job.attempts == 1
 
 
+async def test_a_pause_asked_for_while_a_step_cannot_be_journaled_is_carried_out(tmp_path: Path) -> None:
+    """A pause waits for the step in flight; that step's journal write then fails. The pause is not lost
+    with the failed execution: the job ends paused, and resuming it runs the step again to completion."""
+    db = tmp_path / "jobs.db"
+    in_step, finish = asyncio.Event(), asyncio.Event()
+    ran: Counter[str] = Counter()
+
+    async def slow() -> str:
+        ran["slow"] += 1
+        in_step.set()
+        await finish.wait()
+        return "done"
+
+    async def agent(text: str, ctx: JobContext) -> str:
+        return await ctx.step("slow", slow)
+
+    async with DurableAgent(agent, SQLiteStore(db), pause_timeout=WAIT) as durable:
+        run = asyncio.create_task(durable.run("j", "x"))
+        await asyncio.wait_for(in_step.wait(), WAIT)
+        refuse(db, "no_steps", "BEFORE INSERT ON steps")
+        await durable.pause("j", wait=False)  # told to the actor: it waits for the step in flight
+        finish.set()
+        assert (await asyncio.wait_for(run, WAIT)).status is JobStatus.PAUSED
+        allow(db, "no_steps")
+        resumed = await durable.resume("j", timeout=WAIT)
+    assert resumed.status is JobStatus.COMPLETED
+    assert resumed.result == "done"
+    assert ran["slow"] == 2  # its first result was never journaled
+
+
 def test_a_file_size_limit_on_the_sqlite_file_fails_no_job_and_reruns_no_journaled_step(tmp_path: Path) -> None:
     """A real fault: a worker process whose files may not grow (``RLIMIT_FSIZE``), so every SQLite write
     fails with a full disk while its jobs run, until the limit is lifted. Every job completes, and no

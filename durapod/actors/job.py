@@ -318,13 +318,13 @@ class JobActor:
         except Exception as error:
             self._stop_interrupts()
             if self._store_failure is not None:
-                return self._store_failed()
+                return await self._store_failed()
             if self._reason is not None:
                 return await self._interrupted(error)
             return await self._failed(error)
         self._stop_interrupts()
         if self._store_failure is not None:  # the agent caught the store's error and went on
-            return self._store_failed()
+            return await self._store_failed()
         if self._reason in ("cancel", "lease lost") or (self._reason == "pause" and self._was_cancelled):
             return await self._interrupted(None)  # the agent swallowed our cancellation and returned
         return await self._complete(result)
@@ -355,13 +355,14 @@ class JobActor:
 
     # -- how a run ends --------------------------------------------------------------------------
 
-    def _store_failed(self) -> Exit:
+    async def _store_failed(self) -> Exit:
         """A step or an event could not be written: whether it landed is unknown, so this execution
-        cannot go on. The supervisor restarts the actor, which reads the job and its journal anew: a
+        cannot go on. A stop asked for meanwhile (cancel, pause, drain, lease lost) is carried out;
+        otherwise the supervisor restarts the actor, which reads the job and its journal anew: a
         journaled step is replayed, one that never landed runs again, and no attempt is counted."""
-        if self._reason == "lease lost":
-            self._events.discard()
-            return Exit.DONE
+        self.at_boundary_quietly()
+        if self._reason is not None:
+            return await self._interrupted(None)
         self._log().warning(
             "the store failed while the job ran; restarting it from the store", error=repr(self._store_failure)
         )
