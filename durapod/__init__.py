@@ -33,12 +33,14 @@ from durapod.errors import (
     WorkerIdInUse,
 )
 from durapod.events import (
+    CustomEvent,
     DoneEvent,
     ErrorEvent,
     Event,
     InterruptEvent,
     JobStatusEvent,
     StepEvent,
+    StepRestartedEvent,
     TokenEvent,
     ToolCallEvent,
     ToolResultEvent,
@@ -47,6 +49,7 @@ from durapod.lowlevel.clock import Clock, FakeClock
 from durapod.models import Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
 from durapod.stores import MemoryStore, Page, Store, open_store
+from durapod.stores.postgres import PostgresStore
 from durapod.stores.redis import RedisStore
 from durapod.stores.sqlite import SQLiteStore
 
@@ -57,6 +60,7 @@ __all__ = [
     "Client",
     "Clock",
     "CorruptRecord",
+    "CustomEvent",
     "DoneEvent",
     "DurableAgent",
     "DurapodError",
@@ -77,6 +81,7 @@ __all__ = [
     "MemoryStore",
     "NonRetryableError",
     "Page",
+    "PostgresStore",
     "RedisStore",
     "SQLiteStore",
     "ScheduleState",
@@ -84,6 +89,7 @@ __all__ = [
     "StepEvent",
     "StepMismatch",
     "StepRecord",
+    "StepRestartedEvent",
     "Store",
     "StoreError",
     "StoreUnavailable",

@@ -26,7 +26,7 @@ from durapod.client import Client
 from durapod.errors import JobConflictError, VersionConflict
 from durapod.events import Event
 from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
-from durapod.models import Job, JobStatus, StepRecord, check_json, new_job, validate_job_id
+from durapod.models import Job, JobStatus, StepRecord, check_json, check_metadata, new_job, validate_job_id
 from durapod.retry import RetryPolicy
 from durapod.schedules import CatchUp, CronSchedule, Overlap, ScheduleState, parse_timezone
 from durapod.scheduling import Scheduler, ScheduleRequest
@@ -85,6 +85,11 @@ class DurableAgent:
         store_timeout: how long public calls wait out an unreachable store before raising
             ``StoreUnavailable`` (running jobs wait for it indefinitely: no job fails because the store
             blinked).
+        redact_errors: maps a failed attempt's exception to the text stored in ``job.error`` and in the
+            job's ``error`` event (and logged). By default the exception's message is stored verbatim, so
+            a secret in a message (a token in a URL, a customer's data) ends up in the store; pass e.g.
+            ``lambda exc: type(exc).__name__`` to keep messages out. If it raises or returns a non-str,
+            only the class name is stored.
 
     Raises:
         TypeError: ``agent`` or ``store`` is not one.
@@ -125,8 +130,11 @@ class DurableAgent:
         random: Callable[[], float] | None = None,
         poll_interval: float = 0.25,
         store_timeout: float = 10.0,
+        redact_errors: Callable[[BaseException], str] | None = None,
     ) -> None:
         invoker = AgentInvoker(agent)
+        if redact_errors is not None and not callable(redact_errors):
+            raise TypeError(f"redact_errors must be callable or None, got {redact_errors!r}")
         if not isinstance(store, Store):
             raise TypeError(f"store must be a durapod store (MemoryStore, SQLiteStore, RedisStore), got {store!r}")
         retry = RetryPolicy(
@@ -150,7 +158,7 @@ class DurableAgent:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty str, got {self.name!r}")
         self.worker_id = validate_job_id(worker_id) if worker_id is not None else default_worker_id()
-        self.metadata: dict[str, JsonValue] = check_json(dict(metadata or {}), "metadata")
+        self.metadata: dict[str, JsonValue] = check_metadata(metadata)
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.poll_interval = _seconds("poll_interval", poll_interval, allow_zero=False)
         parse_timezone(timezone)
@@ -172,6 +180,7 @@ class DurableAgent:
             written=self._waiters.publish,
             let_go=self._waiters.nudge,
             publish_event=self._subscribers.publish,
+            redact_errors=redact_errors,
         )
         self._client = Client._for_worker(
             self._worker,
@@ -289,7 +298,9 @@ class DurableAgent:
     ) -> Job:
         """Create a job and run it in this worker; returns at once (with the job as created).
 
-        Same rules as :meth:`run` for existing ids, without waiting.
+        Same rules as :meth:`run` for existing ids, without waiting. The input and metadata must be JSON
+        nested at most ``MAX_JSON_DEPTH`` (64) deep; anything else is refused with :class:`InvalidInput`
+        naming it, before anything is written.
         """
         job = self._new_job(job_id, input, metadata, owned=True)
         self._require_running()
@@ -305,7 +316,8 @@ class DurableAgent:
         """Start (or join) a job like :meth:`run` and yield its events until it settles.
 
         Yields ``job_status`` events (at the start, the end, and around each failed attempt), the agent's
-        ``token``, ``tool_call``, ``tool_result``, ``step`` and ``interrupt`` events, and ``done``.
+        ``token``, ``tool_call``, ``tool_result``, ``step``, ``interrupt`` and custom events,
+        ``step_restarted`` when a step's partial output is void (see :meth:`stream`), and ``done``.
         """
         source = self._client._event_source()
         with source.subscribe(job_id) as subscription:
@@ -327,7 +339,8 @@ class DurableAgent:
 
         Metadata given to the constructor is merged in.
         """
-        return await self._client.submit(job_id, input, agent=agent, metadata={**self.metadata, **(metadata or {})})
+        merged = {**self.metadata, **check_metadata(metadata, "metadata", job_id)}
+        return await self._client.submit(job_id, input, agent=agent, metadata=merged)
 
     async def status(self, job_id: str) -> Job | None:
         """The job with that id as stored, or None (see :meth:`Client.status`)."""
@@ -365,7 +378,15 @@ class DurableAgent:
         return await self._client.wait(job_id, timeout)
 
     async def stream(self, job_id: str, *, after: int = -1) -> AsyncGenerator[Event, None]:
-        """Yield the job's events after ``after`` until it settles (see :meth:`Client.stream`)."""
+        """Yield the job's events after ``after`` until it settles (see :meth:`Client.stream`).
+
+        Every event has a ``seq`` one above the one before; resume a stream with ``after=`` the last seq
+        seen, for no gap and no duplicate. Live events arrive once written (in batches), so no seq seen is
+        ever reused, even after a crash. A :class:`~durapod.StepRestartedEvent` means the output streamed
+        from its ``from_seq`` on is void (the step runs again after a crash, a retried attempt, a pause or a
+        drain): drop the agent events held from that seq on. Event types durapod does not define arrive
+        as :class:`~durapod.CustomEvent`.
+        """
         async for event in self._client.stream(job_id, after=after):
             yield event
 
@@ -460,7 +481,8 @@ class DurableAgent:
         validate_job_id(job_id)
         input = check_json(input, "input", job_id)
         # a fresh copy for every job: a record never shares a container with the caller or another job
-        merged = check_json({**self.metadata, **(metadata or {})}, "metadata", job_id)
+        extra = metadata if isinstance(metadata, Mapping) else check_metadata(metadata, "metadata", job_id)
+        merged = check_json({**self.metadata, **extra}, "metadata", job_id)
         now = self.clock.utcnow()
         return new_job(
             id=job_id,

@@ -20,6 +20,7 @@ EXPECTED = {
     "Client",
     "Clock",
     "CorruptRecord",
+    "CustomEvent",
     "DoneEvent",
     "DurableAgent",
     "DurapodError",
@@ -40,6 +41,7 @@ EXPECTED = {
     "MemoryStore",
     "NonRetryableError",
     "Page",
+    "PostgresStore",
     "RedisStore",
     "SQLiteStore",
     "ScheduleState",
@@ -47,6 +49,7 @@ EXPECTED = {
     "StepEvent",
     "StepMismatch",
     "StepRecord",
+    "StepRestartedEvent",
     "Store",
     "StoreError",
     "StoreUnavailable",
@@ -150,3 +153,20 @@ def test_records_built_without_validation_equal_validated_ones() -> None:
     assert StepRecord.model_validate_json(record.model_dump_json()) == record
     with pytest.raises(TypeError, match="unknown Job fields"):
         new_job(id="j", created_at=now, updated_at=now, colour="red")
+
+
+def test_optional_extras_are_not_imported_by_the_package() -> None:
+    """``import durapod`` (and building a PostgresStore) loads none of the optional extras."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, durapod\n"
+        "durapod.PostgresStore('postgresql://localhost/db')\n"
+        "extras = ('asyncpg', 'starlette', 'uvicorn', 'pydantic_ai', 'langchain_core')\n"
+        "loaded = [m for m in extras if m in sys.modules]\n"
+        "print(','.join(loaded))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+    assert out.stderr == ""
