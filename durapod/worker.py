@@ -255,8 +255,9 @@ class Worker:
 
     async def renew_registration(self) -> None:
         """Extend the worker's claim on its id (the lease keeper calls this)."""
-        until = self.clock.utcnow() + timedelta(seconds=self.lease_ttl)
-        if not await self.store.renew_worker(self.worker_id, self._token, lease_until=until):
+        now = self.clock.utcnow()
+        until = now + timedelta(seconds=self.lease_ttl)
+        if not await self.store.renew_worker(self.worker_id, self._token, lease_until=until, now=now):
             # taken over after we could not renew for a whole lease: keep going under a fresh claim
             self.log.warning("the worker id's registration had lapsed; registering again")
             await self._register()
@@ -333,6 +334,9 @@ class Worker:
             self._crashes[job.id] = crashes
             if self._accepting:
                 self._wait(job, _CRASH_BACKOFF.delay(crashes, 0.5), reload=True)
+                # local waiters read the store again: a store that cannot even read the job gives them
+                # its error, rather than a wait that lasts as long as the fault
+                self._let_go(job.id)
             return
         self._crashes.pop(job.id, None)
         if outcome is Exit.RETRY and self._accepting:

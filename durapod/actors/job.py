@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import JsonValue
 
@@ -109,6 +109,8 @@ class JobRuntime:
     describe_error: Callable[[BaseException], str] = error_text
 
 
+T = TypeVar("T")
+
 _INTERRUPTS = ("drain", "pause", "cancel", "lease lost")  # weakest first: a stronger reason wins
 
 
@@ -129,6 +131,7 @@ class JobActor:
         "_reload",
         "_running_agent",
         "_runtime",
+        "_store_failure",
         "_timer",
         "_was_cancelled",
         "job",
@@ -153,6 +156,8 @@ class JobActor:
         self._in_step = 0  # steps running now: a drain waits for them (up to its grace)
         self._holds_slot = False
         self._reload = reload
+        #: a store error (not "unavailable") met while the agent ran: the store's failure, not the agent's
+        self._store_failure: StoreError | None = None
 
     def __repr__(self) -> str:
         return f"<JobActor {self.job.id} {self.job.status}>"
@@ -233,7 +238,9 @@ class JobActor:
                 raise  # cancelled from outside (the event loop is closing): write nothing more
             return await self._interrupted(None)
         except (StoreError, VersionConflict) as exc:
-            self._log().warning("cannot write the job's outcome; the supervisor restarts it", error=repr(exc))
+            self._log().warning(
+                "the store failed; the supervisor restarts the job's actor from the store", error=repr(exc)
+            )
             return Exit.CRASHED
         except Exception:
             runtime.log.exception("job actor failed", job_id=self.job.id)
@@ -287,8 +294,11 @@ class JobActor:
             )
             return Exit.DONE
         if self._journal is None:
-            self._journal = {record.index: record for record in await runtime.store.read_steps(job.id)}
-        await self._events.load()
+            steps = await self._patiently(lambda: runtime.store.read_steps(job.id), "read the journal")
+            self._journal = {record.index: record for record in steps}
+        await self._patiently(self._events.load, "read the event log")
+        if self._reason is not None:  # told to stop while the store was read (the lease was lost, say)
+            return await self._interrupted(None)
         self._events.set_epoch(job.epoch)
         self._status_event()
         self._events.restart_step(self._journal.keys())
@@ -310,10 +320,14 @@ class JobActor:
             return await self._changed_elsewhere()
         except Exception as error:
             self._stop_interrupts()
+            if self._store_failure is not None:
+                return await self._store_failed()
             if self._reason is not None:
                 return await self._interrupted(error)
             return await self._failed(error)
         self._stop_interrupts()
+        if self._store_failure is not None:  # the agent caught the store's error and went on
+            return await self._store_failed()
         if self._reason in ("cancel", "lease lost") or (self._reason == "pause" and self._was_cancelled):
             return await self._interrupted(None)  # the agent swallowed our cancellation and returned
         return await self._complete(result)
@@ -327,14 +341,35 @@ class JobActor:
 
     async def _reload_job(self) -> bool:
         """Read the job anew (after this actor's predecessor crashed): True if it is still ours to run."""
-        fresh = await self._runtime.store.get(self.job.id)
+        store = self._runtime.store
+        fresh = await self._patiently(lambda: store.get(self.job.id), "read the job")
         if fresh is None or fresh.owner != self._runtime.worker_id or fresh.epoch != self.job.epoch:
             return False
         self.job = fresh
         self._journal = None
         return fresh.status in (JobStatus.PENDING, JobStatus.RUNNING)
 
+    async def _patiently(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
+        """A read the actor needs before it can run: an unreachable store is waited out, as for writes."""
+        try:
+            return await operation()
+        except StoreUnavailable:
+            return await retry_unavailable(operation, self._runtime.clock, self._log, what=what)
+
     # -- how a run ends --------------------------------------------------------------------------
+
+    async def _store_failed(self) -> Exit:
+        """A step or an event could not be written: whether it landed is unknown, so this execution
+        cannot go on. A stop asked for meanwhile (cancel, pause, drain, lease lost) is carried out;
+        otherwise the supervisor restarts the actor, which reads the job and its journal anew: a
+        journaled step is replayed, one that never landed runs again, and no attempt is counted."""
+        self.at_boundary_quietly()
+        if self._reason is not None:
+            return await self._interrupted(None)
+        self._log().warning(
+            "the store failed while the job ran; restarting it from the store", error=repr(self._store_failure)
+        )
+        return Exit.CRASHED
 
     async def _complete(self, result: JsonValue) -> Exit:
         if await self._write(
@@ -462,17 +497,41 @@ class JobActor:
         record = new_step_record(job.id, index, name, result, job.attempts, job.epoch, runtime.clock.utcnow())
         store = runtime.store
         try:
-            await store.append_step(record)
-        except StoreUnavailable:
-            await retry_unavailable(lambda: store.append_step(record), runtime.clock, self._log, what=f"step {name!r}")
+            try:
+                await store.append_step(record)
+            except StoreUnavailable:  # the write may have landed before the store broke off
+                await retry_unavailable(
+                    lambda: self._append_step_again(record), runtime.clock, self._log, what=f"step {name!r}"
+                )
+        except (StaleOwnerError, VersionConflict):
+            raise
+        except StoreError as exc:
+            self._store_failure = exc
+            raise
         assert self._journal is not None
         self._journal[index] = record
         self._events.append({"type": "step", "name": name, "index": index, "result": result})
 
+    async def _append_step_again(self, record: StepRecord) -> None:
+        """Journal a step whose first write had an unknown outcome: if that write landed, it is done."""
+        store = self._runtime.store
+        try:
+            await store.append_step(record)
+        except StaleOwnerError:
+            landed = [step for step in await store.read_steps(record.job_id) if step.index == record.index]
+            if landed != [record]:
+                raise
+
     async def emit(self, data: dict[str, JsonValue]) -> None:
         """Log one agent event (numbered, persisted in a batch, then published live)."""
         if self._events.append(data):
-            await self._events.flush()
+            try:
+                await self._events.flush()
+            except StoreUnavailable:
+                return  # kept buffered: the flusher (or the job's next write) persists them
+            except StoreError as exc:
+                self._store_failure = exc
+                raise
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -509,7 +568,7 @@ class JobActor:
                 saved = await store.save(new, expected_version=job.version, events=batch)
             except StoreUnavailable:  # a store that blinks does not fail the job: the write waits here
                 saved = await retry_unavailable(
-                    lambda: store.save(new, expected_version=job.version, events=batch),
+                    lambda: self._save_again(new, job.version, batch),
                     runtime.clock,
                     self._log,
                     what=f"write {new.status}",
@@ -525,6 +584,19 @@ class JobActor:
         if batch:
             self._events.publish(batch)
         return True
+
+    async def _save_again(self, new: Job, expected_version: int, batch: list[dict[str, JsonValue]]) -> Job:
+        """Save ``new`` again after a try whose outcome is unknown: if that try landed, it is done."""
+        store = self._runtime.store
+        try:
+            return await store.save(new, expected_version=expected_version, events=batch)
+        except VersionConflict as conflict:
+            if conflict.actual == new.version:
+                stored = await store.get(new.id)
+                # versions and timestamps identify a write: nobody else wrote this one
+                if stored is not None and (stored.version, stored.updated_at) == (new.version, new.updated_at):
+                    return stored
+            raise
 
     def _release_slot(self) -> None:
         semaphore = self._runtime.concurrency

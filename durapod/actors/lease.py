@@ -121,9 +121,10 @@ class LeaseKeeper(Actor[Any]):
                 return
             await owner.renew_registration()
             if held:
-                until = clock.utcnow() + timedelta(seconds=owner.lease_ttl)
+                moment = clock.utcnow()
+                until = moment + timedelta(seconds=owner.lease_ttl)
                 # jobs that ended meanwhile are missing from the renewal: only those still held count
-                renewed = await owner.store.renew_leases(owner.worker_id, held, lease_until=until)
+                renewed = await owner.store.renew_leases(owner.worker_id, held, lease_until=until, now=moment)
                 still_held = set(owner.held_jobs())
                 lost = [job_id for job_id in held if job_id not in renewed and job_id in still_held]
                 if lost:

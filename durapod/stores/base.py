@@ -18,6 +18,10 @@ Rules every implementation follows:
   count without changing its ``version``.
 - A record that cannot be decoded raises :class:`CorruptRecord` naming its key (a listing skips it and logs
   it); it never crashes a worker.
+- Leases are judged on one clock. ``lease_until`` and ``now`` come from the caller's clock; MemoryStore,
+  SQLiteStore and PostgresStore compare them as given (SQLite: one host, every worker of a file shares its
+  clock), RedisStore on the server's clock (``TIME``), taking ``lease_until - now`` as the lease's length,
+  so that workers on hosts whose clocks disagree never both hold a job.
 """
 
 from __future__ import annotations
@@ -280,8 +284,12 @@ class Store(abc.ABC):
         ...
 
     @abc.abstractmethod
-    async def renew_leases(self, owner: str, job_ids: Collection[str], *, lease_until: datetime) -> set[str]:
+    async def renew_leases(
+        self, owner: str, job_ids: Collection[str], *, lease_until: datetime, now: datetime | None = None
+    ) -> set[str]:
         """Extend the leases ``owner`` holds on ``job_ids``. Returns the ids it still holds.
+
+        ``now`` is the caller's clock when it computed ``lease_until`` (default: this host's clock).
 
         Does not change ``version``. A job that another worker claimed, or that is settled, is not renewed
         and is missing from the result.
@@ -323,8 +331,11 @@ class Store(abc.ABC):
         ...
 
     @abc.abstractmethod
-    async def renew_worker(self, worker_id: str, token: str, *, lease_until: datetime) -> bool:
-        """Extend the claim ``token`` holds on ``worker_id``. False if it holds it no longer."""
+    async def renew_worker(
+        self, worker_id: str, token: str, *, lease_until: datetime, now: datetime | None = None
+    ) -> bool:
+        """Extend the claim ``token`` holds on ``worker_id`` (``now`` as for :meth:`renew_leases`). False if
+        it holds it no longer."""
         ...
 
     @abc.abstractmethod

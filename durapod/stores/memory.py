@@ -224,7 +224,9 @@ class MemoryStore(Store):
             self._put(job)
         return [self._current(job) for job in claimed]
 
-    async def renew_leases(self, owner: str, job_ids: Collection[str], *, lease_until: datetime) -> set[str]:
+    async def renew_leases(
+        self, owner: str, job_ids: Collection[str], *, lease_until: datetime, now: datetime | None = None
+    ) -> set[str]:
         held: set[str] = set()
         for job_id in job_ids:
             job = self._jobs.get(job_id)
@@ -270,7 +272,9 @@ class MemoryStore(Store):
         self._workers[worker_id] = (token, info, lease_until)
         return None
 
-    async def renew_worker(self, worker_id: str, token: str, *, lease_until: datetime) -> bool:
+    async def renew_worker(
+        self, worker_id: str, token: str, *, lease_until: datetime, now: datetime | None = None
+    ) -> bool:
         held = self._workers.get(worker_id)
         if held is None or held[0] != token:
             return False

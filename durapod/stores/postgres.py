@@ -866,7 +866,9 @@ class PostgresStore(Store):
         claimed: builtins.list[Job] = await self._write(op)
         return claimed
 
-    async def renew_leases(self, owner: str, job_ids: Collection[str], *, lease_until: datetime) -> set[str]:
+    async def renew_leases(
+        self, owner: str, job_ids: Collection[str], *, lease_until: datetime, now: datetime | None = None
+    ) -> set[str]:
         """Extend the leases ``owner`` holds on ``job_ids``; returns the ids it still holds.
 
         Does not change ``version``. Jobs another worker claimed, settled jobs and unknown ids are left out.
@@ -1030,7 +1032,9 @@ class PostgresStore(Store):
         refused: str | None = await self._write(op)
         return refused
 
-    async def renew_worker(self, worker_id: str, token: str, *, lease_until: datetime) -> bool:
+    async def renew_worker(
+        self, worker_id: str, token: str, *, lease_until: datetime, now: datetime | None = None
+    ) -> bool:
         """Extend the claim ``token`` holds on ``worker_id``. False if it holds it no longer."""
 
         async def op(connection: _Connection) -> Any:

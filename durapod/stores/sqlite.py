@@ -393,7 +393,9 @@ class SQLiteStore(Store):
             return []
         return await self._write(_op_claim_orphans, agent, owner, lease_until, _micros(now), limit, reclaim_own)
 
-    async def renew_leases(self, owner: str, job_ids: Collection[str], *, lease_until: datetime) -> set[str]:
+    async def renew_leases(
+        self, owner: str, job_ids: Collection[str], *, lease_until: datetime, now: datetime | None = None
+    ) -> set[str]:
         """Extend the leases ``owner`` holds on ``job_ids``; returns the ids it still holds.
 
         Does not change ``version``. Jobs another worker claimed, settled jobs and unknown ids are left
@@ -445,7 +447,9 @@ class SQLiteStore(Store):
             _op_register_worker, worker_id, token, info, _micros(lease_until), _micros(now), replace
         )
 
-    async def renew_worker(self, worker_id: str, token: str, *, lease_until: datetime) -> bool:
+    async def renew_worker(
+        self, worker_id: str, token: str, *, lease_until: datetime, now: datetime | None = None
+    ) -> bool:
         """Extend the claim ``token`` holds on ``worker_id``. False if it holds it no longer."""
         return await self._write(_op_renew_worker, worker_id, token, _micros(lease_until))
 
