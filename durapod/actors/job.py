@@ -496,27 +496,31 @@ class JobActor:
         runtime = self._runtime
         record = new_step_record(job.id, index, name, result, job.attempts, job.epoch, runtime.clock.utcnow())
         store = runtime.store
+        # the events streamed so far are logged with the step: once the step is kept, a replay skips it
+        # and would never stream them again
+        events = await self._events.take()
         try:
             try:
-                await store.append_step(record)
+                await store.append_step(record, events=events)
             except StoreUnavailable:  # the write may have landed before the store broke off
                 await retry_unavailable(
-                    lambda: self._append_step_again(record), runtime.clock, self._log, what=f"step {name!r}"
+                    lambda: self._append_step_again(record, events), runtime.clock, self._log, what=f"step {name!r}"
                 )
-        except (StaleOwnerError, VersionConflict):
+        except BaseException as exc:
+            self._events.give_back(events, [])  # not logged: they go with the next write
+            if isinstance(exc, StoreError) and not isinstance(exc, StaleOwnerError | VersionConflict):
+                self._store_failure = exc
             raise
-        except StoreError as exc:
-            self._store_failure = exc
-            raise
+        self._events.publish(events)
         assert self._journal is not None
         self._journal[index] = record
         self._events.append({"type": "step", "name": name, "index": index, "result": result})
 
-    async def _append_step_again(self, record: StepRecord) -> None:
+    async def _append_step_again(self, record: StepRecord, events: list[dict[str, JsonValue]]) -> None:
         """Journal a step whose first write had an unknown outcome: if that write landed, it is done."""
         store = self._runtime.store
         try:
-            await store.append_step(record)
+            await store.append_step(record, events=events)
         except StaleOwnerError:
             landed = [step for step in await store.read_steps(record.job_id) if step.index == record.index]
             if landed != [record]:

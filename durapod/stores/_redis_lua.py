@@ -241,6 +241,11 @@ if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3]) == 0 then
   return {2, cur[2], 'step #' .. ARGV[1] .. ' is journaled'}
 end
 redis.call('HINCRBY', KEYS[1], 'steps', 1)
+for i = 4, #ARGV, 2 do  -- the events streamed before the step, logged with it
+  if redis.call('ZCOUNT', KEYS[3], ARGV[i], ARGV[i]) == 0 then
+    redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i + 1])
+  end
+end
 return 0
 """
 

@@ -163,8 +163,17 @@ def _op_delete(conn: sqlite3.Connection, job_id: str) -> bool:
     return conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
 
 
-def _op_append_step(conn: sqlite3.Connection, job_id: str, index: int, epoch: int, record: str) -> None:
+def _op_append_step(
+    conn: sqlite3.Connection,
+    job_id: str,
+    index: int,
+    epoch: int,
+    record: str,
+    events: list[tuple[str, int, str]] | None = None,
+) -> None:
     if conn.execute(_APPEND_STEP_SQL, (job_id, index, record, epoch)).rowcount:
+        if events:  # the events streamed before the step, logged with it
+            conn.executemany("INSERT OR IGNORE INTO events (job_id, seq, record) VALUES (?, ?, ?)", events)
         return
     found = conn.execute("SELECT status, epoch FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if found is None:

@@ -218,8 +218,12 @@ class Store(abc.ABC):
         ...
 
     @abc.abstractmethod
-    async def append_step(self, record: StepRecord) -> None:
+    async def append_step(self, record: StepRecord, *, events: Sequence[Mapping[str, JsonValue]] = ()) -> None:
         """Journal one step (fenced, see the module rules).
+
+        ``events`` (each with an int ``seq``) are appended to the job's log in the same atomic operation,
+        only if the step is journaled (as :meth:`append_events` would): the events an agent streamed
+        before a step are never lost while the step is kept, so a replay that skips it loses no output.
 
         Raises:
             JobNotFound: no job has that id.

@@ -153,7 +153,9 @@ class MemoryStore(Store):
         self._leases.pop(job_id, None)
         return self._jobs.pop(job_id, None) is not None
 
-    async def append_step(self, record: StepRecord) -> None:
+    async def append_step(self, record: StepRecord, *, events: Sequence[Mapping[str, JsonValue]] = ()) -> None:
+        if events:
+            _check_events(record.job_id, events)
         job = self._jobs.get(record.job_id)
         if job is None:
             raise JobNotFound(record.job_id)
@@ -163,6 +165,8 @@ class MemoryStore(Store):
         if record.index in journal:
             raise StaleOwnerError(record.job_id, record.epoch, job.epoch, f"step #{record.index} is journaled")
         journal[record.index] = record
+        if events:
+            self._append(record.job_id, events)
 
     async def read_steps(self, job_id: str) -> builtins.list[StepRecord]:
         journal = self._steps.get(job_id)

@@ -497,7 +497,7 @@ class RedisStore(Store):
 
     # -- journal and events ------------------------------------------------------------------------------
 
-    async def append_step(self, record: StepRecord) -> None:
+    async def append_step(self, record: StepRecord, *, events: Sequence[Mapping[str, JsonValue]] = ()) -> None:
         """Journal one step, fenced: the job must be running with ``record.epoch`` and its journal must not
         hold ``record.index`` yet. Counts it in the job's ``steps`` without changing its version.
 
@@ -507,8 +507,20 @@ class RedisStore(Store):
         """
         keys = self._job_keys(record.job_id)
         script = self._scripts["append_step"]
+        event_args = self._event_args(record.job_id, events) if events else []
         reply = await self._submit(
-            ("EVALSHA", script.sha, 2, keys[0], keys[1], record.index, record.epoch, record.model_dump_json()),
+            (
+                "EVALSHA",
+                script.sha,
+                3,
+                keys[0],
+                keys[1],
+                keys[2],
+                record.index,
+                record.epoch,
+                record.model_dump_json(),
+                *event_args,
+            ),
             script,
             writes=True,
         )

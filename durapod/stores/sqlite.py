@@ -310,7 +310,7 @@ class SQLiteStore(Store):
         """Remove a job with its journal, events and control requests. True if it existed."""
         return await self._write(_op_delete, job_id)
 
-    async def append_step(self, record: StepRecord) -> None:
+    async def append_step(self, record: StepRecord, *, events: Sequence[Mapping[str, JsonValue]] = ()) -> None:
         """Journal one step, fenced: the job must be running with ``record.epoch`` and its journal must not
         hold ``record.index`` yet. Counts it in the job's ``steps`` without changing its version.
 
@@ -318,7 +318,8 @@ class SQLiteStore(Store):
             JobNotFound: no job has that id.
             StaleOwnerError: the job is not running with ``record.epoch``, or ``record.index`` is journaled.
         """
-        await self._write(_op_append_step, record.job_id, record.index, record.epoch, record.model_dump_json())
+        rows = self._event_rows(record.job_id, events) if events else None
+        await self._write(_op_append_step, record.job_id, record.index, record.epoch, record.model_dump_json(), rows)
 
     async def read_steps(self, job_id: str) -> builtins.list[StepRecord]:
         """The job's journal, in order (empty for an unknown job).
