@@ -17,10 +17,11 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
 
-from pydantic import JsonValue
+from pydantic import BaseModel, JsonValue
 
 from durapod._invoke import AgentInvoker, agent_name
 from durapod._stream import Subscribers, follow
+from durapod._typed import answer_codec, resolve_type_key
 from durapod._waiting import Waiters
 from durapod.client import Client
 from durapod.errors import JobConflictError, VersionConflict
@@ -142,6 +143,7 @@ class DurableAgent:
             _count("max_concurrency", max_concurrency, 1)
         self.agent = agent
         self.store = store
+        self._types = invoker.types
         self.retry_policy = retry
         self.lease_ttl = _seconds("lease_ttl", lease_ttl, allow_zero=False)
         if self.lease_ttl < 0.01:
@@ -266,27 +268,28 @@ class DurableAgent:
 
     # -- running jobs ----------------------------------------------------------------------------
 
-    async def run(
-        self, job_id: str, input: JsonValue = None, *, metadata: Mapping[str, JsonValue] | None = None
-    ) -> Job:
+    async def run(self, job_id: str, input: Any = None, *, metadata: Mapping[str, JsonValue] | None = None) -> Job:
         """Start (or join) a job and wait until it settles: completed, failed, cancelled or paused.
 
         On an existing id: completed and cancelled jobs are returned unchanged; a pending or running job is
         waited for (never run twice); a paused job is returned as it is; a failed job runs again, its
         ``attempts`` continuing to count.
 
+        An agent annotated ``async def f(order: Order, ctx) -> Receipt`` takes an ``Order`` (or its JSON
+        form, validated here) and the job comes back with ``result`` as a ``Receipt``; the store holds JSON.
+
         Raises:
             InvalidJobId: the id is empty, too long, or holds whitespace or control characters.
-            InvalidInput: the input or metadata is not JSON.
+            InvalidInput: the input or metadata is not JSON (or not of the agent's input type); nothing
+                is written.
             JobConflictError: the id exists with a different input (or another agent).
         """
         job = await self.start(job_id, input, metadata=metadata)
         # no await between start() and registering the waiter: the job cannot settle unseen in between
-        return await self._waiters.wait(self._patient, job_id, None, self.poll_interval, self._worker.holds, job)
+        settled = await self._waiters.wait(self._patient, job_id, None, self.poll_interval, self._worker.holds, job)
+        return self._typed(settled)
 
-    async def start(
-        self, job_id: str, input: JsonValue = None, *, metadata: Mapping[str, JsonValue] | None = None
-    ) -> Job:
+    async def start(self, job_id: str, input: Any = None, *, metadata: Mapping[str, JsonValue] | None = None) -> Job:
         """Create a job and run it in this worker; returns at once (with the job as created).
 
         Same rules as :meth:`run` for existing ids, without waiting.
@@ -297,10 +300,10 @@ class DurableAgent:
         if created:
             self._worker.spawn(stored, fresh=True)
             return stored
-        return await self._start_existing(stored, input)
+        return await self._start_existing(stored, job.input)
 
     async def run_stream(
-        self, job_id: str, input: JsonValue = None, *, metadata: Mapping[str, JsonValue] | None = None
+        self, job_id: str, input: Any = None, *, metadata: Mapping[str, JsonValue] | None = None
     ) -> AsyncGenerator[Event, None]:
         """Start (or join) a job like :meth:`run` and yield its events until it settles.
 
@@ -327,11 +330,15 @@ class DurableAgent:
 
         Metadata given to the constructor is merged in.
         """
-        return await self._client.submit(job_id, input, agent=agent, metadata={**self.metadata, **(metadata or {})})
+        validate_job_id(job_id)
+        data = self._types.dump_input(input, job_id)
+        return await self._client.submit(job_id, data, agent=agent, metadata={**self.metadata, **(metadata or {})})
 
     async def status(self, job_id: str) -> Job | None:
-        """The job with that id as stored, or None (see :meth:`Client.status`)."""
-        return await self._client.status(job_id)
+        """The job with that id as stored, or None (see :meth:`Client.status`); ``result`` typed like
+        :meth:`run`'s."""
+        job = await self._client.status(job_id)
+        return None if job is None else self._typed(job)
 
     async def steps(self, job_id: str) -> builtins.list[StepRecord]:
         """The job's step journal, in order (see :meth:`Client.steps`)."""
@@ -361,8 +368,9 @@ class DurableAgent:
         return await self._client.page(status, limit=limit, metadata=metadata, agent=agent, cursor=cursor)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
-        """Wait until the job settles and return it (see :meth:`Client.wait`)."""
-        return await self._client.wait(job_id, timeout)
+        """Wait until the job settles and return it (see :meth:`Client.wait`); ``result`` typed like
+        :meth:`run`'s."""
+        return self._typed(await self._client.wait(job_id, timeout))
 
     async def stream(self, job_id: str, *, after: int = -1) -> AsyncGenerator[Event, None]:
         """Yield the job's events after ``after`` until it settles (see :meth:`Client.stream`)."""
@@ -380,9 +388,14 @@ class DurableAgent:
     async def resume(
         self, job_id: str, new_input: JsonValue = None, *, wait: bool = True, timeout: float | None = None
     ) -> Job:
-        """Continue a paused job from its checkpoint, in this worker (see :meth:`Client.resume`)."""
+        """Continue a paused job from its checkpoint, in this worker (see :meth:`Client.resume`).
+
+        A job waiting in ``ctx.interrupt(prompt, answer=Approval)`` takes an ``Approval`` (or its JSON
+        form), checked here: a value that is not one raises ``InvalidInput`` and the job stays paused.
+        """
         self._require_running()
-        return await self._client.resume(job_id, new_input, wait=wait, timeout=timeout)
+        new_input = await self._answer(job_id, new_input)
+        return self._typed(await self._client.resume(job_id, new_input, wait=wait, timeout=timeout))
 
     # -- schedules: the Scheduler service --------------------------------------------------------
 
@@ -456,9 +469,29 @@ class DurableAgent:
         if not self._worker.is_running:
             raise RuntimeError(f"{self!r} is not running: use `async with durable:` (or await durable.open())")
 
-    def _new_job(self, job_id: str, input: JsonValue, metadata: Mapping[str, JsonValue] | None, *, owned: bool) -> Job:
+    def _typed(self, job: Job) -> Job:
+        """The job with its result as the agent's return type (the store holds its JSON form)."""
+        if self._types.result is None or job.status is not JobStatus.COMPLETED or job.agent != self.name:
+            return job
+        return job.model_copy(update={"result": self._types.load_result(job.result, job.id)})
+
+    async def _answer(self, job_id: str, value: Any) -> JsonValue:
+        """The JSON form of a resume value, checked against the answer type the job's interrupt asked for."""
+        job = await self._client.status(job_id)
+        codec = None
+        if job is not None and job.waiting_for is not None:
+            answer_type = resolve_type_key(job.answer_type)
+            codec = answer_codec(answer_type) if answer_type is not None else None
+        if codec is None and isinstance(value, BaseModel):
+            codec = answer_codec(type(value))
+        if codec is None:
+            checked: JsonValue = check_json(value, "resume input", job_id)
+            return checked
+        return codec.dump(value, "resume input", job_id)
+
+    def _new_job(self, job_id: str, input: Any, metadata: Mapping[str, JsonValue] | None, *, owned: bool) -> Job:
         validate_job_id(job_id)
-        input = check_json(input, "input", job_id)
+        input = self._types.dump_input(input, job_id)
         # a fresh copy for every job: a record never shares a container with the caller or another job
         merged = check_json({**self.metadata, **(metadata or {})}, "metadata", job_id)
         now = self.clock.utcnow()

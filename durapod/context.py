@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, final, overload
 
 from pydantic import JsonValue
 
+from durapod._typed import answer_codec, step_codec, type_key
 from durapod._util import NoPublicConstructor
-from durapod.errors import StepMismatch
+from durapod.errors import InvalidInput, StepMismatch
 from durapod.models import StepRecord, check_json
 
 if TYPE_CHECKING:
@@ -29,9 +30,10 @@ class Suspend(BaseException):
     still run. Internal: agents never see it unless they catch ``BaseException``.
     """
 
-    def __init__(self, waiting_for: str | None = None) -> None:
+    def __init__(self, waiting_for: str | None = None, answer_type: str | None = None) -> None:
         super().__init__(waiting_for)
         self.waiting_for = waiting_for
+        self.answer_type = answer_type
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -47,6 +49,20 @@ def _is_async(fn: Callable[..., Any]) -> bool:
         fn = inner
     call = getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
     return not inspect.isfunction(fn) and not inspect.isbuiltin(fn) and inspect.iscoroutinefunction(call)
+
+
+def _check_step_json(result: Any, what: str, job_id: str) -> Any:
+    kind = type(result)
+    if kind is str or kind is int or kind is bool or result is None:
+        return result
+    try:
+        return check_json(result, what, job_id)
+    except InvalidInput:
+        if isinstance(result, dict | list | float):
+            raise
+        raise InvalidInput(
+            what, result, f"a {kind.__name__} is journaled only by the step function's return annotation", job_id
+        ) from None
 
 
 @final
@@ -123,13 +139,17 @@ class JobContext(metaclass=NoPublicConstructor):
         result. A sync ``fn`` runs in a worker thread (``asyncio.to_thread``), never on the event loop;
         an async ``fn`` (or a sync one returning an awaitable) is awaited on the loop.
 
+        A result is journaled by ``fn``'s return annotation: a function annotated ``-> Receipt`` (a pydantic
+        model, a dataclass, ``datetime``, ``Decimal``, ``UUID``, a tuple, an enum...) has its result stored
+        as JSON and gets an equal ``Receipt`` back, on the first run as on every replay.
+
         Args:
             name: names the step in the journal and the timeline.
-            fn: a sync or async function; its result must be JSON.
+            fn: a sync or async function; its result must be JSON, or of its annotated return type.
 
         Raises:
             StepMismatch: the journal recorded a different step at this position.
-            InvalidInput: ``fn`` returned something that is not JSON.
+            InvalidInput: ``fn`` returned something that cannot be journaled (naming the step and type).
         """
         index = self._next_index
         self._next_index = index + 1
@@ -139,10 +159,13 @@ class JobContext(metaclass=NoPublicConstructor):
         self, index: int, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         record = self._journal.get(index)
+        codec = step_codec(fn)
         if record is not None:
             if record.name != name:
                 raise StepMismatch(self._actor.job.id, index, record.name, name)
-            return record.result
+            if codec is None:
+                return record.result
+            return codec.load(record.result, f"journaled result of step {name!r}", self._actor.job.id)
         actor = self._actor
         actor.at_boundary()
         actor.step_started()
@@ -153,25 +176,50 @@ class JobContext(metaclass=NoPublicConstructor):
                 result = await asyncio.to_thread(fn, *args, **kwargs)
                 if inspect.isawaitable(result):  # a lambda that returns a coroutine, say
                     result = await result
-            check_json(result, f"result of step {name!r}", actor.job.id)
-            await actor.record_step(index, name, result)
+            what = f"result of step {name!r}"
+            if codec is not None:
+                data, result = codec.round_trip(result, what, actor.job.id)
+            else:
+                data = _check_step_json(result, what, actor.job.id)
+            await actor.record_step(index, name, data)
         finally:
             actor.step_finished()
         actor.at_boundary()
         return result
 
-    async def interrupt(self, prompt: str) -> JsonValue:
+    @overload
+    async def interrupt(self, prompt: str) -> JsonValue: ...
+
+    @overload
+    async def interrupt(self, prompt: str, *, answer: type[R]) -> R: ...
+
+    @overload
+    async def interrupt(self, prompt: str, *, answer: Any) -> Any: ...
+
+    async def interrupt(self, prompt: str, *, answer: Any = None) -> Any:
         """Pause the job until someone resumes it, and return the value given to ``resume``.
 
         The job becomes ``paused`` with ``waiting_for=prompt``; ``durable.resume(job_id, value)`` continues
         it, the agent replays its journal, and this call returns ``value``.
+
+        Args:
+            prompt: what the job waits for.
+            answer: the type of the answer (``Approval``, ``bool``...): ``DurableAgent.resume`` refuses a
+                value that does not validate (``InvalidInput``, the job stays paused) and this call returns
+                the typed value.
+
+        Raises:
+            InvalidInput: the answer given (by a ``Client``, which cannot check it) is not an ``answer``.
         """
         number = self._interrupts
         self._interrupts = number + 1
         answers = self._actor.job.answers
         if number < len(answers):
-            return answers[number]
-        raise Suspend(str(prompt))
+            value = answers[number]
+            if answer is None:
+                return value
+            return answer_codec(answer).load(value, f"answer to {prompt!r}", self._actor.job.id)
+        raise Suspend(str(prompt), type_key(answer) if answer is not None else None)
 
     async def emit_token(self, token: str) -> None:
         """Stream a piece of the agent's output (a ``token`` event).

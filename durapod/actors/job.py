@@ -296,7 +296,7 @@ class JobActor:
             check_json(result, "result", job.id)
         except Suspend as suspend:
             self._stop_interrupts()
-            return await self._suspended(suspend.waiting_for)
+            return await self._suspended(suspend.waiting_for, suspend.answer_type)
         except asyncio.CancelledError:
             if not self._acknowledge_cancel():
                 raise
@@ -346,7 +346,7 @@ class JobActor:
             self._log().debug("job completed")
         return Exit.DONE
 
-    async def _suspended(self, waiting_for: str | None) -> Exit:
+    async def _suspended(self, waiting_for: str | None, answer_type: str | None = None) -> Exit:
         if waiting_for is None and self._reason == "drain":
             return await self._hand_back()
         events: list[dict[str, JsonValue]] = []
@@ -356,6 +356,7 @@ class JobActor:
         changes: dict[str, Any] = {"paused_running": self.job.status is JobStatus.RUNNING}
         if self._attempt_counted and not self._agent_called:
             changes = {"paused_running": False, "attempts": self.job.attempts - 1}
+        changes["answer_type"] = answer_type
         if await self._write(status=JobStatus.PAUSED, waiting_for=waiting_for, events=events, **changes):
             self._log().info("job paused", waiting_for=waiting_for)
         return Exit.DONE
