@@ -23,6 +23,7 @@ from durapod._invoke import AgentInvoker, agent_name
 from durapod._stream import Subscribers, follow
 from durapod._typed import answer_codec, resolve_type_key
 from durapod._waiting import Waiters
+from durapod.budget import Budget
 from durapod.client import Client
 from durapod.errors import JobConflictError, VersionConflict
 from durapod.events import Event
@@ -86,6 +87,7 @@ class DurableAgent:
         store_timeout: how long public calls wait out an unreachable store before raising
             ``StoreUnavailable`` (running jobs wait for it indefinitely: no job fails because the store
             blinked).
+        budget: what each job may use (tokens, model requests, steps) unless ``start`` gives it its own.
 
     Raises:
         TypeError: ``agent`` or ``store`` is not one.
@@ -126,6 +128,7 @@ class DurableAgent:
         random: Callable[[], float] | None = None,
         poll_interval: float = 0.25,
         store_timeout: float = 10.0,
+        budget: Budget | None = None,
     ) -> None:
         invoker = AgentInvoker(agent)
         if not isinstance(store, Store):
@@ -144,6 +147,9 @@ class DurableAgent:
         self.agent = agent
         self.store = store
         self._types = invoker.types
+        if budget is not None and not isinstance(budget, Budget):
+            raise TypeError(f"budget must be a durapod.Budget, got {budget!r}")
+        self.budget = budget
         self.retry_policy = retry
         self.lease_ttl = _seconds("lease_ttl", lease_ttl, allow_zero=False)
         if self.lease_ttl < 0.01:
@@ -268,7 +274,14 @@ class DurableAgent:
 
     # -- running jobs ----------------------------------------------------------------------------
 
-    async def run(self, job_id: str, input: Any = None, *, metadata: Mapping[str, JsonValue] | None = None) -> Job:
+    async def run(
+        self,
+        job_id: str,
+        input: Any = None,
+        *,
+        metadata: Mapping[str, JsonValue] | None = None,
+        budget: Budget | None = None,
+    ) -> Job:
         """Start (or join) a job and wait until it settles: completed, failed, cancelled or paused.
 
         On an existing id: completed and cancelled jobs are returned unchanged; a pending or running job is
@@ -284,17 +297,25 @@ class DurableAgent:
                 is written.
             JobConflictError: the id exists with a different input (or another agent).
         """
-        job = await self.start(job_id, input, metadata=metadata)
+        job = await self.start(job_id, input, metadata=metadata, budget=budget)
         # no await between start() and registering the waiter: the job cannot settle unseen in between
         settled = await self._waiters.wait(self._patient, job_id, None, self.poll_interval, self._worker.holds, job)
         return self._typed(settled)
 
-    async def start(self, job_id: str, input: Any = None, *, metadata: Mapping[str, JsonValue] | None = None) -> Job:
+    async def start(
+        self,
+        job_id: str,
+        input: Any = None,
+        *,
+        metadata: Mapping[str, JsonValue] | None = None,
+        budget: Budget | None = None,
+    ) -> Job:
         """Create a job and run it in this worker; returns at once (with the job as created).
 
-        Same rules as :meth:`run` for existing ids, without waiting.
+        Same rules as :meth:`run` for existing ids, without waiting. ``budget`` replaces the agent's
+        for this job.
         """
-        job = self._new_job(job_id, input, metadata, owned=True)
+        job = self._new_job(job_id, input, metadata, owned=True, budget=budget)
         self._require_running()
         stored, created = await self._patient.create(job)
         if created:
@@ -489,9 +510,20 @@ class DurableAgent:
             return checked
         return codec.dump(value, "resume input", job_id)
 
-    def _new_job(self, job_id: str, input: Any, metadata: Mapping[str, JsonValue] | None, *, owned: bool) -> Job:
+    def _new_job(
+        self,
+        job_id: str,
+        input: Any,
+        metadata: Mapping[str, JsonValue] | None,
+        *,
+        owned: bool,
+        budget: Budget | None = None,
+    ) -> Job:
         validate_job_id(job_id)
         input = self._types.dump_input(input, job_id)
+        budget = budget or self.budget
+        if budget is not None and not isinstance(budget, Budget):
+            raise TypeError(f"budget must be a durapod.Budget, got {budget!r}")
         # a fresh copy for every job: a record never shares a container with the caller or another job
         merged = check_json({**self.metadata, **(metadata or {})}, "metadata", job_id)
         now = self.clock.utcnow()
@@ -507,6 +539,7 @@ class DurableAgent:
             owner=self.worker_id if owned else None,
             lease_until=now + timedelta(seconds=self.lease_ttl) if owned else None,
             epoch=1 if owned else 0,
+            budget=None if budget is None else budget.model_dump(mode="json"),
         )
 
     async def _start_fired(self, job_id: str, input: JsonValue, metadata: dict[str, JsonValue]) -> bool:

@@ -11,7 +11,8 @@ from pydantic import JsonValue
 
 from durapod._typed import answer_codec, step_codec, type_key
 from durapod._util import NoPublicConstructor
-from durapod.errors import InvalidInput, StepMismatch
+from durapod.budget import Budget
+from durapod.errors import BudgetExceeded, InvalidInput, StepMismatch
 from durapod.models import StepRecord, check_json
 
 if TYPE_CHECKING:
@@ -65,6 +66,10 @@ def _check_step_json(result: Any, what: str, job_id: str) -> Any:
         ) from None
 
 
+def _usage_record(tokens: int, requests: int) -> dict[str, int]:
+    return {"tokens": tokens, "requests": requests}
+
+
 @final
 class JobContext(metaclass=NoPublicConstructor):
     """The running job as its agent sees it. Made by the runtime and passed as the agent's second argument.
@@ -76,7 +81,7 @@ class JobContext(metaclass=NoPublicConstructor):
         ...     return "sent" if approved else "dropped"
     """
 
-    __slots__ = ("_actor", "_interrupts", "_journal", "_next_index", "_replay_until")
+    __slots__ = ("_actor", "_budget", "_interrupts", "_journal", "_next_index", "_replay_until", "_usage")
 
     def __init__(self, actor: JobActor, journal: Mapping[int, StepRecord]) -> None:
         self._actor = actor
@@ -84,6 +89,8 @@ class JobContext(metaclass=NoPublicConstructor):
         self._next_index = 0
         self._replay_until = max(journal) + 1 if journal else 0
         self._interrupts = 0
+        self._usage: dict[str, int] = {}
+        self._budget: Budget | None = None if actor.job.budget is None else Budget.model_validate(actor.job.budget)
 
     @property
     def job_id(self) -> str:
@@ -156,8 +163,17 @@ class JobContext(metaclass=NoPublicConstructor):
         return self._step(index, name, fn, args, kwargs)
 
     async def _step(
-        self, index: int, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        index: int,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        budgeted: bool = True,
     ) -> Any:
+        if budgeted and self._budget is not None:
+            await self._check_budget(index)
         record = self._journal.get(index)
         codec = step_codec(fn)
         if record is not None:
@@ -220,6 +236,43 @@ class JobContext(metaclass=NoPublicConstructor):
                 return value
             return answer_codec(answer).load(value, f"answer to {prompt!r}", self._actor.job.id)
         raise Suspend(str(prompt), type_key(answer) if answer is not None else None)
+
+    @property
+    def usage(self) -> dict[str, int]:
+        """The usage reported so far (``tokens``, ``requests``), counted over the journal."""
+        return dict(self._usage)
+
+    async def record_usage(self, *, tokens: int = 0, requests: int = 0) -> None:
+        """Report model usage that the job's :class:`~durapod.Budget` counts (integrations report their own).
+
+        Journaled as a step named ``usage``, so a replay counts it once; it adds to ``job.usage``.
+        """
+        for what, value in (("tokens", tokens), ("requests", requests)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{what} must be an int >= 0, got {value!r}")
+        index = self._next_index
+        self._next_index = index + 1
+        recorded = await self._step(index, "usage", _usage_record, (tokens, requests), {}, budgeted=False)
+        self._count_usage(tokens=recorded["tokens"], requests=recorded["requests"])
+
+    def _count_usage(self, *, tokens: int = 0, requests: int = 0) -> None:
+        """Add usage that a journaled step carries (called on the first run and on every replay)."""
+        usage = self._usage
+        usage["tokens"] = usage.get("tokens", 0) + tokens
+        usage["requests"] = usage.get("requests", 0) + requests
+        self._actor.usage = dict(usage)
+
+    async def _check_budget(self, index: int) -> None:
+        """Stop before step ``index`` if the budget has run out (pause for a new one, or fail)."""
+        while self._budget is not None:
+            exceeded = self._budget.exceeded(self._usage, index)
+            if exceeded is None:
+                return
+            limit, used, allowed = exceeded
+            if self._budget.on_exceeded == "fail":
+                raise BudgetExceeded(self.job_id, limit, used, allowed)
+            prompt = f"budget exceeded: used {used} {limit} of {allowed}; resume with a new Budget"
+            self._budget = await self.interrupt(prompt, answer=Budget)
 
     async def emit_token(self, token: str) -> None:
         """Stream a piece of the agent's output (a ``token`` event).

@@ -17,6 +17,8 @@ from durapod.lowlevel import ActorRef, Mailbox
 #: added to (or dropped from) ``durapod`` must be added here too: the surface changes on purpose only.
 EXPECTED = {
     "AskTimeout",
+    "Budget",
+    "BudgetExceeded",
     "Client",
     "Clock",
     "CorruptRecord",

@@ -131,6 +131,7 @@ class JobActor:
         "_was_cancelled",
         "job",
         "task",
+        "usage",
     )
 
     def __init__(self, runtime: JobRuntime, job: Job, *, fresh: bool = False, reload: bool = False) -> None:
@@ -151,6 +152,7 @@ class JobActor:
         self._in_step = 0  # steps running now: a drain waits for them (up to its grace)
         self._holds_slot = False
         self._reload = reload
+        self.usage: dict[str, int] | None = None  # what the agent reported (JobContext counts it)
 
     def __repr__(self) -> str:
         return f"<JobActor {self.job.id} {self.job.status}>"
@@ -496,6 +498,8 @@ class JobActor:
                 changes["lease_until"] = None  # the store clears it: say so in the status event too
             if self._journal is not None:
                 changes["steps"] = len(self._journal)
+            if self.usage is not None:
+                changes["usage"] = dict(self.usage)
         new = job.evolve(updated_at=runtime.clock.utcnow(), **changes)
         batch: list[dict[str, JsonValue]] = []
         unwritten: list[dict[str, JsonValue]] = []
