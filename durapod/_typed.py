@@ -203,7 +203,10 @@ class AgentTypes:
         except (TypeError, ValueError):
             parameters = []
         self.input = codec_for(hints.get(parameters[0].name, inspect.Parameter.empty)) if parameters else None
-        self.result = None if is_generator else codec_for(hints.get("return", inspect.Parameter.empty))
+        declared = getattr(getattr(fn, "__self__", None), "durapod_result_type", None)  # an adapter's output
+        if declared is None:
+            declared = hints.get("return", inspect.Parameter.empty)
+        self.result = None if is_generator else codec_for(declared)
 
     def dump_input(self, value: Any, job_id: str) -> JsonValue:
         """The JSON input of a job from what the caller gave (a typed value or its JSON form)."""

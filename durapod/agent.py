@@ -27,6 +27,7 @@ from durapod.budget import Budget
 from durapod.client import Client
 from durapod.errors import JobConflictError, VersionConflict
 from durapod.events import Event
+from durapod.integrations import adapt
 from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
 from durapod.models import Job, JobStatus, StepRecord, check_json, new_job, validate_job_id
 from durapod.retry import RetryPolicy
@@ -130,6 +131,7 @@ class DurableAgent:
         store_timeout: float = 10.0,
         budget: Budget | None = None,
     ) -> None:
+        agent = adapt(agent)  # a pydantic-ai agent gets its adapter (never imported unless it is one)
         invoker = AgentInvoker(agent)
         if not isinstance(store, Store):
             raise TypeError(f"store must be a durapod store (MemoryStore, SQLiteStore, RedisStore), got {store!r}")
@@ -154,7 +156,7 @@ class DurableAgent:
         self.lease_ttl = _seconds("lease_ttl", lease_ttl, allow_zero=False)
         if self.lease_ttl < 0.01:
             raise ValueError(f"lease_ttl must be at least 0.01 seconds, got {lease_ttl!r}")
-        self.name = name if name is not None else agent_name(agent)
+        self.name = name if name is not None else getattr(agent, "durapod_name", None) or agent_name(agent)
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty str, got {self.name!r}")
         self.worker_id = validate_job_id(worker_id) if worker_id is not None else default_worker_id()
