@@ -11,6 +11,7 @@ import pytest
 
 import durapod
 import durapod.integrations
+import durapod.integrations.langchain
 import durapod.integrations.pydantic_ai
 import durapod.lowlevel
 import durapod.testing
@@ -88,7 +89,7 @@ def _public(module: ModuleType) -> set[str]:
 
 
 #: Modules users import from besides ``durapod``: each has a complete ``__all__`` and documented names.
-INTEGRATIONS = [durapod.integrations, durapod.integrations.pydantic_ai]
+INTEGRATIONS = [durapod.integrations, durapod.integrations.langchain, durapod.integrations.pydantic_ai]
 
 
 @pytest.mark.parametrize(

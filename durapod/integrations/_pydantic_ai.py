@@ -218,7 +218,12 @@ class PydanticAIAgent:
         prompt, history = _prompt_and_history(input, ctx.job_id)
         token = _RUNNING.set(ctx)
         try:
-            with self.agent.override(model=self._model, toolsets=self._toolsets, tools=[]):
+            # Parallel tool calls, settled once all are done (as DBOS does): a pause that one call meets
+            # lets its siblings finish and be journaled instead of cancelling them.
+            with (
+                self.agent.override(model=self._model, toolsets=self._toolsets, tools=[]),
+                Agent.parallel_tool_call_execution_mode("parallel_ordered_events"),
+            ):
                 return await self._run(prompt, history, ctx)
         finally:
             _RUNNING.reset(token)
