@@ -156,9 +156,16 @@ def step_codec(fn: Callable[..., Any]) -> Codec | None:
         return None
 
 
-@functools.lru_cache(maxsize=256)
 def answer_codec(annotation: Any) -> Codec:
     """The codec of an interrupt's ``answer=`` type (plain JSON types too: a ``bool`` answer is checked)."""
+    try:
+        return _cached_codec(annotation)
+    except TypeError:  # an unhashable annotation: build it each time
+        return Codec(annotation)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_codec(annotation: Any) -> Codec:
     return Codec(annotation)
 
 
