@@ -145,11 +145,20 @@ def _return_codec(fn: Any) -> Codec | None:
     return codec_for(annotation)
 
 
+_PLAIN_NAMES: Final = frozenset({"str", "int", "float", "bool", "None", "dict", "list", "Any", "object", "JsonValue"})
+
+
 def step_codec(fn: Callable[..., Any]) -> Codec | None:
     """The codec of a step function's return annotation (None: journal its result as plain JSON)."""
-    target = _unwrap(fn)
-    if not getattr(target, "__annotations__", None):
+    target = fn.__func__ if type(fn) is types.MethodType else fn
+    if type(target) is not types.FunctionType:
+        target = _unwrap(fn)
+    annotations = getattr(target, "__annotations__", None)
+    if not annotations:
         return None  # a lambda or an unannotated function: the common, cheap case
+    returns = annotations.get("return", inspect.Parameter.empty)
+    if isinstance(returns, str) and returns in _PLAIN_NAMES:
+        return None  # ``-> str`` under ``from __future__ import annotations``: the hot path
     try:
         return _return_codec(target)
     except TypeError:  # unhashable callable

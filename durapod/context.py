@@ -52,10 +52,11 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return not inspect.isfunction(fn) and not inspect.isbuiltin(fn) and inspect.iscoroutinefunction(call)
 
 
-def _check_step_json(result: Any, what: str, job_id: str) -> Any:
+def _check_step_json(result: Any, name: str, job_id: str) -> Any:
     kind = type(result)
     if kind is str or kind is int or kind is bool or result is None:
         return result
+    what = f"result of step {name!r}"
     try:
         return check_json(result, what, job_id)
     except InvalidInput:
@@ -192,11 +193,10 @@ class JobContext(metaclass=NoPublicConstructor):
                 result = await asyncio.to_thread(fn, *args, **kwargs)
                 if inspect.isawaitable(result):  # a lambda that returns a coroutine, say
                     result = await result
-            what = f"result of step {name!r}"
             if codec is not None:
-                data, result = codec.round_trip(result, what, actor.job.id)
+                data, result = codec.round_trip(result, f"result of step {name!r}", actor.job.id)
             else:
-                data = _check_step_json(result, what, actor.job.id)
+                data = _check_step_json(result, name, actor.job.id)
             await actor.record_step(index, name, data)
         finally:
             actor.step_finished()
