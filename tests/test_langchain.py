@@ -11,7 +11,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import BaseTool, tool
 
-from durapod import DurableAgent, JobContext, JobStatus
+from durapod import Budget, DurableAgent, JobContext, JobStatus, MemoryStore
 from durapod.integrations.langchain import DurableChatModel, DurableTools
 from durapod.stores.base import Store
 
@@ -111,3 +111,30 @@ async def test_model_and_tool_calls_run_once_across_a_pause(store: Store) -> Non
     assert calls["c1"].arguments == {"ticket": 9}
     results = {event.tool_call_id: event.result for event in events if event.type == "tool_result"}
     assert results == {"c1": "ticket 9: open, 30 EUR", "c2": "ada: 3 orders"}
+
+
+async def test_reported_usage_counts_and_a_budget_stops_the_next_call() -> None:
+    usage = {"input_tokens": 30, "output_tokens": 20, "total_tokens": 50}
+    replies = iter([AIMessage(content=f"reply {number}", usage_metadata=usage) for number in range(5)])
+    made: Counter[str] = Counter()
+
+    def counted() -> Iterator[AIMessage]:
+        for reply in replies:
+            made["model"] += 1
+            yield reply
+
+    model = GenericFakeChatModel(messages=counted())
+
+    async def chatty(prompt: str, ctx: JobContext) -> str:
+        llm = DurableChatModel(model, ctx, stream=False)  # the fake model reports usage only when not streaming
+        messages: list[BaseMessage] = [HumanMessage(prompt)]
+        for _ in range(5):
+            messages.append(await llm.ainvoke(messages))
+        return messages[-1].text
+
+    async with DurableAgent(chatty, MemoryStore(), budget=Budget(tokens=120)) as durable:
+        job = await durable.run("u", "hi")
+    assert job.error_type == "BudgetExceeded"
+    assert made["model"] == 3  # 50 + 50 < 120 allows a third call; 150 allows no fourth
+    assert job.usage == {"tokens": 150, "requests": 3}
+    assert "reply 0" in json.dumps((await durable.steps("u"))[0].result)
