@@ -11,13 +11,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
-from pydantic_ai import Agent
-from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai import Agent, RunContext
+from pydantic_ai.messages import AgentStreamEvent, ModelMessage, ModelRequest, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, DeltaToolCalls, FunctionModel
 from pydantic_ai.models.test import TestModel
 
@@ -268,3 +268,23 @@ def test_sigkilled_mid_tool_call_and_continued_by_another_process_repeats_nothin
     assert ran == {"model-0": 1, "customer_history": 1, "lookup_ticket": 2, "model-2": 1}
     # in journal order: the calls keep the places the model's response gave them
     assert asyncio.run(_steps(db)) == ["model request", "tool lookup_ticket", "tool customer_history", "model request"]
+
+
+async def test_an_event_stream_handler_sees_the_journaled_responses() -> None:
+    probe = Probe()
+    seen: list[str] = []
+
+    async def handler(ctx: RunContext[None], events: AsyncIterable[AgentStreamEvent]) -> None:
+        async for event in events:
+            seen.append(type(event).__name__)
+
+    adapter = PydanticAIAgent(build_agent(probe), event_stream_handler=handler, name="handled")
+    async with DurableAgent(adapter, MemoryStore()) as durable:
+        job = await durable.run("h", "Handle ticket 42")
+        tokens = [event.token async for event in durable.stream("h") if event.type == "token"]
+    assert isinstance(job.result, Resolution)
+    assert job.agent == "handled"
+    assert probe.calls == {"model": 2, "lookup_ticket": 1, "customer_history": 1}  # streamed requests: once each
+    assert "PartStartEvent" in seen
+    assert "FunctionToolCallEvent" in seen
+    assert "".join(tokens) == "Refunding ticket 42."

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, JsonValue, model_validator
 from pydantic_ai import Agent, DeferredToolRequests, DeferredToolResults, ToolDenied
+from pydantic_ai.agent import EventStreamHandler
 from pydantic_ai.messages import (
     ModelMessage,
     ModelMessagesTypeAdapter,
@@ -182,6 +183,8 @@ class PydanticAIAgent:
         model: the model to run with, if the agent has none (or to replace its own).
         name: the agent's name on its jobs (default: the pydantic-ai agent's ``name``, else
             ``pydantic_ai.Agent``).
+        event_stream_handler: given to every ``agent.run``: it sees each response's events (replayed from
+            the journaled response, so also after a crash or a resume) and each tool call's.
 
     Example:
         >>> agent = Agent("openai:gpt-4o", output_type=Reply)               # doctest: +SKIP
@@ -189,7 +192,13 @@ class PydanticAIAgent:
     """
 
     def __init__(
-        self, agent: Agent[Any, Any], *, deps: Any = None, model: Model | str | None = None, name: str | None = None
+        self,
+        agent: Agent[Any, Any],
+        *,
+        deps: Any = None,
+        model: Model | str | None = None,
+        name: str | None = None,
+        event_stream_handler: EventStreamHandler[Any] | None = None,
     ) -> None:
         if not isinstance(agent, Agent):
             raise TypeError(f"agent must be a pydantic_ai.Agent, got {agent!r}")
@@ -198,6 +207,7 @@ class PydanticAIAgent:
             raise ValueError("the pydantic-ai agent has no model: give one with model=")
         self.agent = agent
         self.deps = deps
+        self.event_stream_handler = event_stream_handler
         self.durapod_name = name or agent.name or "pydantic_ai.Agent"
         self._model = _DurableModel(chosen)
         self._toolsets = [toolset.visit_and_replace(_wrap_leaf) for toolset in agent.toolsets]
@@ -231,7 +241,11 @@ class PydanticAIAgent:
     async def _run(self, prompt: str | None, history: list[ModelMessage] | None, ctx: JobContext) -> Any:
         deferred: DeferredToolResults | None = None
         while True:
-            options: dict[str, Any] = {"message_history": history, "deferred_tool_results": deferred}
+            options: dict[str, Any] = {
+                "message_history": history,
+                "deferred_tool_results": deferred,
+                "event_stream_handler": self.event_stream_handler,
+            }
             if self._output_type is not None:
                 options["output_type"] = self._output_type
             result = await self.agent.run(prompt, deps=self.deps, **options)
