@@ -20,6 +20,7 @@ from pydantic_ai import Agent, RunContext
 from pydantic_ai.messages import AgentStreamEvent, ModelMessage, ModelRequest, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, DeltaToolCalls, FunctionModel
 from pydantic_ai.models.test import TestModel
+from pydantic_ai.usage import RequestUsage
 
 from durapod import Budget, Client, DurableAgent, Job, JobStatus, MemoryStore, SQLiteStore
 from durapod.integrations.pydantic_ai import PydanticAIAgent, ToolApproval
@@ -288,3 +289,52 @@ async def test_an_event_stream_handler_sees_the_journaled_responses() -> None:
     assert "PartStartEvent" in seen
     assert "FunctionToolCallEvent" in seen
     assert "".join(tokens) == "Refunding ticket 42."
+
+
+def build_looping_agent(probe: Probe, *, fail_once: bool = False) -> Agent[None, str]:
+    """Three requests of 50 tokens each: two ask for a tool, the third answers."""
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        probe.calls["model"] += 1
+        usage = RequestUsage(input_tokens=30, output_tokens=20)
+        done = _tool_results(messages)
+        if done < 2:
+            return ModelResponse(parts=[ToolCallPart("step", {"n": done}, tool_call_id=f"s{done}")], usage=usage)
+        return ModelResponse(parts=[TextPart("finished")], usage=usage)
+
+    agent = Agent(FunctionModel(respond), output_type=str)
+
+    @agent.tool_plain
+    async def step(n: int) -> str:
+        probe.calls[f"step {n}"] += 1
+        if fail_once and n == 1 and probe.calls["step 1"] == 1:
+            raise RuntimeError("flaky tool")
+        return f"step {n} done"
+
+    return agent
+
+
+async def test_a_retry_replays_the_journaled_requests_and_tool_calls() -> None:
+    probe = Probe()
+    async with DurableAgent(build_looping_agent(probe, fail_once=True), MemoryStore(), retry_delay=0.0) as durable:
+        job = await durable.run("r", "go")
+    assert job.status is JobStatus.COMPLETED
+    assert job.attempts == 2
+    assert job.result == "finished"
+    # the failed call ran twice; what was journaled before it (two requests, step 0) ran once
+    assert probe.calls == {"model": 3, "step 0": 1, "step 1": 2}
+    assert job.usage == {"tokens": 150, "requests": 3}
+
+
+async def test_a_token_budget_pauses_and_continues_once_raised(store: Store) -> None:
+    probe = Probe()
+    budget = Budget(tokens=100, on_exceeded="pause")
+    async with DurableAgent(build_looping_agent(probe), store, budget=budget) as durable:
+        paused = await durable.run("b", "go")
+        assert paused.status is JobStatus.PAUSED
+        assert probe.calls == {"model": 2, "step 0": 1}  # nothing past the budget: not even the tool call
+        assert paused.usage == {"tokens": 100, "requests": 2}
+        done = await durable.resume("b", Budget(tokens=1_000))  # type: ignore[arg-type]
+    assert done.result == "finished"
+    assert probe.calls == {"model": 3, "step 0": 1, "step 1": 1}
+    assert done.usage == {"tokens": 150, "requests": 3}
