@@ -18,8 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from durapod import DurableAgent, JobStatus, MemoryStore, Store, TokenEvent
-from durapod.stores.sqlite import SQLiteStore
+from durapod import DurableAgent, JobStatus, MemoryStore, SQLiteStore, Store, TokenEvent
 
 
 async def generator(count: int) -> AsyncIterator[str]:

@@ -14,12 +14,18 @@ the ratios compare like with like on one machine:
 - ``--store redis``: redis-py auto-pipelined (C coroutines await each of their writes; the commands
   queued during one event-loop turn go in one pipeline, ``transaction=False``, each caller getting its
   own reply, as ioredis's autopipelining does); also one round trip per write, and round-based pipelines.
+- ``--store postgres``: asyncpg with group commit across jobs (C coroutines await each of their writes;
+  the writes queued while the previous batch commits go in one transaction, statements of one kind sent
+  together with ``executemany``, which asyncpg pipelines); also one autocommitted statement per write on a
+  pool of 10 connections (PostgresStore's default pool). Runs on the server named by
+  ``DURAPOD_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``), in a database it
+  makes and drops.
 
 ``--compare-concurrency 50,1000`` also runs durapod at each of those concurrencies (a fresh store each)
 and reports the throughput at the highest over that at the lowest. Each measured run (baseline or durapod)
 follows a discarded warm-up run of ``--warm-up`` jobs. Prints one JSON object.
 
-    python bench/throughput.py [--store memory|sqlite|redis] [--jobs 5000] [--concurrency 50]
+    python bench/throughput.py [--store memory|sqlite|redis|postgres] [--jobs 5000] [--concurrency 50]
                                [--compare-concurrency 50,1000] [--warm-up 500] [--quick]
 """
 
@@ -41,11 +47,12 @@ import tracemalloc
 from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
-from durapod import DurableAgent, JobContext, JobStatus, MemoryStore, RedisStore, SQLiteStore
+from durapod import DurableAgent, JobContext, JobStatus, MemoryStore, PostgresStore, RedisStore, SQLiteStore
 
 STEPS = 3
 
-AnyStore = MemoryStore | SQLiteStore | RedisStore
+AnyStore = MemoryStore | SQLiteStore | RedisStore | PostgresStore
+POSTGRES_URL = os.environ.get("DURAPOD_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def json_output() -> TextIO:
@@ -487,6 +494,136 @@ def concurrency_list(text: str) -> list[int]:
     return values
 
 
+# -- postgres baselines --------------------------------------------------------------------------------
+
+POSTGRES_SCHEMA = (
+    "CREATE TABLE {t}_jobs (id text PRIMARY KEY, status text, record text)",
+    "CREATE TABLE {t}_steps (job_id text, idx integer, record text, PRIMARY KEY (job_id, idx))",
+)
+
+
+def postgres_writes(table: str, index: int) -> list[tuple[str, tuple[Any, ...]]]:
+    """The rows durapod writes for one job: insert the job, mark it running, 3 steps, mark it completed."""
+    job_id = f"job-{index}"
+    record = json.dumps({"id": job_id, "input": f"input-{index}"})
+    out: list[tuple[str, tuple[Any, ...]]] = [
+        (f"INSERT INTO {table}_jobs VALUES ($1, 'pending', $2)", (job_id, record))
+    ]
+    out.append((f"UPDATE {table}_jobs SET status='running', record=$1 WHERE id=$2", (record, job_id)))
+    for step in range(STEPS):
+        out.append((f"INSERT INTO {table}_steps VALUES ($1, $2, $3)", (job_id, step, json.dumps(step_result(step)))))
+    out.append((f"UPDATE {table}_jobs SET status='completed', record=$1 WHERE id=$2", (record, job_id)))
+    return out
+
+
+class PostgresDatabase:
+    """A database made on the Postgres server for the benchmark, dropped afterwards."""
+
+    def __init__(self) -> None:
+        self.name = f"durapod_bench_{os.getpid()}"
+        base = POSTGRES_URL.rpartition("/")[0]
+        self.url = f"{base}/{self.name}"
+
+    async def _admin(self, statement: str) -> None:
+        import asyncpg
+
+        connection = await asyncpg.connect(POSTGRES_URL)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    async def create(self) -> None:
+        await self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        await self._admin(f'CREATE DATABASE "{self.name}"')
+
+    async def drop(self) -> None:
+        await self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+async def postgres_tables(url: str, tag: str) -> str:
+    import asyncpg
+
+    table = f"b_{tag.replace('-', '_')}_{os.urandom(3).hex()}"  # each baseline run its own tables
+    connection = await asyncpg.connect(url)
+    try:
+        for statement in POSTGRES_SCHEMA:
+            await connection.execute(statement.format(t=table))
+    finally:
+        await connection.close()
+    return table
+
+
+async def postgres_per_write_baseline(url: str, jobs: int, concurrency: int, tag: str) -> dict[str, Any]:
+    """C coroutines, each awaiting every write of its job as one autocommitted statement (a pool of 10)."""
+    import asyncpg
+
+    table = await postgres_tables(url, tag)
+    pool = await asyncpg.create_pool(url, min_size=10, max_size=10)
+
+    async def one(index: int) -> None:
+        for sql, args in postgres_writes(table, index):
+            await pool.execute(sql, *args)
+
+    try:
+        elapsed = await run_pool(jobs, concurrency, one)
+    finally:
+        await pool.close()
+    return rate(jobs, elapsed)
+
+
+async def postgres_group_commit_baseline(url: str, jobs: int, concurrency: int, tag: str) -> dict[str, Any]:
+    """C coroutines each await every write; the writes queued while a batch commits go in the next one:
+    one transaction, one ``executemany`` per statement (pipelined by asyncpg), one connection."""
+    import asyncpg
+
+    table = await postgres_tables(url, tag)
+    connection = await asyncpg.connect(url)
+    queued: list[tuple[str, tuple[Any, ...], asyncio.Future[None]]] = []
+    wake = asyncio.Event()
+    batches = 0
+
+    async def writer() -> None:
+        nonlocal batches
+        while True:
+            await wake.wait()
+            wake.clear()
+            batch = queued[:]
+            del queued[:]
+            if not batch:
+                continue
+            batches += 1
+            grouped: dict[str, list[tuple[Any, ...]]] = {}
+            for sql, args, _ in batch:
+                grouped.setdefault(sql, []).append(args)
+            async with connection.transaction():
+                for sql, rows in grouped.items():
+                    await connection.executemany(sql, rows)
+            for _, _, future in batch:
+                future.set_result(None)
+
+    def execute(sql: str, args: tuple[Any, ...]) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queued.append((sql, args, future))
+        wake.set()
+        return future
+
+    async def one(index: int) -> None:
+        for sql, args in postgres_writes(table, index):
+            await execute(sql, args)
+
+    task = asyncio.get_running_loop().create_task(writer())
+    try:
+        elapsed = await run_pool(jobs, concurrency, one)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await connection.close()
+    result = rate(jobs, elapsed)
+    result["batches"] = batches
+    return result
+
+
 Measure = Callable[[int, str], Awaitable[dict[str, Any]]]
 
 
@@ -549,6 +686,15 @@ def baselines_for(store: str, folder: str, url: str, concurrency: int) -> dict[s
             "sqlite3, one transaction per write": per_write,
             "sqlite3, grouped by rounds": by_rounds,
         }
+    if store == "postgres":
+        return {
+            "asyncpg, group commit across jobs": lambda jobs, tag: postgres_group_commit_baseline(
+                url, jobs, concurrency, tag
+            ),
+            "asyncpg, one statement per write": lambda jobs, tag: postgres_per_write_baseline(
+                url, jobs, concurrency, tag
+            ),
+        }
     return {
         "redis-py, auto-pipelined": lambda jobs, tag: redis_autopipelined_baseline(url, jobs, concurrency),
         "redis-py, one round trip per write": lambda jobs, tag: redis_baseline(url, jobs, concurrency, pipelined=False),
@@ -560,7 +706,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--store", choices=["memory", "sqlite", "redis"], default="memory")
+    parser.add_argument("--store", choices=["memory", "sqlite", "redis", "postgres"], default="memory")
     parser.add_argument("--warm-up", type=int, default=500, help="jobs of a discarded run before each measured one")
     parser.add_argument("--memory-actors", type=int, default=2000, help="live actors for the memory figure")
     parser.add_argument(
@@ -588,18 +734,25 @@ async def main() -> None:
     }
     with tempfile.TemporaryDirectory() as folder:
         server: RedisServer | None = None
+        database: PostgresDatabase | None = None
         try:
             url = ""
             if args.store == "redis":
                 server = RedisServer()
                 await server.ready()
                 url = server.url
+            if args.store == "postgres":
+                database = PostgresDatabase()
+                await database.create()
+                url = database.url
 
             def make_store(tag: str) -> AnyStore:
                 if args.store == "memory":
                     return MemoryStore()
                 if args.store == "sqlite":
                     return SQLiteStore(f"{folder}/durapod-{tag}.db")
+                if args.store == "postgres":
+                    return PostgresStore(url, schema="d_" + tag.replace("-", "_"))
                 return RedisStore.from_url(url, key_prefix=f"durapod-{tag}:")
 
             async def run_durapod(jobs: int, tag: str) -> dict[str, Any]:
@@ -631,6 +784,8 @@ async def main() -> None:
         finally:
             if server is not None:
                 server.stop()
+            if database is not None:
+                await database.drop()
     if args.store == "memory":
         report["memory"] = await actor_memory(args.memory_actors)
     print(json.dumps(report, indent=2))

@@ -35,12 +35,14 @@ from durapod.errors import (
     WorkerIdInUse,
 )
 from durapod.events import (
+    CustomEvent,
     DoneEvent,
     ErrorEvent,
     Event,
     InterruptEvent,
     JobStatusEvent,
     StepEvent,
+    StepRestartedEvent,
     TokenEvent,
     ToolCallEvent,
     ToolResultEvent,
@@ -49,6 +51,7 @@ from durapod.lowlevel.clock import Clock, FakeClock
 from durapod.models import Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
 from durapod.stores import MemoryStore, Page, Store, open_store
+from durapod.stores.postgres import PostgresStore
 from durapod.stores.redis import RedisStore
 from durapod.stores.sqlite import SQLiteStore
 
@@ -61,6 +64,7 @@ __all__ = [
     "Client",
     "Clock",
     "CorruptRecord",
+    "CustomEvent",
     "DoneEvent",
     "DurableAgent",
     "DurapodError",
@@ -81,6 +85,7 @@ __all__ = [
     "MemoryStore",
     "NonRetryableError",
     "Page",
+    "PostgresStore",
     "RedisStore",
     "SQLiteStore",
     "ScheduleState",
@@ -88,6 +93,7 @@ __all__ = [
     "StepEvent",
     "StepMismatch",
     "StepRecord",
+    "StepRestartedEvent",
     "Store",
     "StoreError",
     "StoreUnavailable",

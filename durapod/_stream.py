@@ -1,15 +1,18 @@
 """Following a job's events: the log first, then live events, until the job settles.
 
-Live events reach in-process subscribers through bounded queues: a subscriber that falls behind is
-marked lagging (the agent never waits for it) and catches up from the store's log plus the events the
-job's actor has not flushed yet. Subscribers in another process read the log, polling.
+Live events reach in-process subscribers through bounded queues, once their write has committed (so
+every event a subscriber sees is in the store's log). A follower subscribes first, then reads the log,
+then takes live events, dropping those the log gave it already (by ``seq``): an event committed while
+the log was read is in one or the other, never lost. A subscriber that falls behind is marked lagging
+(the agent never waits for it) and catches up from the log. Subscribers in another process read the log,
+polling.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 from pydantic import JsonValue
@@ -65,11 +68,10 @@ class Subscribers:
 
 @dataclass
 class EventSource:
-    """Where a follower reads events: the store's log, this process's live events, unflushed events."""
+    """Where a follower reads events: the store's log and this process's live events."""
 
     store: Store
     subscribers: Subscribers
-    unflushed: Callable[[str, int], list[dict[str, JsonValue]]]
     poll_interval: float
 
     def subscribe(self, job_id: str) -> contextlib.AbstractContextManager[Subscription]:
@@ -77,12 +79,8 @@ class EventSource:
         return self.subscribers.subscribe(job_id)
 
     async def since(self, job_id: str, after: int) -> list[dict[str, JsonValue]]:
-        """Every known event with ``seq > after``, in order: logged, then not yet flushed."""
-        logged = await self.store.read_events(job_id, after=after)
-        by_seq = {_seq(event): event for event in logged}
-        for event in self.unflushed(job_id, after):
-            by_seq.setdefault(_seq(event), event)
-        return [by_seq[seq] for seq in sorted(by_seq)]
+        """Every logged event with ``seq > after``, in order."""
+        return await self.store.read_events(job_id, after=after)
 
 
 def _seq(event: dict[str, JsonValue]) -> int:

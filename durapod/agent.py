@@ -29,7 +29,7 @@ from durapod.errors import JobConflictError, VersionConflict
 from durapod.events import Event
 from durapod.integrations import adapt
 from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
-from durapod.models import Job, JobStatus, StepRecord, check_json, new_job, validate_job_id
+from durapod.models import Job, JobStatus, StepRecord, check_json, check_metadata, new_job, validate_job_id
 from durapod.retry import RetryPolicy
 from durapod.schedules import CatchUp, CronSchedule, Overlap, ScheduleState, parse_timezone
 from durapod.scheduling import Scheduler, ScheduleRequest
@@ -89,6 +89,11 @@ class DurableAgent:
             ``StoreUnavailable`` (running jobs wait for it indefinitely: no job fails because the store
             blinked).
         budget: what each job may use (tokens, model requests, steps) unless ``start`` gives it its own.
+        redact_errors: maps a failed attempt's exception to the text stored in ``job.error`` and in the
+            job's ``error`` event (and logged). By default the exception's message is stored verbatim, so
+            a secret in a message (a token in a URL, a customer's data) ends up in the store; pass e.g.
+            ``lambda exc: type(exc).__name__`` to keep messages out. If it raises or returns a non-str,
+            only the class name is stored.
 
     Raises:
         TypeError: ``agent`` or ``store`` is not one.
@@ -129,10 +134,13 @@ class DurableAgent:
         random: Callable[[], float] | None = None,
         poll_interval: float = 0.25,
         store_timeout: float = 10.0,
+        redact_errors: Callable[[BaseException], str] | None = None,
         budget: Budget | None = None,
     ) -> None:
         agent = adapt(agent)  # a pydantic-ai agent gets its adapter (never imported unless it is one)
         invoker = AgentInvoker(agent)
+        if redact_errors is not None and not callable(redact_errors):
+            raise TypeError(f"redact_errors must be callable or None, got {redact_errors!r}")
         if not isinstance(store, Store):
             raise TypeError(f"store must be a durapod store (MemoryStore, SQLiteStore, RedisStore), got {store!r}")
         retry = RetryPolicy(
@@ -160,7 +168,7 @@ class DurableAgent:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty str, got {self.name!r}")
         self.worker_id = validate_job_id(worker_id) if worker_id is not None else default_worker_id()
-        self.metadata: dict[str, JsonValue] = check_json(dict(metadata or {}), "metadata")
+        self.metadata: dict[str, JsonValue] = check_metadata(metadata)
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.poll_interval = _seconds("poll_interval", poll_interval, allow_zero=False)
         parse_timezone(timezone)
@@ -182,6 +190,7 @@ class DurableAgent:
             written=self._waiters.publish,
             let_go=self._waiters.nudge,
             publish_event=self._subscribers.publish,
+            redact_errors=redact_errors,
         )
         self._client = Client._for_worker(
             self._worker,
@@ -314,8 +323,9 @@ class DurableAgent:
     ) -> Job:
         """Create a job and run it in this worker; returns at once (with the job as created).
 
-        Same rules as :meth:`run` for existing ids, without waiting. ``budget`` replaces the agent's
-        for this job.
+        Same rules as :meth:`run` for existing ids, without waiting. The input and metadata must be JSON
+        nested at most ``MAX_JSON_DEPTH`` (64) deep; anything else is refused with :class:`InvalidInput`
+        naming it, before anything is written. ``budget`` replaces the agent's for this job.
         """
         job = self._new_job(job_id, input, metadata, owned=True, budget=budget)
         self._require_running()
@@ -331,7 +341,8 @@ class DurableAgent:
         """Start (or join) a job like :meth:`run` and yield its events until it settles.
 
         Yields ``job_status`` events (at the start, the end, and around each failed attempt), the agent's
-        ``token``, ``tool_call``, ``tool_result``, ``step`` and ``interrupt`` events, and ``done``.
+        ``token``, ``tool_call``, ``tool_result``, ``step``, ``interrupt`` and custom events,
+        ``step_restarted`` when a step's partial output is void (see :meth:`stream`), and ``done``.
         """
         source = self._client._event_source()
         with source.subscribe(job_id) as subscription:
@@ -355,7 +366,8 @@ class DurableAgent:
         """
         validate_job_id(job_id)
         data = self._types.dump_input(input, job_id)
-        return await self._client.submit(job_id, data, agent=agent, metadata={**self.metadata, **(metadata or {})})
+        merged = {**self.metadata, **check_metadata(metadata, "metadata", job_id)}
+        return await self._client.submit(job_id, data, agent=agent, metadata=merged)
 
     async def status(self, job_id: str) -> Job | None:
         """The job with that id as stored, or None (see :meth:`Client.status`); ``result`` typed like
@@ -396,7 +408,15 @@ class DurableAgent:
         return self._typed(await self._client.wait(job_id, timeout))
 
     async def stream(self, job_id: str, *, after: int = -1) -> AsyncGenerator[Event, None]:
-        """Yield the job's events after ``after`` until it settles (see :meth:`Client.stream`)."""
+        """Yield the job's events after ``after`` until it settles (see :meth:`Client.stream`).
+
+        Every event has a ``seq`` one above the one before; resume a stream with ``after=`` the last seq
+        seen, for no gap and no duplicate. Live events arrive once written (in batches), so no seq seen is
+        ever reused, even after a crash. A :class:`~durapod.StepRestartedEvent` means the output streamed
+        from its ``from_seq`` on is void (the step runs again after a crash, a retried attempt, a pause or a
+        drain): drop the agent events held from that seq on. Event types durapod does not define arrive
+        as :class:`~durapod.CustomEvent`.
+        """
         async for event in self._client.stream(job_id, after=after):
             yield event
 
@@ -527,7 +547,8 @@ class DurableAgent:
         if budget is not None and not isinstance(budget, Budget):
             raise TypeError(f"budget must be a durapod.Budget, got {budget!r}")
         # a fresh copy for every job: a record never shares a container with the caller or another job
-        merged = check_json({**self.metadata, **(metadata or {})}, "metadata", job_id)
+        extra = metadata if isinstance(metadata, Mapping) else check_metadata(metadata, "metadata", job_id)
+        merged = check_json({**self.metadata, **extra}, "metadata", job_id)
         now = self.clock.utcnow()
         return new_job(
             id=job_id,

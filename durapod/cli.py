@@ -44,17 +44,19 @@ from durapod.agent import DurableAgent
 from durapod.client import Client
 from durapod.errors import DurapodError
 from durapod.events import (
+    CustomEvent,
     DoneEvent,
     ErrorEvent,
     Event,
     InterruptEvent,
     JobStatusEvent,
     StepEvent,
+    StepRestartedEvent,
     TokenEvent,
     ToolCallEvent,
     ToolResultEvent,
 )
-from durapod.models import Job, JobStatus, StepRecord, validate_job_id
+from durapod.models import MAX_JSON_DEPTH, Job, JobStatus, StepRecord, validate_job_id
 from durapod.stores import open_store
 
 __all__ = ["DEFAULT_STORE", "STORE_ENV", "build_parser", "main"]
@@ -382,6 +384,10 @@ def _describe(event: Event) -> str:
         return f"tool result {event.name}: {_truncate(_json(event.result), 60)}{replayed}"
     if isinstance(event, StepEvent):
         return f"step #{event.index} {event.name}: {_truncate(_json(event.result), 60)}{replayed}"
+    if isinstance(event, StepRestartedEvent):
+        return f"step #{event.index} restarted: output from [{event.from_seq}] on is void"
+    if isinstance(event, CustomEvent):
+        return f"{event.type} {_truncate(_json(event.data), 60)}{replayed}"
     if isinstance(event, InterruptEvent):
         return f"waiting for: {event.prompt}"
     if isinstance(event, DoneEvent):
@@ -595,6 +601,8 @@ def _parse_value(text: str) -> JsonValue:
         value: JsonValue = json.loads(text)
     except ValueError:
         return text
+    except RecursionError:
+        raise CommandError(f"invalid input: JSON nested more than {MAX_JSON_DEPTH} deep", 2) from None
     if isinstance(value, float) and not math.isfinite(value):
         return text
     return value
@@ -606,7 +614,9 @@ def _parse_metadata(text: str | None) -> dict[str, JsonValue] | None:
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise CommandError(f"invalid --metadata {text!r}: not JSON ({exc})", 2) from None
+        raise CommandError(f"invalid --metadata {_truncate(text, 60)!r}: not JSON ({exc})", 2) from None
+    except RecursionError:
+        raise CommandError(f"invalid --metadata: JSON nested more than {MAX_JSON_DEPTH} deep", 2) from None
     if not isinstance(value, dict):
         raise CommandError(f"invalid --metadata {text!r}: expected a JSON object", 2)
     return value

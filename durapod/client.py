@@ -27,7 +27,17 @@ from durapod.actors.job import Cancel, Pause
 from durapod.errors import JobConflictError, JobStateError, VersionConflict
 from durapod.events import Event
 from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
-from durapod.models import ControlKind, Job, JobStatus, Request, StepRecord, check_json, new_job, validate_job_id
+from durapod.models import (
+    ControlKind,
+    Job,
+    JobStatus,
+    Request,
+    StepRecord,
+    check_json,
+    check_metadata,
+    new_job,
+    validate_job_id,
+)
 from durapod.schedules import ScheduleState
 from durapod.stores.base import Page, Store
 
@@ -46,6 +56,18 @@ def _seconds(name: str, value: float, *, allow_zero: bool = False) -> float:
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} seconds, got {value!r}")
     return float(value)
+
+
+def _timeout(timeout: float | None) -> float | None:
+    return None if timeout is None else _seconds("timeout", timeout, allow_zero=True)
+
+
+def _optional_str(name: str, value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} must be a str or None, got {value!r}")
+    if value is not None:
+        check_json(value, name)  # a lone surrogate could not be stored nor looked up
+    return value
 
 
 def _limit(limit: int | None) -> int | None:
@@ -173,12 +195,14 @@ class Client:
         cursor: str | None = None,
     ) -> Page:
         """One page of :meth:`list`: ``limit`` jobs and the ``next_cursor`` to pass for the next page."""
+        if status is not None and not isinstance(status, str | Iterable):
+            raise TypeError(f"status must be a job status, several of them or None, got {status!r}")
         return await self._patient.list(
             status=parse_statuses(status),
-            agent=self._agent_filter(agent),
-            metadata=metadata,
+            agent=self._agent_filter(_optional_str("agent", agent)),
+            metadata=check_metadata(metadata, "metadata filter") if metadata is not None else None,
             limit=_limit(limit),
-            cursor=cursor,
+            cursor=_optional_str("cursor", cursor),
         )
 
     async def schedules(self, agent: str | None = None) -> builtins.list[ScheduleState]:
@@ -193,6 +217,7 @@ class Client:
             TimeoutError: ``timeout`` seconds passed first.
         """
         validate_job_id(job_id)
+        timeout = _timeout(timeout)
         return await self._waiters.wait(self._patient, job_id, timeout, self.poll_interval, self._runs_here)
 
     def _runs_here(self, job_id: str) -> bool:
@@ -202,19 +227,24 @@ class Client:
         """Yield the job's events after ``after``: first those logged, then live ones, until it settles.
 
         Works from any coroutine, and from another process on a shared store (by reading the log). A
-        consumer that stops reading never stops the job; one that falls behind resumes from the log.
+        consumer that stops reading never stops the job; one that falls behind resumes from the log. Live
+        events arrive once written; a ``step_restarted`` event voids the agent events from its
+        ``from_seq`` on (see :meth:`DurableAgent.stream`).
 
         Raises:
             JobNotFound: no job has that id.
+            TypeError, ValueError: ``after`` is not an int >= -1.
         """
         validate_job_id(job_id)
+        if isinstance(after, bool) or not isinstance(after, int):
+            raise TypeError(f"after must be an int (a seq, or -1 for the whole log), got {after!r}")
+        if after < -1:
+            raise ValueError(f"after must be >= -1 (a seq, or -1 for the whole log), got {after!r}")
         async for event in follow(self._event_source(), job_id, after):
             yield event
 
     def _event_source(self) -> EventSource:
-        worker = self._worker
-        unflushed = worker.unflushed if worker is not None else _nothing_unflushed
-        return EventSource(self.store, self._subscribers, unflushed, self.poll_interval)
+        return EventSource(self.store, self._subscribers, self.poll_interval)
 
     # -- submitting ------------------------------------------------------------------------------
 
@@ -230,17 +260,17 @@ class Client:
         None: its own agent) without running it here. Returns the stored job.
 
         Submitting an existing id with the same input returns the existing job (nothing runs twice).
+        The input and metadata must be JSON nested at most ``MAX_JSON_DEPTH`` (64) deep (see
+        ``durapod.models``), with no NaN, tuple, non-str key or lone surrogate; nothing is written otherwise.
 
         Raises:
-            InvalidJobId, InvalidInput: bad id or non-JSON input or metadata.
+            InvalidJobId, InvalidInput: bad id or non-JSON input or metadata (naming which).
             JobConflictError: the id exists with a different input or agent.
         """
         validate_job_id(job_id)
         input = check_json(input, "input", job_id)
-        meta = check_json(dict(metadata or {}), "metadata", job_id)
-        name = agent if agent is not None else (self._scope or "")
-        if not isinstance(name, str):
-            raise TypeError(f"agent must be a str or None, got {name!r}")
+        meta = check_metadata(metadata, "metadata", job_id)
+        name = _optional_str("agent", agent) or self._scope or ""
         now = self.clock.utcnow()
         job = new_job(id=job_id, agent=name, input=input, metadata=meta, created_at=now, updated_at=now, version=1)
         stored, created = await self._patient.create(job)
@@ -299,6 +329,7 @@ class Client:
         """
         validate_job_id(job_id)
         check_json(new_input, "resume input", job_id)
+        timeout = _timeout(timeout)
         worker = self._worker
         while True:
             job = await get_job(self._patient, job_id)
@@ -330,6 +361,7 @@ class Client:
 
     async def _control(self, job_id: str, kind: ControlKind, wait: bool, timeout: float | None) -> Job:
         validate_job_id(job_id)
+        timeout = _timeout(timeout)
         request: Request = "pause" if kind is ControlKind.PAUSE else "cancel"
         async with asyncio.timeout(timeout):
             while True:
@@ -346,7 +378,10 @@ class Client:
                     actor.tell(Pause() if kind is ControlKind.PAUSE else Cancel())
                     if not wait:
                         return job
-                    settled = await self.wait(job_id)
+                    settled_or_none = await self._wait_while_running(job_id, actor.task)
+                    if settled_or_none is None:
+                        continue  # its execution had ended (it waits for a retry now): the store is the truth
+                    settled = settled_or_none
                     if kind is ControlKind.CANCEL and settled.status is JobStatus.PAUSED:
                         continue  # it paused itself before the cancel reached it: cancel the paused job
                     return settled
@@ -367,11 +402,26 @@ class Client:
                 except TimeoutError:
                     continue  # the owner died before acting on the request: its lease has lapsed, try again
 
+    async def _wait_while_running(self, job_id: str, task: asyncio.Task[object]) -> Job | None:
+        """The job once settled; None if its actor's task ended first and left it unsettled (the actor
+        had written its last record, a failure awaiting its retry, before the message reached it)."""
+        settling = asyncio.ensure_future(self.wait(job_id))
+        try:
+            await asyncio.wait([settling, task], return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            settling.cancel()
+            raise
+        if not settling.done():
+            job = await get_job(self._patient, job_id)
+            if not job.status.is_settled:
+                settling.cancel()
+                await asyncio.wait([settling])
+                await asyncio.sleep(0)  # its supervisor has seen it end
+                return None
+            # settled as the task ended: the wait sees it at once
+        return await settling
+
     def _agent_filter(self, agent: str | None) -> str | None:
         if agent == ALL_AGENTS:
             return None
         return agent if agent is not None else self._scope
-
-
-def _nothing_unflushed(job_id: str, after: int) -> builtins.list[dict[str, JsonValue]]:
-    return []

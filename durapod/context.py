@@ -7,12 +7,13 @@ import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, final, overload
 
-from pydantic import JsonValue
+from pydantic import JsonValue, ValidationError
 
 from durapod._typed import answer_codec, step_codec, type_key
 from durapod._util import NoPublicConstructor
 from durapod.budget import Budget
 from durapod.errors import BudgetExceeded, InvalidInput, StepMismatch
+from durapod.events import CustomEvent, custom_event_data, parse_event
 from durapod.models import StepRecord, check_json
 
 if TYPE_CHECKING:
@@ -284,13 +285,16 @@ class JobContext(metaclass=NoPublicConstructor):
 
     async def emit(self, event: Any) -> None:
         """Log an event: a ``durapod.events`` model (``ToolCallEvent(name=..., arguments=...)``) or a JSON
-        object with a ``type``. Its ``job_id`` and ``seq`` are set here.
+        object with a ``type``. Its ``job_id`` and ``seq`` are set here. A type durapod does not define
+        (``{"type": "progress", "done": 3}``) streams as a :class:`~durapod.CustomEvent`.
 
         Raises:
-            TypeError: not an event.
+            TypeError: not an event (or a built-in type with wrong fields).
             InvalidInput: not JSON.
         """
-        if hasattr(event, "model_dump"):
+        if isinstance(event, CustomEvent):
+            data = custom_event_data(event)
+        elif hasattr(event, "model_dump"):
             data = event.model_dump(mode="json", exclude={"job_id", "seq", "replayed"})
         elif isinstance(event, dict):
             data = dict(event)
@@ -301,5 +305,9 @@ class JobContext(metaclass=NoPublicConstructor):
         check_json(data, "event", self._actor.job.id)
         if data["type"] == "error":
             raise TypeError("agents report failure by raising (or by yielding an ErrorEvent from a generator)")
+        try:
+            parse_event(data)
+        except ValidationError as exc:
+            raise TypeError(f"cannot emit {event!r}: not a valid {data['type']!r} event: {exc}") from None
         if not self.is_replaying:
             await self._actor.emit(data)

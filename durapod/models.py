@@ -6,8 +6,7 @@ Nothing here does I/O. The JSON form of :class:`Job` and :class:`StepRecord` is 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final, Literal, TypeVar
@@ -18,6 +17,7 @@ from durapod.errors import InvalidInput, InvalidJobId, JobStateError
 
 __all__ = [
     "CLAIMABLE",
+    "MAX_JSON_DEPTH",
     "SETTLED",
     "TERMINAL",
     "TRANSITIONS",
@@ -28,7 +28,9 @@ __all__ = [
     "StepRecord",
     "allowed_from",
     "check_json",
+    "check_metadata",
     "check_transition",
+    "error_text",
     "new_job",
     "new_step_record",
     "utcnow",
@@ -138,28 +140,129 @@ def validate_job_id(job_id: object) -> str:
     return job_id
 
 
+#: How deeply JSON values (inputs, metadata, results, events) may nest: ``[[1]]`` is 2 deep. Deeper
+#: values are refused with :class:`InvalidInput` before anything is written, so that every record the
+#: store holds reads back.
+MAX_JSON_DEPTH: Final = 64
+
+
 def check_json(value: Any, what: str, job_id: str | None = None) -> Any:
     """Return ``value`` if it is JSON that reads back equal (a container comes back as a fresh copy, so
     the caller's object is never shared with a record); else raise :class:`InvalidInput` naming ``what``.
 
-    NaN and infinities are refused, as are non-string keys and tuples.
+    NaN and infinities are refused, as are non-string keys, tuples, strings holding lone surrogates
+    (they cannot be encoded as UTF-8) and values nested more than :data:`MAX_JSON_DEPTH` deep.
     """
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
+    if kind is int or kind is bool or value is None:
         return value  # the common case, and always JSON
+    if kind is str:
+        if not value.isascii():
+            _check_utf8(value, value, what, job_id)
+        return value
     try:
-        encoded = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        encoded = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:
+        raise InvalidInput(what, _Shown(value), f"nested more than {MAX_JSON_DEPTH} deep", job_id) from None
     except (TypeError, ValueError) as exc:
-        raise InvalidInput(what, value, str(exc), job_id) from None
-    if isinstance(value, dict | list):
-        copied = json.loads(encoded)
-        if copied != value:
-            # tuples, non-str keys and other values that json.dumps coerces would not read back the same
-            raise InvalidInput(what, value, "does not read back equal (tuple or non-str key?)", job_id)
-        return copied
-    if isinstance(value, float) and not math.isfinite(value):  # pragma: no cover - allow_nan covers it
-        raise InvalidInput(what, value, "not finite", job_id)
-    return value
+        raise InvalidInput(what, _Shown(value), str(exc), job_id) from None
+    if not encoded.isascii():
+        _check_utf8(encoded, value, what, job_id)
+    # a value with at most MAX_JSON_DEPTH brackets in its text cannot nest deeper: most are never walked
+    if encoded.count("[") + encoded.count("{") > MAX_JSON_DEPTH and _nests_deeper(value, MAX_JSON_DEPTH):
+        raise InvalidInput(what, _Shown(value), f"nested more than {MAX_JSON_DEPTH} deep", job_id)
+    copied = json.loads(encoded)
+    if copied != value:
+        # tuples, non-str keys and other values that json.dumps coerces would not read back the same
+        raise InvalidInput(what, _Shown(value), "does not read back equal (tuple or non-str key?)", job_id)
+    return copied
+
+
+def check_metadata(metadata: object, what: str = "metadata", job_id: str | None = None) -> dict[str, Any]:
+    """Return a fresh copy of ``metadata`` (None: ``{}``) if it is a mapping of str keys to JSON values.
+
+    Raises:
+        TypeError: it is not a mapping (naming ``what``).
+        InvalidInput: a key or value is not JSON (see :func:`check_json`).
+    """
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"{what} must be a mapping of str keys to JSON values or None, got {_Shown(metadata)!r}")
+    checked: dict[str, Any] = check_json(dict(metadata), what, job_id)
+    return checked
+
+
+def error_text(error: BaseException, redact: Callable[[BaseException], str] | None = None) -> str:
+    """The text stored for ``error`` in ``job.error`` and in the job's ``error`` event.
+
+    Without ``redact`` it is the exception's message verbatim (its class name if the message is empty):
+    whatever an agent puts in a message (a URL with a token, a customer's data) is stored and shown. With
+    ``redact`` (``DurableAgent(redact_errors=...)``) it is what ``redact`` returns; if that raises or
+    returns something that is not a str, only the exception's class name is stored. Lone surrogates,
+    which no store can encode, are replaced with ``?``.
+    """
+    if redact is None:
+        text = str(error) or type(error).__name__
+    else:
+        try:
+            text = redact(error)
+        except Exception as exc:  # the unredacted message must not leak because the hook is broken
+            text = f"{type(error).__name__} (redact_errors raised {type(exc).__name__})"
+        if not isinstance(text, str):
+            text = f"{type(error).__name__} (redact_errors returned {type(text).__name__}, not str)"
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8") if _has_surrogates(text) else text
+    return text
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+class _Shown:
+    """A value as an error message shows it: its repr, cut short (a 10,000-deep list has no repr)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, value: object) -> None:
+        try:
+            text = repr(value)
+        except RecursionError:
+            text = f"<{type(value).__name__}>"
+        self.text = text if len(text) <= 80 else text[:77] + "..."
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _check_utf8(text: str, value: object, what: str, job_id: str | None) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        reason = f"a lone surrogate {exc.object[exc.start]!r} cannot be stored as UTF-8"
+        raise InvalidInput(what, _Shown(value), reason, job_id) from None
+
+
+_CONTAINERS: Final = (dict, list, tuple)
+
+
+def _nests_deeper(value: Any, levels: int) -> bool:
+    """True if the container ``value`` nests more than ``levels`` deep (``[]`` is 1 deep).
+
+    Recursive, and bounded: it never goes more than ``levels`` calls down.
+    """
+    if levels == 0:
+        return True
+    children = value.values() if isinstance(value, dict) else value
+    for child in children:  # noqa: SIM110 - a loop: any() over a generator is three times slower here
+        if isinstance(child, _CONTAINERS) and _nests_deeper(child, levels - 1):
+            return True
+    return False
 
 
 class StepRecord(BaseModel):

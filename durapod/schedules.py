@@ -7,20 +7,26 @@ store create exactly one job per tick.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from pydantic import BaseModel, ConfigDict, Field
 
+from durapod.errors import InvalidJobId
+from durapod.models import MAX_JOB_ID_LENGTH, validate_job_id
+
 __all__ = [
+    "MAX_SCHEDULE_NAME_LENGTH",
     "CatchUp",
     "CronSchedule",
     "Overlap",
     "ScheduleState",
     "fire_job_id",
     "parse_timezone",
+    "validate_schedule_name",
 ]
 
 Overlap = Literal["skip", "allow", "queue"]
@@ -28,6 +34,35 @@ CatchUp = Literal["none", "latest", "all"]
 
 _OVERLAPS = ("skip", "allow", "queue")
 _CATCH_UPS = ("none", "latest", "all")
+
+#: The longest schedule name: a fire's job id (``<name>:<UTC time>``, at most 28 characters after the
+#: name) must be a valid job id.
+MAX_SCHEDULE_NAME_LENGTH: Final = MAX_JOB_ID_LENGTH - len(":2026-01-05T08:00:00.000000Z")
+# where a new expression is asked for its next fire (fixed, so that the check is the same every day)
+_PROBE_MOMENT: Final = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def validate_schedule_name(name: object) -> str:
+    """Return ``name`` if it is a valid schedule name, else raise ``ValueError`` naming it.
+
+    A valid name is what a job id may be (non-empty, no whitespace or control characters), without
+    ``':'`` and at most :data:`MAX_SCHEDULE_NAME_LENGTH` (172) characters, so that every fire's job id
+    ``<name>:<UTC time>`` is valid.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"schedule name must be a str, got {name!r}")
+    try:
+        validate_job_id(name)
+    except InvalidJobId as exc:
+        raise ValueError(f"invalid schedule name {name!r}: {str(exc).rsplit(': ', 1)[-1]}") from None
+    if len(name) > MAX_SCHEDULE_NAME_LENGTH:
+        raise ValueError(
+            f"invalid schedule name {name[:20]!r}...: {len(name)} characters, longer than"
+            f" {MAX_SCHEDULE_NAME_LENGTH} (a fire's job id adds its time to the name)"
+        )
+    if ":" in name:
+        raise ValueError(f"invalid schedule name {name!r}: ':' separates the name from the fire time")
+    return name
 
 
 def parse_timezone(name: str) -> ZoneInfo:
@@ -49,7 +84,8 @@ class CronSchedule:
     expressions with fixed hours, twice for hourly and finer ones (they are two different hours).
 
     Raises:
-        ValueError: an invalid expression or timezone, naming it.
+        ValueError: an invalid expression or timezone, or an expression that never fires (such as
+            ``0 0 30 2 *``, February 30th), naming it.
 
     Example:
         >>> schedule = CronSchedule("0 9 * * MON", "Europe/Paris")
@@ -74,6 +110,7 @@ class CronSchedule:
         hour_field = fields[2 if self.has_seconds else 1] if len(fields) > 1 else ""
         aliases_with_fixed_hours = ("@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually")
         self._fixed_hours = hour_field not in ("", "*") or expression in aliases_with_fixed_hours
+        self.next_after(_PROBE_MOMENT)  # one that never fires is refused now, not at its first tick
 
     def __repr__(self) -> str:
         return f"CronSchedule({self.expression!r}, {self.timezone!r})"
@@ -84,7 +121,10 @@ class CronSchedule:
         iterator = croniter(self.expression, local, second_at_beginning=self.has_seconds)
         previous = local
         for _ in range(4):
-            fire: datetime = iterator.get_next(datetime)
+            try:
+                fire: datetime = iterator.get_next(datetime)
+            except CroniterError as exc:  # croniter searches a bounded number of years
+                raise ValueError(f"cron expression {self.expression!r} never fires: {exc}") from None
             # (aware datetimes in one zone compare by wall time, so compare the instants in UTC)
             repeated_wall_time = fire.replace(tzinfo=None) == previous.replace(tzinfo=None) and fire.astimezone(
                 UTC
@@ -164,5 +204,10 @@ def check_policy(overlap: str, catch_up: str, catch_up_window: float) -> None:
         raise ValueError(f"invalid overlap policy {overlap!r}; expected one of {', '.join(_OVERLAPS)}")
     if catch_up not in _CATCH_UPS:
         raise ValueError(f"invalid catch-up policy {catch_up!r}; expected one of {', '.join(_CATCH_UPS)}")
-    if isinstance(catch_up_window, bool) or not isinstance(catch_up_window, int | float) or catch_up_window <= 0:
-        raise ValueError(f"catch_up_window must be a number of seconds > 0, got {catch_up_window!r}")
+    if (
+        isinstance(catch_up_window, bool)
+        or not isinstance(catch_up_window, int | float)
+        or not math.isfinite(catch_up_window)
+        or catch_up_window < 0
+    ):
+        raise ValueError(f"catch_up_window must be a finite number of seconds >= 0, got {catch_up_window!r}")

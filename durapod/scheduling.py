@@ -18,8 +18,7 @@ from durapod.actors.scheduler import SchedulerActor
 from durapod.errors import VersionConflict
 from durapod.lowlevel.clock import Clock
 from durapod.lowlevel.policy import ChildSpec, RestartType
-from durapod.models import validate_job_id
-from durapod.schedules import CatchUp, CronSchedule, Overlap, ScheduleState, check_policy
+from durapod.schedules import CatchUp, CronSchedule, Overlap, ScheduleState, check_policy, validate_schedule_name
 from durapod.stores.base import Store
 from durapod.worker import Worker
 
@@ -94,10 +93,10 @@ class Scheduler:
         catch_up_window: float = 86_400.0,
     ) -> ScheduleState:
         """Add (or change) a named schedule (see :meth:`DurableAgent.schedule`)."""
-        validate_job_id(name)
-        if ":" in name:
-            raise ValueError(f"invalid schedule name {name!r}: ':' separates the name from the fire time")
-        zone = timezone or self.timezone
+        validate_schedule_name(name)
+        if on_schedule is not None and not callable(on_schedule):
+            raise TypeError(f"on_schedule must be callable or None, got {on_schedule!r}")
+        zone = timezone if timezone is not None else self.timezone
         CronSchedule(cron, zone)
         check_policy(overlap, catch_up, catch_up_window)
         request = ScheduleRequest(cron, on_schedule, zone, overlap, catch_up, float(catch_up_window))

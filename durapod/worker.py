@@ -39,7 +39,7 @@ from durapod.lowlevel.actor import ActorRef, spawn
 from durapod.lowlevel.clock import Clock, Timer
 from durapod.lowlevel.policy import Backoff, ChildSpec, RestartType
 from durapod.lowlevel.supervisor import Supervisor
-from durapod.models import Job, JobStatus
+from durapod.models import Job, JobStatus, error_text
 from durapod.retry import RetryPolicy
 from durapod.stores.base import ControlRequest, Store
 
@@ -107,6 +107,7 @@ class Worker:
         written: Callable[[Job], None],
         let_go: Callable[[str], None],
         publish_event: Callable[[str, dict[str, JsonValue]], None],
+        redact_errors: Callable[[BaseException], str] | None = None,
     ) -> None:
         self.store = store
         self.name = name
@@ -132,6 +133,7 @@ class Worker:
             written=written,
             publish_event=publish_event,
             flusher=Flusher(),
+            describe_error=functools.partial(error_text, redact=redact_errors),
         )
         self._actors: dict[str, JobActor] = {}
         #: jobs held here without an actor: waiting for their retry timer, or to restart a crashed actor
@@ -357,11 +359,6 @@ class Worker:
     def take_waiting(self, job_id: str) -> Job | None:
         """Stop holding a job that waits for its timer here (a pause or cancel takes it); returns it."""
         return self._take_waiting(job_id)
-
-    def unflushed(self, job_id: str, after: int) -> list[dict[str, JsonValue]]:
-        """Events of a job running here that are not in the store yet."""
-        actor = self._actors.get(job_id)
-        return actor.unflushed_events(after) if actor is not None else []
 
     async def control(self, request: ControlRequest) -> None:
         """Act on a pause or cancel that another process left in the store for a job held here."""

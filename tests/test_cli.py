@@ -213,6 +213,11 @@ def test_resume_answers_an_interrupt(capsys: pytest.CaptureFixture[str], url: st
         (["worker", "os:sep"], "is not a DurableAgent"),
         (["worker", "tests.test_cli:triage"], "is not a DurableAgent"),
         (["demo", "--step-delay", "-1"], "invalid --step-delay"),
+        (["submit", "job-1", "[" * 10_000 + "]" * 10_000], "nested more than 64 deep"),
+        (["submit", "job-1", "[" * 100 + "]" * 100], "nested more than 64 deep"),
+        (["submit", "job-1", "x", "--metadata", '{"a": ' + "[" * 10_000 + "]" * 10_000 + "}"], "nested more than 64"),
+        (["submit", "job-1", "x\udcff"], "lone surrogate"),  # invalid UTF-8 in argv arrives as a surrogate
+        (["resume", "job-1", "[" * 10_000 + "]" * 10_000], "nested more than 64 deep"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(

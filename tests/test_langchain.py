@@ -12,6 +12,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langchain_core.tools import BaseTool, tool
 
 from durapod import Budget, DurableAgent, JobContext, JobStatus, MemoryStore
+from durapod.events import TokenEvent, ToolCallEvent, ToolResultEvent
 from durapod.integrations.langchain import DurableChatModel, DurableTools
 from durapod.stores.base import Store
 
@@ -104,12 +105,12 @@ async def test_model_and_tool_calls_run_once_across_a_pause(store: Store) -> Non
     first = steps[0].result
     assert isinstance(first, dict)
     assert first["type"] == "ai"  # LangChain's own dict form
-    tokens = "".join(event.token for event in events if event.type == "token")
+    tokens = "".join(event.token for event in events if isinstance(event, TokenEvent))
     assert tokens == "Checking both.Ticket 9 is refunded."
-    calls = {event.tool_call_id: event for event in events if event.type == "tool_call"}
+    calls = {event.tool_call_id: event for event in events if isinstance(event, ToolCallEvent)}
     assert calls["c1"].name == "lookup_ticket"
     assert calls["c1"].arguments == {"ticket": 9}
-    results = {event.tool_call_id: event.result for event in events if event.type == "tool_result"}
+    results = {event.tool_call_id: event.result for event in events if isinstance(event, ToolResultEvent)}
     assert results == {"c1": "ticket 9: open, 30 EUR", "c2": "ada: 3 orders"}
 
 

@@ -27,6 +27,7 @@ EXPECTED = {
     "Client",
     "Clock",
     "CorruptRecord",
+    "CustomEvent",
     "DoneEvent",
     "DurableAgent",
     "DurapodError",
@@ -47,6 +48,7 @@ EXPECTED = {
     "MemoryStore",
     "NonRetryableError",
     "Page",
+    "PostgresStore",
     "RedisStore",
     "SQLiteStore",
     "ScheduleState",
@@ -54,6 +56,7 @@ EXPECTED = {
     "StepEvent",
     "StepMismatch",
     "StepRecord",
+    "StepRestartedEvent",
     "Store",
     "StoreError",
     "StoreUnavailable",
@@ -175,3 +178,20 @@ def test_the_core_imports_no_agent_framework() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_optional_extras_are_not_imported_by_the_package() -> None:
+    """``import durapod`` (and building a PostgresStore) loads none of the optional extras."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, durapod\n"
+        "durapod.PostgresStore('postgresql://localhost/db')\n"
+        "extras = ('asyncpg', 'starlette', 'uvicorn', 'pydantic_ai', 'langchain_core')\n"
+        "loaded = [m for m in extras if m in sys.modules]\n"
+        "print(','.join(loaded))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+    assert out.stderr == ""

@@ -23,6 +23,7 @@ from pydantic_ai.models.test import TestModel
 from pydantic_ai.usage import RequestUsage
 
 from durapod import Budget, Client, DurableAgent, Job, JobStatus, MemoryStore, SQLiteStore
+from durapod.events import TokenEvent, ToolCallEvent, ToolResultEvent
 from durapod.integrations.pydantic_ai import PydanticAIAgent, ToolApproval
 from durapod.stores.base import Store
 
@@ -113,12 +114,12 @@ async def test_two_parallel_tools_paused_mid_tool_and_resumed_run_once(store: St
     kinds = Counter(event.type for event in events)
     assert kinds["tool_call"] == 2
     assert kinds["tool_result"] == 2
-    tokens = "".join(event.token for event in events if event.type == "token")
+    tokens = "".join(event.token for event in events if isinstance(event, TokenEvent))
     assert tokens == "Refunding ticket 42."
-    calls = {event.tool_call_id: event for event in events if event.type == "tool_call"}
+    calls = {event.tool_call_id: event for event in events if isinstance(event, ToolCallEvent)}
     assert calls["call-lookup"].name == "lookup_ticket"
     assert calls["call-lookup"].arguments == {"ticket": 42}
-    results = {event.tool_call_id: event for event in events if event.type == "tool_result"}
+    results = {event.tool_call_id: event for event in events if isinstance(event, ToolResultEvent)}
     assert results["call-history"].result == ["ada: 3 orders"]
     assert done.usage is not None
     assert done.usage["requests"] == 2
@@ -282,7 +283,7 @@ async def test_an_event_stream_handler_sees_the_journaled_responses() -> None:
     adapter = PydanticAIAgent(build_agent(probe), event_stream_handler=handler, name="handled")
     async with DurableAgent(adapter, MemoryStore()) as durable:
         job = await durable.run("h", "Handle ticket 42")
-        tokens = [event.token async for event in durable.stream("h") if event.type == "token"]
+        tokens = [event.token async for event in durable.stream("h") if isinstance(event, TokenEvent)]
     assert isinstance(job.result, Resolution)
     assert job.agent == "handled"
     assert probe.calls == {"model": 2, "lookup_ticket": 1, "customer_history": 1}  # streamed requests: once each

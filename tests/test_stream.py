@@ -19,6 +19,7 @@ from durapod import (
     JobStatusEvent,
     MemoryStore,
     StepEvent,
+    StepRestartedEvent,
     TokenEvent,
     ToolCallEvent,
 )
@@ -103,12 +104,25 @@ async def test_run_stream_honours_retries() -> None:
         events = [event async for event in durable.run_stream("j", "x")]
     assert_contiguous(events)
     kinds = [event.type for event in events]
-    assert kinds == ["job_status", "token", "error", "job_status", "job_status", "token", "token", "done", "job_status"]
+    assert kinds == [
+        "job_status",
+        "token",
+        "error",
+        "job_status",
+        "job_status",
+        "step_restarted",
+        "token",
+        "token",
+        "done",
+        "job_status",
+    ]
     error = events[2]
     assert isinstance(error, ErrorEvent)
     assert error.will_retry and error.error == "first attempt fails" and error.error_type == "RuntimeError"
     retry_status = events[3]
     assert isinstance(retry_status, JobStatusEvent) and retry_status.job.status is JobStatus.PENDING
+    restarted = events[5]  # the first attempt's output is void: the second streams its own
+    assert isinstance(restarted, StepRestartedEvent) and (restarted.index, restarted.from_seq) == (0, 1)
     final = events[-1]
     assert isinstance(final, JobStatusEvent) and final.job.result == "attempt2 ok"
 

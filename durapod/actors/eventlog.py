@@ -1,22 +1,28 @@
 """A job's event log as its actor writes it: sequence numbers, batching, live fan-out, replay marks.
 
-Events are numbered by ``seq`` (rising by one within the job), published at once to live subscribers,
-and persisted in small batches: when ``batch_size`` events are buffered, when the worker's
-:class:`Flusher` comes round (every ``flush_delay`` seconds while any log of the worker holds events), and
-with the write that settles the job. So a token stream costs one store write per batch, not per token,
-and a job that settles quickly costs no write of its own for its events. The buffer exists only while
-events wait in it.
+Events are numbered by ``seq`` (rising by one within the job) and persisted in small batches: when
+``batch_size`` events are buffered, when the worker's :class:`Flusher` comes round (every
+``flush_delay`` seconds while any log of the worker holds events), and with the write that settles the
+job. So a token stream costs one store write per batch, not per token, and a job that settles quickly
+costs no write of its own for its events. The buffer exists only while events wait in it.
+
+Live subscribers get a batch once its write has committed, never before: a ``seq`` anyone has seen is in
+the store, so the execution that takes over after a crash (which numbers on from the last *logged* seq)
+never gives it to another event. A consumer that resumes after the last seq it saw finds no gap and no
+seq reused. Events buffered when a worker dies were never shown to anyone and are simply gone.
 
 After a crash, the next execution re-runs the agent from its last checkpoint. Events it emits while
-replaying journaled steps are already in the log and are not emitted again. The first events it emits
-past the checkpoint repeat what the dead execution had logged after that checkpoint: they get new
-sequence numbers (no gap, no duplicate) and ``replayed=True``.
+replaying journaled steps are already in the log and are not emitted again. The output streamed after
+the checkpoint by an execution that stopped there is void: the next execution logs a ``step_restarted``
+event naming the first abandoned ``seq`` before it streams that step again. The first events it emits
+past the checkpoint after a crash also carry ``replayed=True`` (they repeat what the dead execution had
+logged, if the agent is deterministic).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from pydantic import JsonValue
@@ -27,7 +33,9 @@ from durapod.stores.base import Store
 __all__ = ["EventLog", "Flusher", "is_agent_event"]
 
 #: Event types the runtime writes; every other type comes from the agent.
-_RUNTIME_TYPES = frozenset({"job_status", "step", "error", "done"})
+_RUNTIME_TYPES = frozenset({"job_status", "step", "step_restarted", "error", "done", "interrupt"})
+#: Event types that close the output of a step: what the agent streamed before them is not abandoned.
+_CHECKPOINTS = frozenset({"step", "step_restarted", "done"})
 
 _BATCH_SIZE = 64
 _FLUSH_DELAY = 0.05
@@ -90,10 +98,12 @@ class EventLog:
         "_flusher",
         "_in_flight",
         "_loaded",
+        "_logged_steps",
         "_publish",
         "_store",
         "job_id",
         "next_seq",
+        "partial_from",
         "stale_agent_events",
     )
 
@@ -116,6 +126,9 @@ class EventLog:
         self._loaded = fresh
         self.next_seq = 0
         self.stale_agent_events = 0
+        #: the seq of the first agent event logged since the last checkpoint (None when there is none)
+        self.partial_from: int | None = None
+        self._logged_steps: set[int] = set()  # the indexes of the step events logged
 
     def set_epoch(self, epoch: int) -> None:
         """Fence the log's writes by ``epoch``: a worker that lost the job cannot add to its log."""
@@ -131,6 +144,8 @@ class EventLog:
             return
         last = logged[-1].get("seq")
         self.next_seq = (last if isinstance(last, int) else len(logged) - 1) + 1
+        for event in logged:
+            self._track_partial(event)
         trailing = 0
         for event in reversed(logged):
             if not is_agent_event(event):
@@ -138,10 +153,35 @@ class EventLog:
             trailing += 1
         self.stale_agent_events = trailing
 
-    def append(self, event: dict[str, JsonValue], *, publish: bool = True) -> bool:
-        """Number, publish and buffer one event. True when the buffer is full and should be flushed.
+    def _track_partial(self, event: dict[str, JsonValue]) -> None:
+        kind = event.get("type")
+        if kind in _CHECKPOINTS:
+            self.partial_from = None
+            index = event.get("index")
+            if kind == "step" and isinstance(index, int):
+                self._logged_steps.add(index)
+        elif self.partial_from is None and kind not in _RUNTIME_TYPES:
+            self.partial_from = _seq(event)
 
-        With ``publish=False`` the event waits for :meth:`publish` (events of a write not yet committed).
+    def restart_step(self, journaled: Collection[int]) -> None:
+        """An execution starts with the steps ``journaled`` done: log ``step_restarted`` if an earlier
+        execution streamed output past its last checkpoint (abandoned: this execution streams it anew).
+
+        When a journaled step has no ``step`` event in the log (its process died between journaling the
+        step and writing the event), the output since the last logged step mixes journaled steps (not
+        streamed again) with the abandoned one: nothing is declared abandoned then.
+        """
+        partial_from, self.partial_from = self.partial_from, None
+        if partial_from is None or not self._logged_steps.issuperset(journaled):
+            return
+        index = max(journaled) + 1 if journaled else 0
+        self.append({"type": "step_restarted", "index": index, "from_seq": partial_from})
+
+    def append(self, event: dict[str, JsonValue]) -> bool:
+        """Number and buffer one event. True when the buffer is full and should be flushed.
+
+        Live subscribers get it once it is written (by :meth:`flush`, or by a write that calls
+        :meth:`publish` once committed).
         """
         event["job_id"] = self.job_id
         event["seq"] = self.next_seq
@@ -157,12 +197,11 @@ class EventLog:
             buffer = self._buffer = []
             self._flusher.mark(self)
         buffer.append(event)
-        if publish:
-            self._publish(self.job_id, event)
+        self._track_partial(event)
         return len(buffer) >= _BATCH_SIZE
 
     def publish(self, events: list[dict[str, JsonValue]]) -> None:
-        """Hand events appended with ``publish=False`` to the live subscribers (their write committed)."""
+        """Hand events taken by a write to the live subscribers, once that write has committed."""
         for event in events:
             self._publish(self.job_id, event)
 
@@ -184,10 +223,6 @@ class EventLog:
             self._buffer = kept + (self._buffer or [])
             self._flusher.mark(self)
 
-    def unflushed(self, after: int) -> list[dict[str, JsonValue]]:
-        """Buffered events with ``seq > after`` (not yet in the store)."""
-        return [event for event in self._buffer or () if _seq(event) > after]
-
     def discard(self) -> None:
         """Drop what is buffered: another worker owns the job now and writes its log."""
         self._buffer = None
@@ -201,6 +236,7 @@ class EventLog:
         done = self._in_flight = asyncio.get_running_loop().create_future()
         try:
             await self._store.append_events(self.job_id, batch, epoch=self._epoch)
+            self.publish(batch)  # before the next write of the log can start: subscribers see them in order
         except StaleOwnerError:
             pass  # another worker owns the job and writes its log: ours is stale
         except BaseException:
@@ -219,10 +255,11 @@ class EventLog:
             return
 
     async def close(self) -> None:
-        """Let a flush in progress finish. What is still buffered stays marked: the flusher writes it
-        (fenced by the epoch, so nothing lands if another worker owns the job now)."""
-        while self._in_flight is not None:
-            await asyncio.wait([self._in_flight])
+        """Write what is still buffered (the actor stops without a write that takes it: it crashed). If
+        that fails, drop it: nobody has seen those events, and the actor that runs the job next numbers
+        on from the logged ones, so a late write of ours must not land on its seqs."""
+        await self.flush_quietly()
+        self.discard()
 
 
 def _settled_status(event: dict[str, Any]) -> bool:

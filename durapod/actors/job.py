@@ -34,7 +34,7 @@ from durapod.errors import JobNotFound, StaleOwnerError, StoreError, StoreUnavai
 from durapod.lowlevel.actor import ControlMessage
 from durapod.lowlevel.clock import Clock, Timer
 from durapod.lowlevel.mailbox import Mailbox, OverflowPolicy
-from durapod.models import SETTLED, Job, JobStatus, StepRecord, check_json, new_step_record
+from durapod.models import SETTLED, Job, JobStatus, StepRecord, check_json, error_text, new_step_record
 from durapod.retry import RetryPolicy
 from durapod.stores.base import Store
 
@@ -105,6 +105,8 @@ class JobRuntime:
     publish_event: Callable[[str, dict[str, JsonValue]], None]
     #: persists the buffered events of the worker's job logs
     flusher: Flusher
+    #: the text stored for a failed attempt's exception (``DurableAgent(redact_errors=...)``)
+    describe_error: Callable[[BaseException], str] = error_text
 
 
 _INTERRUPTS = ("drain", "pause", "cancel", "lease lost")  # weakest first: a stronger reason wins
@@ -291,6 +293,7 @@ class JobActor:
         await self._events.load()
         self._events.set_epoch(job.epoch)
         self._status_event()
+        self._events.restart_step(self._journal.keys())
         ctx = JobContext._create(self, self._journal)
         self._running_agent = self._interruptible = self._agent_called = True
         try:
@@ -382,10 +385,11 @@ class JobActor:
         if reason == "pause":
             if isinstance(error, Exception) and self._runtime.retry.is_retryable(error):
                 # A pause was asked for while the attempt failed: pause with the error rather than retry.
+                text = self._runtime.describe_error(error)
                 if await self._write(
-                    status=JobStatus.PAUSED, error=str(error), error_type=type(error).__name__, paused_running=False
+                    status=JobStatus.PAUSED, error=text, error_type=type(error).__name__, paused_running=False
                 ):
-                    self._log().info("job paused after a failed attempt", error=str(error))
+                    self._log().info("job paused after a failed attempt", error=text)
                 return Exit.DONE
             if error is None:
                 return await self._suspended(None)
@@ -401,7 +405,7 @@ class JobActor:
     async def _failed(self, error: BaseException) -> Exit:
         job = self.job
         runtime = self._runtime
-        message = str(error) or type(error).__name__
+        message = runtime.describe_error(error)
         error_type = getattr(error, "error_type", None) or type(error).__name__
         decision = runtime.retry.decide(error, failed_executions=max(job.run_attempts, 1))
         now = runtime.clock.utcnow()
@@ -468,12 +472,8 @@ class JobActor:
         self._journal[index] = record
         self._events.append({"type": "step", "name": name, "index": index, "result": result})
 
-    def unflushed_events(self, after: int) -> list[dict[str, JsonValue]]:
-        """The job's events with ``seq > after`` that are not in the store yet."""
-        return self._events.unflushed(after)
-
     async def emit(self, data: dict[str, JsonValue]) -> None:
-        """Log one agent event (numbered, published live, persisted in a batch)."""
+        """Log one agent event (numbered, persisted in a batch, then published live)."""
         if self._events.append(data):
             await self._events.flush()
 
@@ -506,7 +506,7 @@ class JobActor:
         if leaving:
             unwritten = [*(events or ()), {"type": "job_status", "job": _status_view(new)}]
             for event in unwritten:
-                self._events.append(event, publish=False)
+                self._events.append(event)
             batch = await self._events.take()
         store = runtime.store
         try:
@@ -527,8 +527,8 @@ class JobActor:
             raise
         self.job = saved
         runtime.written(saved)
-        if unwritten:
-            self._events.publish(unwritten)
+        if batch:
+            self._events.publish(batch)
         return True
 
     def _release_slot(self) -> None:

@@ -1,12 +1,14 @@
 """Stores: where jobs, journals, events, leases and control requests live.
 
 ``open_store(url)`` builds one from a URL: ``memory://``, ``sqlite:///relative.db``,
-``sqlite:////absolute/path.db``, ``redis://host:port/0`` or ``rediss://...``.
+``sqlite:////absolute/path.db``, ``redis://host:port/0``, ``rediss://...`` or
+``postgresql://user@host:5432/db`` (with ``?schema=name`` for a schema other than ``durapod``).
 """
 
 from __future__ import annotations
 
 import importlib
+import urllib.parse
 
 from durapod.stores.base import ControlRequest, Page, Store
 from durapod.stores.memory import MemoryStore
@@ -19,7 +21,9 @@ def open_store(url: str) -> Store:
 
     Args:
         url: ``memory://``; ``sqlite:///relative.db`` or ``sqlite:////abs/path.db``;
-            ``redis://[user:password@]host:port/db`` or ``rediss://`` for TLS.
+            ``redis://[user:password@]host:port/db`` or ``rediss://`` for TLS;
+            ``postgresql://[user[:password]@]host[:port]/db[?schema=name]`` (or ``postgres://``; needs the
+            ``postgres`` extra).
 
     Raises:
         ValueError: the URL's scheme is not one of those, naming the URL.
@@ -43,4 +47,18 @@ def open_store(url: str) -> Store:
         redis_module = importlib.import_module("durapod.stores.redis")
         redis_store: Store = redis_module.RedisStore.from_url(url)
         return redis_store
+    if scheme in ("postgresql", "postgres"):
+        from durapod.stores.postgres import PostgresStore
+
+        dsn, schema = _take_query_param(url, "schema")
+        return PostgresStore(dsn, schema=schema) if schema is not None else PostgresStore(dsn)
     raise ValueError(f"invalid store URL {url!r}: unknown scheme {scheme!r}")
+
+
+def _take_query_param(url: str, name: str) -> tuple[str, str | None]:
+    """``url`` without the query parameter ``name``, and that parameter's value (None if absent)."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    values = [value for key, value in query if key == name]
+    rest = urllib.parse.urlencode([(key, value) for key, value in query if key != name])
+    return urllib.parse.urlunsplit(parts._replace(query=rest)), (values[-1] if values else None)

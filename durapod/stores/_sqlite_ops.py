@@ -110,7 +110,8 @@ def _op_list(
     limit: int | None,
     after: tuple[int, str] | None,
 ) -> tuple[list[Job], bool]:
-    """The page's jobs and whether more follow."""
+    """The page's jobs and whether more follow. A record that cannot be decoded is skipped and logged,
+    so that one bad record never hides the others."""
     where: list[str] = []
     params: list[Any] = []
     if statuses is not None:
@@ -119,30 +120,38 @@ def _op_list(
     if agent is not None:
         where.append("agent = ?")
         params.append(agent)
-    if after is not None:
-        where.append("(created_at, id) < (?, ?)")
-        params.extend(after)
     for key, value in (metadata or {}).items():
         # narrows the scan; ``matches`` below decides. An undecodable record passes so that it is reported.
         if isinstance(value, str) and _PLAIN_KEY.fullmatch(key):
             where.append("(NOT json_valid(record) OR json_extract(record, ?) = ?)")
             params.extend((f'$.metadata."{key}"', value))
-    sql = f"SELECT {_JOB_COLUMNS} FROM jobs"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY created_at DESC, id DESC"
-    if limit is not None and not metadata:
-        sql += " LIMIT ?"
-        params.append(limit + 1)
+    fetch = None if limit is None or metadata else limit + 1
     found: list[Job] = []
-    for row in conn.execute(sql, params):
-        job = _decode_job(row)
-        if metadata and not matches(job, None, None, metadata):
-            continue
-        found.append(job)
-        if limit is not None and len(found) > limit:
-            return found[:limit], True
-    return found, False
+    while True:
+        sql = f"SELECT {_JOB_COLUMNS}, created_at FROM jobs"
+        clauses = where if after is None else [*where, "(created_at, id) < (?, ?)"]
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY created_at DESC, id DESC"
+        if fetch is not None:
+            sql += f" LIMIT {fetch}"
+        fetched = 0
+        for row in conn.execute(sql, params if after is None else [*params, *after]):
+            fetched += 1
+            after = (row[-1], row[0])
+            try:
+                job = _decode_job(row[:-1])
+            except CorruptRecord as exc:
+                _log.warning("corrupt job record skipped in a listing", job_id=row[0], error=str(exc))
+                continue
+            if metadata and not matches(job, None, None, metadata):
+                continue
+            found.append(job)
+            if limit is not None and len(found) > limit:
+                return found[:limit], True
+        if fetch is None or fetched < fetch:
+            return found, False
+        # the page is short by the records skipped: read on after the last row
 
 
 def _op_delete(conn: sqlite3.Connection, job_id: str) -> bool:

@@ -6,12 +6,16 @@ and pending control requests; ``schedules`` holds each schedule's record; ``work
 in use. How a job maps onto its row is
 in :mod:`durapod.stores._sqlite_rows`.
 
-A connection runs in WAL mode with the ``synchronous`` level the store's durability asks for.
+A connection runs in WAL mode with the ``synchronous`` level the store's durability asks for. A new file
+is created readable by its owner only (mode 0600); SQLite gives the ``-wal`` and ``-shm`` files the mode
+of the database file.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 from typing import Final
 
 from durapod.errors import StoreError
@@ -101,8 +105,57 @@ def _connect(path: str, *, synchronous: str, busy_timeout: float) -> sqlite3.Con
     return conn
 
 
-def _open(path: str, file: str, synchronous: str, busy_timeout: float) -> sqlite3.Connection:
+def _create_private(file: str) -> None:
+    """Create ``file`` (if missing) readable and writable by its owner only, before SQLite opens it: jobs
+    hold inputs, results and error messages that other users of the machine must not read."""
+    if file in (":memory:", ""):
+        return
+    descriptor = os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.close(descriptor)
+
+
+def _check_integrity(conn: sqlite3.Connection, path: str) -> None:
+    """``PRAGMA quick_check``: a file with damaged pages is reported when it is opened, instead of listings
+    that silently miss the jobs on those pages."""
+    problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+    if problems != ["ok"]:
+        raise StoreError(
+            f"SQLite store {path!r} is damaged (PRAGMA quick_check: {'; '.join(problems)}); restore it from a"
+            " backup, or recover what it holds with the sqlite3 shell's .recover"
+        )
+
+
+class _IntegrityCheck:
+    """``PRAGMA quick_check`` once per store, by whichever of its connections opens first (until it
+    passes: a damaged file fails every attempt to open it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._passed = False
+
+    def run(self, conn: sqlite3.Connection, path: str) -> None:
+        with self._lock:
+            if not self._passed:
+                _check_integrity(conn, path)
+                self._passed = True
+
+
+def _open(
+    path: str, file: str, synchronous: str, busy_timeout: float, integrity: _IntegrityCheck | None = None
+) -> sqlite3.Connection:
     try:
-        return _connect(file, synchronous=synchronous, busy_timeout=busy_timeout)
-    except sqlite3.Error as exc:
+        if not os.path.exists(file):
+            _create_private(file)
+        conn = _connect(file, synchronous=synchronous, busy_timeout=busy_timeout)
+    except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from exc
+    if integrity is not None:
+        try:
+            integrity.run(conn, path)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"SQLite store {path!r} is damaged: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+    return conn

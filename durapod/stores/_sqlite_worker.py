@@ -8,12 +8,18 @@ operation makes its checks before its first write, so a refusal has nothing to u
 operation that breaks the rule, or an unexpected failure such as a full disk, makes the writer run the
 batch again one operation per transaction, so each still gets its own answer). Reads run on a second
 connection in a reader thread, batched the same way. No sqlite call ever runs on the event loop.
+
+Before each batch a worker checks that its path still names the file its connection opened (same device
+and inode): a file deleted or replaced under a running store would otherwise take every later write into
+a file nobody can open again. When it changed, the batch and every later one fail with a
+:class:`StoreError` naming the path, and nothing more is written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
@@ -21,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from durapod.errors import DurapodError, StoreError, StoreUnavailable
+from durapod.stores._sqlite_ops import _op_nothing
 
 
 class _Stop:
@@ -75,12 +82,23 @@ class _Worker:
 
     max_batch = 1000
 
-    def __init__(self, path: str, role: str, connect: Callable[[], sqlite3.Connection], *, writes: bool) -> None:
+    def __init__(
+        self,
+        path: str,
+        role: str,
+        connect: Callable[[], sqlite3.Connection],
+        *,
+        writes: bool,
+        file: str | None = None,
+    ) -> None:
         self.queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._path = path
         self._connect = connect
         self._writes = writes
         self._conn: sqlite3.Connection | None = None
+        self._file = file  # None: in memory, nothing to watch
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file the connection opened
+        self._lost: StoreError | None = None  # set once the file was deleted or replaced: no more work
         self._thread = threading.Thread(target=self._main, name=f"durapod-sqlite-{role}", daemon=True)
         self._thread.start()
 
@@ -123,6 +141,13 @@ class _Worker:
                 self._conn = self._connect()
             except StoreError as exc:  # the file cannot be opened: the next batch tries again
                 return [(future, False, StoreError(str(exc))) for _, _, future in batch]
+            self._identity = self._file_identity()
+        lost = self._lost or self._check_file()
+        if lost is not None:  # (a batch's end marker is awaited by nobody: it just ends)
+            return [
+                (future, True, None) if op is _op_nothing else (future, False, StoreError(str(lost)))
+                for op, _, future in batch
+            ]
         conn = self._conn
         if not self._writes:
             return [self._run_one(conn, op, args, future) for op, args, future in batch]
@@ -139,6 +164,29 @@ class _Worker:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             return [self._run_alone(conn, op, args, future) for op, args, future in batch]
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        if self._file is None:
+            return None
+        try:
+            found = os.stat(self._file)
+        except OSError:
+            return None
+        return (found.st_dev, found.st_ino)
+
+    def _check_file(self) -> StoreError | None:
+        """The error to give every operation from now on if the file was deleted or replaced, else None."""
+        if self._file is None or self._identity is None:
+            return None
+        now = self._file_identity()
+        if now == self._identity:
+            return None
+        what = "deleted" if now is None else "replaced by another file"
+        self._lost = StoreError(
+            f"SQLite store {self._path!r}: the file {self._file!r} was {what} while the store had it open;"
+            " nothing more is written (restore the file and open the store again)"
+        )
+        return self._lost
 
     def _run_one(
         self, conn: sqlite3.Connection, op: Callable[..., Any], args: tuple[Any, ...], future: asyncio.Future[Any]

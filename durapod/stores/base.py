@@ -16,7 +16,8 @@ Rules every implementation follows:
   ``index`` must be the journal's length; otherwise :class:`StaleOwnerError` (a step whose index is
   already journaled is refused, so no step is ever recorded twice). It also sets the job's ``steps``
   count without changing its ``version``.
-- A record that cannot be decoded raises :class:`CorruptRecord` naming its key; it never crashes a worker.
+- A record that cannot be decoded raises :class:`CorruptRecord` naming its key (a listing skips it and logs
+  it); it never crashes a worker.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "ControlRequest",
     "Page",
     "Store",
+    "control_kind",
     "decode_cursor",
     "encode_cursor",
     "matches",
@@ -70,13 +72,22 @@ class ControlRequest:
     payload: JsonValue = field(default=None)
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "kind", ControlKind(self.kind))
-        except ValueError:
-            raise ValueError(
-                f"invalid control request kind {self.kind!r} for job {self.job_id!r}; expected one of "
-                + ", ".join(kind.value for kind in ControlKind)
-            ) from None
+        object.__setattr__(self, "kind", control_kind(self.kind, self.job_id))
+
+
+def control_kind(kind: str, job_id: str) -> ControlKind:
+    """``kind`` as a :class:`ControlKind`; ``ValueError`` naming it (and the job) if it is none.
+
+    Every store checks a request's kind again when it records it, so that no request of an unknown kind
+    is ever written (one found in a store is dropped with a warning when it is taken).
+    """
+    try:
+        return ControlKind(kind)
+    except ValueError:
+        raise ValueError(
+            f"invalid control request kind {kind!r} for job {job_id!r}; expected one of "
+            + ", ".join(known.value for known in ControlKind)
+        ) from None
 
 
 def encode_cursor(job: Job) -> str:
@@ -154,6 +165,8 @@ class Store(Protocol):
 
         ``cursor`` is a previous page's ``next_cursor``; ``next_cursor`` is None on the last page.
         Metadata values compare by JSON equality as Python sees it (``1 == 1.0``).
+        A record that cannot be decoded is skipped and logged as a warning naming its job (``get`` raises
+        :class:`CorruptRecord` for it): one bad record never breaks a listing of the others.
 
         Raises:
             ValueError: a negative ``limit`` or an invalid ``cursor``.

@@ -13,15 +13,15 @@ from pydantic import JsonValue
 from durapod.errors import InvalidInput, JobNotFound, StaleOwnerError, VersionConflict
 from durapod.models import CLAIMABLE, SETTLED, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
-from durapod.stores.base import ControlRequest, Page, Store, decode_cursor, encode_cursor, matches
+from durapod.stores.base import ControlRequest, Page, Store, control_kind, decode_cursor, encode_cursor, matches
 
 __all__ = ["MemoryStore"]
 
 
-def _lease_is_free(job: Job, owner: str, now: datetime, reclaim_own: bool) -> bool:
+def _lease_is_free(job: Job, lease_until: datetime | None, owner: str, now: datetime, reclaim_own: bool) -> bool:
     if job.status not in CLAIMABLE:
         return False
-    if job.owner is None or job.lease_until is None or job.lease_until < now:
+    if job.owner is None or lease_until is None or lease_until < now:
         return True
     return reclaim_own and job.owner == owner
 
@@ -60,6 +60,9 @@ class MemoryStore(Store):
         self._asked = itertools.count()
         self._schedules: dict[tuple[str, str], ScheduleState] = {}
         self._workers: dict[str, tuple[str, str, datetime]] = {}  # id -> (token, info, lease_until)
+        # Leases renewed (or released) since the job was last written, kept beside the record: a renewal
+        # does not copy the record, so a job's actor and the store go on sharing one immutable ``Job``.
+        self._leases: dict[str, datetime | None] = {}
 
     def __repr__(self) -> str:
         return f"MemoryStore(jobs={len(self._jobs)})"
@@ -72,10 +75,24 @@ class MemoryStore(Store):
         return self._current(job), True
 
     def _current(self, job: Job) -> Job:
-        # The journal's length is the truth for ``steps``; records are not copied on every append.
+        # The journal's length is the truth for ``steps``, and a renewed lease for ``lease_until``; records
+        # are not copied on every append or renewal, only when read.
         journal = self._steps.get(job.id)
         steps = len(journal) if journal else 0
-        return job if job.steps == steps else job.model_copy(update={"steps": steps})
+        update: dict[str, object] = {}
+        if job.steps != steps:
+            update["steps"] = steps
+        lease_until = self._leases.get(job.id, job.lease_until)
+        if lease_until != job.lease_until:
+            update["lease_until"] = lease_until
+        return job.model_copy(update=update) if update else job
+
+    def _lease_until(self, job: Job) -> datetime | None:
+        return self._leases.get(job.id, job.lease_until)
+
+    def _put(self, job: Job) -> None:
+        self._jobs[job.id] = job
+        self._leases.pop(job.id, None)
 
     async def get(self, job_id: str) -> Job | None:
         job = self._jobs.get(job_id)
@@ -92,12 +109,12 @@ class MemoryStore(Store):
         if job.status in SETTLED:
             lease_until = None
         elif job.owner == stored.owner and job.epoch == stored.epoch:
-            lease_until = stored.lease_until
+            lease_until = self._lease_until(stored)
         else:
             lease_until = job.lease_until
         if job.lease_until != lease_until:
             job = job.model_copy(update={"lease_until": lease_until})
-        self._jobs[job.id] = job
+        self._put(job)
         if events:
             self._append(job.id, events)
         return self._current(job)
@@ -127,6 +144,7 @@ class MemoryStore(Store):
         self._steps.pop(job_id, None)
         self._events.pop(job_id, None)
         self._controls.pop(job_id, None)
+        self._leases.pop(job_id, None)
         return self._jobs.pop(job_id, None) is not None
 
     async def append_step(self, record: StepRecord) -> None:
@@ -174,9 +192,10 @@ class MemoryStore(Store):
         self, job_id: str, owner: str, *, lease_until: datetime, now: datetime, reclaim_own: bool = False
     ) -> Job | None:
         job = self._jobs.get(job_id)
-        if job is None or not _lease_is_free(job, owner, now, reclaim_own):
+        if job is None or not _lease_is_free(job, self._lease_until(job), owner, now, reclaim_own):
             return None
-        claimed = self._jobs[job_id] = _claimed(job, owner, lease_until, now)
+        claimed = _claimed(job, owner, lease_until, now)
+        self._put(claimed)
         return self._current(claimed)
 
     async def claim_orphans(
@@ -193,13 +212,14 @@ class MemoryStore(Store):
             (
                 job
                 for job in self._jobs.values()
-                if (agent is None or job.agent == agent) and _lease_is_free(job, owner, now, reclaim_own)
+                if (agent is None or job.agent == agent)
+                and _lease_is_free(job, self._lease_until(job), owner, now, reclaim_own)
             ),
             key=lambda job: (job.created_at, job.id),
         )[: max(limit, 0)]
         claimed = [_claimed(job, owner, lease_until, now) for job in candidates]
         for job in claimed:
-            self._jobs[job.id] = job
+            self._put(job)
         return [self._current(job) for job in claimed]
 
     async def renew_leases(self, owner: str, job_ids: Collection[str], *, lease_until: datetime) -> set[str]:
@@ -208,7 +228,7 @@ class MemoryStore(Store):
             job = self._jobs.get(job_id)
             if job is None or job.owner != owner or job.status in SETTLED:
                 continue
-            self._jobs[job_id] = job.model_copy(update={"lease_until": lease_until})
+            self._leases[job_id] = lease_until
             held.add(job_id)
         return held
 
@@ -216,10 +236,11 @@ class MemoryStore(Store):
         job = self._jobs.get(job_id)
         if job is None or job.owner != owner:
             return False
-        self._jobs[job_id] = job.model_copy(update={"lease_until": None})
+        self._leases[job_id] = None
         return True
 
     async def request_control(self, request: ControlRequest) -> None:
+        control_kind(request.kind, request.job_id)
         if request.job_id not in self._jobs:
             raise JobNotFound(request.job_id)
         self._controls[request.job_id].append((next(self._asked), request))

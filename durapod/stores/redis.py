@@ -97,7 +97,7 @@ from durapod.stores._redis_codec import _member as _member  # re-exported: the m
 from durapod.stores._redis_lua import _register_scripts
 from durapod.stores._redis_pipeline import _Pipeline
 from durapod.stores._redis_wakeups import _CONTROL_CHANNEL, _Wakeups
-from durapod.stores.base import ControlRequest, Page, Store, decode_cursor, encode_cursor, matches
+from durapod.stores.base import ControlRequest, Page, Store, control_kind, decode_cursor, encode_cursor, matches
 
 __all__ = ["RedisStore"]
 
@@ -370,9 +370,11 @@ class RedisStore(Store):
             limit: the page size (None: every matching job).
             cursor: a previous page's ``next_cursor``.
 
+        A record that cannot be decoded is skipped and logged (a warning naming the job): one bad record
+        never hides the others, and :meth:`get` reports it with :class:`CorruptRecord`.
+
         Raises:
             ValueError: an invalid cursor, status or limit (naming it).
-            CorruptRecord: a record on the way cannot be decoded.
         """
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
             raise ValueError(f"invalid limit {limit!r}: expected an int >= 0")
@@ -429,7 +431,11 @@ class RedisStore(Store):
                     # one more job matches: the page is full and a next one follows (no need to decode it)
                     await self._forget(stale)
                     return Page(found, encode_cursor(found[-1]))
-                job = _decode_job(_member_id(member), row[3:])
+                try:
+                    job = _decode_job(_member_id(member), row[3:])
+                except CorruptRecord as exc:  # reported for that job alone: the listing goes on
+                    _log.warning("corrupt job record skipped in a listing", job_id=_member_id(member), error=str(exc))
+                    continue
                 if metadata and not matches(job, None, None, metadata):
                     continue
                 found.append(job)
@@ -743,7 +749,7 @@ class RedisStore(Store):
         """
         entry = json.dumps(
             {
-                "kind": request.kind,
+                "kind": control_kind(request.kind, request.job_id).value,
                 "requested_at": request.requested_at.isoformat(),
                 "payload": json.loads(_encode_json(request.payload, "control payload", request.job_id)),
             },

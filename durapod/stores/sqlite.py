@@ -63,9 +63,9 @@ from durapod.stores._sqlite_ops import (
     _op_unregister_worker,
 )
 from durapod.stores._sqlite_rows import _encode_json, _micros, _moment, _optional_micros
-from durapod.stores._sqlite_schema import _open
+from durapod.stores._sqlite_schema import _IntegrityCheck, _open
 from durapod.stores._sqlite_worker import _Stop, _Worker
-from durapod.stores.base import ControlRequest, Page, Store, decode_cursor, encode_cursor
+from durapod.stores.base import ControlRequest, Page, Store, control_kind, decode_cursor, encode_cursor
 
 __all__ = ["SQLiteStore"]
 
@@ -105,7 +105,7 @@ class SQLiteStore(Store):
     ) -> None:
         if durability not in ("normal", "full"):
             raise ValueError(f"invalid durability {durability!r}: expected 'normal' or 'full'")
-        if not busy_timeout >= 0:
+        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, int | float) or not 0 <= busy_timeout < 1e9:
             raise ValueError(f"invalid busy_timeout {busy_timeout!r}: expected seconds >= 0")
         self._path = os.fspath(path)
         in_memory = self._path in (":memory:", "")
@@ -123,6 +123,7 @@ class SQLiteStore(Store):
         self._last_batch: asyncio.Future[None] | None = None
         self._reader: _Worker | None = None
         self._stopped: list[asyncio.Future[None]] = []
+        self._integrity = _IntegrityCheck()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self._path!r})"
@@ -142,8 +143,11 @@ class SQLiteStore(Store):
     def _worker(self, role: str) -> _Worker:
         # the worker must not hold the store, so that a store dropped without close() is collected
         # and its finalizer stops the thread
-        connect = functools.partial(_open, self._path, self._file, self._synchronous, self._busy_timeout)
-        worker = _Worker(self._path, role, connect, writes=role == "writer")
+        connect = functools.partial(
+            _open, self._path, self._file, self._synchronous, self._busy_timeout, self._integrity
+        )
+        file = None if self._shares_connection else self._file
+        worker = _Worker(self._path, role, connect, writes=role == "writer", file=file)
         weakref.finalize(self, worker.queue.put, _Stop(None))
         return worker
 
@@ -280,9 +284,11 @@ class SQLiteStore(Store):
             limit: the page size (None: every matching job).
             cursor: a previous page's ``next_cursor``.
 
+        A record that cannot be decoded is skipped and logged (a warning naming the job): one bad record
+        never hides the others, and :meth:`get` reports it with :class:`CorruptRecord`.
+
         Raises:
             ValueError: an invalid cursor, status or limit (naming it).
-            CorruptRecord: a scanned record cannot be decoded.
         """
         if limit is not None and limit < 0:
             raise ValueError(f"invalid limit {limit!r}: expected an int >= 0")
@@ -407,9 +413,10 @@ class SQLiteStore(Store):
         Raises:
             JobNotFound: no job has that id.
             InvalidInput: the payload is not JSON.
+            ValueError: the request's kind is not a :class:`ControlKind`; nothing is written.
         """
         payload = _encode_json(request.payload, "control payload", request.job_id)
-        kind = str(request.kind.value)
+        kind = control_kind(request.kind, request.job_id).value
         await self._write(_op_request_control, request.job_id, kind, payload, _micros(request.requested_at))
 
     async def take_controls(self, job_ids: Collection[str]) -> builtins.list[ControlRequest]:

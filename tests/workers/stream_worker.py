@@ -1,9 +1,11 @@
 """A worker process for the streaming crash test.
 
-    python tests/workers/stream_worker.py STORE_URL WORKER_ID
+    python tests/workers/stream_worker.py STORE_URL WORKER_ID [--watch JOB_ID]
 
 Serves the ``storyteller`` agent: it streams ``WORDS`` tokens, journaling a step every ``CHUNK`` tokens,
-with a little work between tokens so that a SIGKILL lands mid-stream. Prints ``ready`` once serving.
+with a little work between tokens so that a SIGKILL lands mid-stream. Prints ``ready`` once serving. With
+``--watch`` it also follows the job's events as a live subscriber in this process and prints each one as
+``event <JSON>``.
 """
 
 from __future__ import annotations
@@ -35,10 +37,16 @@ async def storyteller(prompt: str, ctx: JobContext) -> str:
     return text
 
 
+async def watch(durable: DurableAgent, job_id: str) -> None:
+    async for event in durable.stream(job_id):
+        print("event", event.model_dump_json(), flush=True)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("store")
     parser.add_argument("worker_id")
+    parser.add_argument("--watch")
     args = parser.parse_args()
     durable = DurableAgent(
         storyteller, open_store(args.store), name="storyteller", worker_id=args.worker_id, lease_ttl=1.0
@@ -46,11 +54,14 @@ async def main() -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with durable:
-        serving = asyncio.create_task(durable.serve())
+        tasks = [asyncio.create_task(durable.serve())]
+        if args.watch:
+            tasks.append(asyncio.create_task(watch(durable, args.watch)))
         print("ready", flush=True)
         await stop.wait()
-        serving.cancel()
-        await asyncio.gather(serving, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     await durable.store.close()
 
 

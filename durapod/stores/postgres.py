@@ -1,0 +1,1192 @@
+"""PostgresStore: the store contract in a PostgreSQL database (asyncpg), shared by any number of processes.
+
+Tables live in their own schema (``durapod`` unless told), created and migrated on first use; the schema
+version is kept in its ``migrations`` table. Each operation is one atomic statement, or one short
+transaction where it must read before it writes (claims lock the rows they take with
+``FOR UPDATE SKIP LOCKED``, so workers claiming at once never wait on each other or take one job twice).
+Postgres itself commits concurrent transactions together, so many jobs writing at once share WAL flushes.
+
+Wake-ups: a write that makes a job claimable sends ``NOTIFY`` on ``<schema>_wake`` (payload: the agent)
+and a control request on ``<schema>_control``; ``serve()`` and the lease keepers ``LISTEN`` on one held
+connection, so new work and cross-process pause/cancel land at once instead of at the next poll.
+
+A job's JSON record (``Job.model_dump_json()``) is the truth for everything except the columns the store
+maintains (``owner``, ``lease_until``, ``epoch``, ``version``; ``steps`` is the journal's length, counted on
+read), as in the SQLite store. Times are integer microseconds since the Unix epoch (UTC).
+
+Expiry: with ``ttl_seconds`` a job that becomes completed, failed or cancelled is deleted with its journal,
+events and controls that many seconds later, by a delete that the store runs at most every
+``ttl_seconds / 10`` seconds (and at least every minute) as it writes.
+
+Cancellation: a coroutine cancelled while it awaits a write may or may not have committed it, exactly as
+with a lost reply; re-read the job (or retry the compare-and-set, which fails safely) to find out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import json
+import math
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from pydantic import JsonValue
+
+from durapod._log import get_logger
+from durapod.errors import (
+    CorruptRecord,
+    DurapodError,
+    InvalidInput,
+    JobNotFound,
+    StaleOwnerError,
+    StoreError,
+    StoreUnavailable,
+    VersionConflict,
+)
+from durapod.models import CLAIMABLE, SETTLED, TERMINAL, Job, JobStatus, StepRecord
+from durapod.schedules import ScheduleState
+from durapod.stores._sqlite_rows import (
+    _decode_job,
+    _decode_schedule,
+    _encode_json,
+    _micros,
+    _moment,
+    _optional_micros,
+    _reason,
+)
+from durapod.stores.base import ControlRequest, Page, Store, control_kind, decode_cursor, encode_cursor, matches
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    _Connection = asyncpg.pool.PoolConnectionProxy[Any]
+
+T = TypeVar("T")
+#: A write: runs inside the batch's transaction; refuses by raising a DurapodError before it writes.
+_Op = Callable[["_Connection"], Awaitable[Any]]
+
+__all__ = ["PostgresStore"]
+
+_log = get_logger("durapod.stores.postgres")
+_SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,40}")
+_PLAIN_TEXT: Final = re.compile(r"[A-Za-z0-9_\-.:@ ]+")  # written as it is in a JSON record
+_CLAIMABLE: Final = sorted(str(status.value) for status in CLAIMABLE)
+_EXPIRING: Final = sorted(str(status.value) for status in (TERMINAL | {JobStatus.FAILED}))
+# ``{s}`` is the quoted schema name in every statement below
+_STEPS: Final = "(SELECT count(*) FROM {s}.steps WHERE steps.job_id = jobs.id)::int"
+_JOB_COLUMNS: Final = "id, record, owner, lease_until, epoch, version, " + _STEPS
+
+#: ``_MIGRATIONS[n]`` takes a schema from version ``n`` to ``n + 1``; append, never edit.
+_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        """CREATE TABLE {s}.jobs (
+            id text PRIMARY KEY,
+            agent text NOT NULL,
+            status text NOT NULL,
+            created_at bigint NOT NULL,
+            owner text,
+            lease_until bigint,
+            epoch bigint NOT NULL,
+            version bigint NOT NULL,
+            finished_at bigint,
+            record text NOT NULL
+        )""",
+        "CREATE INDEX jobs_status ON {s}.jobs (status, created_at, id)",
+        "CREATE INDEX jobs_agent ON {s}.jobs (agent, status, created_at, id)",
+        "CREATE INDEX jobs_created ON {s}.jobs (created_at, id)",
+        "CREATE INDEX jobs_finished ON {s}.jobs (finished_at) WHERE finished_at IS NOT NULL",
+        "CREATE TABLE {s}.steps (job_id text NOT NULL, idx integer NOT NULL, record text NOT NULL,"
+        " PRIMARY KEY (job_id, idx))",
+        "CREATE TABLE {s}.events (job_id text NOT NULL, seq bigint NOT NULL, record text NOT NULL,"
+        " PRIMARY KEY (job_id, seq))",
+        """CREATE TABLE {s}.controls (
+            id bigserial PRIMARY KEY,
+            job_id text NOT NULL,
+            kind text NOT NULL,
+            payload text NOT NULL,
+            requested_at bigint NOT NULL
+        )""",
+        "CREATE INDEX controls_job ON {s}.controls (job_id)",
+        "CREATE TABLE {s}.schedules (agent text NOT NULL, name text NOT NULL, version bigint NOT NULL,"
+        " record text NOT NULL, PRIMARY KEY (agent, name))",
+        "CREATE TABLE {s}.workers (id text PRIMARY KEY, token text NOT NULL, info text NOT NULL,"
+        " lease_until bigint NOT NULL)",
+    ),
+)
+SCHEMA_VERSION: Final = len(_MIGRATIONS)
+
+_SAVE_SQL: Final = """
+    WITH saved AS (
+        UPDATE {s}.jobs SET
+            agent = $3, status = $4, created_at = $5, epoch = $7, version = $8, record = $11,
+            lease_until = CASE WHEN $10 THEN NULL WHEN owner IS NOT DISTINCT FROM $6 AND epoch = $7
+                THEN lease_until ELSE $9 END,
+            owner = $6,
+            finished_at = $12
+        WHERE id = $1 AND version = $2
+        RETURNING id, lease_until
+    ), logged AS (
+        INSERT INTO {s}.events (job_id, seq, record)
+        SELECT $1, seq, record FROM unnest($13::bigint[], $14::text[]) AS e(seq, record), saved
+        ON CONFLICT DO NOTHING
+    )
+    SELECT lease_until, (SELECT count(*) FROM {s}.steps WHERE job_id = $1)::int FROM saved"""
+_APPEND_STEP_SQL: Final = """
+    INSERT INTO {s}.steps (job_id, idx, record)
+    SELECT id, $2, $3 FROM (
+        SELECT id FROM {s}.jobs WHERE id = $1 AND status = 'running' AND epoch = $4 FOR SHARE
+    ) AS fenced
+    ON CONFLICT DO NOTHING"""
+_CLAIMABLE_SQL: Final = (
+    "status = ANY($2::text[]) AND (owner IS NULL OR lease_until IS NULL OR lease_until < $3 OR ($4 AND owner = $5))"
+)
+_WRITE_CLAIM_SQL: Final = (
+    "UPDATE {s}.jobs SET owner = $2, lease_until = $3, epoch = $4, version = $5, record = $6 WHERE id = $1"
+)
+
+
+def _claimed(job: Job, owner: str, lease_until: datetime, now: datetime) -> Job:
+    recoveries = job.recoveries + 1 if job.status == JobStatus.RUNNING else job.recoveries
+    return job.evolve(owner=owner, lease_until=lease_until, epoch=job.epoch + 1, recoveries=recoveries, updated_at=now)
+
+
+def _claim_row(job: Job) -> tuple[Any, ...]:
+    return (job.id, job.owner, _optional_micros(job.lease_until), job.epoch, job.version, job.model_dump_json())
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """True for an error that says the server cannot be reached (as opposed to a refused statement)."""
+    import asyncpg
+
+    return isinstance(
+        exc,
+        OSError
+        | asyncpg.InterfaceError
+        | asyncpg.ConnectionDoesNotExistError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.TooManyConnectionsError
+        | asyncpg.AdminShutdownError
+        | asyncpg.CrashShutdownError,
+    )
+
+
+class _Listener:
+    """``LISTEN`` on the store's channels over one held connection: an event per agent, set on NOTIFY."""
+
+    def __init__(self, wake_channel: str, control_channel: str) -> None:
+        self._wake_channel = wake_channel
+        self._control_channel = control_channel
+        self._connection: asyncpg.pool.PoolConnectionProxy[Any] | None = None
+        self._events: dict[str, asyncio.Event] = {}
+        self._lock: asyncio.Lock | None = None
+
+    async def watch(self, pool: asyncpg.Pool[Any], agent: str) -> asyncio.Event | None:
+        """The event of ``agent`` (``\\x00control`` for control requests); None if LISTEN is not available."""
+        event = self._events.setdefault(agent, asyncio.Event())
+        if self._connection is not None and self._connection.is_closed():
+            self._connection = None
+        if self._connection is None:
+            if self._lock is None:
+                self._lock = asyncio.Lock()
+            async with self._lock:
+                if self._connection is None:
+                    try:
+                        connection = await pool.acquire()
+                        await connection.add_listener(self._wake_channel, self._woken)
+                        await connection.add_listener(self._control_channel, self._woken)
+                    except Exception as exc:
+                        if not _unavailable(exc) and not isinstance(exc, StoreError):
+                            raise
+                        return None
+                    self._connection = connection
+        return event
+
+    def _woken(self, connection: object, pid: int, channel: str, payload: object) -> None:
+        if channel == self._control_channel:
+            key: str | None = "\x00control"
+        else:
+            key = str(payload) or None  # a job any agent may take wakes every waiting worker
+        for name, event in self._events.items():
+            if key is None or name == key or (name != "\x00control" and not name):
+                event.set()
+
+    async def close(self, pool: asyncpg.Pool[Any] | None) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None or pool is None:
+            return
+        with contextlib.suppress(Exception):
+            await connection.remove_listener(self._wake_channel, self._woken)
+            await connection.remove_listener(self._control_channel, self._woken)
+        with contextlib.suppress(Exception):
+            await pool.release(connection)
+
+
+class PostgresStore(Store):
+    """Jobs, journals, events, leases, schedules and control requests in PostgreSQL (``pip install
+    durapod[postgres]``, which brings asyncpg).
+
+    For teams that run Postgres already: any number of worker processes on any number of machines share
+    one database. The schema's tables are created on the first operation.
+
+    Args:
+        dsn_or_pool: a connection URL (``postgresql://user:password@host:5432/db``) or an
+            ``asyncpg.Pool`` that the caller owns (``close`` leaves it open).
+        schema: the Postgres schema that holds durapod's tables (created if missing): lower-case letters,
+            digits and ``_``, at most 41 characters.
+        ttl_seconds: if set, a job that becomes completed, failed or cancelled is deleted (with its journal
+            and events) that many seconds later.
+        min_size: the fewest connections the store's own pool keeps open.
+        max_size: the most connections the store's own pool opens (one more is held for LISTEN).
+
+    Raises:
+        ValueError: ``schema``, ``ttl_seconds`` or a pool size is not valid (naming the value).
+
+    Example:
+        >>> store = PostgresStore("postgresql://postgres@127.0.0.1:5432/app")
+        >>> store
+        PostgresStore('postgresql://postgres@127.0.0.1:5432/app', schema='durapod')
+    """
+
+    def __init__(
+        self,
+        dsn_or_pool: str | asyncpg.Pool[Any],
+        *,
+        schema: str = "durapod",
+        ttl_seconds: float | None = None,
+        min_size: int = 2,
+        max_size: int = 10,
+    ) -> None:
+        if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(f"invalid schema {schema!r}: expected [a-z_][a-z0-9_]*, at most 41 characters")
+        if ttl_seconds is not None and (
+            isinstance(ttl_seconds, bool)
+            or not isinstance(ttl_seconds, int | float)
+            or not math.isfinite(ttl_seconds)
+            or ttl_seconds < 0.001
+        ):
+            raise ValueError(f"invalid ttl_seconds {ttl_seconds!r}: expected None or seconds >= 0.001")
+        for name, size in (("min_size", min_size), ("max_size", max_size)):
+            if isinstance(size, bool) or not isinstance(size, int) or size < (0 if name == "min_size" else 1):
+                raise ValueError(f"invalid {name} {size!r}: expected an int >= {0 if name == 'min_size' else 1}")
+        if min_size > max_size:
+            raise ValueError(f"invalid min_size {min_size!r}: more than max_size {max_size!r}")
+        if isinstance(dsn_or_pool, str):
+            self._dsn: str | None = dsn_or_pool
+            self._pool: asyncpg.Pool[Any] | None = None
+            self._owns_pool = True
+        else:
+            self._dsn = None
+            self._pool = dsn_or_pool
+            self._owns_pool = False
+        self._schema = schema
+        self._sql_cache: dict[str, str] = {}
+        self._ttl_seconds = ttl_seconds
+        self._purge_every = 60.0 if ttl_seconds is None else min(60.0, max(ttl_seconds / 10, 0.001))
+        self._next_purge = 0.0
+        self._min_size = min_size
+        self._max_size = max_size
+        self._ready = False
+        self._opening: asyncio.Lock | None = None
+        self._closed = False
+        self._listener = _Listener(f"{schema}_wake", f"{schema}_control")
+        # group commit: writes queued while a batch commits go together in the next transaction
+        self._queued: builtins.list[tuple[_Op, asyncio.Future[Any]]] = []
+        self._queued_event: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        # done when the batch that will hold the queued writes (or the one being written) is committed:
+        # a read waits for it, so that a process reads its own writes, cancelled callers' included
+        self._queued_commit: asyncio.Future[None] | None = None
+        self._writing_commit: asyncio.Future[None] | None = None
+        self.batches = 0
+
+    def __repr__(self) -> str:
+        where = self._dsn if self._dsn is not None else "pool"
+        return f"PostgresStore({_hide_password(where)!r}, schema={self._schema!r})"
+
+    @property
+    def schema(self) -> str:
+        """The Postgres schema that holds the store's tables."""
+        return self._schema
+
+    @property
+    def ttl_seconds(self) -> float | None:
+        """Seconds a completed, failed or cancelled job is kept (None: for ever)."""
+        return self._ttl_seconds
+
+    # -- plumbing --------------------------------------------------------------------------------------
+
+    def _sql(self, template: str) -> str:
+        sql = self._sql_cache.get(template)
+        if sql is None:
+            sql = self._sql_cache[template] = template.replace("{s}", f'"{self._schema}"')
+        return sql
+
+    async def _open(self) -> asyncpg.Pool[Any]:
+        if self._closed:
+            raise StoreError(f"{self!r} is closed")
+        if self._ready and self._pool is not None:
+            return self._pool
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._closed:
+                raise StoreError(f"{self!r} is closed")
+            if not self._ready:
+                try:
+                    import asyncpg
+                except ImportError as exc:  # pragma: no cover - the extra is missing
+                    raise StoreError("PostgresStore needs asyncpg: pip install 'durapod[postgres]'") from exc
+                try:
+                    if self._pool is None:
+                        self._pool = await asyncpg.create_pool(
+                            self._dsn, min_size=self._min_size, max_size=self._max_size
+                        )
+                    async with self._pool.acquire() as connection:
+                        await self._migrate(connection)
+                except DurapodError:
+                    raise
+                except Exception as exc:
+                    if _unavailable(exc):
+                        raise StoreUnavailable(f"cannot reach {self!r}: {_reason(exc)}") from exc
+                    raise StoreError(f"cannot open {self!r}: {_reason(exc)}") from exc
+                self._ready = True
+        assert self._pool is not None
+        return self._pool
+
+    async def _migrate(self, connection: asyncpg.pool.PoolConnectionProxy[Any]) -> None:
+        # one migrator at a time across processes: a transaction-scoped advisory lock on the schema's name
+        async with connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"durapod:{self._schema}")
+            await connection.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {s}"))
+            await connection.execute(
+                self._sql("CREATE TABLE IF NOT EXISTS {s}.migrations (version integer PRIMARY KEY)")
+            )
+            version = await connection.fetchval(self._sql("SELECT coalesce(max(version), 0) FROM {s}.migrations"))
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self!r} has schema version {version}, newer than the version {SCHEMA_VERSION} this"
+                    " durapod knows; upgrade durapod"
+                )
+            for number, statements in enumerate(_MIGRATIONS[version:], start=version + 1):
+                for statement in statements:
+                    await connection.execute(self._sql(statement))
+                await connection.execute(self._sql("INSERT INTO {s}.migrations (version) VALUES ($1)"), number)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy[Any]]:
+        """A connection for a read, once the writes this process queued before it are committed."""
+        barrier = self._queued_commit or self._writing_commit
+        if barrier is not None:
+            await asyncio.shield(barrier)
+        pool = await self._open()
+        try:
+            async with pool.acquire() as connection:
+                yield connection
+        except DurapodError:
+            raise
+        except Exception as exc:
+            if _unavailable(exc):
+                raise StoreUnavailable(f"{self!r}: {_reason(exc)}") from exc
+            raise StoreError(f"{self!r}: {_reason(exc)}") from exc
+
+    def _write(self, op: _Op) -> asyncio.Future[Any]:
+        """Queue a write; the future has its result once the batch holding it is committed.
+
+        Writes queued while a batch is being written go in the next one: one transaction (and one WAL
+        flush) for all of them. A write that refuses (a DurapodError raised before it wrote anything)
+        does not undo the others. A cancelled caller does not cancel its write (it may be committed).
+        """
+        if self._closed:
+            raise StoreError(f"{self!r} is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queued.append((op, future))
+        if self._queued_commit is None:
+            self._queued_commit = loop.create_future()
+        if self._queued_event is None:
+            self._queued_event = asyncio.Event()
+        self._queued_event.set()
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._write_batches(), name=f"durapod-postgres-writer-{self._schema}")
+        return future
+
+    async def _write_batches(self) -> None:
+        assert self._queued_event is not None
+        while True:
+            if not self._queued:
+                if self._closed:
+                    return
+                await self._queued_event.wait()
+                self._queued_event.clear()
+                continue
+            batch, self._queued = self._queued, []
+            commit, self._queued_commit = self._queued_commit, None
+            self._writing_commit = commit
+            self.batches += 1
+            try:
+                await self._run_batch(batch)
+            finally:
+                self._writing_commit = None
+                if commit is not None and not commit.done():
+                    commit.set_result(None)
+
+    async def _run_batch(self, batch: builtins.list[tuple[_Op, asyncio.Future[Any]]]) -> None:
+        """Run ``batch`` in one transaction. A statement that fails (a deadlock, a lost connection) rolls
+        it back: then each write runs again in a transaction of its own, so that only its own caller
+        gets its error."""
+        outcomes: builtins.list[tuple[bool, Any]] = []
+        try:
+            pool = await self._open()
+            async with pool.acquire() as connection, connection.transaction():
+                for op, _ in batch:
+                    try:
+                        outcomes.append((True, await op(connection)))
+                    except DurapodError as refused:  # raised before the op wrote: the others stand
+                        outcomes.append((False, refused))
+        except asyncio.CancelledError:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(StoreError(f"{self!r} is closed"))
+            raise
+        except Exception as exc:
+            if len(batch) > 1 and not isinstance(exc, DurapodError):
+                for item in batch:
+                    await self._run_batch([item])
+                return
+            error = exc if isinstance(exc, DurapodError) else self._store_error(exc)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def _store_error(self, exc: Exception) -> StoreError:
+        if _unavailable(exc):
+            return StoreUnavailable(f"{self!r}: {_reason(exc)}")
+        return StoreError(f"{self!r}: {_reason(exc)}")
+
+    async def _notify_wake(self, connection: asyncpg.pool.PoolConnectionProxy[Any], agent: str) -> None:
+        await connection.execute("SELECT pg_notify($1, $2)", f"{self._schema}_wake", agent)
+
+    async def _purge_if_due(self, connection: asyncpg.pool.PoolConnectionProxy[Any]) -> None:
+        if self._ttl_seconds is None:
+            return
+        clock = time.monotonic()
+        if clock < self._next_purge:
+            return
+        self._next_purge = clock + self._purge_every
+        cutoff = _micros(datetime.now().astimezone()) - round(self._ttl_seconds * 1_000_000)
+        await connection.execute(
+            self._sql(
+                """WITH gone AS (DELETE FROM {s}.jobs WHERE finished_at < $1 RETURNING id),
+                    s AS (DELETE FROM {s}.steps WHERE job_id IN (SELECT id FROM gone)),
+                    e AS (DELETE FROM {s}.events WHERE job_id IN (SELECT id FROM gone))
+                DELETE FROM {s}.controls WHERE job_id IN (SELECT id FROM gone)"""
+            ),
+            cutoff,
+        )
+
+    def _finished_at(self, job: Job) -> int | None:
+        return _micros(job.updated_at) if self._ttl_seconds is not None and job.status in _EXPIRING_STATUSES else None
+
+    # -- the Store protocol ----------------------------------------------------------------------------
+
+    async def create(self, job: Job) -> tuple[Job, bool]:
+        """Insert ``job`` if no job has its id.
+
+        Returns:
+            The stored job and True if it was created; the existing job and False otherwise.
+
+        Raises:
+            CorruptRecord: the existing job's record cannot be decoded.
+        """
+
+        async def op(connection: _Connection) -> Any:
+            inserted = await connection.fetchval(
+                self._sql(
+                    "INSERT INTO {s}.jobs (id, agent, status, created_at, owner, lease_until, epoch, version,"
+                    " finished_at, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                    " ON CONFLICT (id) DO NOTHING RETURNING true"
+                ),
+                job.id,
+                job.agent,
+                str(job.status),
+                _micros(job.created_at),
+                job.owner,
+                _optional_micros(job.lease_until),
+                job.epoch,
+                job.version,
+                self._finished_at(job),
+                job.model_dump_json(),
+            )
+            if inserted:
+                if job.status in CLAIMABLE and job.owner is None:
+                    await self._notify_wake(connection, job.agent)
+                return job.model_copy(update={"steps": 0}) if job.steps else job, True
+            row = await connection.fetchrow(self._sql(f"SELECT {_JOB_COLUMNS} FROM {{s}}.jobs WHERE id = $1"), job.id)
+            return None if row is None else (_decode_job(tuple(row)), False)
+
+        found: tuple[Job, bool] | None = await self._write(op)
+        if found is None:  # deleted between the two statements
+            return await self.create(job)
+        return found
+
+    async def get(self, job_id: str) -> Job | None:
+        """The job with that id, or None.
+
+        Raises:
+            CorruptRecord: its record cannot be decoded (``.key`` is the job id).
+        """
+        async with self._connection() as connection:
+            row = await connection.fetchrow(self._sql(f"SELECT {_JOB_COLUMNS} FROM {{s}}.jobs WHERE id = $1"), job_id)
+        return None if row is None else _decode_job(tuple(row))
+
+    async def save(self, job: Job, *, expected_version: int, events: Sequence[Mapping[str, JsonValue]] = ()) -> Job:
+        """Compare-and-set write of ``job``: only if the stored version is ``expected_version``.
+
+        ``job.version`` must be ``expected_version + 1``. The stored lease and step count are kept as the
+        store rules say (see :mod:`durapod.stores.base`). ``events`` are logged in the same statement.
+
+        Returns:
+            The job as stored.
+
+        Raises:
+            JobNotFound: no job has that id.
+            VersionConflict: the stored version is not ``expected_version``, or ``job.version`` is not
+                one higher.
+        """
+        seqs, records = _event_columns(job.id, events)
+
+        async def op(connection: _Connection) -> Any:
+            row = None
+            if job.version == expected_version + 1:
+                row = await connection.fetchrow(
+                    self._sql(_SAVE_SQL),
+                    job.id,
+                    expected_version,
+                    job.agent,
+                    str(job.status),
+                    _micros(job.created_at),
+                    job.owner,
+                    job.epoch,
+                    job.version,
+                    _optional_micros(job.lease_until),
+                    job.status in SETTLED,
+                    job.model_dump_json(),
+                    self._finished_at(job),
+                    seqs,
+                    records,
+                )
+            if row is None:
+                found = await connection.fetchval(self._sql("SELECT version FROM {s}.jobs WHERE id = $1"), job.id)
+                if found is None:
+                    raise JobNotFound(job.id)
+                raise VersionConflict(job.id, expected_version, found)
+            if job.status in CLAIMABLE and (job.owner is None or row[0] is None):
+                await self._notify_wake(connection, job.agent)
+            if job.status in _EXPIRING_STATUSES:
+                await self._purge_if_due(connection)
+            return tuple(row)
+
+        lease_micros, steps = await self._write(op)
+        lease_until = None if lease_micros is None else _moment(lease_micros)
+        if lease_until != job.lease_until or steps != job.steps:
+            job = job.model_copy(update={"lease_until": lease_until, "steps": steps})
+        return job
+
+    async def list(
+        self,
+        *,
+        status: Collection[JobStatus] | None = None,
+        agent: str | None = None,
+        metadata: Mapping[str, JsonValue] | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page:
+        """Jobs newest first (``created_at``, then id, descending), filtered, one page of ``limit``.
+
+        Args:
+            status: keep jobs in one of these statuses (a single status is accepted too).
+            agent: keep jobs of this agent.
+            metadata: keep jobs whose metadata has all these keys with equal values.
+            limit: the page size (None: every matching job).
+            cursor: a previous page's ``next_cursor``.
+
+        Raises:
+            ValueError: an invalid cursor, status or limit (naming it).
+        A record that cannot be decoded is skipped and logged as a warning naming its job.
+        """
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"invalid limit {limit!r}: expected an int >= 0")
+        where: builtins.list[str] = []
+        params: builtins.list[Any] = []
+        if status is not None:
+            if isinstance(status, str):
+                status = (JobStatus(status),)
+            statuses = sorted({str(JobStatus(value)) for value in status})
+            if not statuses:
+                return Page([], None)
+            params.append(statuses)
+            where.append(f"status = ANY(${len(params)}::text[])")
+        if agent is not None:
+            params.append(agent)
+            where.append(f"agent = ${len(params)}")
+        if cursor is not None:
+            created, job_id = decode_cursor(cursor)
+            params.extend((_micros(created), job_id))
+            where.append(f"(created_at, id) < (${len(params) - 1}, ${len(params)})")
+        for value in (metadata or {}).values():
+            # narrows the scan to records holding the value's text; ``matches`` below decides
+            if isinstance(value, str) and _PLAIN_TEXT.fullmatch(value):
+                params.append(value)
+                where.append(f"strpos(record, ${len(params)}) > 0")
+        sql = f"SELECT {_JOB_COLUMNS} FROM {{s}}.jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC"
+        found: builtins.list[Job] = []
+        prefetch = 200 if limit is None else min(limit + 1, 500)
+        async with self._connection() as connection, connection.transaction(readonly=True):
+            async for row in connection.cursor(self._sql(sql), *params, prefetch=prefetch):
+                try:
+                    job = _decode_job(tuple(row))
+                except CorruptRecord as exc:  # one bad record never hides the others
+                    _log.warning("corrupt job record skipped in a listing", job_id=row[0], error=str(exc))
+                    continue
+                if metadata and not matches(job, None, None, metadata):
+                    continue
+                found.append(job)
+                if limit is not None and len(found) > limit:
+                    page = found[:limit]
+                    return Page(page, encode_cursor(page[-1]) if page else None)
+        return Page(found, None)
+
+    async def delete(self, job_id: str) -> bool:
+        """Remove a job with its journal, events and control requests. True if it existed."""
+
+        async def op(connection: _Connection) -> Any:
+            for table in ("steps", "events", "controls"):
+                await connection.execute(self._sql(f"DELETE FROM {{s}}.{table} WHERE job_id = $1"), job_id)
+            return await connection.fetchval(self._sql("DELETE FROM {s}.jobs WHERE id = $1 RETURNING true"), job_id)
+
+        deleted = await self._write(op)
+        return bool(deleted)
+
+    async def append_step(self, record: StepRecord) -> None:
+        """Journal one step, fenced: the job must be running with ``record.epoch`` and its journal must not
+        hold ``record.index`` yet (the job's row is share-locked, so a concurrent claim waits or wins).
+
+        Raises:
+            JobNotFound: no job has that id.
+            StaleOwnerError: the job is not running with ``record.epoch``, or ``record.index`` is journaled.
+        """
+
+        async def op(connection: _Connection) -> Any:
+            status = await connection.execute(
+                self._sql(_APPEND_STEP_SQL), record.job_id, record.index, record.model_dump_json(), record.epoch
+            )
+            if status.endswith(" 1"):
+                return None
+            found = await connection.fetchrow(
+                self._sql("SELECT status, epoch FROM {s}.jobs WHERE id = $1"), record.job_id
+            )
+            return False if found is None else tuple(found)
+
+        found = await self._write(op)
+        if found is None:  # journaled
+            return
+        if found is False:
+            raise JobNotFound(record.job_id)
+        current_status, current_epoch = found
+        if current_status != JobStatus.RUNNING:
+            raise StaleOwnerError(record.job_id, record.epoch, current_epoch, f"job is {current_status}")
+        if current_epoch != record.epoch:
+            raise StaleOwnerError(record.job_id, record.epoch, current_epoch, "another worker claimed it")
+        raise StaleOwnerError(record.job_id, record.epoch, current_epoch, f"step #{record.index} is journaled")
+
+    async def read_steps(self, job_id: str) -> builtins.list[StepRecord]:
+        """The job's journal, in order (empty for an unknown job).
+
+        Raises:
+            CorruptRecord: a step cannot be decoded (``.key`` is ``"<job id>/steps/<index>"``).
+        """
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                self._sql("SELECT idx, record FROM {s}.steps WHERE job_id = $1 ORDER BY idx"), job_id
+            )
+        steps: builtins.list[StepRecord] = []
+        for index, record in rows:
+            try:
+                steps.append(StepRecord.model_validate_json(record))
+            except (ValueError, TypeError) as exc:
+                raise CorruptRecord(f"{job_id}/steps/{index}", _reason(exc)) from None
+        return steps
+
+    async def append_events(
+        self, job_id: str, events: Sequence[Mapping[str, JsonValue]], *, epoch: int | None = None
+    ) -> None:
+        """Append events (JSON objects, each with an int ``seq``) to the job's event log.
+
+        An event whose ``seq`` is already logged for the job is ignored (the first one stays).
+
+        Raises:
+            InvalidInput: an event is not JSON or has no int ``seq``; nothing is written.
+            StaleOwnerError: ``epoch`` was given and the job does not have it; nothing is written.
+        """
+        seqs, records = _event_columns(job_id, events)
+        if not seqs:
+            return
+
+        async def op(connection: _Connection) -> Any:
+            if epoch is not None:  # fenced: only the job's current owner adds to its log
+                current = await connection.fetchval(
+                    self._sql("SELECT epoch FROM {s}.jobs WHERE id = $1 FOR SHARE"), job_id
+                )
+                if current != epoch:
+                    raise StaleOwnerError(job_id, epoch, current, "event log")
+            await connection.execute(
+                self._sql(
+                    "INSERT INTO {s}.events (job_id, seq, record) SELECT $1, seq, record"
+                    " FROM unnest($2::bigint[], $3::text[]) AS e(seq, record) ON CONFLICT DO NOTHING"
+                ),
+                job_id,
+                seqs,
+                records,
+            )
+
+        await self._write(op)
+
+    async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
+        """The job's logged events whose ``seq`` is greater than ``after``, in ``seq`` order."""
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                self._sql("SELECT seq, record FROM {s}.events WHERE job_id = $1 AND seq > $2 ORDER BY seq"),
+                job_id,
+                after,
+            )
+        events: builtins.list[dict[str, JsonValue]] = []
+        for seq, record in rows:
+            try:
+                event = json.loads(record)
+            except (ValueError, TypeError) as exc:
+                raise CorruptRecord(f"{job_id}/events/{seq}", _reason(exc)) from None
+            if not isinstance(event, dict):
+                raise CorruptRecord(f"{job_id}/events/{seq}", "not a JSON object")
+            events.append(event)
+        return events
+
+    async def claim(
+        self, job_id: str, owner: str, *, lease_until: datetime, now: datetime, reclaim_own: bool = False
+    ) -> Job | None:
+        """Take the lease of a pending or running job whose lease is free (see :class:`Store`).
+
+        Returns:
+            The claimed job (``epoch`` and ``version`` one higher, one more recovery if it was running),
+            or None if it is not claimable.
+
+        Raises:
+            CorruptRecord: the job's record cannot be decoded; nothing is written.
+        """
+
+        async def op(connection: _Connection) -> Any:
+            row = await connection.fetchrow(
+                self._sql(f"SELECT {_JOB_COLUMNS} FROM {{s}}.jobs WHERE id = $1 AND {_CLAIMABLE_SQL} FOR UPDATE"),
+                job_id,
+                _CLAIMABLE,
+                _micros(now),
+                reclaim_own,
+                owner,
+            )
+            if row is None:
+                return None
+            claimed = _claimed(_decode_job(tuple(row)), owner, lease_until, now)
+            await connection.execute(self._sql(_WRITE_CLAIM_SQL), *_claim_row(claimed))
+            return claimed
+
+        found: Job | None = await self._write(op)
+        return found
+
+    async def claim_orphans(
+        self,
+        agent: str | None,
+        owner: str,
+        *,
+        lease_until: datetime,
+        now: datetime,
+        limit: int,
+        reclaim_own: bool = False,
+    ) -> builtins.list[Job]:
+        """Claim up to ``limit`` claimable jobs (as :meth:`claim`) of ``agent`` (None: any agent), oldest first.
+
+        Rows another worker is claiming at the same moment are skipped (``SKIP LOCKED``), not waited for. A
+        job whose record cannot be decoded is skipped (it stays where it is), so that one bad record does
+        not stop every worker from taking the others.
+        """
+        if limit <= 0:
+            return []
+
+        async def op(connection: _Connection) -> Any:
+            claimed: builtins.list[Job] = []
+            rows = await connection.fetch(
+                self._sql(
+                    f"SELECT {_JOB_COLUMNS} FROM {{s}}.jobs WHERE {_CLAIMABLE_SQL}"
+                    " AND ($1::text IS NULL OR agent = $1) ORDER BY created_at, id LIMIT $6 FOR UPDATE SKIP LOCKED"
+                ),
+                agent,
+                _CLAIMABLE,
+                _micros(now),
+                reclaim_own,
+                owner,
+                limit,
+            )
+            for row in rows:
+                try:
+                    job = _decode_job(tuple(row))
+                except CorruptRecord as exc:  # one undecodable job must not stop every worker
+                    _log.warning("corrupt job skipped by claim", job_id=row[0], error=str(exc))
+                    continue
+                claimed.append(_claimed(job, owner, lease_until, now))
+            if claimed:
+                await connection.executemany(self._sql(_WRITE_CLAIM_SQL), [_claim_row(job) for job in claimed])
+            return claimed
+
+        claimed: builtins.list[Job] = await self._write(op)
+        return claimed
+
+    async def renew_leases(self, owner: str, job_ids: Collection[str], *, lease_until: datetime) -> set[str]:
+        """Extend the leases ``owner`` holds on ``job_ids``; returns the ids it still holds.
+
+        Does not change ``version``. Jobs another worker claimed, settled jobs and unknown ids are left out.
+        """
+        if not job_ids:
+            return set()
+
+        async def op(connection: _Connection) -> Any:
+            rows = await connection.fetch(
+                self._sql(
+                    "UPDATE {s}.jobs SET lease_until = $1 WHERE owner = $2 AND status = ANY($3::text[])"
+                    " AND id = ANY($4::text[]) RETURNING id"
+                ),
+                _micros(lease_until),
+                owner,
+                _CLAIMABLE,
+                builtins.list(job_ids),
+            )
+            return [row[0] for row in rows]
+
+        held: builtins.list[str] = await self._write(op)
+        return set(held)
+
+    async def release(self, job_id: str, owner: str) -> bool:
+        """Clear ``owner``'s lease on the job so any worker may claim it. False if ``owner`` is not its owner."""
+
+        async def op(connection: _Connection) -> Any:
+            agent = await connection.fetchval(
+                self._sql("UPDATE {s}.jobs SET lease_until = NULL WHERE id = $1 AND owner = $2 RETURNING agent"),
+                job_id,
+                owner,
+            )
+            if agent is None:
+                return False
+            await self._notify_wake(connection, agent)
+            return True
+
+        released: bool = await self._write(op)
+        return released
+
+    async def request_control(self, request: ControlRequest) -> None:
+        """Record a control request for the job's owner to act on, and wake the owners' lease keepers.
+
+        Raises:
+            JobNotFound: no job has that id.
+            InvalidInput: the payload is not JSON.
+        """
+        kind = control_kind(request.kind, request.job_id)
+        payload = _encode_json(request.payload, "control payload", request.job_id)
+
+        async def op(connection: _Connection) -> Any:
+            inserted = await connection.fetchval(
+                self._sql(
+                    "INSERT INTO {s}.controls (job_id, kind, payload, requested_at)"
+                    " SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM {s}.jobs WHERE id = $1) RETURNING true"
+                ),
+                request.job_id,
+                str(kind.value),
+                payload,
+                _micros(request.requested_at),
+            )
+            if not inserted:
+                raise JobNotFound(request.job_id)
+            await connection.execute("SELECT pg_notify($1, $2)", f"{self._schema}_control", request.job_id)
+
+        await self._write(op)
+
+    async def wait_for_control(self, timeout: float) -> None:
+        """Wait until some process asks for a pause, resume or cancel (NOTIFY), or ``timeout`` seconds pass."""
+        await self._wait("\x00control", timeout)
+
+    async def wait_for_work(self, agent: str, timeout: float) -> None:
+        """Wait until a job of ``agent`` (or of any agent, ``""``) may have become claimable, or ``timeout``.
+
+        Woken by NOTIFY from the write that makes a job claimable (created, queued again, released), so an
+        idle worker takes new work at once. An expired lease wakes nobody: the caller claims again after
+        ``timeout``. Without LISTEN (a lost connection) it just waits ``timeout``.
+        """
+        await self._wait(agent, timeout)
+
+    async def _wait(self, key: str, timeout: float) -> None:
+        if timeout <= 0:
+            await asyncio.sleep(0)
+            return
+        try:
+            pool = await self._open()
+            event = await self._listener.watch(pool, key)
+        except StoreUnavailable:
+            event = None
+        if event is None:
+            await asyncio.sleep(timeout)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await event.wait()
+        event.clear()
+
+    async def take_controls(self, job_ids: Collection[str]) -> builtins.list[ControlRequest]:
+        """Remove and return the control requests of ``job_ids``, oldest first."""
+        if not job_ids:
+            return []
+
+        async def op(connection: _Connection) -> Any:
+            rows = await connection.fetch(
+                self._sql(
+                    "DELETE FROM {s}.controls WHERE job_id = ANY($1::text[])"
+                    " RETURNING id, job_id, kind, payload, requested_at"
+                ),
+                builtins.list(job_ids),
+            )
+            return [tuple(row) for row in rows]
+
+        rows = await self._write(op)
+        taken: builtins.list[tuple[int, int, ControlRequest]] = []
+        for control_id, job_id, kind, payload, requested_at in rows:
+            try:
+                decoded = json.loads(payload)
+            except (ValueError, TypeError) as exc:
+                _log.warning("control request ignored", job_id=job_id, kind=kind, error=_reason(exc))
+                continue
+            try:
+                taken.append((requested_at, control_id, ControlRequest(job_id, kind, _moment(requested_at), decoded)))
+            except ValueError as exc:  # garbage in the table: dropped, and said so
+                _log.warning("control request ignored", job_id=job_id, kind=kind, error=str(exc))
+        taken.sort(key=lambda item: (item[0], item[1]))
+        return [request for _, _, request in taken]
+
+    async def register_worker(
+        self,
+        worker_id: str,
+        token: str,
+        *,
+        info: str,
+        lease_until: datetime,
+        now: datetime,
+        replace: str | None = None,
+    ) -> str | None:
+        """Claim ``worker_id`` for ``token`` (see :meth:`Store.register_worker`). Returns the live holder's
+        info when refused, else None."""
+
+        async def op(connection: _Connection) -> Any:
+            taken = await connection.fetchval(
+                self._sql(
+                    "INSERT INTO {s}.workers (id, token, info, lease_until) VALUES ($1, $2, $3, $4)"
+                    " ON CONFLICT (id) DO UPDATE SET token = $2, info = $3, lease_until = $4"
+                    " WHERE workers.token = $2 OR workers.lease_until < $5"
+                    " OR workers.token IS NOT DISTINCT FROM $6::text RETURNING true"
+                ),
+                worker_id,
+                token,
+                info,
+                _micros(lease_until),
+                _micros(now),
+                replace,
+            )
+            if taken:
+                return None
+            holder = await connection.fetchval(self._sql("SELECT info FROM {s}.workers WHERE id = $1"), worker_id)
+            return "" if holder is None else str(holder)
+
+        refused: str | None = await self._write(op)
+        return refused
+
+    async def renew_worker(self, worker_id: str, token: str, *, lease_until: datetime) -> bool:
+        """Extend the claim ``token`` holds on ``worker_id``. False if it holds it no longer."""
+
+        async def op(connection: _Connection) -> Any:
+            return await connection.fetchval(
+                self._sql("UPDATE {s}.workers SET lease_until = $3 WHERE id = $1 AND token = $2 RETURNING true"),
+                worker_id,
+                token,
+                _micros(lease_until),
+            )
+
+        renewed = await self._write(op)
+        return bool(renewed)
+
+    async def unregister_worker(self, worker_id: str, token: str) -> None:
+        """Let go of the claim ``token`` holds on ``worker_id``."""
+
+        async def op(connection: _Connection) -> Any:
+            await connection.execute(
+                self._sql("DELETE FROM {s}.workers WHERE id = $1 AND token = $2"), worker_id, token
+            )
+
+        await self._write(op)
+
+    async def get_schedule(self, agent: str, name: str) -> ScheduleState | None:
+        """The schedule ``name`` of ``agent``, or None.
+
+        Raises:
+            CorruptRecord: its record cannot be decoded (``.key`` is ``"schedules/<agent>/<name>"``).
+        """
+        async with self._connection() as connection:
+            record = await connection.fetchval(
+                self._sql("SELECT record FROM {s}.schedules WHERE agent = $1 AND name = $2"), agent, name
+            )
+        return None if record is None else _decode_schedule(agent, name, record)
+
+    async def save_schedule(self, state: ScheduleState, *, expected_version: int | None) -> ScheduleState:
+        """Compare-and-set write of a schedule.
+
+        With ``expected_version`` None the schedule is created and must not exist; otherwise the stored
+        one must have ``expected_version`` and ``state.version`` must be one higher.
+
+        Returns:
+            ``state``, as stored.
+
+        Raises:
+            VersionConflict: any of those does not hold (``.job_id`` is ``"schedule <agent>/<name>"``).
+        """
+        record = state.model_dump_json()
+
+        async def op(connection: _Connection) -> Any:
+            if expected_version is None:
+                written = await connection.fetchval(
+                    self._sql(
+                        "INSERT INTO {s}.schedules (agent, name, version, record) VALUES ($1, $2, $3, $4)"
+                        " ON CONFLICT DO NOTHING RETURNING true"
+                    ),
+                    state.agent,
+                    state.name,
+                    state.version,
+                    record,
+                )
+            elif state.version == expected_version + 1:
+                written = await connection.fetchval(
+                    self._sql(
+                        "UPDATE {s}.schedules SET version = $3, record = $4 WHERE agent = $1 AND name = $2"
+                        " AND version = $5 RETURNING true"
+                    ),
+                    state.agent,
+                    state.name,
+                    state.version,
+                    record,
+                    expected_version,
+                )
+            else:
+                written = None
+            if written:
+                return state
+            found = await connection.fetchval(
+                self._sql("SELECT version FROM {s}.schedules WHERE agent = $1 AND name = $2"), state.agent, state.name
+            )
+            raise VersionConflict(
+                f"schedule {state.agent}/{state.name}", 0 if expected_version is None else expected_version, found
+            )
+
+        saved: ScheduleState = await self._write(op)
+        return saved
+
+    async def list_schedules(self, agent: str | None = None) -> builtins.list[ScheduleState]:
+        """The schedules of ``agent`` (None: every agent), by agent and name."""
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                self._sql(
+                    "SELECT agent, name, record FROM {s}.schedules WHERE $1::text IS NULL OR agent = $1"
+                    " ORDER BY agent, name"
+                ),
+                agent,
+            )
+        return [_decode_schedule(*row) for row in rows]
+
+    async def delete_schedule(self, agent: str, name: str) -> bool:
+        """Remove a schedule. True if it existed."""
+
+        async def op(connection: _Connection) -> Any:
+            return await connection.fetchval(
+                self._sql("DELETE FROM {s}.schedules WHERE agent = $1 AND name = $2 RETURNING true"), agent, name
+            )
+
+        deleted = await self._write(op)
+        return bool(deleted)
+
+    async def drop_schema(self) -> None:
+        """Drop the store's schema with every table and row in it (for tests and tear-downs)."""
+        async with self._connection() as connection:
+            await connection.execute(self._sql("DROP SCHEMA IF EXISTS {s} CASCADE"))
+
+    async def close(self) -> None:
+        """Close the store's own pool (a pool passed in stays open). Idempotent.
+
+        Operations called after ``close`` raise :class:`StoreError`.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        writer = self._writer
+        if writer is not None and not writer.done():
+            assert self._queued_event is not None
+            self._queued_event.set()  # what is queued is written, then the writer ends
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(writer), timeout=10)
+            writer.cancel()
+            with contextlib.suppress(BaseException):
+                await writer
+        await self._listener.close(self._pool)
+        if self._owns_pool and self._pool is not None:
+            pool, self._pool = self._pool, None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pool.close(), timeout=5)
+            if not pool.is_closing():  # a connection is still in use: do not wait for it
+                pool.terminate()
+
+
+_EXPIRING_STATUSES: Final = frozenset(JobStatus(status) for status in _EXPIRING)
+
+
+def _event_columns(
+    job_id: str, events: Sequence[Mapping[str, JsonValue]]
+) -> tuple[builtins.list[int], builtins.list[str]]:
+    seqs: builtins.list[int] = []
+    records: builtins.list[str] = []
+    for event in events:
+        seq = event.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            raise InvalidInput("event", dict(event), "no int 'seq'", job_id)
+        seqs.append(seq)
+        records.append(_encode_json(dict(event), "event", job_id))
+    return seqs, records
+
+
+def _hide_password(url: str) -> str:
+    """``url`` with the password (if any) replaced by ``***``, for reprs and errors."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)

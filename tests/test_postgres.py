@@ -1,0 +1,201 @@
+"""PostgresStore beyond the store contract: URLs and settings, expiry, several stores on one database,
+the two-scheduler exactly-once test, and worker processes killed with SIGKILL (the crash and fleet tests).
+
+The store contract, the lifecycle properties and every runtime test that takes the ``store`` fixture run
+on Postgres too (see ``STORE_FACTORIES`` in ``tests/conftest.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from durapod import Client, DurableAgent, JobStatus, PostgresStore, open_store
+from durapod.errors import StoreError
+from durapod.models import ControlKind, utcnow
+from durapod.schedules import fire_job_id
+from durapod.stores.base import ControlRequest
+from tests.fleet import Fleet, audit, read_journals, stale_commits
+from tests.test_scheduler import START, run_two_schedulers
+from tests.workers.crash_worker import STEPS, expected_result
+
+pytestmark = pytest.mark.postgres
+
+
+def test_open_store_takes_the_schema_from_the_url_and_hides_the_password() -> None:
+    store = open_store("postgresql://app:s3cret@db.internal:5432/jobs?schema=tenant_a&sslmode=disable")
+    assert isinstance(store, PostgresStore)
+    assert store.schema == "tenant_a"
+    assert "s3cret" not in repr(store)
+    assert "sslmode=disable" in repr(store)
+    assert isinstance(open_store("postgres://db/jobs"), PostgresStore)
+    assert open_store("postgres://db/jobs").schema == "durapod"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"schema": "Bad-Name"}, "schema"),
+        ({"schema": "x" * 60}, "schema"),
+        ({"ttl_seconds": 0}, "ttl_seconds"),
+        ({"ttl_seconds": float("nan")}, "ttl_seconds"),
+        ({"min_size": 5, "max_size": 2}, "min_size"),
+        ({"max_size": 0}, "max_size"),
+    ],
+)
+def test_bad_settings_are_refused_naming_them(kwargs: dict[str, object], named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        PostgresStore("postgresql://localhost/db", **kwargs)  # type: ignore[arg-type]
+
+
+async def test_an_unreachable_server_is_a_typed_error() -> None:
+    store = PostgresStore("postgresql://postgres@127.0.0.1:1/nowhere")
+    with pytest.raises(StoreError):
+        await store.get("job")
+    await store.close()
+
+
+async def test_two_stores_on_one_schema_see_each_others_jobs_and_migrate_once(postgres_url: str) -> None:
+    first, second = open_store(postgres_url), open_store(postgres_url)
+    try:
+        # both migrate at once: the advisory lock lets one create the tables and the other find them
+        await asyncio.gather(first.get("x"), second.get("x"))
+        async with Client(first) as client:
+            created = await client.submit("job-1", "in", agent="a")
+        assert await second.get("job-1") == created
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_finished_jobs_expire_after_ttl_seconds(postgres_url: str) -> None:
+    schema = postgres_url.rpartition("schema=")[2]
+    base = postgres_url.partition("?")[0]
+    store = PostgresStore(base, schema=schema, ttl_seconds=0.001)
+
+    async def echo(text: str) -> str:
+        return text
+
+    try:
+        async with DurableAgent(echo, store) as durable:
+            await durable.run("old", "x")
+            await asyncio.sleep(0.01)  # let its ttl pass (a wall-clock ttl: no event to wait on)
+            store._next_purge = 0.0  # the purge runs at most every ttl/10 s; make it due now
+            await durable.run("new", "y")
+            assert await store.get("old") is None
+            assert await store.read_steps("old") == []
+    finally:
+        await store.close()
+
+
+async def test_two_schedulers_on_one_postgres_create_one_job_per_tick(postgres_url: str) -> None:
+    first, second = open_store(postgres_url), open_store(postgres_url)
+    try:
+        created = await run_two_schedulers(first, second, 60)
+    finally:
+        await first.close()
+        await second.close()
+    assert created == sorted(fire_job_id("tick", START + timedelta(seconds=s)) for s in range(1, 61))
+
+
+async def test_notify_wakes_a_waiting_worker_and_lease_keeper_at_once(postgres_url: str) -> None:
+    """``wait_for_work`` and ``wait_for_control`` return on NOTIFY from another store's write, long before
+    their timeout (an hour: without the notification the test times out)."""
+    waiting_store, writing_store = open_store(postgres_url), open_store(postgres_url)
+    try:
+        await waiting_store.wait_for_control(0.001)  # type: ignore[attr-defined]
+        # a first short wait sets up LISTEN; a notification from then on is kept until it is awaited
+        await waiting_store.wait_for_work("a", 0.001)  # type: ignore[attr-defined]
+        async with Client(writing_store) as client:
+            work = asyncio.ensure_future(waiting_store.wait_for_work("a", 3600))  # type: ignore[attr-defined]
+            await client.submit("job", "x", agent="a")
+            await work
+            control = asyncio.ensure_future(waiting_store.wait_for_control(3600))  # type: ignore[attr-defined]
+            # what a pause of a job running in another process leaves for its owner
+            await writing_store.request_control(ControlRequest("job", ControlKind.PAUSE, utcnow()))
+            await control
+    finally:
+        await waiting_store.close()
+        await writing_store.close()
+
+
+async def _submit(url: str, count: int) -> None:
+    async with Client(open_store(url)) as client:
+        for index in range(count):
+            await client.submit(f"job-{index:03d}", f"in{index}", agent="crash")
+
+
+async def _wait_all(url: str, count: int) -> dict[str, tuple[JobStatus, object, int]]:
+    async with Client(open_store(url), poll_interval=0.2) as client:
+        jobs: dict[str, tuple[JobStatus, object, int]] = {}
+        for index in range(count):
+            job = await client.wait(f"job-{index:03d}", timeout=240)
+            jobs[job.id] = (job.status, job.result, job.steps)
+        return jobs
+
+
+def _check(jobs: dict[str, tuple[JobStatus, object, int]], count: int) -> None:
+    assert len(jobs) == count
+    for index in range(count):
+        assert jobs[f"job-{index:03d}"] == (JobStatus.COMPLETED, expected_result(f"in{index}"), STEPS)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_sigkill_at_random_moments_loses_nothing_and_reruns_no_journaled_step(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    count = 120
+    fleet = Fleet(postgres_url, tmp_path / "side.db", concurrency=20, lease_ttl=2.0)
+    asyncio.run(_submit(postgres_url, count))
+    rng = random.Random(4321)
+    killed: set[int] = set()
+    try:
+        target = 0
+        for _ in range(3):
+            worker = fleet.start("crash-worker")  # the same worker id: reclaims its jobs at once
+            target += rng.randint(50, 150)
+            fleet.wait_for_executions(target)
+            worker.kill()
+            killed.add(worker.pid)
+        final = fleet.start("crash-worker")
+        jobs = asyncio.run(_wait_all(postgres_url, count))
+        assert final.terminate() == 0
+    finally:
+        fleet.stop_all()
+    _check(jobs, count)
+    report = audit(fleet.executions(), killed)
+    assert report.unexplained_reruns == []
+    assert report.two_owners == []
+    journals = asyncio.run(read_journals(postgres_url, [f"job-{index:03d}" for index in range(count)]))
+    assert stale_commits(fleet.rows("ran"), journals) == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_three_workers_one_killed_and_replaced(postgres_url: str, tmp_path: Path) -> None:
+    count = 150
+    fleet = Fleet(postgres_url, tmp_path / "side.db", concurrency=20, lease_ttl=2.0, step_delay=0.05)
+    asyncio.run(_submit(postgres_url, count))
+    try:
+        workers = [fleet.start(f"worker-{n}") for n in range(3)]
+        victim = workers[1]
+        fleet.wait_for_executions(20, pid=victim.pid)
+        victim.kill()
+        replacement = fleet.start("worker-3")
+        jobs = asyncio.run(_wait_all(postgres_url, count))
+        for worker in fleet.workers:
+            if not worker.killed:
+                assert worker.terminate() == 0
+    finally:
+        fleet.stop_all()
+    _check(jobs, count)
+    report = audit(fleet.executions(), {victim.pid})
+    assert report.unexplained_reruns == []
+    assert report.two_owners == []
+    pids = {row[2] for row in fleet.executions()}
+    assert {victim.pid, replacement.pid} <= pids
