@@ -91,7 +91,7 @@ class JobContext(metaclass=NoPublicConstructor):
         self._next_index = 0
         self._replay_until = max(journal) + 1 if journal else 0
         self._interrupts = 0
-        self._usage: dict[str, int] = {}
+        self._usage: dict[str, int] | None = None  # made on the first report: most jobs never report
         self._budget: Budget | None = None if actor.job.budget is None else Budget.model_validate(actor.job.budget)
 
     @property
@@ -241,7 +241,7 @@ class JobContext(metaclass=NoPublicConstructor):
     @property
     def usage(self) -> dict[str, int]:
         """The usage reported so far (``tokens``, ``requests``), counted over the journal."""
-        return dict(self._usage)
+        return dict(self._usage or {})
 
     async def record_usage(self, *, tokens: int = 0, requests: int = 0) -> None:
         """Report model usage that the job's :class:`~durapod.Budget` counts (integrations report their own).
@@ -259,6 +259,8 @@ class JobContext(metaclass=NoPublicConstructor):
     def _count_usage(self, *, tokens: int = 0, requests: int = 0) -> None:
         """Add usage that a journaled step carries (called on the first run and on every replay)."""
         usage = self._usage
+        if usage is None:
+            usage = self._usage = {}
         usage["tokens"] = usage.get("tokens", 0) + tokens
         usage["requests"] = usage.get("requests", 0) + requests
         self._actor.usage = dict(usage)
@@ -266,7 +268,7 @@ class JobContext(metaclass=NoPublicConstructor):
     async def _check_budget(self, index: int) -> None:
         """Stop before step ``index`` if the budget has run out (pause for a new one, or fail)."""
         while self._budget is not None:
-            exceeded = self._budget.exceeded(self._usage, index)
+            exceeded = self._budget.exceeded(self._usage or {}, index)
             if exceeded is None:
                 return
             limit, used, allowed = exceeded
