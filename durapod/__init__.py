@@ -12,10 +12,12 @@ Example:
 """
 
 from durapod.agent import DurableAgent
+from durapod.budget import Budget
 from durapod.client import Client
 from durapod.context import JobContext
 from durapod.errors import (
     AskTimeout,
+    BudgetExceeded,
     CorruptRecord,
     DurapodError,
     InvalidInput,
@@ -57,6 +59,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AskTimeout",
+    "Budget",
+    "BudgetExceeded",
     "Client",
     "Clock",
     "CorruptRecord",

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
+from durapod._typed import AgentTypes
 from durapod.context import JobContext
 from durapod.models import Job
 
@@ -47,7 +48,7 @@ class AgentInvoker:
     Raises ``TypeError`` naming the agent when it is none of the accepted shapes.
     """
 
-    __slots__ = ("fn", "is_generator", "takes_context")
+    __slots__ = ("fn", "is_generator", "takes_context", "types")
 
     def __init__(self, agent: object) -> None:
         fn: Callable[..., Any] | None = None
@@ -73,15 +74,17 @@ class AgentInvoker:
         self.fn = fn
         self.takes_context = arity >= 2
         self.is_generator = inspect.isasyncgenfunction(fn)
+        self.types = AgentTypes(fn, is_generator=self.is_generator)
 
     async def __call__(self, job: Job, ctx: JobContext) -> JsonValue:
+        types = self.types
         if self.takes_context:
-            args: tuple[Any, ...] = (job.input, ctx)
+            args: tuple[Any, ...] = (types.load_input(job.input, job.id), ctx)
         else:
             # A plain agent cannot replay: on resume it is called with the newest input.
-            args = (job.inputs[-1] if job.inputs else job.input,)
+            args = (types.load_input(job.inputs[-1] if job.inputs else job.input, job.id),)
         if not self.is_generator:
-            return await self.fn(*args)  # type: ignore[no-any-return]
+            return types.dump_result(await self.fn(*args), job.id)
         return await _drain(self.fn(*args), ctx)
 
 

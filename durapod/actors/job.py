@@ -136,6 +136,7 @@ class JobActor:
         "_was_cancelled",
         "job",
         "task",
+        "usage",
     )
 
     def __init__(self, runtime: JobRuntime, job: Job, *, fresh: bool = False, reload: bool = False) -> None:
@@ -158,6 +159,7 @@ class JobActor:
         self._reload = reload
         #: a store error (not "unavailable") met while the agent ran: the store's failure, not the agent's
         self._store_failure: StoreError | None = None
+        self.usage: dict[str, int] | None = None  # what the agent reported (JobContext counts it)
 
     def __repr__(self) -> str:
         return f"<JobActor {self.job.id} {self.job.status}>"
@@ -309,7 +311,7 @@ class JobActor:
             check_json(result, "result", job.id)
         except Suspend as suspend:
             self._stop_interrupts()
-            return await self._suspended(suspend.waiting_for)
+            return await self._suspended(suspend.waiting_for, suspend.answer_type)
         except asyncio.CancelledError:
             if not self._acknowledge_cancel():
                 raise
@@ -384,7 +386,7 @@ class JobActor:
             self._log().debug("job completed")
         return Exit.DONE
 
-    async def _suspended(self, waiting_for: str | None) -> Exit:
+    async def _suspended(self, waiting_for: str | None, answer_type: str | None = None) -> Exit:
         if waiting_for is None and self._reason == "drain":
             return await self._hand_back()
         events: list[dict[str, JsonValue]] = []
@@ -394,6 +396,7 @@ class JobActor:
         changes: dict[str, Any] = {"paused_running": self.job.status is JobStatus.RUNNING}
         if self._attempt_counted and not self._agent_called:
             changes = {"paused_running": False, "attempts": self.job.attempts - 1}
+        changes["answer_type"] = answer_type
         if await self._write(status=JobStatus.PAUSED, waiting_for=waiting_for, events=events, **changes):
             self._log().info("job paused", waiting_for=waiting_for)
         return Exit.DONE
@@ -558,6 +561,8 @@ class JobActor:
                 changes["lease_until"] = None  # the store clears it: say so in the status event too
             if self._journal is not None:
                 changes["steps"] = len(self._journal)
+            if self.usage is not None:
+                changes["usage"] = dict(self.usage)
         new = job.evolve(updated_at=runtime.clock.utcnow(), **changes)
         batch: list[dict[str, JsonValue]] = []
         unwritten: list[dict[str, JsonValue]] = []
