@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import json
 import math
 import re
@@ -69,6 +70,22 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 #: A write: runs inside the batch's transaction; refuses by raising a DurapodError before it writes.
 _Op = Callable[["_Connection"], Awaitable[Any]]
+#: A write's outcome in a batch: ``(True, its value)``, or ``(False, the DurapodError it refused with)``.
+_Outcome = tuple[bool, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Grouped:
+    """A write that runs in one statement with the other writes of its kind in the same batch.
+
+    ``run(connection, items)`` writes every item (those it refuses write nothing) and returns one outcome
+    per item, in order. The batch never groups two writes of one job: those keep their order.
+    """
+
+    run: Callable[[_Connection, builtins.list[Any]], Awaitable[builtins.list[_Outcome]]]
+    job_id: str
+    item: Any
+
 
 __all__ = ["PostgresStore"]
 
@@ -120,28 +137,52 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
-_SAVE_SQL: Final = """
+_CREATE_ALL_SQL: Final = """
+    INSERT INTO {s}.jobs (id, agent, status, created_at, owner, lease_until, epoch, version, finished_at, record)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
+        $7::bigint[], $8::bigint[], $9::bigint[], $10::text[])
+    ON CONFLICT (id) DO NOTHING RETURNING id"""
+# events ($13-$15: job id, seq, record) are logged for the jobs saved
+_SAVE_ALL_SQL: Final = """
     WITH saved AS (
         UPDATE {s}.jobs SET
-            agent = $3, status = $4, created_at = $5, epoch = $7, version = $8, record = $11,
-            lease_until = CASE WHEN $10 THEN NULL WHEN owner IS NOT DISTINCT FROM $6 AND epoch = $7
-                THEN lease_until ELSE $9 END,
-            owner = $6,
-            finished_at = $12
-        WHERE id = $1 AND version = $2
-        RETURNING id, lease_until
+            agent = u.agent, status = u.status, created_at = u.created_at, epoch = u.epoch, version = u.version,
+            record = u.record,
+            lease_until = CASE WHEN u.settled THEN NULL WHEN jobs.owner IS NOT DISTINCT FROM u.owner
+                AND jobs.epoch = u.epoch THEN jobs.lease_until ELSE u.lease_until END,
+            owner = u.owner,
+            finished_at = u.finished_at
+        FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[],
+            $8::bigint[], $9::bigint[], $10::boolean[], $11::text[], $12::bigint[])
+            AS u(id, expected, agent, status, created_at, owner, epoch, version, lease_until, settled, record,
+                finished_at)
+        WHERE jobs.id = u.id AND jobs.version = u.expected
+        RETURNING jobs.id, jobs.lease_until
     ), logged AS (
         INSERT INTO {s}.events (job_id, seq, record)
-        SELECT $1, seq, record FROM unnest($13::bigint[], $14::text[]) AS e(seq, record), saved
+        SELECT e.job_id, e.seq, e.record FROM unnest($13::text[], $14::bigint[], $15::text[]) AS e(job_id, seq, record)
+        WHERE e.job_id IN (SELECT id FROM saved)
         ON CONFLICT DO NOTHING
     )
-    SELECT lease_until, (SELECT count(*) FROM {s}.steps WHERE job_id = $1)::int FROM saved"""
-_APPEND_STEP_SQL: Final = """
-    INSERT INTO {s}.steps (job_id, idx, record)
-    SELECT id, $2, $3 FROM (
-        SELECT id FROM {s}.jobs WHERE id = $1 AND status = 'running' AND epoch = $4 FOR SHARE
-    ) AS fenced
-    ON CONFLICT DO NOTHING"""
+    SELECT id, lease_until, (SELECT count(*) FROM {s}.steps WHERE steps.job_id = saved.id)::int FROM saved"""
+# a step is journaled only if its job is running with its epoch (the row share-locked, so a concurrent
+# claim waits or wins); events ($5-$7: job id, seq, record) are logged for the steps journaled
+_APPEND_STEPS_SQL: Final = """
+    WITH fenced AS (
+        SELECT a.job_id, a.idx, a.record FROM unnest($1::text[], $2::integer[], $3::text[], $4::bigint[])
+            AS a(job_id, idx, record, epoch)
+        JOIN {s}.jobs ON jobs.id = a.job_id AND jobs.status = 'running' AND jobs.epoch = a.epoch
+        FOR SHARE OF jobs
+    ), added AS (
+        INSERT INTO {s}.steps (job_id, idx, record) SELECT job_id, idx, record FROM fenced
+        ON CONFLICT DO NOTHING RETURNING job_id
+    ), logged AS (
+        INSERT INTO {s}.events (job_id, seq, record)
+        SELECT e.job_id, e.seq, e.record FROM unnest($5::text[], $6::bigint[], $7::text[]) AS e(job_id, seq, record)
+        WHERE e.job_id IN (SELECT job_id FROM added)
+        ON CONFLICT DO NOTHING
+    )
+    SELECT job_id FROM added"""
 _INSERT_EVENTS_SQL: Final = (
     "INSERT INTO {s}.events (job_id, seq, record) SELECT $1, seq, record"
     " FROM unnest($2::bigint[], $3::text[]) AS e(seq, record) ON CONFLICT DO NOTHING"
@@ -301,7 +342,7 @@ class PostgresStore(Store):
         self._closed = False
         self._listener = _Listener(f"{schema}_wake", f"{schema}_control")
         # group commit: writes queued while a batch commits go together in the next transaction
-        self._queued: builtins.list[tuple[_Op, asyncio.Future[Any]]] = []
+        self._queued: builtins.list[tuple[_Op | _Grouped, asyncio.Future[Any]]] = []
         self._queued_event: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
         # done when the batch that will hold the queued writes (or the one being written) is committed:
@@ -309,6 +350,8 @@ class PostgresStore(Store):
         self._queued_commit: asyncio.Future[None] | None = None
         self._writing_commit: asyncio.Future[None] | None = None
         self.batches = 0
+        # the agents to wake when the transaction being written commits (NOTIFY is sent on commit anyway)
+        self._wakes: set[str] = set()
 
     def __repr__(self) -> str:
         where = self._dsn if self._dsn is not None else "pool"
@@ -400,7 +443,7 @@ class PostgresStore(Store):
                 raise StoreUnavailable(f"{self!r}: {_reason(exc)}") from exc
             raise StoreError(f"{self!r}: {_reason(exc)}") from exc
 
-    def _write(self, op: _Op) -> asyncio.Future[Any]:
+    def _write(self, op: _Op | _Grouped) -> asyncio.Future[Any]:
         """Queue a write; the future has its result once the batch holding it is committed.
 
         Writes queued while a batch is being written go in the next one: one transaction (and one WAL
@@ -441,19 +484,21 @@ class PostgresStore(Store):
                 if commit is not None and not commit.done():
                     commit.set_result(None)
 
-    async def _run_batch(self, batch: builtins.list[tuple[_Op, asyncio.Future[Any]]]) -> None:
+    async def _run_batch(self, batch: builtins.list[tuple[_Op | _Grouped, asyncio.Future[Any]]]) -> None:
         """Run ``batch`` in one transaction. A statement that fails (a deadlock, a lost connection) rolls
         it back: then each write runs again in a transaction of its own, so that only its own caller
         gets its error."""
-        outcomes: builtins.list[tuple[bool, Any]] = []
         try:
             pool = await self._open()
             async with pool.acquire() as connection, connection.transaction():
-                for op, _ in batch:
-                    try:
-                        outcomes.append((True, await op(connection)))
-                    except DurapodError as refused:  # raised before the op wrote: the others stand
-                        outcomes.append((False, refused))
+                self._wakes = set()
+                outcomes = await self._run_writes(connection, [op for op, _ in batch])
+                if self._wakes:
+                    await connection.execute(
+                        "SELECT pg_notify($1, agent) FROM unnest($2::text[]) AS agent",
+                        f"{self._schema}_wake",
+                        sorted(self._wakes),
+                    )
         except asyncio.CancelledError:
             for _, future in batch:
                 if not future.done():
@@ -477,13 +522,45 @@ class PostgresStore(Store):
             else:
                 future.set_exception(value)
 
+    async def _run_writes(self, connection: _Connection, ops: Sequence[_Op | _Grouped]) -> builtins.list[_Outcome]:
+        """Run ``ops`` in order, except that grouped writes of different jobs run together, one statement per
+        kind, up to the next write that is not grouped or that is of a job already in the group: writes
+        queued together are concurrent, so any order of different jobs' writes is one they could have had."""
+        outcomes: builtins.list[_Outcome] = [(False, None)] * len(ops)
+        groups: dict[Callable[..., Any], builtins.list[tuple[int, Any]]] = {}
+        jobs: set[str] = set()
+
+        async def run_groups() -> None:
+            for run, items in groups.items():
+                results = await run(connection, [item for _, item in items])
+                for (index, _), outcome in zip(items, results, strict=True):
+                    outcomes[index] = outcome
+            groups.clear()
+            jobs.clear()
+
+        for index, op in enumerate(ops):
+            if isinstance(op, _Grouped):
+                if op.job_id in jobs:
+                    await run_groups()
+                groups.setdefault(op.run, []).append((index, op.item))
+                jobs.add(op.job_id)
+                continue
+            await run_groups()
+            try:
+                outcomes[index] = (True, await op(connection))
+            except DurapodError as refused:  # raised before the op wrote: the others stand
+                outcomes[index] = (False, refused)
+        await run_groups()
+        return outcomes
+
     def _store_error(self, exc: Exception) -> StoreError:
         if _unavailable(exc):
             return StoreUnavailable(f"{self!r}: {_reason(exc)}")
         return StoreError(f"{self!r}: {_reason(exc)}")
 
-    async def _notify_wake(self, connection: asyncpg.pool.PoolConnectionProxy[Any], agent: str) -> None:
-        await connection.execute("SELECT pg_notify($1, $2)", f"{self._schema}_wake", agent)
+    def _wake(self, agent: str) -> None:
+        """Wake the workers waiting for work of ``agent`` when the batch being written commits."""
+        self._wakes.add(agent)
 
     async def _purge_if_due(self, connection: asyncpg.pool.PoolConnectionProxy[Any]) -> None:
         if self._ttl_seconds is None:
@@ -517,14 +594,14 @@ class PostgresStore(Store):
         Raises:
             CorruptRecord: the existing job's record cannot be decoded.
         """
+        found: tuple[Job, bool] | None = await self._write(_Grouped(self._create_all, job.id, job))
+        if found is None:  # deleted between the two statements
+            return await self.create(job)
+        return found
 
-        async def op(connection: _Connection) -> Any:
-            inserted = await connection.fetchval(
-                self._sql(
-                    "INSERT INTO {s}.jobs (id, agent, status, created_at, owner, lease_until, epoch, version,"
-                    " finished_at, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-                    " ON CONFLICT (id) DO NOTHING RETURNING true"
-                ),
+    async def _create_all(self, connection: _Connection, jobs: builtins.list[Job]) -> builtins.list[_Outcome]:
+        rows = [
+            (
                 job.id,
                 job.agent,
                 str(job.status),
@@ -536,17 +613,29 @@ class PostgresStore(Store):
                 self._finished_at(job),
                 job.model_dump_json(),
             )
-            if inserted:
+            for job in jobs
+        ]
+        inserted = {row[0] for row in await connection.fetch(self._sql(_CREATE_ALL_SQL), *_columns(rows, 10))}
+        existing: dict[str, Any] = {}
+        if len(inserted) < len(jobs):
+            found = await connection.fetch(
+                self._sql(f"SELECT {_JOB_COLUMNS} FROM {{s}}.jobs WHERE id = ANY($1::text[])"),
+                [job.id for job in jobs if job.id not in inserted],
+            )
+            existing = {row[0]: tuple(row) for row in found}
+        outcomes: builtins.list[_Outcome] = []
+        for job in jobs:
+            if job.id in inserted:
                 if job.status in CLAIMABLE and job.owner is None:
-                    await self._notify_wake(connection, job.agent)
-                return job.model_copy(update={"steps": 0}) if job.steps else job, True
-            row = await connection.fetchrow(self._sql(f"SELECT {_JOB_COLUMNS} FROM {{s}}.jobs WHERE id = $1"), job.id)
-            return None if row is None else (_decode_job(tuple(row)), False)
-
-        found: tuple[Job, bool] | None = await self._write(op)
-        if found is None:  # deleted between the two statements
-            return await self.create(job)
-        return found
+                    self._wake(job.agent)
+                outcomes.append((True, (job.model_copy(update={"steps": 0}) if job.steps else job, True)))
+                continue
+            row = existing.get(job.id)
+            try:
+                outcomes.append((True, None if row is None else (_decode_job(row), False)))
+            except CorruptRecord as exc:
+                outcomes.append((False, exc))
+        return outcomes
 
     async def get(self, job_id: str) -> Job | None:
         """The job with that id, or None.
@@ -573,12 +662,26 @@ class PostgresStore(Store):
                 one higher.
         """
         seqs, records = _event_columns(job.id, events)
+        lease_micros, steps = await self._write(
+            _Grouped(self._save_all, job.id, (job, expected_version, seqs, records))
+        )
+        lease_until = None if lease_micros is None else _moment(lease_micros)
+        if lease_until != job.lease_until or steps != job.steps:
+            job = job.model_copy(update={"lease_until": lease_until, "steps": steps})
+        return job
 
-        async def op(connection: _Connection) -> Any:
-            row = None
-            if job.version == expected_version + 1:
-                row = await connection.fetchrow(
-                    self._sql(_SAVE_SQL),
+    async def _save_all(
+        self,
+        connection: _Connection,
+        items: builtins.list[tuple[Job, int, builtins.list[int], builtins.list[str]]],
+    ) -> builtins.list[_Outcome]:
+        rows: builtins.list[tuple[Any, ...]] = []
+        event_rows: builtins.list[tuple[str, int, str]] = []
+        for job, expected_version, seqs, records in sorted(items, key=lambda item: item[0].id):
+            if job.version != expected_version + 1:
+                continue
+            rows.append(
+                (
                     job.id,
                     expected_version,
                     job.agent,
@@ -591,25 +694,37 @@ class PostgresStore(Store):
                     job.status in SETTLED,
                     job.model_dump_json(),
                     self._finished_at(job),
-                    seqs,
-                    records,
                 )
+            )
+            event_rows.extend((job.id, seq, record) for seq, record in zip(seqs, records, strict=True))
+        saved: dict[str, tuple[Any, ...]] = {}
+        if rows:
+            found = await connection.fetch(self._sql(_SAVE_ALL_SQL), *_columns(rows, 12), *_columns(event_rows, 3))
+            saved = {row[0]: (row[1], row[2]) for row in found}
+        versions: dict[str, int] = {}
+        if len(saved) < len(items):
+            found = await connection.fetch(
+                self._sql("SELECT id, version FROM {s}.jobs WHERE id = ANY($1::text[])"),
+                [job.id for job, *_ in items if job.id not in saved],
+            )
+            versions = {row[0]: row[1] for row in found}
+        outcomes: builtins.list[_Outcome] = []
+        expiring = False
+        for job, expected_version, _, _ in items:
+            row = saved.get(job.id)
             if row is None:
-                found = await connection.fetchval(self._sql("SELECT version FROM {s}.jobs WHERE id = $1"), job.id)
-                if found is None:
-                    raise JobNotFound(job.id)
-                raise VersionConflict(job.id, expected_version, found)
+                if job.id not in versions:
+                    outcomes.append((False, JobNotFound(job.id)))
+                else:
+                    outcomes.append((False, VersionConflict(job.id, expected_version, versions[job.id])))
+                continue
             if job.status in CLAIMABLE and (job.owner is None or row[0] is None):
-                await self._notify_wake(connection, job.agent)
-            if job.status in _EXPIRING_STATUSES:
-                await self._purge_if_due(connection)
-            return tuple(row)
-
-        lease_micros, steps = await self._write(op)
-        lease_until = None if lease_micros is None else _moment(lease_micros)
-        if lease_until != job.lease_until or steps != job.steps:
-            job = job.model_copy(update={"lease_until": lease_until, "steps": steps})
-        return job
+                self._wake(job.agent)
+            expiring = expiring or job.status in _EXPIRING_STATUSES
+            outcomes.append((True, row))
+        if expiring:
+            await self._purge_if_due(connection)
+        return outcomes
 
     async def list(
         self,
@@ -700,21 +815,7 @@ class PostgresStore(Store):
         """
 
         seqs, records = _event_columns(record.job_id, events)
-
-        async def op(connection: _Connection) -> Any:
-            status = await connection.execute(
-                self._sql(_APPEND_STEP_SQL), record.job_id, record.index, record.model_dump_json(), record.epoch
-            )
-            if status.endswith(" 1"):
-                if seqs:  # the events streamed before the step, logged with it
-                    await connection.execute(self._sql(_INSERT_EVENTS_SQL), record.job_id, seqs, records)
-                return None
-            found = await connection.fetchrow(
-                self._sql("SELECT status, epoch FROM {s}.jobs WHERE id = $1"), record.job_id
-            )
-            return False if found is None else tuple(found)
-
-        found = await self._write(op)
+        found = await self._write(_Grouped(self._append_steps, record.job_id, (record, seqs, records)))
         if found is None:  # journaled
             return
         if found is False:
@@ -725,6 +826,29 @@ class PostgresStore(Store):
         if current_epoch != record.epoch:
             raise StaleOwnerError(record.job_id, record.epoch, current_epoch, "another worker claimed it")
         raise StaleOwnerError(record.job_id, record.epoch, current_epoch, f"step #{record.index} is journaled")
+
+    async def _append_steps(
+        self,
+        connection: _Connection,
+        items: builtins.list[tuple[StepRecord, builtins.list[int], builtins.list[str]]],
+    ) -> builtins.list[_Outcome]:
+        """Journal the steps (of different jobs). Each outcome is None (journaled), False (no such job) or
+        the job's status and epoch (refused)."""
+        rows: builtins.list[tuple[Any, ...]] = []
+        event_rows: builtins.list[tuple[str, int, str]] = []
+        for record, seqs, records in sorted(items, key=lambda item: item[0].job_id):
+            rows.append((record.job_id, record.index, record.model_dump_json(), record.epoch))
+            event_rows.extend((record.job_id, seq, text) for seq, text in zip(seqs, records, strict=True))
+        found = await connection.fetch(self._sql(_APPEND_STEPS_SQL), *_columns(rows, 4), *_columns(event_rows, 3))
+        added = {row[0] for row in found}
+        current: dict[str, tuple[Any, ...]] = {}
+        if len(added) < len(items):
+            found = await connection.fetch(
+                self._sql("SELECT id, status, epoch FROM {s}.jobs WHERE id = ANY($1::text[])"),
+                [record.job_id for record, _, _ in items if record.job_id not in added],
+            )
+            current = {row[0]: (row[1], row[2]) for row in found}
+        return [(True, None if record.job_id in added else current.get(record.job_id, False)) for record, _, _ in items]
 
     async def read_steps(self, job_id: str) -> builtins.list[StepRecord]:
         """The job's journal, in order (empty for an unknown job).
@@ -904,7 +1028,7 @@ class PostgresStore(Store):
             )
             if agent is None:
                 return False
-            await self._notify_wake(connection, agent)
+            self._wake(agent)
             return True
 
         released: bool = await self._write(op)
@@ -1192,6 +1316,11 @@ def _event_columns(
         seqs.append(seq)
         records.append(_encode_json(dict(event), "event", job_id))
     return seqs, records
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> builtins.list[builtins.list[Any]]:
+    """``rows`` as ``width`` columns, one array parameter each (for ``unnest``)."""
+    return [[row[column] for row in rows] for column in range(width)]
 
 
 def _hide_password(url: str) -> str:
