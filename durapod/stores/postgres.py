@@ -349,6 +349,8 @@ class PostgresStore(Store):
         # a read waits for it, so that a process reads its own writes, cancelled callers' included
         self._queued_commit: asyncio.Future[None] | None = None
         self._writing_commit: asyncio.Future[None] | None = None
+        # the writer's connection, held from batch to batch (a pool's release costs a round trip)
+        self._writer_connection: asyncpg.pool.PoolConnectionProxy[Any] | None = None
         self.batches = 0
         # the agents to wake when the transaction being written commits (NOTIFY is sent on commit anyway)
         self._wakes: set[str] = set()
@@ -393,7 +395,7 @@ class PostgresStore(Store):
                 try:
                     if self._pool is None:
                         self._pool = await asyncpg.create_pool(
-                            self._dsn, min_size=self._min_size, max_size=self._max_size
+                            self._dsn, min_size=self._min_size, max_size=self._max_size, reset=_keep_session
                         )
                     async with self._pool.acquire() as connection:
                         await self._migrate(connection)
@@ -489,8 +491,8 @@ class PostgresStore(Store):
         it back: then each write runs again in a transaction of its own, so that only its own caller
         gets its error."""
         try:
-            pool = await self._open()
-            async with pool.acquire() as connection, connection.transaction():
+            connection = await self._writing_connection()
+            async with connection.transaction():
                 self._wakes = set()
                 outcomes = await self._run_writes(connection, [op for op, _ in batch])
                 if self._wakes:
@@ -552,6 +554,19 @@ class PostgresStore(Store):
                 outcomes[index] = (False, refused)
         await run_groups()
         return outcomes
+
+    async def _writing_connection(self) -> asyncpg.pool.PoolConnectionProxy[Any]:
+        """The writer's connection: acquired once, and again after it is lost."""
+        pool = await self._open()
+        connection = self._writer_connection
+        if connection is not None and connection.is_closed():
+            self._writer_connection = None
+            with contextlib.suppress(Exception):
+                await pool.release(connection)
+            connection = None
+        if connection is None:
+            connection = self._writer_connection = await pool.acquire()
+        return connection
 
     def _store_error(self, exc: Exception) -> StoreError:
         if _unavailable(exc):
@@ -1292,6 +1307,10 @@ class PostgresStore(Store):
             writer.cancel()
             with contextlib.suppress(BaseException):
                 await writer
+        connection, self._writer_connection = self._writer_connection, None
+        if connection is not None and self._pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._pool.release(connection), timeout=5)
         await self._listener.close(self._pool)
         if self._owns_pool and self._pool is not None:
             pool, self._pool = self._pool, None
@@ -1302,6 +1321,8 @@ class PostgresStore(Store):
 
 
 _EXPIRING_STATUSES: Final = frozenset(JobStatus(status) for status in _EXPIRING)
+# compact JSON, as ``_encode_json`` writes it; one encoder, not one per event as ``json.dumps`` makes
+_EVENT_JSON: Final = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
 def _event_columns(
@@ -1314,8 +1335,18 @@ def _event_columns(
         if not isinstance(seq, int) or isinstance(seq, bool):
             raise InvalidInput("event", dict(event), "no int 'seq'", job_id)
         seqs.append(seq)
-        records.append(_encode_json(dict(event), "event", job_id))
+        value = event if isinstance(event, dict) else dict(event)
+        try:
+            records.append(_EVENT_JSON.encode(value))
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput("event", value, str(exc), job_id) from None
     return seqs, records
+
+
+async def _keep_session(connection: object) -> None:
+    """The store's own pool's reset: none. Its connections keep no session state (no ``SET``, no session
+    locks, no cursors outside a transaction; LISTEN is undone by its holder), and asyncpg's default reset
+    would cost a round trip per release."""
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> builtins.list[builtins.list[Any]]:
