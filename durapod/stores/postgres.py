@@ -27,12 +27,11 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import dataclasses
 import json
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
@@ -60,6 +59,7 @@ from durapod.stores._codec import (
     _optional_micros,
     _reason,
 )
+from durapod.stores._postgres_writer import _Grouped, _Op, _Outcome, _unavailable, _Writer
 from durapod.stores.base import ControlRequest, Page, Store, control_kind, decode_cursor, encode_cursor, matches
 
 if TYPE_CHECKING:
@@ -68,25 +68,6 @@ if TYPE_CHECKING:
     _Connection = asyncpg.pool.PoolConnectionProxy[Any]
 
 T = TypeVar("T")
-#: A write: runs inside the batch's transaction; refuses by raising a DurapodError before it writes.
-_Op = Callable[["_Connection"], Awaitable[Any]]
-#: A write's outcome in a batch: ``(True, its value)``, or ``(False, the DurapodError it refused with)``.
-_Outcome = tuple[bool, Any]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Grouped:
-    """A write that runs in one statement with the other writes of its kind in the same batch.
-
-    ``run(connection, items)`` writes every item (those it refuses write nothing) and returns one outcome
-    per item, in order. The batch never groups two writes of one job: those keep their order.
-    """
-
-    run: Callable[[_Connection, builtins.list[Any]], Awaitable[builtins.list[_Outcome]]]
-    job_id: str
-    item: Any
-
-
 __all__ = ["PostgresStore"]
 
 _log = get_logger("durapod.stores.postgres")
@@ -202,22 +183,6 @@ def _claimed(job: Job, owner: str, lease_until: datetime, now: datetime) -> Job:
 
 def _claim_row(job: Job) -> tuple[Any, ...]:
     return (job.id, job.owner, _optional_micros(job.lease_until), job.epoch, job.version, job.model_dump_json())
-
-
-def _unavailable(exc: BaseException) -> bool:
-    """True for an error that says the server cannot be reached (as opposed to a refused statement)."""
-    import asyncpg
-
-    return isinstance(
-        exc,
-        OSError
-        | asyncpg.InterfaceError
-        | asyncpg.ConnectionDoesNotExistError
-        | asyncpg.CannotConnectNowError
-        | asyncpg.TooManyConnectionsError
-        | asyncpg.AdminShutdownError
-        | asyncpg.CrashShutdownError,
-    )
 
 
 class _Listener:
@@ -341,19 +306,10 @@ class PostgresStore(Store):
         self._opening: asyncio.Lock | None = None
         self._closed = False
         self._listener = _Listener(f"{schema}_wake", f"{schema}_control")
-        # group commit: writes queued while a batch commits go together in the next transaction
-        self._queued: builtins.list[tuple[_Op | _Grouped, asyncio.Future[Any]]] = []
-        self._queued_event: asyncio.Event | None = None
-        self._writer: asyncio.Task[None] | None = None
-        # done when the batch that will hold the queued writes (or the one being written) is committed:
-        # a read waits for it, so that a process reads its own writes, cancelled callers' included
-        self._queued_commit: asyncio.Future[None] | None = None
-        self._writing_commit: asyncio.Future[None] | None = None
-        # the writer's connection, held from batch to batch (a pool's release costs a round trip)
-        self._writer_connection: asyncpg.pool.PoolConnectionProxy[Any] | None = None
-        self.batches = 0
-        # the agents to wake when the transaction being written commits (NOTIFY is sent on commit anyway)
-        self._wakes: set[str] = set()
+        # group commit; the writer holds its connection while the pool has room for the listener's and a
+        # read's besides
+        pool_size = max_size if isinstance(dsn_or_pool, str) else dsn_or_pool.get_max_size()
+        self._writer = _Writer(self._open, repr(self), f"{schema}_wake", hold=pool_size >= 3)
 
     def __repr__(self) -> str:
         where = self._dsn if self._dsn is not None else "pool"
@@ -431,7 +387,7 @@ class PostgresStore(Store):
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy[Any]]:
         """A connection for a read, once the writes this process queued before it are committed."""
-        barrier = self._queued_commit or self._writing_commit
+        barrier = self._writer.barrier()
         if barrier is not None:
             await asyncio.shield(barrier)
         pool = await self._open()
@@ -445,137 +401,17 @@ class PostgresStore(Store):
                 raise StoreUnavailable(f"{self!r}: {_reason(exc)}") from exc
             raise StoreError(f"{self!r}: {_reason(exc)}") from exc
 
-    def _write(self, op: _Op | _Grouped) -> asyncio.Future[Any]:
-        """Queue a write; the future has its result once the batch holding it is committed.
+    @property
+    def batches(self) -> int:
+        """Transactions the store's writer has run so far (each commits the writes queued together)."""
+        return self._writer.batches
 
-        Writes queued while a batch is being written go in the next one: one transaction (and one WAL
-        flush) for all of them. A write that refuses (a DurapodError raised before it wrote anything)
-        does not undo the others. A cancelled caller does not cancel its write (it may be committed).
-        """
+    def _write(self, op: _Op | _Grouped) -> asyncio.Future[Any]:
+        """Queue a write; the future has its result once the batch holding it is committed (see
+        :mod:`durapod.stores._postgres_writer`)."""
         if self._closed:
             raise StoreError(f"{self!r} is closed")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queued.append((op, future))
-        if self._queued_commit is None:
-            self._queued_commit = loop.create_future()
-        if self._queued_event is None:
-            self._queued_event = asyncio.Event()
-        self._queued_event.set()
-        if self._writer is None or self._writer.done():
-            self._writer = loop.create_task(self._write_batches(), name=f"durapod-postgres-writer-{self._schema}")
-        return future
-
-    async def _write_batches(self) -> None:
-        assert self._queued_event is not None
-        while True:
-            if not self._queued:
-                if self._closed:
-                    return
-                await self._queued_event.wait()
-                self._queued_event.clear()
-                continue
-            batch, self._queued = self._queued, []
-            commit, self._queued_commit = self._queued_commit, None
-            self._writing_commit = commit
-            self.batches += 1
-            try:
-                await self._run_batch(batch)
-            finally:
-                self._writing_commit = None
-                if commit is not None and not commit.done():
-                    commit.set_result(None)
-
-    async def _run_batch(self, batch: builtins.list[tuple[_Op | _Grouped, asyncio.Future[Any]]]) -> None:
-        """Run ``batch`` in one transaction. A statement that fails (a deadlock, a lost connection) rolls
-        it back: then each write runs again in a transaction of its own, so that only its own caller
-        gets its error."""
-        try:
-            connection = await self._writing_connection()
-            async with connection.transaction():
-                self._wakes = set()
-                outcomes = await self._run_writes(connection, [op for op, _ in batch])
-                if self._wakes:
-                    await connection.execute(
-                        "SELECT pg_notify($1, agent) FROM unnest($2::text[]) AS agent",
-                        f"{self._schema}_wake",
-                        sorted(self._wakes),
-                    )
-        except asyncio.CancelledError:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(StoreError(f"{self!r} is closed"))
-            raise
-        except Exception as exc:
-            if len(batch) > 1 and not isinstance(exc, DurapodError):
-                for item in batch:
-                    await self._run_batch([item])
-                return
-            error = exc if isinstance(exc, DurapodError) else self._store_error(exc)
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            return
-        for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
-            if future.done():
-                continue
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
-
-    async def _run_writes(self, connection: _Connection, ops: Sequence[_Op | _Grouped]) -> builtins.list[_Outcome]:
-        """Run ``ops`` in order, except that grouped writes of different jobs run together, one statement per
-        kind, up to the next write that is not grouped or that is of a job already in the group: writes
-        queued together are concurrent, so any order of different jobs' writes is one they could have had."""
-        outcomes: builtins.list[_Outcome] = [(False, None)] * len(ops)
-        groups: dict[Callable[..., Any], builtins.list[tuple[int, Any]]] = {}
-        jobs: set[str] = set()
-
-        async def run_groups() -> None:
-            for run, items in groups.items():
-                results = await run(connection, [item for _, item in items])
-                for (index, _), outcome in zip(items, results, strict=True):
-                    outcomes[index] = outcome
-            groups.clear()
-            jobs.clear()
-
-        for index, op in enumerate(ops):
-            if isinstance(op, _Grouped):
-                if op.job_id in jobs:
-                    await run_groups()
-                groups.setdefault(op.run, []).append((index, op.item))
-                jobs.add(op.job_id)
-                continue
-            await run_groups()
-            try:
-                outcomes[index] = (True, await op(connection))
-            except DurapodError as refused:  # raised before the op wrote: the others stand
-                outcomes[index] = (False, refused)
-        await run_groups()
-        return outcomes
-
-    async def _writing_connection(self) -> asyncpg.pool.PoolConnectionProxy[Any]:
-        """The writer's connection: acquired once, and again after it is lost."""
-        pool = await self._open()
-        connection = self._writer_connection
-        if connection is not None and connection.is_closed():
-            self._writer_connection = None
-            with contextlib.suppress(Exception):
-                await pool.release(connection)
-            connection = None
-        if connection is None:
-            connection = self._writer_connection = await pool.acquire()
-        return connection
-
-    def _store_error(self, exc: Exception) -> StoreError:
-        if _unavailable(exc):
-            return StoreUnavailable(f"{self!r}: {_reason(exc)}")
-        return StoreError(f"{self!r}: {_reason(exc)}")
-
-    def _wake(self, agent: str) -> None:
-        """Wake the workers waiting for work of ``agent`` when the batch being written commits."""
-        self._wakes.add(agent)
+        return self._writer.write(op)
 
     async def _purge_if_due(self, connection: asyncpg.pool.PoolConnectionProxy[Any]) -> None:
         if self._ttl_seconds is None:
@@ -614,7 +450,9 @@ class PostgresStore(Store):
             return await self.create(job)
         return found
 
-    async def _create_all(self, connection: _Connection, jobs: builtins.list[Job]) -> builtins.list[_Outcome]:
+    async def _create_all(
+        self, connection: _Connection, jobs: builtins.list[Job], wakes: set[str]
+    ) -> builtins.list[_Outcome]:
         rows = [
             (
                 job.id,
@@ -642,7 +480,7 @@ class PostgresStore(Store):
         for job in jobs:
             if job.id in inserted:
                 if job.status in CLAIMABLE and job.owner is None:
-                    self._wake(job.agent)
+                    wakes.add(job.agent)
                 outcomes.append((True, (job.model_copy(update={"steps": 0}) if job.steps else job, True)))
                 continue
             row = existing.get(job.id)
@@ -689,6 +527,7 @@ class PostgresStore(Store):
         self,
         connection: _Connection,
         items: builtins.list[tuple[Job, int, builtins.list[int], builtins.list[str]]],
+        wakes: set[str],
     ) -> builtins.list[_Outcome]:
         rows: builtins.list[tuple[Any, ...]] = []
         event_rows: builtins.list[tuple[str, int, str]] = []
@@ -734,7 +573,7 @@ class PostgresStore(Store):
                     outcomes.append((False, VersionConflict(job.id, expected_version, versions[job.id])))
                 continue
             if job.status in CLAIMABLE and (job.owner is None or row[0] is None):
-                self._wake(job.agent)
+                wakes.add(job.agent)
             expiring = expiring or job.status in _EXPIRING_STATUSES
             outcomes.append((True, row))
         if expiring:
@@ -846,6 +685,7 @@ class PostgresStore(Store):
         self,
         connection: _Connection,
         items: builtins.list[tuple[StepRecord, builtins.list[int], builtins.list[str]]],
+        wakes: set[str],
     ) -> builtins.list[_Outcome]:
         """Journal the steps (of different jobs). Each outcome is None (journaled), False (no such job) or
         the job's status and epoch (refused)."""
@@ -1043,7 +883,7 @@ class PostgresStore(Store):
             )
             if agent is None:
                 return False
-            self._wake(agent)
+            await connection.execute("SELECT pg_notify($1, $2)", f"{self._schema}_wake", agent)
             return True
 
         released: bool = await self._write(op)
@@ -1298,19 +1138,7 @@ class PostgresStore(Store):
         if self._closed:
             return
         self._closed = True
-        writer = self._writer
-        if writer is not None and not writer.done():
-            assert self._queued_event is not None
-            self._queued_event.set()  # what is queued is written, then the writer ends
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(writer), timeout=10)
-            writer.cancel()
-            with contextlib.suppress(BaseException):
-                await writer
-        connection, self._writer_connection = self._writer_connection, None
-        if connection is not None and self._pool is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._pool.release(connection), timeout=5)
+        await self._writer.close(self._pool)  # what is queued is written, then the writer ends
         await self._listener.close(self._pool)
         if self._owns_pool and self._pool is not None:
             pool, self._pool = self._pool, None
