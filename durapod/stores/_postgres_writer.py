@@ -40,11 +40,12 @@ _Outcome = tuple[bool, Any]
 class _Grouped:
     """A write that runs in one statement with the other writes of its kind in the same batch.
 
-    ``run(connection, items, wakes)`` writes every item (those it refuses write nothing), adds to ``wakes``
-    the agents whose workers to wake when the batch commits, and returns one outcome per item, in order.
+    ``run(connection, items)`` writes every item (those it refuses write nothing) and returns one outcome
+    per item, in order. It writes in its first statement only (what follows reads, or tidies up what no
+    write of the batch depends on): so a batch that is one group needs no transaction of its own.
     """
 
-    run: Callable[[_Connection, list[Any], set[str]], Awaitable[list[_Outcome]]]
+    run: Callable[[_Connection, list[Any]], Awaitable[list[_Outcome]]]
     job_id: str
     item: Any
 
@@ -69,12 +70,9 @@ class _Writer:
     """One group-committing writer. ``hold``: keep its connection from batch to batch (a pool's acquire
     and release cost round trips) rather than take one from the pool for each batch."""
 
-    def __init__(
-        self, open_pool: Callable[[], Awaitable[asyncpg.Pool[Any]]], label: str, wake_channel: str, *, hold: bool
-    ) -> None:
+    def __init__(self, open_pool: Callable[[], Awaitable[asyncpg.Pool[Any]]], label: str, *, hold: bool) -> None:
         self._open_pool = open_pool
         self._label = label
-        self._wake_channel = wake_channel
         self._hold = hold
         self._held: asyncpg.pool.PoolConnectionProxy[Any] | None = None
         self._queued: list[tuple[_Op | _Grouped, asyncio.Future[Any]]] = []
@@ -161,16 +159,15 @@ class _Writer:
 
     async def _run_batch(self, batch: list[tuple[_Op | _Grouped, asyncio.Future[Any]]]) -> None:
         """Run ``batch`` in one transaction; after a failed statement, each write in one of its own."""
+        ops = [op for op, _ in batch]
         try:
-            async with self._connection() as connection, connection.transaction():
-                wakes: set[str] = set()
-                outcomes = await self._run_writes(connection, [op for op, _ in batch], wakes)
-                if wakes:  # NOTIFY is sent on commit
-                    await connection.execute(
-                        "SELECT pg_notify($1, agent) FROM unnest($2::text[]) AS agent",
-                        self._wake_channel,
-                        sorted(wakes),
-                    )
+            async with self._connection() as connection:
+                group = _one_group(ops)
+                if group is not None:  # one statement writes it all: its own transaction, one round trip
+                    outcomes = await group[0](connection, group[1])
+                else:
+                    async with connection.transaction():
+                        outcomes = await self._run_writes(connection, ops)
         except asyncio.CancelledError:
             for _, future in batch:
                 if not future.done():
@@ -194,9 +191,7 @@ class _Writer:
             else:
                 future.set_exception(value)
 
-    async def _run_writes(
-        self, connection: _Connection, ops: Sequence[_Op | _Grouped], wakes: set[str]
-    ) -> list[_Outcome]:
+    async def _run_writes(self, connection: _Connection, ops: Sequence[_Op | _Grouped]) -> list[_Outcome]:
         """Run ``ops`` in order, the grouped writes of different jobs together (see the module's docstring)."""
         outcomes: list[_Outcome] = [(False, None)] * len(ops)
         groups: dict[Callable[..., Any], list[tuple[int, Any]]] = {}
@@ -204,7 +199,7 @@ class _Writer:
 
         async def run_groups() -> None:
             for run, items in groups.items():
-                results = await run(connection, [item for _, item in items], wakes)
+                results = await run(connection, [item for _, item in items])
                 for (index, _), outcome in zip(items, results, strict=True):
                     outcomes[index] = outcome
             groups.clear()
@@ -229,3 +224,16 @@ class _Writer:
         if _unavailable(exc):
             return StoreUnavailable(f"{self._label}: {_reason(exc)}")
         return StoreError(f"{self._label}: {_reason(exc)}")
+
+
+def _one_group(ops: Sequence[_Op | _Grouped]) -> tuple[Callable[..., Awaitable[list[_Outcome]]], list[Any]] | None:
+    """The run and items of ``ops`` if they are grouped writes of one kind and of different jobs."""
+    first = ops[0]
+    if not isinstance(first, _Grouped):
+        return None
+    jobs: set[str] = set()
+    for op in ops:
+        if not isinstance(op, _Grouped) or op.run != first.run or op.job_id in jobs:
+            return None
+        jobs.add(op.job_id)
+    return first.run, [op.item for op in ops if isinstance(op, _Grouped)]

@@ -118,12 +118,19 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
+# $11: the claimable statuses, $12: the wake channel; a claimable job with no owner wakes its agent's
+# workers (NOTIFY is sent on commit, once per agent)
 _CREATE_ALL_SQL: Final = """
-    INSERT INTO {s}.jobs (id, agent, status, created_at, owner, lease_until, epoch, version, finished_at, record)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
-        $7::bigint[], $8::bigint[], $9::bigint[], $10::text[])
-    ON CONFLICT (id) DO NOTHING RETURNING id"""
-# events ($13-$15: job id, seq, record) are logged for the jobs saved
+    WITH created AS (
+        INSERT INTO {s}.jobs (id, agent, status, created_at, owner, lease_until, epoch, version, finished_at,
+            record)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
+            $7::bigint[], $8::bigint[], $9::bigint[], $10::text[])
+        ON CONFLICT (id) DO NOTHING RETURNING id, agent, status, owner
+    )
+    SELECT id, CASE WHEN status = ANY($11::text[]) AND owner IS NULL THEN pg_notify($12, agent) END FROM created"""
+# events ($13-$15: job id, seq, record) are logged for the jobs saved; a job saved claimable with no owner or
+# no lease wakes its agent's workers ($16: the claimable statuses, $17: the wake channel)
 _SAVE_ALL_SQL: Final = """
     WITH saved AS (
         UPDATE {s}.jobs SET
@@ -138,14 +145,16 @@ _SAVE_ALL_SQL: Final = """
             AS u(id, expected, agent, status, created_at, owner, epoch, version, lease_until, settled, record,
                 finished_at)
         WHERE jobs.id = u.id AND jobs.version = u.expected
-        RETURNING jobs.id, jobs.lease_until
+        RETURNING jobs.id, jobs.agent, jobs.status, jobs.owner, jobs.lease_until
     ), logged AS (
         INSERT INTO {s}.events (job_id, seq, record)
         SELECT e.job_id, e.seq, e.record FROM unnest($13::text[], $14::bigint[], $15::text[]) AS e(job_id, seq, record)
         WHERE e.job_id IN (SELECT id FROM saved)
         ON CONFLICT DO NOTHING
     )
-    SELECT id, lease_until, (SELECT count(*) FROM {s}.steps WHERE steps.job_id = saved.id)::int FROM saved"""
+    SELECT id, lease_until, (SELECT count(*) FROM {s}.steps WHERE steps.job_id = saved.id)::int,
+        CASE WHEN status = ANY($16::text[]) AND (owner IS NULL OR lease_until IS NULL) THEN pg_notify($17, agent) END
+    FROM saved"""
 # a step is journaled only if its job is running with its epoch (the row share-locked, so a concurrent
 # claim waits or wins); events ($5-$7: job id, seq, record) are logged for the steps journaled
 _APPEND_STEPS_SQL: Final = """
@@ -309,7 +318,7 @@ class PostgresStore(Store):
         # group commit; the writer holds its connection while the pool has room for the listener's and a
         # read's besides
         pool_size = max_size if isinstance(dsn_or_pool, str) else dsn_or_pool.get_max_size()
-        self._writer = _Writer(self._open, repr(self), f"{schema}_wake", hold=pool_size >= 3)
+        self._writer = _Writer(self._open, repr(self), hold=pool_size >= 3)
 
     def __repr__(self) -> str:
         where = self._dsn if self._dsn is not None else "pool"
@@ -450,9 +459,7 @@ class PostgresStore(Store):
             return await self.create(job)
         return found
 
-    async def _create_all(
-        self, connection: _Connection, jobs: builtins.list[Job], wakes: set[str]
-    ) -> builtins.list[_Outcome]:
+    async def _create_all(self, connection: _Connection, jobs: builtins.list[Job]) -> builtins.list[_Outcome]:
         rows = [
             (
                 job.id,
@@ -468,7 +475,12 @@ class PostgresStore(Store):
             )
             for job in jobs
         ]
-        inserted = {row[0] for row in await connection.fetch(self._sql(_CREATE_ALL_SQL), *_columns(rows, 10))}
+        inserted = {
+            row[0]
+            for row in await connection.fetch(
+                self._sql(_CREATE_ALL_SQL), *_columns(rows, 10), _CLAIMABLE, f"{self._schema}_wake"
+            )
+        }
         existing: dict[str, Any] = {}
         if len(inserted) < len(jobs):
             found = await connection.fetch(
@@ -479,8 +491,6 @@ class PostgresStore(Store):
         outcomes: builtins.list[_Outcome] = []
         for job in jobs:
             if job.id in inserted:
-                if job.status in CLAIMABLE and job.owner is None:
-                    wakes.add(job.agent)
                 outcomes.append((True, (job.model_copy(update={"steps": 0}) if job.steps else job, True)))
                 continue
             row = existing.get(job.id)
@@ -527,7 +537,6 @@ class PostgresStore(Store):
         self,
         connection: _Connection,
         items: builtins.list[tuple[Job, int, builtins.list[int], builtins.list[str]]],
-        wakes: set[str],
     ) -> builtins.list[_Outcome]:
         rows: builtins.list[tuple[Any, ...]] = []
         event_rows: builtins.list[tuple[str, int, str]] = []
@@ -553,7 +562,13 @@ class PostgresStore(Store):
             event_rows.extend((job.id, seq, record) for seq, record in zip(seqs, records, strict=True))
         saved: dict[str, tuple[Any, ...]] = {}
         if rows:
-            found = await connection.fetch(self._sql(_SAVE_ALL_SQL), *_columns(rows, 12), *_columns(event_rows, 3))
+            found = await connection.fetch(
+                self._sql(_SAVE_ALL_SQL),
+                *_columns(rows, 12),
+                *_columns(event_rows, 3),
+                _CLAIMABLE,
+                f"{self._schema}_wake",
+            )
             saved = {row[0]: (row[1], row[2]) for row in found}
         versions: dict[str, int] = {}
         if len(saved) < len(items):
@@ -572,8 +587,6 @@ class PostgresStore(Store):
                 else:
                     outcomes.append((False, VersionConflict(job.id, expected_version, versions[job.id])))
                 continue
-            if job.status in CLAIMABLE and (job.owner is None or row[0] is None):
-                wakes.add(job.agent)
             expiring = expiring or job.status in _EXPIRING_STATUSES
             outcomes.append((True, row))
         if expiring:
@@ -685,7 +698,6 @@ class PostgresStore(Store):
         self,
         connection: _Connection,
         items: builtins.list[tuple[StepRecord, builtins.list[int], builtins.list[str]]],
-        wakes: set[str],
     ) -> builtins.list[_Outcome]:
         """Journal the steps (of different jobs). Each outcome is None (journaled), False (no such job) or
         the job's status and epoch (refused)."""
