@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from durapod import Client, DurableAgent, JobStatus, PostgresStore, open_store
-from durapod.errors import StoreError
-from durapod.models import ControlKind, utcnow
+from durapod import Client, DurableAgent, PostgresStore, open_store
+from durapod.errors import JobNotFound, StaleOwnerError, StoreError, VersionConflict
+from durapod.models import ControlKind, JobStatus, utcnow
 from durapod.schedules import fire_job_id
 from durapod.stores.base import ControlRequest
 from tests.fleet import Fleet, audit, read_journals, stale_commits
 from tests.test_scheduler import START, run_two_schedulers
+from tests.test_store_contract import NOW, make_job, running_job, step
 from tests.workers.crash_worker import STEPS, expected_result
 
 pytestmark = pytest.mark.postgres
@@ -58,6 +59,77 @@ async def test_an_unreachable_server_is_a_typed_error() -> None:
     with pytest.raises(StoreError):
         await store.get("job")
     await store.close()
+
+
+async def test_one_batch_writes_many_jobs_steps_and_refuses_only_the_stale_ones(postgres_url: str) -> None:
+    """Step appends queued together run as one statement: each caller still gets its own answer, and the
+    events of a refused step are not logged."""
+    store = open_store(postgres_url)
+    assert isinstance(store, PostgresStore)
+    try:
+        for n in range(6):
+            await running_job(store, f"j{n}")
+        await store.append_step(step("j1", 0))
+        batches = store.batches
+        records = [step("j0", 0), step("j1", 0), step("j2", 0, epoch=7), step("j3", 0), step("missing", 0)]
+        results = await asyncio.gather(
+            *(store.append_step(record, events=[{"seq": 100, "type": "step", "index": 0}]) for record in records),
+            return_exceptions=True,
+        )
+        assert store.batches == batches + 1  # all five in one batch
+        assert results[0] is None and results[3] is None
+        assert isinstance(results[1], StaleOwnerError) and "journaled" in str(results[1])
+        assert isinstance(results[2], StaleOwnerError) and "another worker" in str(results[2])
+        assert isinstance(results[4], JobNotFound)
+        for job_id, logged in (("j0", True), ("j1", False), ("j2", False), ("j3", True)):
+            assert [event["seq"] for event in await store.read_events(job_id)] == ([100] if logged else [])
+        assert [record.index for record in await store.read_steps("j2")] == []
+    finally:
+        await store.close()
+
+
+async def test_writes_of_one_job_queued_together_keep_their_order(postgres_url: str) -> None:
+    store = open_store(postgres_url)
+    try:
+        job = await running_job(store, "a")
+        done = job.evolve(status=JobStatus.COMPLETED, result="ok")
+        # queued in one batch with other jobs' writes: a's steps go before its completion, as they were queued
+        results = await asyncio.gather(
+            store.append_step(step("a", 0)),
+            store.create(make_job("b")),
+            store.append_step(step("a", 1)),
+            store.save(done, expected_version=job.version),
+            store.create(make_job("c")),
+            store.save(done.evolve(result="again"), expected_version=job.version),
+            return_exceptions=True,
+        )
+        assert results[0] is None and results[2] is None
+        assert isinstance(results[3], type(done)) and results[3].steps == 2
+        assert isinstance(results[5], VersionConflict)
+        stored = await store.get("a")
+        assert stored is not None and (stored.status, stored.result) == (JobStatus.COMPLETED, "ok")
+        assert {await store.get("b") is not None, await store.get("c") is not None} == {True}
+    finally:
+        await store.close()
+
+
+async def test_a_job_saved_claimable_with_no_owner_wakes_waiting_workers(postgres_url: str) -> None:
+    """The NOTIFY that a save sends (from its own statement) reaches another store's ``wait_for_work``; the
+    wait's timeout is an hour, so without it the test times out."""
+    waiting_store, writing_store = open_store(postgres_url), open_store(postgres_url)
+    try:
+        job = await running_job(writing_store, "job", agent="a")
+        await waiting_store.wait_for_work("a", 0.001)  # sets up LISTEN
+        work = asyncio.ensure_future(waiting_store.wait_for_work("a", 3600))
+        await writing_store.save(
+            job.evolve(status=JobStatus.PENDING, owner=None, lease_until=None), expected_version=job.version
+        )
+        await work
+        claimed = await waiting_store.claim("job", "w2", lease_until=NOW.replace(year=NOW.year + 1), now=NOW)
+        assert claimed is not None and claimed.owner == "w2"
+    finally:
+        await waiting_store.close()
+        await writing_store.close()
 
 
 async def test_two_stores_on_one_schema_see_each_others_jobs_and_migrate_once(postgres_url: str) -> None:
