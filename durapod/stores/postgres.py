@@ -1,10 +1,13 @@
 """PostgresStore: the store contract in a PostgreSQL database (asyncpg), shared by any number of processes.
 
 Tables live in their own schema (``durapod`` unless told), created and migrated on first use; the schema
-version is kept in its ``migrations`` table. Each operation is one atomic statement, or one short
-transaction where it must read before it writes (claims lock the rows they take with
+version is kept in its ``migrations`` table. Each operation is atomic (claims lock the rows they take with
 ``FOR UPDATE SKIP LOCKED``, so workers claiming at once never wait on each other or take one job twice).
-Postgres itself commits concurrent transactions together, so many jobs writing at once share WAL flushes.
+
+Group commit (:mod:`durapod.stores._postgres_writer`): the writes a process queues while its previous batch
+commits go together in one transaction; the creates, saves and step appends of different jobs in a batch
+are written by one statement per kind (``unnest`` of arrays), and a batch that is one such group is that
+one statement alone, in one round trip.
 
 Wake-ups: a write that makes a job claimable sends ``NOTIFY`` on ``<schema>_wake`` (payload: the agent)
 and a control request on ``<schema>_control``; ``serve()`` and the lease keepers ``LISTEN`` on one held
@@ -260,7 +263,8 @@ class PostgresStore(Store):
         ttl_seconds: if set, a job that becomes completed, failed or cancelled is deleted (with its journal
             and events) that many seconds later.
         min_size: the fewest connections the store's own pool keeps open.
-        max_size: the most connections the store's own pool opens (one more is held for LISTEN).
+        max_size: the most connections the store's own pool opens. The store holds one of them for LISTEN
+            and, when the pool (its own or the one passed) has three or more, one for its writes.
 
     Raises:
         ValueError: ``schema``, ``ttl_seconds`` or a pool size is not valid (naming the value).
