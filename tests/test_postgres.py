@@ -132,6 +132,26 @@ async def test_a_job_saved_claimable_with_no_owner_wakes_waiting_workers(postgre
         await writing_store.close()
 
 
+async def test_a_store_with_a_pool_of_two_writes_without_holding_a_connection(postgres_url: str) -> None:
+    """With room for only the listener's connection and one more, the writer takes a connection from the
+    pool for each batch (holding one would leave reads none)."""
+    schema = postgres_url.rpartition("schema=")[2]
+    store = PostgresStore(postgres_url.partition("?")[0], schema=schema, min_size=1, max_size=2)
+
+    async def twice(text: str) -> str:
+        return text * 2
+
+    try:
+        await store.wait_for_work("twice", 0.001)  # the listener holds one of the two from now on
+        async with DurableAgent(twice, store) as durable:
+            jobs = await asyncio.gather(*(durable.run(f"job-{n}", f"x{n}") for n in range(5)))
+        assert [(job.status, job.result) for job in jobs] == [(JobStatus.COMPLETED, f"x{n}x{n}") for n in range(5)]
+        stored = await store.get("job-4")
+        assert stored is not None and stored.result == "x4x4"
+    finally:
+        await store.close()
+
+
 async def test_two_stores_on_one_schema_see_each_others_jobs_and_migrate_once(postgres_url: str) -> None:
     first, second = open_store(postgres_url), open_store(postgres_url)
     try:
