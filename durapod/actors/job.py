@@ -323,7 +323,8 @@ class JobActor:
         ctx = JobContext._create(self, self._journal)
         self._running_agent = self._interruptible = self._agent_called = True
         try:
-            result = await runtime.invoker(job, ctx)
+            invoker = runtime.invoker
+            result = invoker.dump(await invoker.call(job, ctx), job.id)
             check_json(result, "result", job.id)
         except Suspend as suspend:
             self._stop_interrupts()
