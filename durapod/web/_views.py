@@ -43,6 +43,8 @@ PUBLIC_JOB_FIELDS: Final = (
     "waiting_for",
     "steps",
     "owner",
+    "usage",
+    "budget",
 )
 
 
