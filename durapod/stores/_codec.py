@@ -1,4 +1,4 @@
-"""The codec the SQL stores (SQLite, Postgres) share: times, JSON, and jobs decoded from their rows.
+"""The codec the stores share: times, JSON (Redis too), and jobs decoded from SQL rows (SQLite, Postgres).
 
 Times are integer microseconds since the Unix epoch (UTC) so that they sort and compare exactly. A job's
 JSON record is the truth for everything except ``owner``, ``lease_until``, ``epoch`` and ``version``
