@@ -189,7 +189,10 @@ class MemoryStore(Store):
         for event in events:
             seq = event["seq"]
             if isinstance(seq, int) and seq > last:  # a logged seq is ignored
-                kept = _dumps(event) if event.get("type") == "job_status" else dict(event)
+                if event.get("type") == "job_status":
+                    kept: dict[str, JsonValue] | bytes = _dumps(event)
+                else:  # the writer hands its events over; a mapping of another kind is copied
+                    kept = event if type(event) is dict else dict(event)
                 log.append((seq, kept))
                 last = seq
 
