@@ -8,7 +8,7 @@ ctx])`` (optionally ``stream(input[, ctx])``, an async generator, which is prefe
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from pydantic import JsonValue
@@ -77,6 +77,11 @@ class AgentInvoker:
         self.types = AgentTypes(fn, is_generator=self.is_generator)
 
     async def __call__(self, job: Job, ctx: JobContext) -> JsonValue:
+        return self.dump(await self.call(job, ctx), job.id)
+
+    def call(self, job: Job, ctx: JobContext) -> Awaitable[Any]:
+        """The agent's awaitable for ``job`` (what it returns goes through :meth:`dump`). Not a coroutine
+        of its own: a parked job's task holds one frame less."""
         types = self.types
         if self.takes_context:
             args: tuple[Any, ...] = (types.load_input(job.input, job.id), ctx)
@@ -84,8 +89,13 @@ class AgentInvoker:
             # A plain agent cannot replay: on resume it is called with the newest input.
             args = (types.load_input(job.inputs[-1] if job.inputs else job.input, job.id),)
         if not self.is_generator:
-            return types.dump_result(await self.fn(*args), job.id)
-        return await _drain(self.fn(*args), ctx)
+            awaitable: Awaitable[Any] = self.fn(*args)
+            return awaitable
+        return _drain(self.fn(*args), ctx)
+
+    def dump(self, value: Any, job_id: str) -> JsonValue:
+        """The agent's return value as JSON (a generator agent's drained result is JSON already)."""
+        return value if self.is_generator else self.types.dump_result(value, job_id)
 
 
 async def _drain(stream: AsyncIterator[Any], ctx: JobContext) -> JsonValue:

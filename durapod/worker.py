@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import json
 import os
@@ -134,7 +135,11 @@ class Worker:
             publish_event=publish_event,
             flusher=Flusher(),
             describe_error=functools.partial(error_text, redact=redact_errors),
+            exited=self._exited,
         )
+        # the done callbacks of job tasks run in this one context (a callback added without one would
+        # copy the current context for every job)
+        self._callback_context = contextvars.copy_context()
         self._actors: dict[str, JobActor] = {}
         #: jobs held here without an actor: waiting for their retry timer, or to restart a crashed actor
         self._waiting: dict[str, tuple[Job, Timer]] = {}
@@ -280,7 +285,7 @@ class Worker:
         actor = JobActor(self._runtime, job, fresh=fresh, reload=reload)
         task = actor.task = asyncio.get_running_loop().create_task(actor.run(), name=job.id)
         self._actors[job.id] = actor
-        task.add_done_callback(functools.partial(self._exited, actor))
+        task.add_done_callback(actor.task_done, context=self._callback_context)
 
     async def start(self, job: Job, *, fresh: bool = False) -> None:
         """Run ``job`` here, once any local actor of it that is still stopping has finished."""

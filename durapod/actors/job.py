@@ -107,6 +107,8 @@ class JobRuntime:
     flusher: Flusher
     #: the text stored for a failed attempt's exception (``DurableAgent(redact_errors=...)``)
     describe_error: Callable[[BaseException], str] = error_text
+    #: called with the actor and its task once the task has ended (the worker's supervision)
+    exited: Callable[[JobActor, asyncio.Task[Exit]], None] = lambda actor, task: None
 
 
 T = TypeVar("T")
@@ -163,6 +165,10 @@ class JobActor:
 
     def __repr__(self) -> str:
         return f"<JobActor {self.job.id} {self.job.status}>"
+
+    def task_done(self, task: asyncio.Task[Exit]) -> None:
+        """The task's done callback (a bound method: smaller than a partial per job)."""
+        self._runtime.exited(self, task)
 
     # -- the mailbox -----------------------------------------------------------------------------
 
@@ -276,10 +282,19 @@ class JobActor:
         if self._reason is not None:
             return await self._interrupted(None)
         job = self.job
+        status_logged = False
         if job.status is JobStatus.PENDING:
             # A resumed job continues its execution; a new or retried one starts another attempt.
             attempts = job.attempts if job.resuming else job.attempts + 1
-            if not await self._write(status=JobStatus.RUNNING, attempts=attempts, next_attempt_at=None, resuming=False):
+            # a new job's log needs no reading: its first event goes with this write (no flush of its own)
+            status_logged = self._events.is_loaded
+            if not await self._write(
+                status=JobStatus.RUNNING,
+                attempts=attempts,
+                next_attempt_at=None,
+                resuming=False,
+                log_status=status_logged,
+            ):
                 return Exit.DONE
             self._attempt_counted = attempts > job.attempts
         elif job.status is not JobStatus.RUNNING:
@@ -302,12 +317,14 @@ class JobActor:
         if self._reason is not None:  # told to stop while the store was read (the lease was lost, say)
             return await self._interrupted(None)
         self._events.set_epoch(job.epoch)
-        self._status_event()
+        if not status_logged:
+            self._status_event()
         self._events.restart_step(self._journal.keys())
         ctx = JobContext._create(self, self._journal)
         self._running_agent = self._interruptible = self._agent_called = True
         try:
-            result = await runtime.invoker(job, ctx)
+            invoker = runtime.invoker
+            result = invoker.dump(await invoker.call(job, ctx), job.id)
             check_json(result, "result", job.id)
         except Suspend as suspend:
             self._stop_interrupts()
@@ -545,12 +562,15 @@ class JobActor:
     def _status_event(self) -> None:
         self._events.append({"type": "job_status", "job": _status_view(self.job)})
 
-    async def _write(self, *, events: list[dict[str, JsonValue]] | None = None, **changes: Any) -> bool:
+    async def _write(
+        self, *, events: list[dict[str, JsonValue]] | None = None, log_status: bool = False, **changes: Any
+    ) -> bool:
         """Compare-and-set the job with ``changes``; on a lost race, re-read it and write nothing more.
 
-        When the job leaves ``running`` (it settles, or waits for a retry or another worker), the write
-        also logs what the event log holds, the given ``events`` and a ``job_status`` event, in the same
-        store operation; live subscribers get the new events once it is committed.
+        When the job leaves ``running`` (it settles, or waits for a retry or another worker), or with
+        ``log_status``, the write also logs what the event log holds, the given ``events`` and a
+        ``job_status`` event, in the same store operation; live subscribers get the new events once it is
+        committed.
         """
         job = self.job
         runtime = self._runtime
@@ -566,7 +586,7 @@ class JobActor:
         new = job.evolve(updated_at=runtime.clock.utcnow(), **changes)
         batch: list[dict[str, JsonValue]] = []
         unwritten: list[dict[str, JsonValue]] = []
-        if leaving:
+        if leaving or log_status:
             unwritten = [*(events or ()), {"type": "job_status", "job": _status_view(new)}]
             for event in unwritten:
                 self._events.append(event)

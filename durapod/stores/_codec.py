@@ -1,4 +1,4 @@
-"""The codec the SQL stores (SQLite, Postgres) share: times, JSON, and jobs decoded from their rows.
+"""The codec the stores share: times, JSON (Redis too), and jobs decoded from SQL rows (SQLite, Postgres).
 
 Times are integer microseconds since the Unix epoch (UTC) so that they sort and compare exactly. A job's
 JSON record is the truth for everything except ``owner``, ``lease_until``, ``epoch`` and ``version``
@@ -15,6 +15,8 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+
+import pydantic_core
 
 from durapod.errors import CorruptRecord, InvalidInput
 from durapod.models import Job
@@ -71,7 +73,18 @@ def _decode_job(row: Sequence[Any]) -> Job:
 
 
 def _encode_json(value: object, what: str, job_id: str) -> str:
-    """``value`` as compact JSON text; :class:`InvalidInput` naming ``what`` if it is not JSON."""
+    """``value`` as compact JSON text; :class:`InvalidInput` naming ``what`` if it is not JSON.
+
+    pydantic-core encodes (several times faster than ``json.dumps``: every event and step goes through
+    here); what it cannot encode as strict JSON (a NaN, a lone surrogate, an unknown type) goes to
+    ``json.dumps``, which refuses it or escapes it.
+    """
+    try:
+        data = pydantic_core.to_json(value)
+    except (pydantic_core.PydanticSerializationError, ValueError, TypeError):
+        data = b""
+    if data and b"NaN" not in data and b"Infinity" not in data:
+        return data.decode()
     try:
         return json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:

@@ -1165,8 +1165,6 @@ class PostgresStore(Store):
 
 
 _EXPIRING_STATUSES: Final = frozenset(JobStatus(status) for status in _EXPIRING)
-# compact JSON, as ``_encode_json`` writes it; one encoder, not one per event as ``json.dumps`` makes
-_EVENT_JSON: Final = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
 def _event_columns(
@@ -1179,11 +1177,7 @@ def _event_columns(
         if not isinstance(seq, int) or isinstance(seq, bool):
             raise InvalidInput("event", dict(event), "no int 'seq'", job_id)
         seqs.append(seq)
-        value = event if isinstance(event, dict) else dict(event)
-        try:
-            records.append(_EVENT_JSON.encode(value))
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput("event", value, str(exc), job_id) from None
+        records.append(_encode_json(dict(event), "event", job_id))
     return seqs, records
 
 

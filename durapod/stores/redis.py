@@ -82,14 +82,12 @@ from durapod.errors import (
 )
 from durapod.models import Job, JobStatus, StepRecord, utcnow
 from durapod.schedules import ScheduleState
+from durapod.stores._codec import _encode_json, _micros, _moment
 from durapod.stores._redis_codec import (
     _READ_FIELDS,
     _decode_job,
-    _encode_json,
     _first_line,
     _member_id,
-    _micros,
-    _moment,
     _owner_arg,
     _text,
 )

@@ -231,6 +231,10 @@ function renderJob(job) {
   if (job.next_attempt_at) details.push(["next attempt", localTime(job.next_attempt_at)]);
   if (Object.keys(job.metadata || {}).length) details.push(["metadata", JSON.stringify(job.metadata)]);
   if ((job.inputs || []).length) details.push(["resume inputs", JSON.stringify(job.inputs)]);
+  if (job.usage && Object.keys(job.usage).length) {
+    details.push(["usage", Object.entries(job.usage).map(([name, count]) => `${name} ${count}`).join(", ")]);
+  }
+  if (job.budget) details.push(["budget", JSON.stringify(job.budget)]);
   $("job-details").replaceChildren(...details.flatMap(([key, value]) => [el("dt", { text: key }), el("dd", { text: value })]));
   $("job-input").textContent = pretty(job.input);
   $("job-result").textContent = job.status === "completed" ? pretty(job.result) : "—";
