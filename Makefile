@@ -63,6 +63,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/throughput.py --store memory --compare-concurrency 50,1000
 	$(BIN)/python bench/throughput.py --store sqlite
 	$(BIN)/python bench/throughput.py --store redis
+	$(BIN)/python bench/throughput.py --store postgres   # the server at DURAPOD_POSTGRES_URL
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/latency.py
 

@@ -47,6 +47,7 @@ def test_open_store_takes_the_schema_from_the_url_and_hides_the_password() -> No
         ({"ttl_seconds": float("nan")}, "ttl_seconds"),
         ({"min_size": 5, "max_size": 2}, "min_size"),
         ({"max_size": 0}, "max_size"),
+        ({"max_size": 1}, "max_size"),  # the LISTEN connection would take the only one
     ],
 )
 def test_bad_settings_are_refused_naming_them(kwargs: dict[str, object], named: str) -> None:

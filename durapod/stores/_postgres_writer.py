@@ -54,10 +54,11 @@ def _unavailable(exc: BaseException) -> bool:
     """True for an error that says the server cannot be reached (as opposed to a refused statement)."""
     import asyncpg
 
+    if isinstance(exc, asyncpg.InterfaceError):  # also raised for misuse (a wrong argument count...)
+        return "connection" in str(exc).lower() or "closed" in str(exc).lower()
     return isinstance(
         exc,
         OSError
-        | asyncpg.InterfaceError
         | asyncpg.ConnectionDoesNotExistError
         | asyncpg.CannotConnectNowError
         | asyncpg.TooManyConnectionsError

@@ -296,8 +296,10 @@ class PostgresStore(Store):
         ):
             raise ValueError(f"invalid ttl_seconds {ttl_seconds!r}: expected None or seconds >= 0.001")
         for name, size in (("min_size", min_size), ("max_size", max_size)):
-            if isinstance(size, bool) or not isinstance(size, int) or size < (0 if name == "min_size" else 1):
-                raise ValueError(f"invalid {name} {size!r}: expected an int >= {0 if name == 'min_size' else 1}")
+            # one connection of the store's own pool is held for LISTEN: writes and reads need another
+            least = 0 if name == "min_size" else 2
+            if isinstance(size, bool) or not isinstance(size, int) or size < least:
+                raise ValueError(f"invalid {name} {size!r}: expected an int >= {least}")
         if min_size > max_size:
             raise ValueError(f"invalid min_size {min_size!r}: more than max_size {max_size!r}")
         if isinstance(dsn_or_pool, str):
