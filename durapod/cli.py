@@ -332,7 +332,9 @@ async def _cmd_show(args: argparse.Namespace) -> int:
         ("completed", _long_time(job.completed_at) if job.completed_at else "-"),
         ("owner", job.owner or "-"),
     ]
-    if job.next_attempt_at is not None and job.status is JobStatus.PENDING:
+    if job.sleeping_until is not None:
+        fields.append(("sleeping until", _long_time(job.sleeping_until)))
+    elif job.next_attempt_at is not None and job.status is JobStatus.PENDING:
         fields.append(("next attempt", _long_time(job.next_attempt_at)))
     width = max(len(name) for name, _ in fields)
     for name, value in fields:

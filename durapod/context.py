@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, final, overload
 
 from pydantic import JsonValue, ValidationError
@@ -13,6 +14,7 @@ from durapod._util import NoPublicConstructor
 from durapod.errors import StepMismatch
 from durapod.events import CustomEvent, custom_event_data, parse_event
 from durapod.models import StepRecord, check_json
+from durapod.sleeping import SLEEP_STEP, decode_wake_time, sleep_delay, wake_time
 
 if TYPE_CHECKING:
     from durapod.actors.job import JobActor
@@ -30,9 +32,10 @@ class Suspend(BaseException):
     still run. Internal: agents never see it unless they catch ``BaseException``.
     """
 
-    def __init__(self, waiting_for: str | None = None) -> None:
+    def __init__(self, waiting_for: str | None = None, *, wake_at: datetime | None = None) -> None:
         super().__init__(waiting_for)
         self.waiting_for = waiting_for
+        self.wake_at = wake_at  # a durable sleep: the job waits pending until then
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -173,6 +176,52 @@ class JobContext(metaclass=NoPublicConstructor):
         if number < len(answers):
             return answers[number]
         raise Suspend(str(prompt))
+
+    async def sleep(self, delay: float | timedelta) -> None:
+        """Sleep durably for ``delay`` (seconds or a ``timedelta``).
+
+        The wake time is journaled as a step, so a crash or a restart never starts the sleep over. While
+        it sleeps the job is ``pending`` with ``next_attempt_at`` (and :attr:`Job.sleeping_until`) = the
+        wake time: it holds no task and no actor, any worker of its agent wakes it on time (after a crash
+        too), and it can be paused or cancelled like any pending job. On waking, the agent replays its
+        journal and this call returns.
+
+        Example:
+            >>> async def remind(text: str, ctx: JobContext) -> str:
+            ...     await ctx.sleep(timedelta(days=1))
+            ...     return await ctx.step("remind", send_reminder, text)
+        """
+        index = self._take_index()
+        record = self._journal.get(index)
+        if record is None:
+            span = sleep_delay(delay, self.job_id)
+            await self._sleep(index, record, self._actor.utcnow() + span)
+        else:
+            await self._sleep(index, record, None)
+
+    async def sleep_until(self, moment: datetime) -> None:
+        """Sleep durably until ``moment`` (a timezone-aware datetime); see :meth:`sleep`."""
+        index = self._take_index()
+        record = self._journal.get(index)
+        await self._sleep(index, record, wake_time(moment, self.job_id) if record is None else None)
+
+    def _take_index(self) -> int:
+        index = self._next_index
+        self._next_index = index + 1
+        return index
+
+    async def _sleep(self, index: int, record: StepRecord | None, wake_at: datetime | None) -> None:
+        actor = self._actor
+        if record is not None:
+            if record.name != SLEEP_STEP:
+                raise StepMismatch(actor.job.id, index, record.name, SLEEP_STEP)
+            wake_at = decode_wake_time(record.result, actor.job.id)
+        else:
+            assert wake_at is not None
+            actor.at_boundary()
+            await actor.record_step(index, SLEEP_STEP, wake_at.isoformat())
+        if wake_at > actor.utcnow():
+            raise Suspend(None, wake_at=wake_at)
 
     async def emit_token(self, token: str) -> None:
         """Stream a piece of the agent's output (a ``token`` event).

@@ -311,7 +311,8 @@ class Job(BaseModel):
         owner: the worker id that runs (or last ran) it.
         lease_until: when the owner's lease expires.
         epoch: the fencing token, one higher every time a worker claims the job.
-        next_attempt_at: when a pending job may run (its durable retry timer).
+        next_attempt_at: when a pending job may run (its durable retry timer, or the wake time of a job
+            sleeping in ``ctx.sleep``: see :attr:`sleeping_until`).
         inputs: the inputs given on resume, oldest first.
         answers: the values that answered ``ctx.interrupt`` calls, in order.
         waiting_for: the prompt of the interrupt a paused job waits on.
@@ -360,6 +361,17 @@ class Job(BaseModel):
         changes.setdefault("updated_at", utcnow())
         changes["version"] = self.version + 1
         return _assemble(Job, {**self.__dict__, **changes}, _JOB_FIELDS)
+
+    @property
+    def sleeping_until(self) -> datetime | None:
+        """When a job sleeping in ``ctx.sleep`` wakes (None if it does not sleep).
+
+        A sleeping job is ``pending`` with ``resuming`` set and ``next_attempt_at`` = its wake time; a job
+        waiting for a retry has ``next_attempt_at`` without ``resuming``.
+        """
+        if self.status is JobStatus.PENDING and self.resuming:
+            return self.next_attempt_at
+        return None
 
     @property
     def run_attempts(self) -> int:

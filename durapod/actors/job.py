@@ -20,7 +20,7 @@ import contextlib
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import JsonValue
@@ -299,6 +299,8 @@ class JobActor:
             check_json(result, "result", job.id)
         except Suspend as suspend:
             self._stop_interrupts()
+            if suspend.wake_at is not None and self._reason is None:
+                return await self._sleep(suspend.wake_at)
             return await self._suspended(suspend.waiting_for)
         except asyncio.CancelledError:
             if not self._acknowledge_cancel():
@@ -361,6 +363,13 @@ class JobActor:
             changes = {"paused_running": False, "attempts": self.job.attempts - 1}
         if await self._write(status=JobStatus.PAUSED, waiting_for=waiting_for, events=events, **changes):
             self._log().info("job paused", waiting_for=waiting_for)
+        return Exit.DONE
+
+    async def _sleep(self, wake_at: datetime) -> Exit:
+        """The agent sleeps (``ctx.sleep``): wait pending until ``wake_at``, as a retry timer waits."""
+        if await self._write(status=JobStatus.PENDING, next_attempt_at=wake_at, resuming=True):
+            self._log().info("job sleeps", until=wake_at.isoformat())
+            return Exit.RETRY
         return Exit.DONE
 
     async def _interrupted(self, error: BaseException | None) -> Exit:
@@ -454,6 +463,10 @@ class JobActor:
         return Exit.DONE
 
     # -- what JobContext calls -------------------------------------------------------------------
+
+    def utcnow(self) -> datetime:
+        """The runtime clock's current time."""
+        return self._runtime.clock.utcnow()
 
     async def record_step(self, index: int, name: str, result: JsonValue) -> None:
         """Journal one step, fenced by the job's epoch."""
