@@ -12,10 +12,12 @@ Example:
 """
 
 from durapod.agent import DurableAgent
+from durapod.children import ChildHandle
 from durapod.client import Client
 from durapod.context import JobContext
 from durapod.errors import (
     AskTimeout,
+    ChildFailed,
     CorruptRecord,
     DurapodError,
     InvalidInput,
@@ -57,6 +59,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AskTimeout",
+    "ChildFailed",
+    "ChildHandle",
     "Client",
     "Clock",
     "CorruptRecord",

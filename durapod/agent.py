@@ -22,6 +22,7 @@ from pydantic import JsonValue
 from durapod._invoke import AgentInvoker, agent_name
 from durapod._stream import Subscribers, follow
 from durapod._waiting import Waiters
+from durapod.children import ChildRuntime
 from durapod.client import Client
 from durapod.errors import JobConflictError, VersionConflict
 from durapod.events import Event
@@ -164,6 +165,7 @@ class DurableAgent:
         parse_timezone(timezone)
         self._waiters = Waiters()
         self._subscribers = Subscribers()
+        children = ChildRuntime(store, self.clock, self._waiters, self.poll_interval, self._holds)
         self._worker = Worker(
             invoker,
             store,
@@ -181,6 +183,7 @@ class DurableAgent:
             let_go=self._waiters.nudge,
             publish_event=self._subscribers.publish,
             redact_errors=redact_errors,
+            children=children,
         )
         self._client = Client._for_worker(
             self._worker,
@@ -190,6 +193,7 @@ class DurableAgent:
             store_timeout=_seconds("store_timeout", store_timeout, allow_zero=False),
         )
         self._patient = self._client._patient
+        children.store, children.agent, children.adopt = self._patient, self.name, self._adopt_child
         self._scheduler = Scheduler(
             self._patient,
             self._worker,
@@ -472,6 +476,20 @@ class DurableAgent:
         return self._scheduler.is_running
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _holds(self, job_id: str) -> bool:
+        return self._worker.holds(job_id)
+
+    async def _adopt_child(self, job: Job) -> None:
+        """Run a child job of this agent, just queued by one of its jobs, here at once."""
+        if not self._worker.is_running:
+            return
+        now = self.clock.utcnow()
+        claimed = await self._patient.claim(
+            job.id, self.worker_id, lease_until=now + timedelta(seconds=self.lease_ttl), now=now
+        )
+        if claimed is not None:
+            await self._worker.start(claimed, fresh=True)
 
     def _require_running(self) -> None:
         if not self._worker.is_running:

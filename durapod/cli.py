@@ -41,6 +41,7 @@ from pydantic import JsonValue
 
 from durapod._waiting import parse_statuses
 from durapod.agent import DurableAgent
+from durapod.children import child_ids
 from durapod.client import Client
 from durapod.errors import DurapodError
 from durapod.events import (
@@ -309,9 +310,8 @@ async def _cmd_show(args: argparse.Namespace) -> int:
             raise CommandError(f"job {job_id!r} not found")
         steps = await client.steps(job_id)
     if args.json:
-        print(
-            json.dumps({"job": job.model_dump(mode="json"), "steps": [step.model_dump(mode="json") for step in steps]})
-        )
+        shown = {"job": job.model_dump(mode="json"), "steps": [step.model_dump(mode="json") for step in steps]}
+        print(json.dumps({**shown, "children": child_ids(steps)}))
         return 0
     fields: list[tuple[str, str]] = [
         ("id", job.id),
@@ -332,6 +332,10 @@ async def _cmd_show(args: argparse.Namespace) -> int:
         ("completed", _long_time(job.completed_at) if job.completed_at else "-"),
         ("owner", job.owner or "-"),
     ]
+    if job.parent_id is not None:
+        fields.append(("parent", job.parent_id))
+    if children := child_ids(steps):
+        fields.append(("children", ", ".join(children)))
     if job.sleeping_until is not None:
         fields.append(("sleeping until", _long_time(job.sleeping_until)))
     elif job.next_attempt_at is not None and job.status is JobStatus.PENDING:

@@ -24,6 +24,7 @@ from durapod._outage import PatientStore
 from durapod._stream import EventSource, Subscribers, follow
 from durapod._waiting import Waiters, parse_statuses
 from durapod.actors.job import Cancel, Pause
+from durapod.children import cancel_children
 from durapod.errors import JobConflictError, JobStateError, VersionConflict
 from durapod.events import Event
 from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
@@ -390,6 +391,8 @@ class Client:
                 applied = await apply_control(self._patient, job_id, kind, self.clock, self._waiters.publish)
                 if applied is not None:
                     self._log.info(f"job {applied.status}", job_id=job_id)
+                    if kind is ControlKind.CANCEL:
+                        await cancel_children(self._patient, job_id, self.clock)
                     return applied
                 # a control request was left for the job's live owner in another process
                 if not wait:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, final, overload
 from pydantic import JsonValue, ValidationError
 
 from durapod._util import NoPublicConstructor
+from durapod.children import CHILD_STEP, ChildHandle, check_child, journaled_child
 from durapod.errors import StepMismatch
 from durapod.events import CustomEvent, custom_event_data, parse_event
 from durapod.models import StepRecord, check_json
@@ -204,6 +205,77 @@ class JobContext(metaclass=NoPublicConstructor):
         index = self._take_index()
         record = self._journal.get(index)
         await self._sleep(index, record, wake_time(moment, self.job_id) if record is None else None)
+
+    def start_child(
+        self,
+        child_id: str,
+        input: JsonValue = None,
+        *,
+        agent: str | None = None,
+        metadata: Mapping[str, JsonValue] | None = None,
+    ) -> Coroutine[Any, Any, ChildHandle]:
+        """Start a child job of ``agent`` (default: this job's agent) on the same store, once; await it
+        later through the returned :class:`~durapod.ChildHandle`.
+
+        The start is journaled (a step named ``durapod.child``) after the child job is created "if
+        absent", so a replay (after a crash, a retry, a resume) never starts a second child: child ids are
+        the caller's, and must be the same on every execution (derive them from ``ctx.job_id``). The child
+        is queued for any worker of its agent (a child of this job's own agent starts here at once), names
+        this job as its ``parent_id``, and is cancelled when this job is cancelled. The journal position is
+        taken when ``start_child`` is called, as for :meth:`step`.
+
+        Example:
+            >>> async def research(topic: str, ctx: JobContext) -> list[str]:
+            ...     handles = [await ctx.start_child(f"{ctx.job_id}:{n}", n, agent="search") for n in range(5)]
+            ...     return list(await asyncio.gather(*handles))  # each handle awaits its child's result
+
+        Raises:
+            JobConflictError: the id is another job's (not this job's child with this input).
+            StepMismatch: the journal recorded something else at this position.
+        """
+        index = self._take_index()
+        return self._start_child(index, child_id, input, agent, metadata)
+
+    def run_child(
+        self,
+        child_id: str,
+        input: JsonValue = None,
+        *,
+        agent: str | None = None,
+        metadata: Mapping[str, JsonValue] | None = None,
+    ) -> Coroutine[Any, Any, JsonValue]:
+        """Start a child job (as :meth:`start_child`) and return its result once it completes.
+
+        Raises:
+            ChildFailed: the child failed or was cancelled.
+        """
+        index = self._take_index()
+        return self._run_child(index, child_id, input, agent, metadata)
+
+    async def _run_child(
+        self, index: int, child_id: str, input: JsonValue, agent: str | None, metadata: object
+    ) -> JsonValue:
+        handle = await self._start_child(index, child_id, input, agent, metadata)
+        return await handle.result()
+
+    async def _start_child(
+        self, index: int, child_id: str, input: JsonValue, agent: str | None, metadata: object
+    ) -> ChildHandle:
+        actor = self._actor
+        parent = actor.job
+        children = actor.children()
+        child_id, input, checked = check_child(parent.id, child_id, input, metadata)
+        if agent is not None and (not isinstance(agent, str) or not agent):
+            raise ValueError(f"agent must be a non-empty str or None, got {agent!r}")
+        name = agent if agent is not None else parent.agent
+        record = self._journal.get(index)
+        if record is not None:
+            name = journaled_child(parent.id, index, record, child_id) or name
+        else:
+            actor.at_boundary()
+            await children.create(parent, child_id, name, input, checked)
+            await actor.record_step(index, CHILD_STEP, {"id": child_id, "agent": name})
+        return ChildHandle._create(children, parent.id, child_id, name)
 
     def _take_index(self) -> int:
         index = self._next_index

@@ -9,6 +9,7 @@ Misuse (a bad request from the caller) is kept apart from runtime failures (the 
     ├── InvalidJobId (ValueError)   empty, too long, whitespace or control characters
     ├── InvalidInput (ValueError)   an input, result or metadata value that is not JSON
     ├── StepMismatch                the agent's steps no longer match its journal on replay
+    ├── ChildFailed                 a child job (``ctx.run_child``) failed or was cancelled
     ├── StoreError                  the store failed
     │   ├── StoreUnavailable        the store cannot be reached (after retrying)
     │   ├── CorruptRecord           a stored record is not valid JSON of the expected shape
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 __all__ = [
     "AskTimeout",
+    "ChildFailed",
     "CorruptRecord",
     "DurapodError",
     "InvalidInput",
@@ -122,6 +124,28 @@ class InvalidInput(DurapodError, ValueError):
         super().__init__(f"{what}{where} is not JSON: {shown} ({reason})")
         self.what = what
         self.job_id = job_id
+
+
+class ChildFailed(DurapodError):
+    """A child job that the agent awaits (``ctx.run_child``, a ``start_child`` handle) failed or was
+    cancelled. Raised in the parent's agent, which may catch it; else the parent's retry policy applies.
+
+    Attributes:
+        job_id: the parent job.
+        child_id: the child job.
+        status: the child's status (``"failed"`` or ``"cancelled"``).
+        error_type: the child's error class name, if it failed.
+        error: the child's error message, if it failed.
+    """
+
+    def __init__(self, job_id: str, child_id: str, status: str, error_type: str | None, error: str | None) -> None:
+        cause = f": {error_type}: {error}" if error_type else ""
+        super().__init__(f"child job {child_id!r} of job {job_id!r} {status}{cause}")
+        self.job_id = job_id
+        self.child_id = child_id
+        self.status = status
+        self.error_type = error_type
+        self.error = error
 
 
 class StepMismatch(DurapodError):

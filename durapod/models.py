@@ -323,6 +323,7 @@ class Job(BaseModel):
             execution (its journal replays) instead of counting a new attempt.
         paused_running: the job was paused in the middle of an execution (resume continues it), not
             before one started (resume then starts a new attempt).
+        parent_id: the job that started this one with ``ctx.start_child`` / ``ctx.run_child``, if any.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -352,6 +353,7 @@ class Job(BaseModel):
     run_attempts_base: int = 0
     resuming: bool = False
     paused_running: bool = False
+    parent_id: str | None = None
 
     def evolve(self, **changes: Any) -> Job:
         """Return a copy with ``changes`` applied, ``version`` one higher, ``updated_at`` now (or as given).

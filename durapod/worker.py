@@ -34,6 +34,7 @@ from durapod._log import get_logger
 from durapod.actors.eventlog import Flusher
 from durapod.actors.job import Cancel, Drain, Exit, JobActor, JobRuntime, LeaseLost, Pause
 from durapod.actors.lease import LeaseKeeper
+from durapod.children import ChildRuntime
 from durapod.errors import JobStateError, StoreError, WorkerIdInUse
 from durapod.lowlevel.actor import ActorRef, spawn
 from durapod.lowlevel.clock import Clock, Timer
@@ -108,6 +109,7 @@ class Worker:
         let_go: Callable[[str], None],
         publish_event: Callable[[str, dict[str, JsonValue]], None],
         redact_errors: Callable[[BaseException], str] | None = None,
+        children: ChildRuntime | None = None,
     ) -> None:
         self.store = store
         self.name = name
@@ -134,6 +136,7 @@ class Worker:
             publish_event=publish_event,
             flusher=Flusher(),
             describe_error=functools.partial(error_text, redact=redact_errors),
+            children=children,
         )
         self._actors: dict[str, JobActor] = {}
         #: jobs held here without an actor: waiting for their retry timer, or to restart a crashed actor

@@ -18,7 +18,7 @@ from durapod import Client, DurableAgent, Job, JobContext, JobStatus, MemoryStor
 from durapod.testing import FakeClock
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKER = ROOT / "tests" / "workers" / "sleep_worker.py"
+WORKER = ROOT / "tests" / "workers" / "primitives_worker.py"
 WAIT = 30.0
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -216,7 +216,7 @@ def test_a_worker_killed_mid_sleep_is_continued_by_another_without_starting_the_
 
     async def take_over() -> Job:
         sys.path.insert(0, str(ROOT))
-        from tests.workers.sleep_worker import sleeper_agent
+        from tests.workers.primitives_worker import sleeper_agent
 
         store = SQLiteStore(db)
         agent = sleeper_agent(tmp_path)

@@ -29,6 +29,7 @@ from durapod._invoke import AgentInvoker
 from durapod._log import Logger
 from durapod._outage import retry_unavailable
 from durapod.actors.eventlog import EventLog, Flusher
+from durapod.children import ChildRuntime, cancel_children, child_ids
 from durapod.context import JobContext, Suspend
 from durapod.errors import JobNotFound, StaleOwnerError, StoreError, StoreUnavailable, VersionConflict
 from durapod.lowlevel.actor import ControlMessage
@@ -107,6 +108,8 @@ class JobRuntime:
     flusher: Flusher
     #: the text stored for a failed attempt's exception (``DurableAgent(redact_errors=...)``)
     describe_error: Callable[[BaseException], str] = error_text
+    #: starts and awaits child jobs (``ctx.start_child``); None where the worker offers none
+    children: ChildRuntime | None = None
 
 
 _INTERRUPTS = ("drain", "pause", "cancel", "lease lost")  # weakest first: a stronger reason wins
@@ -381,6 +384,7 @@ class JobActor:
             self._log().warning("lease lost; stopping without writing")
             return Exit.DONE
         if reason == "cancel":
+            await self._cancel_children()  # first: once the job reads cancelled, so do its children
             if await self._write(
                 status=JobStatus.CANCELLED, completed_at=self._runtime.clock.utcnow(), waiting_for=None
             ):
@@ -402,6 +406,16 @@ class JobActor:
         if error is not None:
             return await self._failed(error)
         return Exit.CRASHED  # pragma: no cover - an interruption always has a reason
+
+    async def _cancel_children(self) -> None:
+        """The job was cancelled: cancel the children it started that have not finished."""
+        journal = self._journal
+        if not journal or not child_ids(journal):
+            return
+        try:
+            await cancel_children(self._runtime.store, self.job.id, self._runtime.clock, journal)
+        except StoreError as exc:
+            self._log().warning("cannot cancel the job's children", error=repr(exc))
 
     def at_boundary_quietly(self) -> None:
         """Take what the mailbox holds into account without raising (the agent is stopped already)."""
@@ -467,6 +481,13 @@ class JobActor:
     def utcnow(self) -> datetime:
         """The runtime clock's current time."""
         return self._runtime.clock.utcnow()
+
+    def children(self) -> ChildRuntime:
+        """What starts and awaits child jobs; RuntimeError where the worker offers none."""
+        children = self._runtime.children
+        if children is None:
+            raise RuntimeError("child jobs need a DurableAgent worker")
+        return children
 
     async def record_step(self, index: int, name: str, result: JsonValue) -> None:
         """Journal one step, fenced by the job's epoch."""
