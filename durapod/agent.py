@@ -32,6 +32,7 @@ from durapod.retry import RetryPolicy
 from durapod.schedules import CatchUp, CronSchedule, Overlap, ScheduleState, parse_timezone
 from durapod.scheduling import Scheduler, ScheduleRequest
 from durapod.stores.base import Page, Store
+from durapod.versioning import VERSION_KEY
 from durapod.worker import Worker, default_worker_id
 
 __all__ = ["DurableAgent"]
@@ -91,6 +92,9 @@ class DurableAgent:
             a secret in a message (a token in a URL, a customer's data) ends up in the store; pass e.g.
             ``lambda exc: type(exc).__name__`` to keep messages out. If it raises or returns a non-str,
             only the class name is stored.
+        version: the version of the agent's code (a release, a git hash), recorded in the metadata of
+            every job this agent creates (``Job.code_version``), so ``list(version=...)`` and
+            ``durapod ls --version`` find the jobs an old version started. See ``ctx.patched``.
 
     Raises:
         TypeError: ``agent`` or ``store`` is not one.
@@ -132,6 +136,7 @@ class DurableAgent:
         poll_interval: float = 0.25,
         store_timeout: float = 10.0,
         redact_errors: Callable[[BaseException], str] | None = None,
+        version: str | None = None,
     ) -> None:
         invoker = AgentInvoker(agent)
         if redact_errors is not None and not callable(redact_errors):
@@ -160,6 +165,11 @@ class DurableAgent:
             raise ValueError(f"name must be a non-empty str, got {self.name!r}")
         self.worker_id = validate_job_id(worker_id) if worker_id is not None else default_worker_id()
         self.metadata: dict[str, JsonValue] = check_metadata(metadata)
+        if version is not None:
+            if not isinstance(version, str) or not version:
+                raise ValueError(f"version must be a non-empty str or None, got {version!r}")
+            self.metadata[VERSION_KEY] = version
+        self.version = version
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.poll_interval = _seconds("poll_interval", poll_interval, allow_zero=False)
         parse_timezone(timezone)
@@ -361,9 +371,10 @@ class DurableAgent:
         limit: int | None = None,
         metadata: Mapping[str, JsonValue] | None = None,
         agent: str | None = None,
+        version: str | None = None,
     ) -> builtins.list[Job]:
         """Jobs newest first (see :meth:`Client.list`); ``agent`` defaults to this agent, ``"*"``: all."""
-        return await self._client.list(status, limit=limit, metadata=metadata, agent=agent)
+        return await self._client.list(status, limit=limit, metadata=metadata, agent=agent, version=version)
 
     async def page(
         self,
@@ -373,9 +384,12 @@ class DurableAgent:
         metadata: Mapping[str, JsonValue] | None = None,
         agent: str | None = None,
         cursor: str | None = None,
+        version: str | None = None,
     ) -> Page:
         """One page of :meth:`list` and the cursor of the next (see :meth:`Client.page`)."""
-        return await self._client.page(status, limit=limit, metadata=metadata, agent=agent, cursor=cursor)
+        return await self._client.page(
+            status, limit=limit, metadata=metadata, agent=agent, cursor=cursor, version=version
+        )
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Wait until the job settles and return it (see :meth:`Client.wait`)."""

@@ -4,7 +4,7 @@ Usage::
 
     durapod [--store URL] worker MODULE:ATTR
     durapod [--store URL] submit ID INPUT [--agent NAME] [--metadata JSON] [--json]
-    durapod [--store URL] ls [--status S ...] [--limit N] [--agent NAME] [--json]
+    durapod [--store URL] ls [--status S ...] [--limit N] [--agent NAME] [--version V] [--json]
     durapod [--store URL] show ID [--json]
     durapod [--store URL] pause ID | cancel ID | resume ID [INPUT] | wait ID [--timeout S]
     durapod [--store URL] watch ID [--after SEQ] [--json]
@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ls.add_argument("--limit", type=int, default=20, metavar="N", help="at most N jobs (default: 20)")
     ls.add_argument("--agent", metavar="NAME", help="only jobs of this agent")
+    ls.add_argument("--version", metavar="V", help="only jobs created by this version of the agent's code")
     ls.add_argument("--json", action="store_true", help="print a JSON array of jobs")
 
     show = command("show", _cmd_show, "show a job and its step timeline")
@@ -276,7 +277,7 @@ async def _cmd_ls(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise CommandError(f"invalid --limit {args.limit}: expected an int >= 0", 2)
     async with _client(args) as client:
-        page = await client.page(status=statuses or None, limit=args.limit, agent=args.agent)
+        page = await client.page(status=statuses or None, limit=args.limit, agent=args.agent, version=args.version)
     if args.json:
         print(json.dumps([job.model_dump(mode="json") for job in page.jobs]))
         return 0

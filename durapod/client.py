@@ -41,6 +41,7 @@ from durapod.models import (
 )
 from durapod.schedules import ScheduleState
 from durapod.stores.base import Page, Store
+from durapod.versioning import VERSION_KEY
 
 if TYPE_CHECKING:
     from durapod.worker import Worker
@@ -175,16 +176,18 @@ class Client:
         limit: int | None = None,
         metadata: Mapping[str, JsonValue] | None = None,
         agent: str | None = None,
+        version: str | None = None,
     ) -> builtins.list[Job]:
-        """Jobs newest first, filtered by status (one or several), metadata and agent.
+        """Jobs newest first, filtered by status (one or several), metadata, agent and code version.
 
         ``agent=None`` means every agent for a ``Client`` and the agent's own jobs for a
-        ``DurableAgent``; ``agent="*"`` means every agent on both.
+        ``DurableAgent``; ``agent="*"`` means every agent on both. ``version`` keeps the jobs created by
+        that version of the code (``DurableAgent(version=...)``, ``Job.code_version``).
 
         Raises:
             ValueError: an unknown status, or a negative limit.
         """
-        return (await self.page(status, limit=limit, metadata=metadata, agent=agent)).jobs
+        return (await self.page(status, limit=limit, metadata=metadata, agent=agent, version=version)).jobs
 
     async def page(
         self,
@@ -194,14 +197,19 @@ class Client:
         metadata: Mapping[str, JsonValue] | None = None,
         agent: str | None = None,
         cursor: str | None = None,
+        version: str | None = None,
     ) -> Page:
         """One page of :meth:`list`: ``limit`` jobs and the ``next_cursor`` to pass for the next page."""
         if status is not None and not isinstance(status, str | Iterable):
             raise TypeError(f"status must be a job status, several of them or None, got {status!r}")
+        if metadata is not None or version is not None:
+            metadata = check_metadata(metadata, "metadata filter")
+            if version is not None:
+                metadata[VERSION_KEY] = _optional_str("version", version)
         return await self._patient.list(
             status=parse_statuses(status),
             agent=self._agent_filter(_optional_str("agent", agent)),
-            metadata=check_metadata(metadata, "metadata filter") if metadata is not None else None,
+            metadata=metadata,
             limit=_limit(limit),
             cursor=_optional_str("cursor", cursor),
         )

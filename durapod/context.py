@@ -16,6 +16,7 @@ from durapod.errors import StepMismatch
 from durapod.events import CustomEvent, custom_event_data, parse_event
 from durapod.models import StepRecord, check_json
 from durapod.sleeping import SLEEP_STEP, decode_wake_time, sleep_delay, wake_time
+from durapod.versioning import PATCH_STEP, check_change_id, is_marker
 
 if TYPE_CHECKING:
     from durapod.actors.job import JobActor
@@ -65,7 +66,7 @@ class JobContext(metaclass=NoPublicConstructor):
         ...     return "sent" if approved else "dropped"
     """
 
-    __slots__ = ("_actor", "_interrupts", "_journal", "_next_index", "_replay_until")
+    __slots__ = ("_actor", "_interrupts", "_journal", "_markers", "_next_index", "_replay_until")
 
     def __init__(self, actor: JobActor, journal: Mapping[int, StepRecord]) -> None:
         self._actor = actor
@@ -73,6 +74,7 @@ class JobContext(metaclass=NoPublicConstructor):
         self._next_index = 0
         self._replay_until = max(journal) + 1 if journal else 0
         self._interrupts = 0
+        self._markers: list[tuple[int, str]] = []  # patched() markers to journal with the next record
 
     @property
     def job_id(self) -> str:
@@ -159,6 +161,7 @@ class JobContext(metaclass=NoPublicConstructor):
                 if inspect.isawaitable(result):  # a lambda that returns a coroutine, say
                     result = await result
             check_json(result, f"result of step {name!r}", actor.job.id)
+            await self._save_markers()
             await actor.record_step(index, name, result)
         finally:
             actor.step_finished()
@@ -274,8 +277,56 @@ class JobContext(metaclass=NoPublicConstructor):
         else:
             actor.at_boundary()
             await children.create(parent, child_id, name, input, checked)
+            await self._save_markers()
             await actor.record_step(index, CHILD_STEP, {"id": child_id, "agent": name})
         return ChildHandle._create(children, parent.id, child_id, name)
+
+    def patched(self, change_id: str) -> bool:
+        """True where the agent should take the code path that ``change_id`` introduced.
+
+        For jobs that were in flight when the agent's code changed: at a position where the job's journal
+        already holds a step the old code recorded, this returns False (and takes no position), so the
+        replay goes on along the old path without :class:`~durapod.StepMismatch`. Everywhere else (a new
+        job, or a replay that has gone past what was recorded) it returns True, and a marker (a step
+        named ``durapod.patch``) is journaled with the next step, so a later replay returns True here
+        again. Temporal's ``patched``. Once no job of the old code is left, call
+        :meth:`deprecate_patch` instead and drop the old path.
+
+        Example:
+            >>> async def triage(ticket: str, ctx: JobContext) -> str:
+            ...     facts = await ctx.step("lookup", lookup_ticket, ticket)
+            ...     if ctx.patched("check-spam"):
+            ...         facts = await ctx.step("spam", check_spam, facts)
+            ...     return await ctx.step("draft", llm_draft, facts)
+        """
+        change_id = check_change_id(change_id)
+        index = self._next_index
+        record = self._journal.get(index)
+        if record is not None and not is_marker(record, change_id):
+            return False  # recorded by the code from before the change: keep to the old path
+        self._next_index = index + 1
+        if record is None:
+            self._markers.append((index, change_id))
+        return True
+
+    def deprecate_patch(self, change_id: str) -> None:
+        """Replaces :meth:`patched` once every job that ran the old code is gone: takes the position
+        of the marker that ``patched(change_id)`` journaled, where a journal holds one (or an empty
+        position, as ``patched`` would), so those jobs still replay; new jobs journal nothing here."""
+        change_id = check_change_id(change_id)
+        index = self._next_index
+        record = self._journal.get(index)
+        if record is None:
+            if index < self._replay_until:  # an empty position inside the journal: a marker never written
+                self._next_index = index + 1
+        elif is_marker(record, change_id):
+            self._next_index = index + 1
+
+    async def _save_markers(self) -> None:
+        markers = self._markers
+        while markers:
+            index, change_id = markers.pop(0)
+            await self._actor.record_step(index, PATCH_STEP, change_id)
 
     def _take_index(self) -> int:
         index = self._next_index
@@ -291,6 +342,7 @@ class JobContext(metaclass=NoPublicConstructor):
         else:
             assert wake_at is not None
             actor.at_boundary()
+            await self._save_markers()
             await actor.record_step(index, SLEEP_STEP, wake_at.isoformat())
         if wake_at > actor.utcnow():
             raise Suspend(None, wake_at=wake_at)

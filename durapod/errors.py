@@ -152,6 +152,7 @@ class StepMismatch(DurapodError):
     """On replay, the agent asked for a step that differs from the one its journal recorded.
 
     Agents must call their steps in the same order on every execution; this error fails the job at once.
+    A change of the agent's steps while jobs are in flight belongs behind ``ctx.patched(change_id)``.
 
     Attributes:
         job_id: the job.
@@ -163,6 +164,8 @@ class StepMismatch(DurapodError):
     def __init__(self, job_id: str, index: int, expected: str, actual: str) -> None:
         super().__init__(
             f"job {job_id!r} step #{index}: the journal recorded {expected!r} but the agent asked for {actual!r}"
+            " (if the agent's code changed while this job was in flight, guard the change with"
+            " ctx.patched(change_id) so that jobs that recorded the old steps keep them)"
         )
         self.job_id = job_id
         self.index = index

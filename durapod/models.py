@@ -365,6 +365,13 @@ class Job(BaseModel):
         return _assemble(Job, {**self.__dict__, **changes}, _JOB_FIELDS)
 
     @property
+    def code_version(self) -> str | None:
+        """The version of the agent's code that created the job (``DurableAgent(version=...)``), kept in
+        its metadata under ``"durapod.version"``."""
+        value = self.metadata.get("durapod.version")
+        return value if isinstance(value, str) else None
+
+    @property
     def sleeping_until(self) -> datetime | None:
         """When a job sleeping in ``ctx.sleep`` wakes (None if it does not sleep).
 
