@@ -391,6 +391,12 @@ class DurableAgent:
             status, limit=limit, metadata=metadata, agent=agent, cursor=cursor, version=version
         )
 
+    async def fork(self, job_id: str, new_id: str, *, from_step: int, input: JsonValue = None) -> Job:
+        """Create job ``new_id`` with ``job_id``'s steps before ``from_step`` journaled, and run it here
+        from ``from_step`` on (queued for any worker of the agent if this one is not running; see
+        :meth:`Client.fork`). Returns the new job, pending."""
+        return await self._client.fork(job_id, new_id, from_step=from_step, input=input)
+
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Wait until the job settles and return it (see :meth:`Client.wait`)."""
         return await self._client.wait(job_id, timeout)

@@ -4,6 +4,7 @@ Usage::
 
     durapod [--store URL] worker MODULE:ATTR
     durapod [--store URL] submit ID INPUT [--agent NAME] [--metadata JSON] [--json]
+    durapod [--store URL] fork ID NEW_ID --from-step K [--input INPUT] [--json]
     durapod [--store URL] ls [--status S ...] [--limit N] [--agent NAME] [--version V] [--json]
     durapod [--store URL] show ID [--json]
     durapod [--store URL] pause ID | cancel ID | resume ID [INPUT] | wait ID [--timeout S]
@@ -162,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--metadata", metavar="JSON", help="a JSON object stored with the job")
     submit.add_argument("--json", action="store_true", help="print the job as JSON")
 
+    fork = command("fork", _cmd_fork, "queue a copy of a job that replays its steps before --from-step")
+    fork.add_argument("job_id", metavar="ID")
+    fork.add_argument("new_id", metavar="NEW_ID")
+    fork.add_argument("--from-step", type=int, required=True, metavar="K", help="run again from step K (from 0)")
+    fork.add_argument("--input", metavar="INPUT", help="a new input (JSON if it parses, else a string)")
+    fork.add_argument("--json", action="store_true", help="print the new job as JSON")
+
     ls = command("ls", _cmd_ls, "list jobs, newest first")
     ls.add_argument(
         "--status",
@@ -254,6 +262,22 @@ async def _poll_for_jobs(durable: DurableAgent) -> None:
     while True:
         await asyncio.sleep(_WORKER_POLL_INTERVAL)
         await durable.recover()
+
+
+async def _cmd_fork(args: argparse.Namespace) -> int:
+    job_id = validate_job_id(args.job_id)
+    new_id = validate_job_id(args.new_id)
+    new_input = _parse_value(args.input) if args.input is not None else None
+    async with _client(args) as client:
+        job = await client.fork(job_id, new_id, from_step=args.from_step, input=new_input)
+    if args.json:
+        print(job.model_dump_json())
+    else:
+        who = f"a worker of agent {job.agent!r}" if job.agent else "any worker"
+        print(
+            f"forked job {job_id} as {job.id} from step {args.from_step} ({job.steps} steps copied), queued for {who}"
+        )
+    return 0
 
 
 async def _cmd_submit(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import uuid
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -27,6 +28,7 @@ from durapod.actors.job import Cancel, Pause
 from durapod.children import cancel_children
 from durapod.errors import JobConflictError, JobStateError, VersionConflict
 from durapod.events import Event
+from durapod.forking import fork_job
 from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
 from durapod.models import (
     ControlKind,
@@ -289,6 +291,40 @@ class Client:
             if stored.input != input:
                 raise JobConflictError(job_id)
         return stored
+
+    async def fork(self, job_id: str, new_id: str, *, from_step: int, input: JsonValue = None) -> Job:
+        """Create job ``new_id`` whose journal holds ``job_id``'s steps before position ``from_step``, and
+        queue it: it replays those steps and runs from ``from_step`` on (re-run a job from a step after
+        fixing a bug). ``input`` replaces the source's input (None: the same). The fork has the source's
+        agent and metadata, plus ``"durapod.forked_from"``. A :class:`DurableAgent` runs a fork of its own
+        agent here; otherwise any worker of the agent takes it.
+
+        Raises:
+            JobNotFound: no job ``job_id``.
+            JobConflictError: ``new_id`` exists already.
+            InvalidJobId, InvalidInput: a bad id or input.
+            TypeError, ValueError: ``from_step`` is not an int >= 0.
+        """
+        worker = self._worker
+        here = worker is not None and worker.is_running
+        owner = worker.worker_id if worker is not None and here else f"fork-{uuid.uuid4().hex}"
+        lease_ttl = worker.lease_ttl if worker is not None else 30.0
+        job = await fork_job(
+            self._patient,
+            self.clock,
+            job_id,
+            new_id,
+            from_step=from_step,
+            input=input,
+            owner=owner,
+            lease_ttl=lease_ttl,
+        )
+        if worker is not None and here and job.agent == worker.name:
+            await worker.start(job)
+        else:
+            await self._patient.release(new_id, owner)
+        self._log.info("job forked", job_id=new_id, source=job_id, from_step=from_step)
+        return job
 
     # -- control ---------------------------------------------------------------------------------
 
