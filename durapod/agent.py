@@ -26,6 +26,7 @@ from durapod.children import ChildRuntime
 from durapod.client import Client
 from durapod.errors import JobConflictError, VersionConflict
 from durapod.events import Event
+from durapod.idempotency import keyed_job_id, with_key
 from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
 from durapod.models import Job, JobStatus, StepRecord, check_json, check_metadata, new_job, validate_job_id
 from durapod.retry import RetryPolicy
@@ -290,7 +291,12 @@ class DurableAgent:
     # -- running jobs ----------------------------------------------------------------------------
 
     async def run(
-        self, job_id: str, input: JsonValue = None, *, metadata: Mapping[str, JsonValue] | None = None
+        self,
+        job_id: str | None,
+        input: JsonValue = None,
+        *,
+        metadata: Mapping[str, JsonValue] | None = None,
+        idempotency_key: str | None = None,
     ) -> Job:
         """Start (or join) a job and wait until it settles: completed, failed, cancelled or paused.
 
@@ -303,20 +309,27 @@ class DurableAgent:
             InvalidInput: the input or metadata is not JSON.
             JobConflictError: the id exists with a different input (or another agent).
         """
-        job = await self.start(job_id, input, metadata=metadata)
+        job = await self.start(job_id, input, metadata=metadata, idempotency_key=idempotency_key)
         # no await between start() and registering the waiter: the job cannot settle unseen in between
-        return await self._waiters.wait(self._patient, job_id, None, self.poll_interval, self._worker.holds, job)
+        return await self._waiters.wait(self._patient, job.id, None, self.poll_interval, self._worker.holds, job)
 
     async def start(
-        self, job_id: str, input: JsonValue = None, *, metadata: Mapping[str, JsonValue] | None = None
+        self,
+        job_id: str | None,
+        input: JsonValue = None,
+        *,
+        metadata: Mapping[str, JsonValue] | None = None,
+        idempotency_key: str | None = None,
     ) -> Job:
         """Create a job and run it in this worker; returns at once (with the job as created).
 
         Same rules as :meth:`run` for existing ids, without waiting. The input and metadata must be JSON
         nested at most ``MAX_JSON_DEPTH`` (64) deep; anything else is refused with :class:`InvalidInput`
-        naming it, before anything is written.
+        naming it, before anything is written. A caller that cannot choose ids passes ``None`` and an
+        ``idempotency_key`` (see :meth:`Client.submit`): a key seen before returns its job.
         """
-        job = self._new_job(job_id, input, metadata, owned=True)
+        job_id = keyed_job_id(job_id, idempotency_key)
+        job = self._new_job(job_id, input, with_key(metadata, idempotency_key), owned=True)
         self._require_running()
         stored, created = await self._patient.create(job)
         if created:
@@ -343,18 +356,19 @@ class DurableAgent:
 
     async def submit(
         self,
-        job_id: str,
+        job_id: str | None,
         input: JsonValue = None,
         *,
         agent: str | None = None,
         metadata: Mapping[str, JsonValue] | None = None,
+        idempotency_key: str | None = None,
     ) -> Job:
         """Queue a job without running it here (see :meth:`Client.submit`); ``agent`` defaults to this one.
 
         Metadata given to the constructor is merged in.
         """
         merged = {**self.metadata, **check_metadata(metadata, "metadata", job_id)}
-        return await self._client.submit(job_id, input, agent=agent, metadata=merged)
+        return await self._client.submit(job_id, input, agent=agent, metadata=merged, idempotency_key=idempotency_key)
 
     async def status(self, job_id: str) -> Job | None:
         """The job with that id as stored, or None (see :meth:`Client.status`)."""

@@ -29,6 +29,7 @@ from durapod.children import cancel_children
 from durapod.errors import JobConflictError, JobStateError, VersionConflict
 from durapod.events import Event
 from durapod.forking import fork_job
+from durapod.idempotency import keyed_job_id, with_key
 from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
 from durapod.models import (
     ControlKind,
@@ -261,11 +262,12 @@ class Client:
 
     async def submit(
         self,
-        job_id: str,
+        job_id: str | None,
         input: JsonValue = None,
         *,
         agent: str | None = None,
         metadata: Mapping[str, JsonValue] | None = None,
+        idempotency_key: str | None = None,
     ) -> Job:
         """Queue a job for a worker of ``agent`` (a Client's None: any worker on the store; an agent's
         None: its own agent) without running it here. Returns the stored job.
@@ -274,13 +276,17 @@ class Client:
         The input and metadata must be JSON nested at most ``MAX_JSON_DEPTH`` (64) deep (see
         ``durapod.models``), with no NaN, tuple, non-str key or lone surrogate; nothing is written otherwise.
 
+        A caller that cannot choose ids passes ``None`` and an ``idempotency_key``: the job id is derived
+        from the key (``"key-"`` and 40 hex digits of its SHA-256; the key is kept in the metadata under
+        ``"durapod.idempotency_key"``), so a key seen before returns its job, as an id does.
+
         Raises:
             InvalidJobId, InvalidInput: bad id or non-JSON input or metadata (naming which).
-            JobConflictError: the id exists with a different input or agent.
+            JobConflictError: the id (or key) exists with a different input or agent.
         """
-        validate_job_id(job_id)
+        job_id = keyed_job_id(job_id, idempotency_key)
         input = check_json(input, "input", job_id)
-        meta = check_metadata(metadata, "metadata", job_id)
+        meta = check_metadata(with_key(metadata, idempotency_key), "metadata", job_id)
         name = _optional_str("agent", agent) or self._scope or ""
         now = self.clock.utcnow()
         job = new_job(id=job_id, agent=name, input=input, metadata=meta, created_at=now, updated_at=now, version=1)
