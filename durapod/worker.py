@@ -84,6 +84,14 @@ def _process_is_gone(holder: dict[str, Any]) -> bool:
     return False
 
 
+def _exit_of(actor: JobActor) -> Exit | None:
+    """How the actor's task ended (None: not ended, cancelled, or raised)."""
+    task = actor.task
+    if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+        return None
+    return task.result()
+
+
 class Worker:
     """Runs the jobs of one agent in job actors, with leases, takeover of orphans and a graceful drain.
 
@@ -202,7 +210,9 @@ class Worker:
                 task.cancel()
             if late:
                 await asyncio.wait(late)
-        for job_id in list(self._waiting):
+        # jobs waiting for a timer here, and those whose actor began to wait (a retry, a sleep) while draining
+        retrying = [actor.job.id for actor in actors if _exit_of(actor) is Exit.RETRY]
+        for job_id in dict.fromkeys([*self._waiting, *retrying]):
             self._take_waiting(job_id)
             try:
                 await self.store.release(job_id, self.worker_id)

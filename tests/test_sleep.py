@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,7 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from durapod import Client, DurableAgent, Job, JobContext, JobStatus, MemoryStore, SQLiteStore, Store
+from durapod import (
+    Client,
+    DurableAgent,
+    Job,
+    JobContext,
+    JobStatus,
+    JobStatusEvent,
+    MemoryStore,
+    SQLiteStore,
+    Store,
+)
 from durapod.testing import FakeClock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -237,3 +248,23 @@ def test_a_worker_killed_mid_sleep_is_continued_by_another_without_starting_the_
     steps = ran(tmp_path)
     assert [step for step, _ in steps] == ["before", "after"]  # before ran once, in the killed worker
     assert steps[1][1] == os.getpid()
+
+
+async def test_a_worker_stopping_as_its_job_falls_asleep_lets_go_of_the_job(store: Store) -> None:
+    """The actor may still be ending (its write seen, its task not done) when the worker drains: the
+    job it leaves sleeping is released, not left to its lease (30 s here) before another worker may wake it."""
+
+    async def agent(text: str, ctx: JobContext) -> str:
+        await ctx.sleep(60)
+        return text
+
+    async with DurableAgent(agent, store, name="sleepy", lease_ttl=30) as durable:
+        await durable.start("r", "x")
+        async with contextlib.aclosing(durable.stream("r")) as events:
+            async for event in events:
+                if isinstance(event, JobStatusEvent) and event.job.sleeping_until is not None:
+                    break
+    now = datetime.now(UTC)
+    taken = await store.claim("r", "another-worker", lease_until=now + timedelta(seconds=30), now=now)
+    assert taken is not None
+    assert taken.sleeping_until is not None
