@@ -50,6 +50,7 @@ from durapod.events import (
 from durapod.lowlevel.clock import Clock, FakeClock
 from durapod.models import Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
+from durapod.step_policy import StepOptions
 from durapod.stores import MemoryStore, Page, Store, open_store
 from durapod.stores.postgres import PostgresStore
 from durapod.stores.redis import RedisStore
@@ -92,6 +93,7 @@ __all__ = [
     "StaleOwnerError",
     "StepEvent",
     "StepMismatch",
+    "StepOptions",
     "StepRecord",
     "StepRestartedEvent",
     "Store",

@@ -50,6 +50,7 @@ EXPECTED = {
     "StaleOwnerError",
     "StepEvent",
     "StepMismatch",
+    "StepOptions",
     "StepRecord",
     "StepRestartedEvent",
     "Store",
