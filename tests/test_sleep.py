@@ -268,3 +268,26 @@ async def test_a_worker_stopping_as_its_job_falls_asleep_lets_go_of_the_job(stor
     taken = await store.claim("r", "another-worker", lease_until=now + timedelta(seconds=30), now=now)
     assert taken is not None
     assert taken.sleeping_until is not None
+
+
+def test_show_prints_the_wake_time_of_a_sleeping_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from durapod.cli import main
+
+    db = tmp_path / "jobs.db"
+
+    async def agent(text: str, ctx: JobContext) -> str:
+        await ctx.sleep(timedelta(days=1))
+        return text
+
+    async def start() -> None:
+        store = SQLiteStore(db)
+        async with DurableAgent(agent, store, clock=FakeClock(START), lease_ttl=3600) as durable:
+            await durable.start("nap", "x")
+            await sleeping(store, "nap")
+        await store.close()
+
+    asyncio.run(start())
+    assert main(["--store", f"sqlite:///{db}", "show", "nap"]) == 0
+    shown = capsys.readouterr().out
+    assert "sleeping until  2026-01-02 00:00:00" in shown, shown
+    assert "next attempt" not in shown
