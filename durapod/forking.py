@@ -63,7 +63,6 @@ async def fork_job(
         owner=owner,
         lease_until=now + timedelta(seconds=lease_ttl),
         epoch=1,
-        parent_id=source.parent_id,
     )
     stored, created = await store.create(job)
     if not created:
