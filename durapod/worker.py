@@ -400,7 +400,9 @@ class Worker:
         """How many more jobs this worker may take now (``batch_size`` when unlimited)."""
         if self.max_concurrency is None:
             return batch_size
-        return max(self.max_concurrency - len(self._actors) - len(self._waiting), 0)
+        # a sleeping job (ctx.sleep) takes no slot until it wakes; one waiting to retry keeps its slot
+        waiting = sum(1 for job, _ in self._waiting.values() if job.sleeping_until is None)
+        return max(self.max_concurrency - len(self._actors) - waiting, 0)
 
     async def claim_orphans(self, *, reclaim_own: bool = False) -> int:
         """Claim this agent's orphaned jobs (their owner's lease expired; with ``reclaim_own`` also the

@@ -291,3 +291,26 @@ def test_show_prints_the_wake_time_of_a_sleeping_job(tmp_path: Path, capsys: pyt
     shown = capsys.readouterr().out
     assert "sleeping until  2026-01-02 00:00:00" in shown, shown
     assert "next attempt" not in shown
+
+
+async def test_sleeping_jobs_take_no_concurrency_slot(store: Store) -> None:
+    clock = FakeClock(START)
+
+    async def agent(text: str, ctx: JobContext) -> str:
+        if text == "sleep":
+            await ctx.sleep(60)
+        return text
+
+    async with DurableAgent(
+        agent, store, clock=clock, max_concurrency=1, lease_ttl=3600, poll_interval=0.05
+    ) as durable:
+        await durable.start("s", "sleep")
+        await sleeping(store, "s")
+        await durable.submit("q", "quick")
+        serving = asyncio.create_task(durable.serve())
+        try:
+            done = await durable.wait("q", timeout=WAIT)  # taken although a sleeper is held with max_concurrency=1
+        finally:
+            serving.cancel()
+            await asyncio.gather(serving, return_exceptions=True)
+    assert done.result == "quick"
