@@ -7,7 +7,7 @@ REDIS_LOWEST := $(shell sed -n 's/^ *"redis>=\([0-9.]*\)[",].*/\1/p' pyproject.t
 LOW_VENV ?= .venv-redis-low
 LOW_BIN := $(LOW_VENV)/bin
 
-.PHONY: demo test test-redis-lowest lint typecheck bench clean
+.PHONY: demo ui test test-redis-lowest lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.installed
 	$(BIN)/durapod --store sqlite:///durapod-demo.db demo
+
+$(VENV)/.installed-web: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[web]'
+	touch $@
+
+# the HTTP API and dashboard of the demo's jobs
+ui: $(VENV)/.installed-web
+	$(BIN)/durapod --store sqlite:///durapod-demo.db ui
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check durapod tests bench examples

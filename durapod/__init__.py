@@ -12,11 +12,13 @@ Example:
 """
 
 from durapod.agent import DurableAgent
+from durapod.budget import Budget
 from durapod.children import ChildHandle
 from durapod.client import Client
 from durapod.context import JobContext
 from durapod.errors import (
     AskTimeout,
+    BudgetExceeded,
     ChildFailed,
     CorruptRecord,
     DurapodError,
@@ -60,6 +62,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AskTimeout",
+    "Budget",
+    "BudgetExceeded",
     "ChildFailed",
     "ChildHandle",
     "Client",

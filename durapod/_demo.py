@@ -315,6 +315,7 @@ def _summary(console: _Console, jobs: list[Job], store_url: str) -> None:
     console.line("See the jobs and their journaled steps:")
     console.line(f"  durapod --store {store_url} ls")
     console.line(f"  durapod --store {store_url} show {TICKETS[0].job_id}")
+    console.line(f"  durapod --store {store_url} ui      (a dashboard in the browser; needs durapod[web]: make ui)")
     console.line(f"Start over: durapod --store {store_url} demo --fresh  (or delete the database file)")
 
 

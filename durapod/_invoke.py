@@ -8,11 +8,12 @@ ctx])`` (optionally ``stream(input[, ctx])``, an async generator, which is prefe
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from pydantic import JsonValue
 
+from durapod._typed import AgentTypes
 from durapod.context import JobContext
 from durapod.models import Job
 
@@ -47,7 +48,7 @@ class AgentInvoker:
     Raises ``TypeError`` naming the agent when it is none of the accepted shapes.
     """
 
-    __slots__ = ("fn", "is_generator", "takes_context")
+    __slots__ = ("fn", "is_generator", "takes_context", "types")
 
     def __init__(self, agent: object) -> None:
         fn: Callable[..., Any] | None = None
@@ -73,16 +74,28 @@ class AgentInvoker:
         self.fn = fn
         self.takes_context = arity >= 2
         self.is_generator = inspect.isasyncgenfunction(fn)
+        self.types = AgentTypes(fn, is_generator=self.is_generator)
 
     async def __call__(self, job: Job, ctx: JobContext) -> JsonValue:
+        return self.dump(await self.call(job, ctx), job.id)
+
+    def call(self, job: Job, ctx: JobContext) -> Awaitable[Any]:
+        """The agent's awaitable for ``job`` (what it returns goes through :meth:`dump`). Not a coroutine
+        of its own: a parked job's task holds one frame less."""
+        types = self.types
         if self.takes_context:
-            args: tuple[Any, ...] = (job.input, ctx)
+            args: tuple[Any, ...] = (types.load_input(job.input, job.id), ctx)
         else:
             # A plain agent cannot replay: on resume it is called with the newest input.
-            args = (job.inputs[-1] if job.inputs else job.input,)
+            args = (types.load_input(job.inputs[-1] if job.inputs else job.input, job.id),)
         if not self.is_generator:
-            return await self.fn(*args)  # type: ignore[no-any-return]
-        return await _drain(self.fn(*args), ctx)
+            awaitable: Awaitable[Any] = self.fn(*args)
+            return awaitable
+        return _drain(self.fn(*args), ctx)
+
+    def dump(self, value: Any, job_id: str) -> JsonValue:
+        """The agent's return value as JSON (a generator agent's drained result is JSON already)."""
+        return value if self.is_generator else self.types.dump_result(value, job_id)
 
 
 async def _drain(stream: AsyncIterator[Any], ctx: JobContext) -> JsonValue:

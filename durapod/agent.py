@@ -17,16 +17,19 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
 
-from pydantic import JsonValue
+from pydantic import BaseModel, JsonValue
 
 from durapod._invoke import AgentInvoker, agent_name
 from durapod._stream import Subscribers, follow
+from durapod._typed import answer_codec, resolve_type_key
 from durapod._waiting import Waiters
+from durapod.budget import Budget
 from durapod.children import ChildRuntime
 from durapod.client import Client
 from durapod.errors import JobConflictError, VersionConflict
 from durapod.events import Event
 from durapod.idempotency import keyed_job_id, with_key
+from durapod.integrations import adapt
 from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
 from durapod.models import Job, JobStatus, StepRecord, check_json, check_metadata, new_job, validate_job_id
 from durapod.retry import RetryPolicy
@@ -88,6 +91,7 @@ class DurableAgent:
         store_timeout: how long public calls wait out an unreachable store before raising
             ``StoreUnavailable`` (running jobs wait for it indefinitely: no job fails because the store
             blinked).
+        budget: what each job may use (tokens, model requests, steps) unless ``start`` gives it its own.
         redact_errors: maps a failed attempt's exception to the text stored in ``job.error`` and in the
             job's ``error`` event (and logged). By default the exception's message is stored verbatim, so
             a secret in a message (a token in a URL, a customer's data) ends up in the store; pass e.g.
@@ -137,8 +141,10 @@ class DurableAgent:
         poll_interval: float = 0.25,
         store_timeout: float = 10.0,
         redact_errors: Callable[[BaseException], str] | None = None,
+        budget: Budget | None = None,
         version: str | None = None,
     ) -> None:
+        agent = adapt(agent)  # a pydantic-ai agent gets its adapter (never imported unless it is one)
         invoker = AgentInvoker(agent)
         if redact_errors is not None and not callable(redact_errors):
             raise TypeError(f"redact_errors must be callable or None, got {redact_errors!r}")
@@ -157,11 +163,15 @@ class DurableAgent:
             _count("max_concurrency", max_concurrency, 1)
         self.agent = agent
         self.store = store
+        self._types = invoker.types
+        if budget is not None and not isinstance(budget, Budget):
+            raise TypeError(f"budget must be a durapod.Budget, got {budget!r}")
+        self.budget = budget
         self.retry_policy = retry
         self.lease_ttl = _seconds("lease_ttl", lease_ttl, allow_zero=False)
         if self.lease_ttl < 0.01:
             raise ValueError(f"lease_ttl must be at least 0.01 seconds, got {lease_ttl!r}")
-        self.name = name if name is not None else agent_name(agent)
+        self.name = name if name is not None else getattr(agent, "durapod_name", None) or agent_name(agent)
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty str, got {self.name!r}")
         self.worker_id = validate_job_id(worker_id) if worker_id is not None else default_worker_id()
@@ -293,9 +303,10 @@ class DurableAgent:
     async def run(
         self,
         job_id: str | None,
-        input: JsonValue = None,
+        input: Any = None,
         *,
         metadata: Mapping[str, JsonValue] | None = None,
+        budget: Budget | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
         """Start (or join) a job and wait until it settles: completed, failed, cancelled or paused.
@@ -304,41 +315,48 @@ class DurableAgent:
         waited for (never run twice); a paused job is returned as it is; a failed job runs again, its
         ``attempts`` continuing to count.
 
+        An agent annotated ``async def f(order: Order, ctx) -> Receipt`` takes an ``Order`` (or its JSON
+        form, validated here) and the job comes back with ``result`` as a ``Receipt``; the store holds JSON.
+
         Raises:
             InvalidJobId: the id is empty, too long, or holds whitespace or control characters.
-            InvalidInput: the input or metadata is not JSON.
+            InvalidInput: the input or metadata is not JSON (or not of the agent's input type); nothing
+                is written.
             JobConflictError: the id exists with a different input (or another agent).
         """
-        job = await self.start(job_id, input, metadata=metadata, idempotency_key=idempotency_key)
+        job = await self.start(job_id, input, metadata=metadata, budget=budget, idempotency_key=idempotency_key)
         # no await between start() and registering the waiter: the job cannot settle unseen in between
-        return await self._waiters.wait(self._patient, job.id, None, self.poll_interval, self._worker.holds, job)
+        settled = await self._waiters.wait(self._patient, job.id, None, self.poll_interval, self._worker.holds, job)
+        return self._typed(settled)
 
     async def start(
         self,
         job_id: str | None,
-        input: JsonValue = None,
+        input: Any = None,
         *,
         metadata: Mapping[str, JsonValue] | None = None,
+        budget: Budget | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
         """Create a job and run it in this worker; returns at once (with the job as created).
 
         Same rules as :meth:`run` for existing ids, without waiting. The input and metadata must be JSON
         nested at most ``MAX_JSON_DEPTH`` (64) deep; anything else is refused with :class:`InvalidInput`
-        naming it, before anything is written. A caller that cannot choose ids passes ``None`` and an
-        ``idempotency_key`` (see :meth:`Client.submit`): a key seen before returns its job.
+        naming it, before anything is written. ``budget`` replaces the agent's for this job. A caller that
+        cannot choose ids passes ``None`` and an ``idempotency_key`` (see :meth:`Client.submit`): a key
+        seen before returns its job.
         """
         job_id = keyed_job_id(job_id, idempotency_key)
-        job = self._new_job(job_id, input, with_key(metadata, idempotency_key), owned=True)
+        job = self._new_job(job_id, input, with_key(metadata, idempotency_key), owned=True, budget=budget)
         self._require_running()
         stored, created = await self._patient.create(job)
         if created:
             self._worker.spawn(stored, fresh=True)
             return stored
-        return await self._start_existing(stored, input)
+        return await self._start_existing(stored, job.input)
 
     async def run_stream(
-        self, job_id: str, input: JsonValue = None, *, metadata: Mapping[str, JsonValue] | None = None
+        self, job_id: str, input: Any = None, *, metadata: Mapping[str, JsonValue] | None = None
     ) -> AsyncGenerator[Event, None]:
         """Start (or join) a job like :meth:`run` and yield its events until it settles.
 
@@ -367,12 +385,16 @@ class DurableAgent:
 
         Metadata given to the constructor is merged in.
         """
-        merged = {**self.metadata, **check_metadata(metadata, "metadata", job_id)}
-        return await self._client.submit(job_id, input, agent=agent, metadata=merged, idempotency_key=idempotency_key)
+        job_id = keyed_job_id(job_id, idempotency_key)
+        data = self._types.dump_input(input, job_id)
+        merged = {**self.metadata, **check_metadata(with_key(metadata, idempotency_key), "metadata", job_id)}
+        return await self._client.submit(job_id, data, agent=agent, metadata=merged)
 
     async def status(self, job_id: str) -> Job | None:
-        """The job with that id as stored, or None (see :meth:`Client.status`)."""
-        return await self._client.status(job_id)
+        """The job with that id as stored, or None (see :meth:`Client.status`); ``result`` typed like
+        :meth:`run`'s."""
+        job = await self._client.status(job_id)
+        return None if job is None else self._typed(job)
 
     async def steps(self, job_id: str) -> builtins.list[StepRecord]:
         """The job's step journal, in order (see :meth:`Client.steps`)."""
@@ -412,8 +434,9 @@ class DurableAgent:
         return await self._client.fork(job_id, new_id, from_step=from_step, input=input)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
-        """Wait until the job settles and return it (see :meth:`Client.wait`)."""
-        return await self._client.wait(job_id, timeout)
+        """Wait until the job settles and return it (see :meth:`Client.wait`); ``result`` typed like
+        :meth:`run`'s."""
+        return self._typed(await self._client.wait(job_id, timeout))
 
     async def stream(self, job_id: str, *, after: int = -1) -> AsyncGenerator[Event, None]:
         """Yield the job's events after ``after`` until it settles (see :meth:`Client.stream`).
@@ -439,9 +462,14 @@ class DurableAgent:
     async def resume(
         self, job_id: str, new_input: JsonValue = None, *, wait: bool = True, timeout: float | None = None
     ) -> Job:
-        """Continue a paused job from its checkpoint, in this worker (see :meth:`Client.resume`)."""
+        """Continue a paused job from its checkpoint, in this worker (see :meth:`Client.resume`).
+
+        A job waiting in ``ctx.interrupt(prompt, answer=Approval)`` takes an ``Approval`` (or its JSON
+        form), checked here: a value that is not one raises ``InvalidInput`` and the job stays paused.
+        """
         self._require_running()
-        return await self._client.resume(job_id, new_input, wait=wait, timeout=timeout)
+        new_input = await self._answer(job_id, new_input)
+        return self._typed(await self._client.resume(job_id, new_input, wait=wait, timeout=timeout))
 
     # -- schedules: the Scheduler service --------------------------------------------------------
 
@@ -529,9 +557,40 @@ class DurableAgent:
         if not self._worker.is_running:
             raise RuntimeError(f"{self!r} is not running: use `async with durable:` (or await durable.open())")
 
-    def _new_job(self, job_id: str, input: JsonValue, metadata: Mapping[str, JsonValue] | None, *, owned: bool) -> Job:
+    def _typed(self, job: Job) -> Job:
+        """The job with its result as the agent's return type (the store holds its JSON form)."""
+        if self._types.result is None or job.status is not JobStatus.COMPLETED or job.agent != self.name:
+            return job
+        return job.model_copy(update={"result": self._types.load_result(job.result, job.id)})
+
+    async def _answer(self, job_id: str, value: Any) -> JsonValue:
+        """The JSON form of a resume value, checked against the answer type the job's interrupt asked for."""
+        job = await self._client.status(job_id)
+        codec = None
+        if job is not None and job.waiting_for is not None:
+            answer_type = resolve_type_key(job.answer_type)
+            codec = answer_codec(answer_type) if answer_type is not None else None
+        if codec is None and isinstance(value, BaseModel):
+            codec = answer_codec(type(value))
+        if codec is None:
+            checked: JsonValue = check_json(value, "resume input", job_id)
+            return checked
+        return codec.dump(value, "resume input", job_id)
+
+    def _new_job(
+        self,
+        job_id: str,
+        input: Any,
+        metadata: Mapping[str, JsonValue] | None,
+        *,
+        owned: bool,
+        budget: Budget | None = None,
+    ) -> Job:
         validate_job_id(job_id)
-        input = check_json(input, "input", job_id)
+        input = self._types.dump_input(input, job_id)
+        budget = budget or self.budget
+        if budget is not None and not isinstance(budget, Budget):
+            raise TypeError(f"budget must be a durapod.Budget, got {budget!r}")
         # a fresh copy for every job: a record never shares a container with the caller or another job
         extra = metadata if isinstance(metadata, Mapping) else check_metadata(metadata, "metadata", job_id)
         merged = check_json({**self.metadata, **extra}, "metadata", job_id)
@@ -548,6 +607,7 @@ class DurableAgent:
             owner=self.worker_id if owned else None,
             lease_until=now + timedelta(seconds=self.lease_ttl) if owned else None,
             epoch=1 if owned else 0,
+            budget=None if budget is None else budget.model_dump(mode="json"),
         )
 
     async def _start_fired(self, job_id: str, input: JsonValue, metadata: dict[str, JsonValue]) -> bool:

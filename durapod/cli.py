@@ -11,6 +11,7 @@ Usage::
     durapod [--store URL] watch ID [--after SEQ] [--json]
     durapod [--store URL] schedules [--agent NAME] [--json]
     durapod [--store URL] demo [--yes] [--fresh]
+    durapod [--store URL] ui [--host 127.0.0.1] [--port 8000] [--token TOKEN] [--read-only] [--log-level L]
 
 The store comes from ``--store``, else the ``DURAPOD_STORE`` environment variable, else
 ``sqlite:///durapod.db``. Every command but ``worker`` and ``demo`` only reads and writes the store
@@ -69,6 +70,10 @@ T = TypeVar("T")
 DEFAULT_STORE = "sqlite:///durapod.db"
 #: The environment variable that names the store.
 STORE_ENV = "DURAPOD_STORE"
+
+#: The environment variable that holds the token ``durapod ui`` requires when ``--token`` is not given.
+_UI_TOKEN_ENV = "DURAPOD_UI_TOKEN"
+_UI_HOST = "127.0.0.1"
 
 _PROG = "durapod"
 _RESULT_WIDTH = 40
@@ -214,6 +219,17 @@ def build_parser() -> argparse.ArgumentParser:
     schedules.add_argument("--agent", metavar="NAME", help="only this agent's schedules")
     schedules.add_argument("--json", action="store_true", help="print a JSON array")
 
+    ui = command("ui", _cmd_ui, "serve the HTTP API and dashboard of the store's jobs (needs durapod[web])")
+    ui.add_argument("--host", default=_UI_HOST, help=f"the address to bind (default: {_UI_HOST}, this machine only)")
+    ui.add_argument("--port", type=int, default=8000, help="the port (default: 8000)")
+    ui.add_argument(
+        "--token", default=None, help=f"require 'Authorization: Bearer TOKEN' (default: ${_UI_TOKEN_ENV}, else none)"
+    )
+    ui.add_argument("--read-only", action="store_true", help="serve no write endpoint (no submit, pause, cancel)")
+    ui.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error"], help="uvicorn's log level"
+    )
+
     demo = command("demo", _cmd_demo, "a support-ticket agent that survives Ctrl-C and crashes")
     demo.add_argument("--yes", "-y", action="store_true", help="approve every reply without asking")
     demo.add_argument("--fresh", action="store_true", help="forget the demo's jobs and start over")
@@ -254,6 +270,31 @@ async def _cmd_worker(args: argparse.Namespace) -> int:
             await durable.store.close()
     if started:
         print(f"durapod worker {durable.worker_id}: stopped (unfinished jobs were handed back)", flush=True)
+    return 0
+
+
+async def _cmd_ui(args: argparse.Namespace) -> int:
+    try:
+        from durapod.web import create_app, serve
+    except ImportError as exc:
+        raise CommandError(f"`durapod ui` needs the web extra: pip install 'durapod[web]' ({exc})") from None
+    token = args.token or os.environ.get(_UI_TOKEN_ENV) or None
+    if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
+        logging.getLogger("durapod.web").warning(
+            "durapod ui binds %s without a token: anyone who reaches this address can read, start, pause and "
+            "cancel jobs (pass --token or set $%s)",
+            args.host,
+            _UI_TOKEN_ENV,
+        )
+    store = open_store(_store_url(args))
+    try:
+        app = create_app(store, token=token, read_only=args.read_only)
+        print(f"durapod ui: http://{args.host}:{args.port}/ on {store!r} (Ctrl-C to stop)", flush=True)
+        await serve(app, host=args.host, port=args.port, log_level=args.log_level)
+        print("durapod ui: stopped", flush=True)
+    finally:
+        with contextlib.suppress(DurapodError):
+            await store.close()
     return 0
 
 

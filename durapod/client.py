@@ -15,7 +15,7 @@ import builtins
 import uuid
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, cast
 
 from pydantic import JsonValue
 
@@ -117,7 +117,8 @@ class Client:
         self.store_timeout = _seconds("store_timeout", store_timeout)
         self.clock: Clock = clock or SYSTEM_CLOCK
         self._log = get_logger("durapod.client")
-        self._patient: Store = PatientStore(store, self.clock, self.store_timeout, self._log)
+        # a proxy with every Store method (each made patient), so typed as one
+        self._patient: Store = cast(Store, PatientStore(store, self.clock, self.store_timeout, self._log))
         self._waiters = Waiters()
         self._subscribers = Subscribers()
         self._worker: Worker | None = None
@@ -140,7 +141,7 @@ class Client:
         client._waiters = waiters
         client._subscribers = subscribers
         client._log = worker.log
-        client._patient = PatientStore(worker.store, worker.clock, store_timeout, worker.log)
+        client._patient = cast(Store, PatientStore(worker.store, worker.clock, store_timeout, worker.log))
         return client
 
     def __repr__(self) -> str:

@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, final, overload
 
 from pydantic import JsonValue, ValidationError
 
+from durapod._typed import answer_codec, step_codec, type_key
 from durapod._util import NoPublicConstructor
+from durapod.budget import Budget
 from durapod.children import CHILD_STEP, ChildHandle, check_child, journaled_child
-from durapod.errors import StepMismatch
+from durapod.errors import BudgetExceeded, InvalidInput, StepMismatch
 from durapod.events import CustomEvent, custom_event_data, parse_event
 from durapod.models import StepRecord, check_json
 from durapod.sleeping import SLEEP_STEP, decode_wake_time, sleep_delay, wake_time
@@ -34,9 +36,12 @@ class Suspend(BaseException):
     still run. Internal: agents never see it unless they catch ``BaseException``.
     """
 
-    def __init__(self, waiting_for: str | None = None, *, wake_at: datetime | None = None) -> None:
+    def __init__(
+        self, waiting_for: str | None = None, answer_type: str | None = None, *, wake_at: datetime | None = None
+    ) -> None:
         super().__init__(waiting_for)
         self.waiting_for = waiting_for
+        self.answer_type = answer_type
         self.wake_at = wake_at  # a durable sleep: the job waits pending until then
 
 
@@ -55,6 +60,25 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return not inspect.isfunction(fn) and not inspect.isbuiltin(fn) and inspect.iscoroutinefunction(call)
 
 
+def _check_step_json(result: Any, name: str, job_id: str) -> Any:
+    kind = type(result)
+    if kind is str or kind is int or kind is bool or result is None:
+        return result
+    what = f"result of step {name!r}"
+    try:
+        return check_json(result, what, job_id)
+    except InvalidInput:
+        if isinstance(result, dict | list | float):
+            raise
+        raise InvalidInput(
+            what, result, f"a {kind.__name__} is journaled only by the step function's return annotation", job_id
+        ) from None
+
+
+def _usage_record(tokens: int, requests: int) -> dict[str, int]:
+    return {"tokens": tokens, "requests": requests}
+
+
 @final
 class JobContext(metaclass=NoPublicConstructor):
     """The running job as its agent sees it. Made by the runtime and passed as the agent's second argument.
@@ -66,7 +90,16 @@ class JobContext(metaclass=NoPublicConstructor):
         ...     return "sent" if approved else "dropped"
     """
 
-    __slots__ = ("_actor", "_interrupts", "_journal", "_markers", "_next_index", "_replay_until")
+    __slots__ = (
+        "_actor",
+        "_budget",
+        "_interrupts",
+        "_journal",
+        "_markers",
+        "_next_index",
+        "_replay_until",
+        "_usage",
+    )
 
     def __init__(self, actor: JobActor, journal: Mapping[int, StepRecord]) -> None:
         self._actor = actor
@@ -74,6 +107,8 @@ class JobContext(metaclass=NoPublicConstructor):
         self._next_index = 0
         self._replay_until = max(journal) + 1 if journal else 0
         self._interrupts = 0
+        self._usage: dict[str, int] | None = None  # made on the first report: most jobs never report
+        self._budget: Budget | None = None if actor.job.budget is None else Budget.model_validate(actor.job.budget)
         self._markers: list[tuple[int, str]] = []  # patched() markers to journal with the next record
 
     @property
@@ -130,26 +165,42 @@ class JobContext(metaclass=NoPublicConstructor):
         result. A sync ``fn`` runs in a worker thread (``asyncio.to_thread``), never on the event loop;
         an async ``fn`` (or a sync one returning an awaitable) is awaited on the loop.
 
+        A result is journaled by ``fn``'s return annotation: a function annotated ``-> Receipt`` (a pydantic
+        model, a dataclass, ``datetime``, ``Decimal``, ``UUID``, a tuple, an enum...) has its result stored
+        as JSON and gets an equal ``Receipt`` back, on the first run as on every replay.
+
         Args:
             name: names the step in the journal and the timeline.
-            fn: a sync or async function; its result must be JSON.
+            fn: a sync or async function; its result must be JSON, or of its annotated return type.
 
         Raises:
             StepMismatch: the journal recorded a different step at this position.
-            InvalidInput: ``fn`` returned something that is not JSON.
+            InvalidInput: ``fn`` returned something that cannot be journaled (naming the step and type).
         """
         index = self._next_index
         self._next_index = index + 1
         return self._step(index, name, fn, args, kwargs)
 
     async def _step(
-        self, index: int, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        index: int,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        budgeted: bool = True,
     ) -> Any:
+        if budgeted and self._budget is not None:
+            await self._check_budget(index)
         record = self._journal.get(index)
+        codec = step_codec(fn)
         if record is not None:
             if record.name != name:
                 raise StepMismatch(self._actor.job.id, index, record.name, name)
-            return record.result
+            if codec is None:
+                return record.result
+            return codec.load(record.result, f"journaled result of step {name!r}", self._actor.job.id)
         actor = self._actor
         actor.at_boundary()
         actor.step_started()
@@ -160,26 +211,89 @@ class JobContext(metaclass=NoPublicConstructor):
                 result = await asyncio.to_thread(fn, *args, **kwargs)
                 if inspect.isawaitable(result):  # a lambda that returns a coroutine, say
                     result = await result
-            check_json(result, f"result of step {name!r}", actor.job.id)
+            if codec is not None:
+                data, result = codec.round_trip(result, f"result of step {name!r}", actor.job.id)
+            else:
+                data = _check_step_json(result, name, actor.job.id)
             await self._save_markers()
-            await actor.record_step(index, name, result)
+            await actor.record_step(index, name, data)
         finally:
             actor.step_finished()
         actor.at_boundary()
         return result
 
-    async def interrupt(self, prompt: str) -> JsonValue:
+    @overload
+    async def interrupt(self, prompt: str) -> JsonValue: ...
+
+    @overload
+    async def interrupt(self, prompt: str, *, answer: type[R]) -> R: ...
+
+    @overload
+    async def interrupt(self, prompt: str, *, answer: Any) -> Any: ...
+
+    async def interrupt(self, prompt: str, *, answer: Any = None) -> Any:
         """Pause the job until someone resumes it, and return the value given to ``resume``.
 
         The job becomes ``paused`` with ``waiting_for=prompt``; ``durable.resume(job_id, value)`` continues
         it, the agent replays its journal, and this call returns ``value``.
+
+        Args:
+            prompt: what the job waits for.
+            answer: the type of the answer (``Approval``, ``bool``...): ``DurableAgent.resume`` refuses a
+                value that does not validate (``InvalidInput``, the job stays paused) and this call returns
+                the typed value.
+
+        Raises:
+            InvalidInput: the answer given (by a ``Client``, which cannot check it) is not an ``answer``.
         """
         number = self._interrupts
         self._interrupts = number + 1
         answers = self._actor.job.answers
         if number < len(answers):
-            return answers[number]
-        raise Suspend(str(prompt))
+            value = answers[number]
+            if answer is None:
+                return value
+            return answer_codec(answer).load(value, f"answer to {prompt!r}", self._actor.job.id)
+        raise Suspend(str(prompt), type_key(answer) if answer is not None else None)
+
+    @property
+    def usage(self) -> dict[str, int]:
+        """The usage reported so far (``tokens``, ``requests``), counted over the journal."""
+        return dict(self._usage or {})
+
+    async def record_usage(self, *, tokens: int = 0, requests: int = 0) -> None:
+        """Report model usage that the job's :class:`~durapod.Budget` counts (integrations report their own).
+
+        Journaled as a step named ``usage``, so a replay counts it once; it adds to ``job.usage``.
+        """
+        for what, value in (("tokens", tokens), ("requests", requests)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{what} must be an int >= 0, got {value!r}")
+        index = self._next_index
+        self._next_index = index + 1
+        recorded = await self._step(index, "usage", _usage_record, (tokens, requests), {}, budgeted=False)
+        self._count_usage(tokens=recorded["tokens"], requests=recorded["requests"])
+
+    def _count_usage(self, *, tokens: int = 0, requests: int = 0) -> None:
+        """Add usage that a journaled step carries (called on the first run and on every replay)."""
+        usage = self._usage
+        if usage is None:
+            usage = self._usage = {}
+        usage["tokens"] = usage.get("tokens", 0) + tokens
+        usage["requests"] = usage.get("requests", 0) + requests
+        self._actor.usage = dict(usage)
+
+    async def _check_budget(self, index: int) -> None:
+        """Stop before step ``index`` if the budget has run out (pause for a new one, or fail)."""
+        while self._budget is not None:
+            exceeded = self._budget.exceeded(self._usage or {}, index)
+            if exceeded is None:
+                return
+            limit, used, allowed = exceeded
+            if self._budget.on_exceeded == "fail":
+                raise BudgetExceeded(self.job_id, limit, used, allowed)
+            prompt = f"budget exceeded: used {used} {limit} of {allowed}; resume with a new Budget"
+            self._budget = await self.interrupt(prompt, answer=Budget)
 
     async def sleep(self, delay: float | timedelta) -> None:
         """Sleep durably for ``delay`` (seconds or a ``timedelta``).

@@ -20,6 +20,7 @@ Misuse (a bad request from the caller) is kept apart from runtime failures (the 
     ├── MailboxFull                 a mailbox with the "reject" policy is at capacity
     ├── RestartIntensityExceeded    a supervisor restarted children too often and gave up
     └── NonRetryableError           raised by agents: fail the job at once, no retry
+        └── BudgetExceeded          the job used up its Budget (tokens, model requests, steps)
 
 Every exception carries the object it is about (``.job_id``, ``.status``, ``.key``) so that callers can
 act on it without parsing messages.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 __all__ = [
     "AskTimeout",
+    "BudgetExceeded",
     "ChildFailed",
     "CorruptRecord",
     "DurapodError",
@@ -292,3 +294,22 @@ class RestartIntensityExceeded(DurapodError):
 
 class NonRetryableError(DurapodError):
     """Raised by an agent (or a step) to fail its job at once, without retrying."""
+
+
+class BudgetExceeded(NonRetryableError):
+    """A job used up its :class:`~durapod.Budget`: it stopped before its next step (a model request is
+    one) and fails without retrying (with ``on_exceeded="pause"`` it pauses instead).
+
+    Attributes:
+        job_id: the job.
+        limit: what ran out: ``"tokens"``, ``"requests"`` or ``"steps"``.
+        used: how much of it the job used.
+        allowed: its budget.
+    """
+
+    def __init__(self, job_id: str, limit: str, used: int, allowed: int) -> None:
+        super().__init__(f"job {job_id!r} used {used} {limit} of its budget of {allowed}")
+        self.job_id = job_id
+        self.limit = limit
+        self.used = used
+        self.allowed = allowed

@@ -61,6 +61,7 @@ class ToolCallEvent(_BaseEvent):
     type: Literal["tool_call"] = "tool_call"
     name: str
     arguments: dict[str, JsonValue] = Field(default_factory=dict)
+    tool_call_id: str | None = None
 
 
 class ToolResultEvent(_BaseEvent):
@@ -69,6 +70,7 @@ class ToolResultEvent(_BaseEvent):
     type: Literal["tool_result"] = "tool_result"
     name: str
     result: JsonValue = None
+    tool_call_id: str | None = None
 
 
 class StepEvent(_BaseEvent):

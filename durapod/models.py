@@ -316,6 +316,9 @@ class Job(BaseModel):
         inputs: the inputs given on resume, oldest first.
         answers: the values that answered ``ctx.interrupt`` calls, in order.
         waiting_for: the prompt of the interrupt a paused job waits on.
+        answer_type: ``module:qualname`` of the answer type that interrupt asked for, if any.
+        usage: the model usage its agent reported (``tokens``, ``requests``...), summed over its journal.
+        budget: the job's own :class:`~durapod.Budget` (its JSON form), if ``start`` was given one.
         steps: how many steps its journal holds.
         run_attempts_base: ``attempts`` when the current run began (a failed job run again gets a fresh
             retry budget while ``attempts`` keeps counting).
@@ -349,6 +352,9 @@ class Job(BaseModel):
     inputs: list[JsonValue] = Field(default_factory=list)
     answers: list[JsonValue] = Field(default_factory=list)
     waiting_for: str | None = None
+    answer_type: str | None = None
+    usage: dict[str, int] | None = None
+    budget: dict[str, JsonValue] | None = None
     steps: int = 0
     run_attempts_base: int = 0
     resuming: bool = False

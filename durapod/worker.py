@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import json
 import os
@@ -145,7 +146,11 @@ class Worker:
             flusher=Flusher(),
             describe_error=functools.partial(error_text, redact=redact_errors),
             children=children,
+            exited=self._exited,
         )
+        # the done callbacks of job tasks run in this one context (a callback added without one would
+        # copy the current context for every job)
+        self._callback_context = contextvars.copy_context()
         self._actors: dict[str, JobActor] = {}
         #: jobs held here without an actor: waiting for their retry timer, or to restart a crashed actor
         self._waiting: dict[str, tuple[Job, Timer]] = {}
@@ -268,8 +273,9 @@ class Worker:
 
     async def renew_registration(self) -> None:
         """Extend the worker's claim on its id (the lease keeper calls this)."""
-        until = self.clock.utcnow() + timedelta(seconds=self.lease_ttl)
-        if not await self.store.renew_worker(self.worker_id, self._token, lease_until=until):
+        now = self.clock.utcnow()
+        until = now + timedelta(seconds=self.lease_ttl)
+        if not await self.store.renew_worker(self.worker_id, self._token, lease_until=until, now=now):
             # taken over after we could not renew for a whole lease: keep going under a fresh claim
             self.log.warning("the worker id's registration had lapsed; registering again")
             await self._register()
@@ -292,7 +298,7 @@ class Worker:
         actor = JobActor(self._runtime, job, fresh=fresh, reload=reload)
         task = actor.task = asyncio.get_running_loop().create_task(actor.run(), name=job.id)
         self._actors[job.id] = actor
-        task.add_done_callback(functools.partial(self._exited, actor))
+        task.add_done_callback(actor.task_done, context=self._callback_context)
 
     async def start(self, job: Job, *, fresh: bool = False) -> None:
         """Run ``job`` here, once any local actor of it that is still stopping has finished."""
@@ -346,6 +352,9 @@ class Worker:
             self._crashes[job.id] = crashes
             if self._accepting:
                 self._wait(job, _CRASH_BACKOFF.delay(crashes, 0.5), reload=True)
+                # local waiters read the store again: a store that cannot even read the job gives them
+                # its error, rather than a wait that lasts as long as the fault
+                self._let_go(job.id)
             return
         self._crashes.pop(job.id, None)
         if outcome is Exit.RETRY and self._accepting:
@@ -455,8 +464,4 @@ class Worker:
         return len(claimed)
 
     async def _wait_for_work(self, delay: float) -> None:
-        wait_for_work = getattr(self.store, "wait_for_work", None)
-        if wait_for_work is not None:
-            await wait_for_work(self.name, delay)
-        else:
-            await asyncio.sleep(delay)
+        await self.store.wait_for_work(self.name, delay)

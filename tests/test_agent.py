@@ -377,7 +377,7 @@ async def test_non_json_values_are_refused() -> None:
             await durable.run("j", {"a": float("nan")})
         assert "input" in str(info.value)
         with pytest.raises(InvalidInput):
-            await durable.run("k", object())  # type: ignore[arg-type]
+            await durable.run("k", object())
         assert (await store.list()).jobs == []
         job = await durable.run("set", "x")
         assert job.status is JobStatus.FAILED

@@ -49,6 +49,26 @@ EXPECTED: dict[str, list[str]] = {
         "order-0: failed after attempts=1: NonRetryableError",
     ],
     "scheduled.py": ["digest for ", "completed -> "],
+    "fastapi_service.py": [
+        "ticket opened: job ticket-7",
+        "step journaled: look_up",
+        "streamed over SSE: Thanks for the report: a refund of 25 EUR is on its way.",
+        "job ticket-7: completed (no lease or epoch shown: True)",
+        "/durapod/: HTTP 200",
+    ],
+    "support_ticket_langchain.py": [
+        "1. paused, waiting for: Refund ticket #456? A refund of 30 EUR is due.",
+        "2. a typo in the answer is refused; the job is still paused",
+        "3. approved: completed -> Resolution(ticket=456, reply='A refund of 30 EUR is due.', refunded=True)",
+        "each model call and tool call ran once: {'customer_history': 1, 'lookup_ticket': 1, 'model': 2}",
+    ],
+    "support_ticket_pydantic_ai.py": [
+        "1. paused, waiting for: approve refund(",
+        "2. approved: completed -> Resolution(ticket=456, action='refund', refunded=30)",
+        "result type: Resolution",
+        "ran once: {'customer_history': 1, 'lookup_ticket': 1, 'model': 3, 'refund': 1}",
+        "events: token=1 tool_call=3 tool_result=3",
+    ],
     "streaming.py": [
         "job job_8: completed -> 'Invoice #42: 1,250 EUR for 5 seats, due on May 1. Approved for payment.'",
         "tokens persisted in the job's event log",

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 from types import ModuleType
 
 import pytest
 
 import durapod
+import durapod.integrations
+import durapod.integrations.langchain
+import durapod.integrations.pydantic_ai
 import durapod.lowlevel
 import durapod.testing
 from durapod import JobContext
@@ -17,6 +22,8 @@ from durapod.lowlevel import ActorRef, Mailbox
 #: added to (or dropped from) ``durapod`` must be added here too: the surface changes on purpose only.
 EXPECTED = {
     "AskTimeout",
+    "Budget",
+    "BudgetExceeded",
     "ChildFailed",
     "ChildHandle",
     "Client",
@@ -87,7 +94,13 @@ def _public(module: ModuleType) -> set[str]:
     }
 
 
-@pytest.mark.parametrize("module", [durapod, durapod.lowlevel, durapod.testing], ids=lambda m: m.__name__)
+#: Modules users import from besides ``durapod``: each has a complete ``__all__`` and documented names.
+INTEGRATIONS = [durapod.integrations, durapod.integrations.langchain, durapod.integrations.pydantic_ai]
+
+
+@pytest.mark.parametrize(
+    "module", [durapod, durapod.lowlevel, durapod.testing, *INTEGRATIONS], ids=lambda m: m.__name__
+)
 def test_all_lists_every_public_name_once_sorted(module: ModuleType) -> None:
     assert _public(module) - set(module.__all__) == set(), "public names missing from __all__"
     assert len(set(module.__all__)) == len(module.__all__), "a name is listed twice"
@@ -104,7 +117,7 @@ def test_the_top_level_surface_is_what_users_touch() -> None:
 
 def _documented_names() -> list[tuple[str, object]]:
     out: list[tuple[str, object]] = []
-    for module in (durapod, durapod.lowlevel, durapod.testing):
+    for module in (durapod, durapod.lowlevel, durapod.testing, *INTEGRATIONS):
         out.extend((f"{module.__name__}.{name}", getattr(module, name)) for name in module.__all__)
     return [(name, value) for name, value in out if not name.rsplit(".", 1)[1].startswith("__")]
 
@@ -156,6 +169,18 @@ def test_records_built_without_validation_equal_validated_ones() -> None:
     assert StepRecord.model_validate_json(record.model_dump_json()) == record
     with pytest.raises(TypeError, match="unknown Job fields"):
         new_job(id="j", created_at=now, updated_at=now, colour="red")
+
+
+def test_the_core_imports_no_agent_framework() -> None:
+    """Frameworks are imported only when an agent of theirs is used (a subprocess: a fresh import)."""
+    code = (
+        "import sys, durapod\n"
+        "async def agent(x): return x\n"
+        "durapod.DurableAgent(agent, durapod.MemoryStore())\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic_ai', 'langchain_core')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_optional_extras_are_not_imported_by_the_package() -> None:

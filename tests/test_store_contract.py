@@ -1255,3 +1255,19 @@ async def test_sqlite_a_store_dropped_without_close_stops_its_threads(db_path: P
     for thread in started:
         await asyncio.to_thread(thread.join, 10)
         assert not thread.is_alive()
+
+
+def test_a_store_missing_a_method_fails_when_its_class_is_made() -> None:
+    """The base class is abstract: a backend that leaves out an operation is refused at once, naming it,
+    instead of answering None at run time."""
+
+    async def get(self: Store, job_id: str) -> None:
+        return None
+
+    with pytest.raises(TypeError, match=r"does not implement .*claim_orphans.*take_controls"):
+        type("Incomplete", (Store,), {"get": get})
+
+    class Partial(Store, abstract=True):  # a base for backends may leave methods to its subclasses
+        pass
+
+    assert Partial.__abstractmethods__

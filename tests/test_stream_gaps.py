@@ -247,3 +247,37 @@ async def test_no_step_restarted_when_a_journaled_step_lost_its_step_event() -> 
         assert [(event.index, event.from_seq) for event in restarted if isinstance(event, StepRestartedEvent)] == (
             expected
         )
+
+
+async def test_output_streamed_before_a_step_is_logged_with_the_step(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step's journal write carries the events streamed before it: a worker killed right after the step
+    was kept (before any flush of its log) loses none of them, though the replay never runs that step again.
+    The worker's periodic flush is switched off here, so only the step's write can have logged them."""
+    monkeypatch.setattr(Flusher, "mark", lambda self, log: None)
+    inside = asyncio.Event()
+    release = asyncio.Event()
+
+    async def park() -> str:
+        inside.set()
+        await release.wait()
+        return "parked"
+
+    async def streams(text: str, ctx: JobContext) -> str:
+        for token in ("a", "b", "c"):
+            await ctx.emit_token(token)
+        await ctx.step("first", lambda: "one")
+        return await ctx.step("second", park)
+
+    async with DurableAgent(streams, store, name="streams") as durable:
+        await durable.start("job", "x")
+        await inside.wait()  # "first" is journaled; nothing else wrote the log since the job started
+        logged = await store.read_events("job")
+        assert [event["token"] for event in logged if event.get("type") == "token"] == ["a", "b", "c"]
+        assert [record.name for record in await store.read_steps("job")] == ["first"]
+        release.set()
+        done = await durable.wait("job")
+    assert done.status is JobStatus.COMPLETED
+    seqs = [event["seq"] for event in await store.read_events("job")]
+    assert seqs == list(range(len(seqs)))  # no gap, nothing twice

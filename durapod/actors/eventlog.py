@@ -128,7 +128,12 @@ class EventLog:
         self.stale_agent_events = 0
         #: the seq of the first agent event logged since the last checkpoint (None when there is none)
         self.partial_from: int | None = None
-        self._logged_steps: set[int] = set()  # the indexes of the step events logged
+        self._logged_steps: set[int] | None = None  # the indexes of the step events logged (made when needed)
+
+    @property
+    def is_loaded(self) -> bool:
+        """True once the log's numbering is known (a new job's log is empty: it needs no reading)."""
+        return self._loaded
 
     def set_epoch(self, epoch: int) -> None:
         """Fence the log's writes by ``epoch``: a worker that lost the job cannot add to its log."""
@@ -159,6 +164,8 @@ class EventLog:
             self.partial_from = None
             index = event.get("index")
             if kind == "step" and isinstance(index, int):
+                if self._logged_steps is None:
+                    self._logged_steps = set()
                 self._logged_steps.add(index)
         elif self.partial_from is None and kind not in _RUNTIME_TYPES:
             self.partial_from = _seq(event)
@@ -172,7 +179,7 @@ class EventLog:
         streamed again) with the abandoned one: nothing is declared abandoned then.
         """
         partial_from, self.partial_from = self.partial_from, None
-        if partial_from is None or not self._logged_steps.issuperset(journaled):
+        if partial_from is None or not (self._logged_steps or set()).issuperset(journaled):
             return
         index = max(journaled) + 1 if journaled else 0
         self.append({"type": "step_restarted", "index": index, "from_seq": partial_from})

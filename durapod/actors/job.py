@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import JsonValue
 
@@ -108,9 +108,13 @@ class JobRuntime:
     flusher: Flusher
     #: the text stored for a failed attempt's exception (``DurableAgent(redact_errors=...)``)
     describe_error: Callable[[BaseException], str] = error_text
+    #: called with the actor and its task once the task has ended (the worker's supervision)
+    exited: Callable[[JobActor, asyncio.Task[Exit]], None] = lambda actor, task: None
     #: starts and awaits child jobs (``ctx.start_child``); None where the worker offers none
     children: ChildRuntime | None = None
 
+
+T = TypeVar("T")
 
 _INTERRUPTS = ("drain", "pause", "cancel", "lease lost")  # weakest first: a stronger reason wins
 
@@ -132,10 +136,12 @@ class JobActor:
         "_reload",
         "_running_agent",
         "_runtime",
+        "_store_failure",
         "_timer",
         "_was_cancelled",
         "job",
         "task",
+        "usage",
     )
 
     def __init__(self, runtime: JobRuntime, job: Job, *, fresh: bool = False, reload: bool = False) -> None:
@@ -156,9 +162,16 @@ class JobActor:
         self._in_step = 0  # steps running now: a drain waits for them (up to its grace)
         self._holds_slot = False
         self._reload = reload
+        #: a store error (not "unavailable") met while the agent ran: the store's failure, not the agent's
+        self._store_failure: StoreError | None = None
+        self.usage: dict[str, int] | None = None  # what the agent reported (JobContext counts it)
 
     def __repr__(self) -> str:
         return f"<JobActor {self.job.id} {self.job.status}>"
+
+    def task_done(self, task: asyncio.Task[Exit]) -> None:
+        """The task's done callback (a bound method: smaller than a partial per job)."""
+        self._runtime.exited(self, task)
 
     # -- the mailbox -----------------------------------------------------------------------------
 
@@ -236,7 +249,9 @@ class JobActor:
                 raise  # cancelled from outside (the event loop is closing): write nothing more
             return await self._interrupted(None)
         except (StoreError, VersionConflict) as exc:
-            self._log().warning("cannot write the job's outcome; the supervisor restarts it", error=repr(exc))
+            self._log().warning(
+                "the store failed; the supervisor restarts the job's actor from the store", error=repr(exc)
+            )
             return Exit.CRASHED
         except Exception:
             runtime.log.exception("job actor failed", job_id=self.job.id)
@@ -270,10 +285,19 @@ class JobActor:
         if self._reason is not None:
             return await self._interrupted(None)
         job = self.job
+        status_logged = False
         if job.status is JobStatus.PENDING:
             # A resumed job continues its execution; a new or retried one starts another attempt.
             attempts = job.attempts if job.resuming else job.attempts + 1
-            if not await self._write(status=JobStatus.RUNNING, attempts=attempts, next_attempt_at=None, resuming=False):
+            # a new job's log needs no reading: its first event goes with this write (no flush of its own)
+            status_logged = self._events.is_loaded
+            if not await self._write(
+                status=JobStatus.RUNNING,
+                attempts=attempts,
+                next_attempt_at=None,
+                resuming=False,
+                log_status=status_logged,
+            ):
                 return Exit.DONE
             self._attempt_counted = attempts > job.attempts
         elif job.status is not JobStatus.RUNNING:
@@ -290,21 +314,26 @@ class JobActor:
             )
             return Exit.DONE
         if self._journal is None:
-            self._journal = {record.index: record for record in await runtime.store.read_steps(job.id)}
-        await self._events.load()
+            steps = await self._patiently(lambda: runtime.store.read_steps(job.id), "read the journal")
+            self._journal = {record.index: record for record in steps}
+        await self._patiently(self._events.load, "read the event log")
+        if self._reason is not None:  # told to stop while the store was read (the lease was lost, say)
+            return await self._interrupted(None)
         self._events.set_epoch(job.epoch)
-        self._status_event()
+        if not status_logged:
+            self._status_event()
         self._events.restart_step(self._journal.keys())
         ctx = JobContext._create(self, self._journal)
         self._running_agent = self._interruptible = self._agent_called = True
         try:
-            result = await runtime.invoker(job, ctx)
+            invoker = runtime.invoker
+            result = invoker.dump(await invoker.call(job, ctx), job.id)
             check_json(result, "result", job.id)
         except Suspend as suspend:
             self._stop_interrupts()
             if suspend.wake_at is not None and self._reason is None:
                 return await self._sleep(suspend.wake_at)
-            return await self._suspended(suspend.waiting_for)
+            return await self._suspended(suspend.waiting_for, suspend.answer_type)
         except asyncio.CancelledError:
             if not self._acknowledge_cancel():
                 raise
@@ -315,10 +344,14 @@ class JobActor:
             return await self._changed_elsewhere()
         except Exception as error:
             self._stop_interrupts()
+            if self._store_failure is not None:
+                return await self._store_failed()
             if self._reason is not None:
                 return await self._interrupted(error)
             return await self._failed(error)
         self._stop_interrupts()
+        if self._store_failure is not None:  # the agent caught the store's error and went on
+            return await self._store_failed()
         if self._reason in ("cancel", "lease lost") or (self._reason == "pause" and self._was_cancelled):
             return await self._interrupted(None)  # the agent swallowed our cancellation and returned
         return await self._complete(result)
@@ -332,14 +365,35 @@ class JobActor:
 
     async def _reload_job(self) -> bool:
         """Read the job anew (after this actor's predecessor crashed): True if it is still ours to run."""
-        fresh = await self._runtime.store.get(self.job.id)
+        store = self._runtime.store
+        fresh = await self._patiently(lambda: store.get(self.job.id), "read the job")
         if fresh is None or fresh.owner != self._runtime.worker_id or fresh.epoch != self.job.epoch:
             return False
         self.job = fresh
         self._journal = None
         return fresh.status in (JobStatus.PENDING, JobStatus.RUNNING)
 
+    async def _patiently(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
+        """A read the actor needs before it can run: an unreachable store is waited out, as for writes."""
+        try:
+            return await operation()
+        except StoreUnavailable:
+            return await retry_unavailable(operation, self._runtime.clock, self._log, what=what)
+
     # -- how a run ends --------------------------------------------------------------------------
+
+    async def _store_failed(self) -> Exit:
+        """A step or an event could not be written: whether it landed is unknown, so this execution
+        cannot go on. A stop asked for meanwhile (cancel, pause, drain, lease lost) is carried out;
+        otherwise the supervisor restarts the actor, which reads the job and its journal anew: a
+        journaled step is replayed, one that never landed runs again, and no attempt is counted."""
+        self.at_boundary_quietly()
+        if self._reason is not None:
+            return await self._interrupted(None)
+        self._log().warning(
+            "the store failed while the job ran; restarting it from the store", error=repr(self._store_failure)
+        )
+        return Exit.CRASHED
 
     async def _complete(self, result: JsonValue) -> Exit:
         if await self._write(
@@ -354,7 +408,7 @@ class JobActor:
             self._log().debug("job completed")
         return Exit.DONE
 
-    async def _suspended(self, waiting_for: str | None) -> Exit:
+    async def _suspended(self, waiting_for: str | None, answer_type: str | None = None) -> Exit:
         if waiting_for is None and self._reason == "drain":
             return await self._hand_back()
         events: list[dict[str, JsonValue]] = []
@@ -364,6 +418,7 @@ class JobActor:
         changes: dict[str, Any] = {"paused_running": self.job.status is JobStatus.RUNNING}
         if self._attempt_counted and not self._agent_called:
             changes = {"paused_running": False, "attempts": self.job.attempts - 1}
+        changes["answer_type"] = answer_type
         if await self._write(status=JobStatus.PAUSED, waiting_for=waiting_for, events=events, **changes):
             self._log().info("job paused", waiting_for=waiting_for)
         return Exit.DONE
@@ -495,30 +550,61 @@ class JobActor:
         runtime = self._runtime
         record = new_step_record(job.id, index, name, result, job.attempts, job.epoch, runtime.clock.utcnow())
         store = runtime.store
+        # the events streamed so far are logged with the step: once the step is kept, a replay skips it
+        # and would never stream them again
+        events = await self._events.take()
         try:
-            await store.append_step(record)
-        except StoreUnavailable:
-            await retry_unavailable(lambda: store.append_step(record), runtime.clock, self._log, what=f"step {name!r}")
+            try:
+                await store.append_step(record, events=events)
+            except StoreUnavailable:  # the write may have landed before the store broke off
+                await retry_unavailable(
+                    lambda: self._append_step_again(record, events), runtime.clock, self._log, what=f"step {name!r}"
+                )
+        except BaseException as exc:
+            self._events.give_back(events, [])  # not logged: they go with the next write
+            if isinstance(exc, StoreError) and not isinstance(exc, StaleOwnerError | VersionConflict):
+                self._store_failure = exc
+            raise
+        self._events.publish(events)
         assert self._journal is not None
         self._journal[index] = record
         self._events.append({"type": "step", "name": name, "index": index, "result": result})
 
+    async def _append_step_again(self, record: StepRecord, events: list[dict[str, JsonValue]]) -> None:
+        """Journal a step whose first write had an unknown outcome: if that write landed, it is done."""
+        store = self._runtime.store
+        try:
+            await store.append_step(record, events=events)
+        except StaleOwnerError:
+            landed = [step for step in await store.read_steps(record.job_id) if step.index == record.index]
+            if landed != [record]:
+                raise
+
     async def emit(self, data: dict[str, JsonValue]) -> None:
         """Log one agent event (numbered, persisted in a batch, then published live)."""
         if self._events.append(data):
-            await self._events.flush()
+            try:
+                await self._events.flush()
+            except StoreUnavailable:
+                return  # kept buffered: the flusher (or the job's next write) persists them
+            except StoreError as exc:
+                self._store_failure = exc
+                raise
 
     # -- writing ---------------------------------------------------------------------------------
 
     def _status_event(self) -> None:
         self._events.append({"type": "job_status", "job": _status_view(self.job)})
 
-    async def _write(self, *, events: list[dict[str, JsonValue]] | None = None, **changes: Any) -> bool:
+    async def _write(
+        self, *, events: list[dict[str, JsonValue]] | None = None, log_status: bool = False, **changes: Any
+    ) -> bool:
         """Compare-and-set the job with ``changes``; on a lost race, re-read it and write nothing more.
 
-        When the job leaves ``running`` (it settles, or waits for a retry or another worker), the write
-        also logs what the event log holds, the given ``events`` and a ``job_status`` event, in the same
-        store operation; live subscribers get the new events once it is committed.
+        When the job leaves ``running`` (it settles, or waits for a retry or another worker), or with
+        ``log_status``, the write also logs what the event log holds, the given ``events`` and a
+        ``job_status`` event, in the same store operation; live subscribers get the new events once it is
+        committed.
         """
         job = self.job
         runtime = self._runtime
@@ -529,10 +615,12 @@ class JobActor:
                 changes["lease_until"] = None  # the store clears it: say so in the status event too
             if self._journal is not None:
                 changes["steps"] = len(self._journal)
+            if self.usage is not None:
+                changes["usage"] = dict(self.usage)
         new = job.evolve(updated_at=runtime.clock.utcnow(), **changes)
         batch: list[dict[str, JsonValue]] = []
         unwritten: list[dict[str, JsonValue]] = []
-        if leaving:
+        if leaving or log_status:
             unwritten = [*(events or ()), {"type": "job_status", "job": _status_view(new)}]
             for event in unwritten:
                 self._events.append(event)
@@ -543,7 +631,7 @@ class JobActor:
                 saved = await store.save(new, expected_version=job.version, events=batch)
             except StoreUnavailable:  # a store that blinks does not fail the job: the write waits here
                 saved = await retry_unavailable(
-                    lambda: store.save(new, expected_version=job.version, events=batch),
+                    lambda: self._save_again(new, job.version, batch),
                     runtime.clock,
                     self._log,
                     what=f"write {new.status}",
@@ -559,6 +647,19 @@ class JobActor:
         if batch:
             self._events.publish(batch)
         return True
+
+    async def _save_again(self, new: Job, expected_version: int, batch: list[dict[str, JsonValue]]) -> Job:
+        """Save ``new`` again after a try whose outcome is unknown: if that try landed, it is done."""
+        store = self._runtime.store
+        try:
+            return await store.save(new, expected_version=expected_version, events=batch)
+        except VersionConflict as conflict:
+            if conflict.actual == new.version:
+                stored = await store.get(new.id)
+                # versions and timestamps identify a write: nobody else wrote this one
+                if stored is not None and (stored.version, stored.updated_at) == (new.version, new.updated_at):
+                    return stored
+            raise
 
     def _release_slot(self) -> None:
         semaphore = self._runtime.concurrency

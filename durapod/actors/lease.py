@@ -90,14 +90,13 @@ class LeaseKeeper(Actor[Any]):
             await asyncio.wait([ticker])
 
     async def _ticks(self) -> None:
-        # A store that can signal control requests (Redis pub/sub) wakes us at once; the tick also runs
+        # A store that can signal control requests (Redis pub/sub, Postgres NOTIFY) wakes us at once; the tick also runs
         # every control_interval, so a lost signal only delays a request until then.
         store, clock = self.owner.store, self.owner.clock
-        wait_for_control = getattr(store, "wait_for_control", None)
         while True:
-            if wait_for_control is not None and self.owner.has_live_actors():
+            if store.notifies and self.owner.has_live_actors():
                 try:
-                    await wait_for_control(self.control_interval)
+                    await store.wait_for_control(self.control_interval)
                 except Exception:
                     await clock.sleep(self.control_interval)
             else:
@@ -122,9 +121,10 @@ class LeaseKeeper(Actor[Any]):
                 return
             await owner.renew_registration()
             if held:
-                until = clock.utcnow() + timedelta(seconds=owner.lease_ttl)
+                moment = clock.utcnow()
+                until = moment + timedelta(seconds=owner.lease_ttl)
                 # jobs that ended meanwhile are missing from the renewal: only those still held count
-                renewed = await owner.store.renew_leases(owner.worker_id, held, lease_until=until)
+                renewed = await owner.store.renew_leases(owner.worker_id, held, lease_until=until, now=moment)
                 still_held = set(owner.held_jobs())
                 lost = [job_id for job_id in held if job_id not in renewed and job_id in still_held]
                 if lost:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import urllib.parse
+from collections.abc import Callable
 
 from durapod.stores.base import ControlRequest, Page, Store
 from durapod.stores.memory import MemoryStore
@@ -32,27 +33,53 @@ def open_store(url: str) -> Store:
         >>> open_store("memory://")
         MemoryStore(jobs=0)
     """
-    scheme, sep, rest = url.partition("://")
+    scheme, sep, _ = url.partition("://")
     if not sep:
         raise ValueError(f"invalid store URL {url!r}: expected memory://, sqlite:///path or redis://host")
-    if scheme == "memory":
-        return MemoryStore()
-    if scheme == "sqlite":
-        from durapod.stores.sqlite import SQLiteStore
+    factory = _SCHEMES.get(scheme)
+    if factory is None:
+        known = ", ".join(sorted(_SCHEMES))
+        raise ValueError(f"invalid store URL {url!r}: unknown scheme {scheme!r} (known: {known})")
+    return factory(url)
 
-        if not rest.startswith("/") or rest == "/":
-            raise ValueError(f"invalid SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs.db")
-        return SQLiteStore(rest[1:])
-    if scheme in ("redis", "rediss", "unix"):
-        redis_module = importlib.import_module("durapod.stores.redis")
-        redis_store: Store = redis_module.RedisStore.from_url(url)
-        return redis_store
-    if scheme in ("postgresql", "postgres"):
-        from durapod.stores.postgres import PostgresStore
 
-        dsn, schema = _take_query_param(url, "schema")
-        return PostgresStore(dsn, schema=schema) if schema is not None else PostgresStore(dsn)
-    raise ValueError(f"invalid store URL {url!r}: unknown scheme {scheme!r}")
+def _memory(url: str) -> Store:
+    return MemoryStore()
+
+
+def _sqlite(url: str) -> Store:
+    from durapod.stores.sqlite import SQLiteStore
+
+    rest = url.partition("://")[2]
+    if not rest.startswith("/") or rest == "/":
+        raise ValueError(f"invalid SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs.db")
+    return SQLiteStore(rest[1:])
+
+
+def _redis(url: str) -> Store:
+    redis_module = importlib.import_module("durapod.stores.redis")
+    redis_store: Store = redis_module.RedisStore.from_url(url)
+    return redis_store
+
+
+def _postgres(url: str) -> Store:
+    from durapod.stores.postgres import PostgresStore
+
+    dsn, schema = _take_query_param(url, "schema")
+    return PostgresStore(dsn, schema=schema) if schema is not None else PostgresStore(dsn)
+
+
+#: URL scheme -> the function that builds its store from the whole URL. A new backend adds its schemes
+#: here; its module is imported only when a URL names it, so an optional driver stays optional.
+_SCHEMES: dict[str, Callable[[str], Store]] = {
+    "memory": _memory,
+    "sqlite": _sqlite,
+    "redis": _redis,
+    "rediss": _redis,
+    "unix": _redis,
+    "postgresql": _postgres,
+    "postgres": _postgres,
+}
 
 
 def _take_query_param(url: str, name: str) -> tuple[str, str | None]:

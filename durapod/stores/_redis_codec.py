@@ -1,4 +1,5 @@
-"""How RedisStore encodes keys' members, times and arguments, and decodes the job records it reads.
+"""How RedisStore encodes keys' members and arguments, and decodes the job records it reads (times and JSON
+through the codec the stores share, :mod:`durapod.stores._codec`).
 
 ``<m>``, a job's index member, is ``<created_at as 18 zero-padded digits of microseconds>:<id>``: byte
 order of the members is (created_at, id) order. Times are integers (microseconds since the Unix epoch) in
@@ -8,33 +9,20 @@ decoded from its JSON record.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, Final
 
-from durapod.errors import CorruptRecord, InvalidInput
+from durapod.errors import CorruptRecord
 from durapod.models import Job
+from durapod.stores._codec import _micros, _moment
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
 # added to created_at's microseconds so that every datetime gives 18 non-negative digits
 _MEMBER_OFFSET: Final = 10**17
 _MEMBER_ID_START: Final = 19  # 18 digits and ":"
 
 # the hash fields every job read takes, in the order _decode_job expects
 _READ_FIELDS: Final = ("record", "owner", "lease_us", "epoch", "version", "steps", "recoveries", "updated_us")
-
-
-def _micros(moment: datetime) -> int:
-    """Microseconds since the Unix epoch; a naive datetime is taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-def _moment(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
 
 
 def _member(created_at: datetime, job_id: str) -> str:
@@ -52,13 +40,6 @@ def _owner_arg(owner: str | None) -> str:
 
 def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _encode_json(value: object, what: str, job_id: str) -> str:
-    try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(what, value, str(exc), job_id) from None
 
 
 def _first_line(exc: BaseException) -> str:

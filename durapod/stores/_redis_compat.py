@@ -7,6 +7,9 @@ Each difference is told apart by what the objects offer, never by ``redis.__vers
 * Whether an idle connection was closed by the server: ``Connection.can_read()`` from 8.0 on, before that
   ``can_read_destructive()`` (deprecated in 8.0). Before 5.0.8 the latter, with redis-py's own (not
   hiredis) parser, reads one byte and returns it: ``b""`` then means the server closed the connection.
+* A connection torn down while a command is sent or read (``CLIENT KILL``, a server restart) raises
+  ``ConnectionError`` or an ``OSError`` most of the time, but some releases raise ``AttributeError``
+  (their reader or writer is ``None`` by then): :data:`CONNECTION_ERRORS` holds all three.
 * From 8.0 on a client has a ``socket_timeout`` (5 s) unless told otherwise, and with one redis-py sends
   through ``asyncio.wait_for``, which on Python 3.11 returns normally when the calling task is cancelled
   just as the send completes: the cancellation is lost. Commands sent in the caller's task (``SUBSCRIBE``)
@@ -22,7 +25,13 @@ from typing import Any
 
 from redis.asyncio.client import PubSub
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+#: What redis-py raises when a connection breaks under a command: the command's outcome is unknown and
+#: the store is "unavailable" (callers retry), never failed for good.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError, AttributeError)
 
 #: The command name given to ``get_connection`` where it needs one (redis-py before 5.3 ignores it).
 _COMMAND_NAME = "EVALSHA"

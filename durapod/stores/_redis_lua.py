@@ -3,6 +3,14 @@
 RedisStore runs each of these scripts as one operation, atomically on the server. ARGV[1] is
 always the key prefix; KEYS are the job's own keys (job, steps, events, controls). Index key names are
 derived inside the scripts from the prefix. The key layout is described in :mod:`durapod.stores.redis`.
+
+Leases are judged on one clock, the server's. A job (or a worker id) keeps the lease its writer sent
+(``lease_us``, on the writer's clock, what readers see) and when that lease ends on the server's clock
+(``lease_at``: ``TIME`` at the write plus the lease's length on the writer's clock). Claims compare
+``lease_at`` with ``TIME`` (and ``lease_us`` with the claimer's ``now``: a lease is free once both say it
+ended, so a claimer whose clock runs behind only waits longer) and the ``leased`` index is scored by
+``lease_at``, so workers whose clocks disagree never both hold a job. A record written before
+``lease_at`` existed is judged by its ``lease_us``.
 """
 
 from __future__ import annotations
@@ -32,8 +40,21 @@ local function is_expiring(status)
   return {_lua_in(SETTLED - {JobStatus.PAUSED})}
 end
 """
+_LUA_SERVER_TIME: Final = """
+-- the server's clock, in microseconds since the epoch (below 2^53: exact in a Lua number)
+local function server_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- when a lease ends on the server's clock: its length (until - now, on the writer's clock) from TIME
+local function lease_end(until_us, now_us)
+  return string.format('%.0f', server_us() + tonumber(until_us) - tonumber(now_us))
+end
+"""
 _LUA_BASE: Final = (
     _LUA_STATUSES
+    + _LUA_SERVER_TIME
     + """
 local function optional(value)
   if value == '' then return false end
@@ -141,18 +162,20 @@ end
 
 
 # KEYS: job steps events controls. ARGV: P ttl_ms record status agent member owner lease_us epoch
-# version recoveries. Returns nil if created, else the existing job's _READ_FIELDS.
+# version recoveries now_us (the writer's clock). Returns nil if created, else the existing job's _READ_FIELDS.
 _LUA_CREATE: Final = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.call('HMGET', KEYS[1], 'record', 'owner', 'lease_us', 'epoch', 'version', 'steps',
     'recoveries', 'updated_us')
 end
-local new = {status = ARGV[4], agent = ARGV[5], member = ARGV[6], owner = owner_arg(ARGV[7]),
-  lease = optional(ARGV[8])}
+local new = {status = ARGV[4], agent = ARGV[5], member = ARGV[6], owner = owner_arg(ARGV[7])}
 local fields = {'record', ARGV[3], 'status', new.status, 'agent', new.agent, 'member', new.member,
   'epoch', ARGV[9], 'version', ARGV[10], 'recoveries', ARGV[11], 'steps', 0}
 if new.owner then fields[#fields + 1] = 'owner'; fields[#fields + 1] = new.owner end
-if new.lease then fields[#fields + 1] = 'lease_us'; fields[#fields + 1] = new.lease end
+if ARGV[8] ~= '' then
+  new.lease = lease_end(ARGV[8], ARGV[12])
+  for _, v in ipairs({'lease_us', ARGV[8], 'lease_at', new.lease}) do fields[#fields + 1] = v end
+end
 redis.call('HSET', KEYS[1], unpack(fields))
 -- a new job starts from an empty journal, whatever a previous job of that id left
 redis.call('DEL', KEYS[2])
@@ -162,22 +185,25 @@ return false
 """
 
 # KEYS: job steps events controls. ARGV: P ttl_ms record status agent member owner lease_us epoch
-# version recoveries expected_version [seq event]... Returns steps (the lease is the one sent),
+# version recoveries now_us expected_version [seq event]... Returns steps (the lease is the one sent),
 # {0, lease_us, steps}, {1} (not found) or {2, version}. The events are logged with the write (a seq already
 # logged keeps its first event).
 _LUA_SAVE: Final = """
 local cur = redis.call('HMGET', KEYS[1], 'status', 'agent', 'member', 'owner', 'lease_us', 'version', 'epoch',
-  'steps')
+  'steps', 'lease_at')
 if not cur[6] then return {1} end
-if cur[6] ~= ARGV[12] or tonumber(ARGV[10]) ~= tonumber(ARGV[12]) + 1 then return {2, cur[6]} end
-local old = {status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = cur[5]}
+if cur[6] ~= ARGV[13] or tonumber(ARGV[10]) ~= tonumber(ARGV[13]) + 1 then return {2, cur[6]} end
+local old = {status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = cur[9] or cur[5]}
 local new = {status = ARGV[4], agent = ARGV[5], member = ARGV[6], owner = owner_arg(ARGV[7])}
+local lease_us
 if new.status == 'paused' or is_expiring(new.status) then
-  new.lease = false
+  lease_us, new.lease = false, false
 elseif new.owner == old.owner and ARGV[9] == cur[7] then
-  new.lease = old.lease
+  lease_us, new.lease = cur[5], old.lease
+elseif ARGV[8] ~= '' then
+  lease_us, new.lease = ARGV[8], lease_end(ARGV[8], ARGV[12])
 else
-  new.lease = optional(ARGV[8])
+  lease_us, new.lease = false, false
 end
 local fields = {'record', ARGV[3], 'status', new.status, 'agent', new.agent, 'member', new.member,
   'epoch', ARGV[9], 'version', ARGV[10], 'recoveries', ARGV[11]}
@@ -187,21 +213,21 @@ if new.owner then
 else
   gone[#gone + 1] = 'owner'
 end
-if new.lease then
-  fields[#fields + 1] = 'lease_us'; fields[#fields + 1] = new.lease
+if lease_us then
+  for _, v in ipairs({'lease_us', lease_us, 'lease_at', new.lease}) do fields[#fields + 1] = v end
 else
-  gone[#gone + 1] = 'lease_us'
+  gone[#gone + 1] = 'lease_us'; gone[#gone + 1] = 'lease_at'
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('HDEL', KEYS[1], unpack(gone))
-for i = 13, #ARGV, 2 do
+for i = 14, #ARGV, 2 do
   if redis.call('ZCOUNT', KEYS[3], ARGV[i], ARGV[i]) == 0 then redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i + 1]) end
 end
 reindex(old, new)
 set_ttl(old, new, ARGV[2])
 -- the common answer is one integer (cheap to parse): the steps, when the lease is the one the writer sent
-if new.lease == optional(ARGV[8]) then return tonumber(cur[8]) or 0 end
-return {0, new.lease, tonumber(cur[8]) or 0}
+if lease_us == optional(ARGV[8]) then return tonumber(cur[8]) or 0 end
+return {0, lease_us, tonumber(cur[8]) or 0}
 """
 
 # KEYS: job steps. ARGV: index epoch record. Returns 0, {1} (not found) or {2, epoch, why}.
@@ -215,18 +241,25 @@ if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3]) == 0 then
   return {2, cur[2], 'step #' .. ARGV[1] .. ' is journaled'}
 end
 redis.call('HINCRBY', KEYS[1], 'steps', 1)
+for i = 4, #ARGV, 2 do  -- the events streamed before the step, logged with it
+  if redis.call('ZCOUNT', KEYS[3], ARGV[i], ARGV[i]) == 0 then
+    redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i + 1])
+  end
+end
 return 0
 """
 
-# KEYS: job. ARGV: P id owner lease_us now_us reclaim_own updated_us.
-# Returns nil (not claimable), {1, why} (corrupt record: nothing written) or
+# KEYS: job. ARGV: P id owner lease_us now_us reclaim_own updated_us. The lease is free once it ended on
+# the server's clock (and on the claimer's). Returns nil (not claimable), {1, why} (corrupt record: nothing written) or
 # {0, record, epoch, version, recoveries, steps}.
 _LUA_CLAIM: Final = """
 local cur = redis.call('HMGET', KEYS[1], 'status', 'agent', 'member', 'owner', 'lease_us', 'epoch', 'version',
-  'recoveries', 'record', 'steps')
+  'recoveries', 'record', 'steps', 'lease_at')
 if not cur[1] or not is_live(cur[1]) then return false end
-local old = {status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = cur[5]}
-local free = (not old.owner) or (not old.lease) or tonumber(old.lease) < tonumber(ARGV[5])
+local old = {status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = cur[11] or cur[5]}
+-- expired on the server's clock, and on the claimer's too (a claimer whose clock runs behind waits)
+local free = (not old.owner) or (not old.lease)
+  or (tonumber(old.lease) < server_us() and tonumber(cur[5] or old.lease) < tonumber(ARGV[5]))
   or (ARGV[6] == '1' and old.owner == ARGV[3])
 if not free then return false end
 -- a record the worker could not decode must not be claimed: check what Lua can
@@ -240,38 +273,40 @@ local epoch = (tonumber(cur[6]) or 0) + 1
 local version = (tonumber(cur[7]) or 0) + 1
 local recoveries = tonumber(cur[8]) or 0
 if old.status == 'running' then recoveries = recoveries + 1 end
-redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'lease_us', ARGV[4], 'epoch', epoch, 'version', version,
-  'recoveries', recoveries, 'updated_us', ARGV[7])
-reindex(old, {status = old.status, agent = old.agent, member = old.member, owner = ARGV[3], lease = ARGV[4]})
+local lease = lease_end(ARGV[4], ARGV[5])
+redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'lease_us', ARGV[4], 'lease_at', lease, 'epoch', epoch,
+  'version', version, 'recoveries', recoveries, 'updated_us', ARGV[7])
+reindex(old, {status = old.status, agent = old.agent, member = old.member, owner = ARGV[3], lease = lease})
 return {0, cur[9], epoch, version, recoveries, tonumber(cur[10]) or 0}
 """
 
-# KEYS: job. ARGV: P owner lease_us. Returns 1 if renewed.
+# KEYS: job. ARGV: P owner lease_us now_us (the writer's clock). Returns 1 if renewed.
 _LUA_RENEW: Final = """
-local cur = redis.call('HMGET', KEYS[1], 'status', 'agent', 'member', 'owner', 'lease_us')
+local cur = redis.call('HMGET', KEYS[1], 'status', 'agent', 'member', 'owner', 'lease_us', 'lease_at')
 if not cur[1] or not is_live(cur[1]) or cur[4] ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'lease_us', ARGV[3])
-reindex({status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = cur[5]},
-  {status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = ARGV[3]})
+local lease = lease_end(ARGV[3], ARGV[4])
+redis.call('HSET', KEYS[1], 'lease_us', ARGV[3], 'lease_at', lease)
+reindex({status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = cur[6] or cur[5]},
+  {status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = lease})
 return 1
 """
 
 # KEYS: job. ARGV: P owner. Returns 1 if released.
 _LUA_RELEASE: Final = """
-local cur = redis.call('HMGET', KEYS[1], 'status', 'agent', 'member', 'owner', 'lease_us')
+local cur = redis.call('HMGET', KEYS[1], 'status', 'agent', 'member', 'owner', 'lease_us', 'lease_at')
 if not cur[1] or cur[4] ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[1], 'lease_us')
-reindex({status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = cur[5]},
+redis.call('HDEL', KEYS[1], 'lease_us', 'lease_at')
+reindex({status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = cur[6] or cur[5]},
   {status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = false})
 return 1
 """
 
 # KEYS: job steps events controls. ARGV: P. Returns 1 if the job existed.
 _LUA_DELETE: Final = """
-local cur = redis.call('HMGET', KEYS[1], 'status', 'agent', 'member', 'owner', 'lease_us')
+local cur = redis.call('HMGET', KEYS[1], 'status', 'agent', 'member', 'owner', 'lease_us', 'lease_at')
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 if not cur[1] then return 0 end
-local old = {status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = cur[5]}
+local old = {status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = cur[6] or cur[5]}
 reindex(old, nil)
 if is_expiring(old.status) then redis.call('ZREM', P .. 'expiry', expiry_entry(old)) end
 return 1
@@ -339,19 +374,21 @@ return {0}
 
 # KEYS: worker. ARGV: P token info lease_us now_us replace. Returns the live holder's info, or false.
 _LUA_REGISTER_WORKER: Final = """
-local cur = redis.call('HMGET', KEYS[1], 'token', 'info', 'lease_us')
-if cur[1] and cur[1] ~= ARGV[2] and tonumber(cur[3]) >= tonumber(ARGV[5]) and cur[1] ~= ARGV[6] then
+local cur = redis.call('HMGET', KEYS[1], 'token', 'info', 'lease_us', 'lease_at')
+local live = cur[1] and (tonumber(cur[4] or cur[3]) >= server_us() or tonumber(cur[3]) >= tonumber(ARGV[5]))
+if live and cur[1] ~= ARGV[2] and cur[1] ~= ARGV[6] then
   return cur[2]
 end
-redis.call('HSET', KEYS[1], 'token', ARGV[2], 'info', ARGV[3], 'lease_us', ARGV[4])
+redis.call('HSET', KEYS[1], 'token', ARGV[2], 'info', ARGV[3], 'lease_us', ARGV[4], 'lease_at',
+  lease_end(ARGV[4], ARGV[5]))
 redis.call('EXPIRE', KEYS[1], 86400)
 return false
 """
 
-# KEYS: worker. ARGV: P token lease_us. Returns 1 if the token holds the id.
+# KEYS: worker. ARGV: P token lease_us now_us (the writer's clock). Returns 1 if the token holds the id.
 _LUA_RENEW_WORKER: Final = """
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'lease_us', ARGV[3])
+redis.call('HSET', KEYS[1], 'lease_us', ARGV[3], 'lease_at', lease_end(ARGV[3], ARGV[4]))
 redis.call('EXPIRE', KEYS[1], 86400)
 return 1
 """
@@ -377,8 +414,8 @@ _SCRIPTS: Final = {
     "take_controls": _LUA_TAKE_CONTROLS,
     "forget": _WITH_EXPIRY + _LUA_FORGET,
     "save_schedule": _LUA_SAVE_SCHEDULE,
-    "register_worker": _LUA_REGISTER_WORKER,
-    "renew_worker": _LUA_RENEW_WORKER,
+    "register_worker": _LUA_SERVER_TIME + _LUA_REGISTER_WORKER,
+    "renew_worker": _LUA_SERVER_TIME + _LUA_RENEW_WORKER,
     "unregister_worker": _LUA_UNREGISTER_WORKER,
 }
 

@@ -48,6 +48,17 @@ class _PipelineOwner(Protocol):
     def _failure(self, exc: BaseException) -> BaseException: ...
 
 
+def _lost(store: _PipelineOwner, exc: BaseException) -> BaseException:
+    """The error of calls whose connection broke under them: their outcome is unknown, so it is always
+    :class:`StoreUnavailable` (the caller tries again), whatever redis-py raised."""
+    error = store._failure(exc)
+    if isinstance(error, StoreUnavailable):
+        return error
+    lost = StoreUnavailable(f"{store._where}: the connection broke: {type(exc).__name__}: {exc}")
+    lost.__cause__ = exc
+    return lost
+
+
 class _Call:
     """A queued command: its arguments, the script it runs (for the NOSCRIPT fallback) and its future.
 
@@ -165,15 +176,21 @@ class _Pipeline:
         if waits_for_disk:
             commands.append(("WAITAOF", 1, 0, _WAITAOF_TIMEOUT_MS))
         try:
+            packed = self._pack(commands)
+        except Exception as exc:  # an argument that cannot be sent: these calls fail, the pipeline goes on
+            self._fail(calls, self._store._failure(exc))
+            return
+        try:
             if self._connection is not None and not self._in_flight and await _is_stale(self._connection):
                 await self._broken(RedisConnectionError("closed by the server while idle"))
             if self._connection is None:
                 self._connection = await self._get_connection()
             connection = self._connection
-            await connection.send_packed_command(self._pack(commands), check_health=False)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            self._fail(calls, self._store._failure(exc))
-            await self._broken(exc)
+            await connection.send_packed_command(packed, check_health=False)
+        except Exception as exc:  # the connection broke (redis-py may say so with an AttributeError)
+            lost = _lost(self._store, exc)
+            self._fail(calls, lost)
+            await self._broken(lost)
             return
         except BaseException as exc:
             self._fail(calls, self._store._failure(exc))
@@ -220,9 +237,9 @@ class _Pipeline:
         except TimeoutError:
             if not batch.dead:
                 await self._broken(RedisTimeoutError(f"no reply within {connection.socket_timeout} s"), replies)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except Exception as exc:  # the connection broke (redis-py may say so with an AttributeError)
             if not batch.dead:
-                await self._broken(exc, replies)
+                await self._broken(_lost(self._store, exc), replies)
         except BaseException as exc:
             if not batch.dead:
                 await self._broken(exc, replies)

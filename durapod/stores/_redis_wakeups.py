@@ -11,7 +11,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from durapod.stores._redis_codec import _text
-from durapod.stores._redis_compat import _subscribe
+from durapod.stores._redis_compat import CONNECTION_ERRORS, _subscribe
 
 
 class _WakeupsOwner(Protocol):
@@ -22,6 +22,9 @@ class _WakeupsOwner(Protocol):
     @property
     def key_prefix(self) -> str: ...
 
+
+#: What ends a subscription or a listener quietly (the next ``watch`` subscribes again).
+RECOVERABLE_ERRORS: tuple[type[BaseException], ...] = (RedisError, *CONNECTION_ERRORS)
 
 #: The pub/sub "agent" name on which control requests wake lease keepers (no agent is named so).
 _CONTROL_CHANNEL = "\x00control"
@@ -50,7 +53,7 @@ class _Wakeups:
                 if self._pubsub is None:
                     self._pubsub = self._store.client.pubsub()
                 await _subscribe(self._pubsub, sorted(new))
-            except (RedisError, OSError):
+            except RECOVERABLE_ERRORS:
                 await self.close()
                 return None
             self._subscribed |= new
@@ -59,7 +62,8 @@ class _Wakeups:
         return event
 
     async def _listen(self, pubsub: PubSub) -> None:
-        with contextlib.suppress(RedisError, OSError):
+        # the listener ends quietly with its connection; the next watch() starts another
+        with contextlib.suppress(*RECOVERABLE_ERRORS):
             async for message in pubsub.listen():
                 if message.get("type") != "message":
                     continue

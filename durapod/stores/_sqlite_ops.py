@@ -21,8 +21,7 @@ from durapod._log import get_logger
 from durapod.errors import CorruptRecord, JobNotFound, StaleOwnerError, VersionConflict
 from durapod.models import CLAIMABLE, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
-from durapod.stores._sqlite_rows import (
-    _JOB_COLUMNS,
+from durapod.stores._codec import (
     _decode_job,
     _decode_schedule,
     _moment,
@@ -49,6 +48,10 @@ _APPEND_STEP_SQL: Final = """
     WHERE id = ?1 AND status = 'running' AND epoch = ?4
         AND NOT EXISTS (SELECT 1 FROM steps WHERE job_id = ?1 AND idx = ?2)"""
 _log = get_logger("durapod.stores.sqlite")
+# the columns every job read selects, in the order _decode_job expects (the journal's length is counted:
+# a journaled step writes its own row only)
+_STEPS_SQL: Final = "(SELECT count(*) FROM steps WHERE steps.job_id = jobs.id)"
+_JOB_COLUMNS: Final = f"id, record, owner, lease_until, epoch, version, {_STEPS_SQL}"
 # metadata keys that can be put in a JSON path as they are; others are filtered in Python only
 _PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9_\-]+")
 
@@ -160,8 +163,17 @@ def _op_delete(conn: sqlite3.Connection, job_id: str) -> bool:
     return conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
 
 
-def _op_append_step(conn: sqlite3.Connection, job_id: str, index: int, epoch: int, record: str) -> None:
+def _op_append_step(
+    conn: sqlite3.Connection,
+    job_id: str,
+    index: int,
+    epoch: int,
+    record: str,
+    events: list[tuple[str, int, str]] | None = None,
+) -> None:
     if conn.execute(_APPEND_STEP_SQL, (job_id, index, record, epoch)).rowcount:
+        if events:  # the events streamed before the step, logged with it
+            conn.executemany("INSERT OR IGNORE INTO events (job_id, seq, record) VALUES (?, ?, ?)", events)
         return
     found = conn.execute("SELECT status, epoch FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if found is None:

@@ -18,17 +18,23 @@ Rules every implementation follows:
   count without changing its ``version``.
 - A record that cannot be decoded raises :class:`CorruptRecord` naming its key (a listing skips it and logs
   it); it never crashes a worker.
+- Leases are judged on one clock. ``lease_until`` and ``now`` come from the caller's clock; MemoryStore,
+  SQLiteStore and PostgresStore compare them as given (SQLite: one host, every worker of a file shares its
+  clock), RedisStore on the server's clock (``TIME``), taking ``lease_until - now`` as the lease's length,
+  so that workers on hosts whose clocks disagree never both hold a job.
 """
 
 from __future__ import annotations
 
+import abc
+import asyncio
 import base64
 import builtins
 import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import ClassVar
 
 from pydantic import JsonValue
 
@@ -128,18 +134,50 @@ def matches(
     return True
 
 
-@runtime_checkable
-class Store(Protocol):
-    """What a durapod store offers. Every method is one atomic operation."""
+class Store(abc.ABC):
+    """What a durapod store offers. Every method is one atomic operation.
 
+    A backend subclasses it and implements every abstract method; a subclass that leaves one out fails
+    when the class is created (``TypeError`` naming the methods), unless it says it is abstract itself
+    (``class Base(Store, abstract=True)``). Two wake-up hooks have polling defaults that a backend with
+    notifications (Redis pub/sub, Postgres LISTEN/NOTIFY) overrides: :meth:`wait_for_work` and
+    :meth:`wait_for_control`.
+    """
+
+    #: True for a store whose :meth:`wait_for_work` and :meth:`wait_for_control` return when notified (so a
+    #: waiter need not poll); False for the polling defaults, which just wait their timeout.
+    notifies: ClassVar[bool] = False
+
+    def __init_subclass__(cls, *, abstract: bool = False, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if abstract:
+            return
+        missing = sorted(name for name in dir(cls) if getattr(getattr(cls, name, None), "__isabstractmethod__", False))
+        if missing:
+            raise TypeError(f"store {cls.__name__} does not implement {', '.join(missing)}")
+
+    async def wait_for_work(self, agent: str, timeout: float) -> None:
+        """Wait until a job of ``agent`` (or of any agent, ``""``) may have become claimable, or ``timeout``
+        seconds pass. The default just waits ``timeout`` (the caller then polls); a store that can signal
+        new work returns as soon as it comes."""
+        await asyncio.sleep(max(timeout, 0.0))
+
+    async def wait_for_control(self, timeout: float) -> None:
+        """Wait until some process may have left a control request, or ``timeout`` seconds pass. The
+        default just waits ``timeout`` (the lease keeper then polls ``take_controls``)."""
+        await asyncio.sleep(max(timeout, 0.0))
+
+    @abc.abstractmethod
     async def create(self, job: Job) -> tuple[Job, bool]:
         """Insert ``job`` if no job has its id. Returns the stored job and whether it was created."""
         ...
 
+    @abc.abstractmethod
     async def get(self, job_id: str) -> Job | None:
         """The job with that id, or None."""
         ...
 
+    @abc.abstractmethod
     async def save(self, job: Job, *, expected_version: int, events: Sequence[Mapping[str, JsonValue]] = ()) -> Job:
         """Compare-and-set write of ``job`` (see the module rules). Returns the job as stored.
 
@@ -152,6 +190,7 @@ class Store(Protocol):
         """
         ...
 
+    @abc.abstractmethod
     async def list(
         self,
         *,
@@ -173,12 +212,18 @@ class Store(Protocol):
         """
         ...
 
+    @abc.abstractmethod
     async def delete(self, job_id: str) -> bool:
         """Remove a job with its journal, events and control requests. True if it existed."""
         ...
 
-    async def append_step(self, record: StepRecord) -> None:
+    @abc.abstractmethod
+    async def append_step(self, record: StepRecord, *, events: Sequence[Mapping[str, JsonValue]] = ()) -> None:
         """Journal one step (fenced, see the module rules).
+
+        ``events`` (each with an int ``seq``) are appended to the job's log in the same atomic operation,
+        only if the step is journaled (as :meth:`append_events` would): the events an agent streamed
+        before a step are never lost while the step is kept, so a replay that skips it loses no output.
 
         Raises:
             JobNotFound: no job has that id.
@@ -187,10 +232,12 @@ class Store(Protocol):
         """
         ...
 
+    @abc.abstractmethod
     async def read_steps(self, job_id: str) -> builtins.list[StepRecord]:
         """The job's journal, in order (empty for an unknown job)."""
         ...
 
+    @abc.abstractmethod
     async def append_events(
         self, job_id: str, events: Sequence[Mapping[str, JsonValue]], *, epoch: int | None = None
     ) -> None:
@@ -203,10 +250,12 @@ class Store(Protocol):
         """
         ...
 
+    @abc.abstractmethod
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
         """The job's logged events whose ``seq`` is greater than ``after``, in order."""
         ...
 
+    @abc.abstractmethod
     async def claim(
         self, job_id: str, owner: str, *, lease_until: datetime, now: datetime, reclaim_own: bool = False
     ) -> Job | None:
@@ -220,6 +269,7 @@ class Store(Protocol):
         """
         ...
 
+    @abc.abstractmethod
     async def claim_orphans(
         self,
         agent: str | None,
@@ -237,26 +287,35 @@ class Store(Protocol):
         """
         ...
 
-    async def renew_leases(self, owner: str, job_ids: Collection[str], *, lease_until: datetime) -> set[str]:
+    @abc.abstractmethod
+    async def renew_leases(
+        self, owner: str, job_ids: Collection[str], *, lease_until: datetime, now: datetime | None = None
+    ) -> set[str]:
         """Extend the leases ``owner`` holds on ``job_ids``. Returns the ids it still holds.
+
+        ``now`` is the caller's clock when it computed ``lease_until`` (default: this host's clock).
 
         Does not change ``version``. A job that another worker claimed, or that is settled, is not renewed
         and is missing from the result.
         """
         ...
 
+    @abc.abstractmethod
     async def release(self, job_id: str, owner: str) -> bool:
         """Let go of ``owner``'s lease on the job (``lease_until`` cleared) so any worker may claim it."""
         ...
 
+    @abc.abstractmethod
     async def request_control(self, request: ControlRequest) -> None:
         """Record a control request for the job's owner to act on."""
         ...
 
+    @abc.abstractmethod
     async def take_controls(self, job_ids: Collection[str]) -> builtins.list[ControlRequest]:
         """Remove and return the control requests of ``job_ids``, oldest first (ties in the order asked)."""
         ...
 
+    @abc.abstractmethod
     async def register_worker(
         self,
         worker_id: str,
@@ -275,32 +334,42 @@ class Store(Protocol):
         """
         ...
 
-    async def renew_worker(self, worker_id: str, token: str, *, lease_until: datetime) -> bool:
-        """Extend the claim ``token`` holds on ``worker_id``. False if it holds it no longer."""
+    @abc.abstractmethod
+    async def renew_worker(
+        self, worker_id: str, token: str, *, lease_until: datetime, now: datetime | None = None
+    ) -> bool:
+        """Extend the claim ``token`` holds on ``worker_id`` (``now`` as for :meth:`renew_leases`). False if
+        it holds it no longer."""
         ...
 
+    @abc.abstractmethod
     async def unregister_worker(self, worker_id: str, token: str) -> None:
         """Let go of the claim ``token`` holds on ``worker_id`` (nothing if it holds none)."""
         ...
 
+    @abc.abstractmethod
     async def get_schedule(self, agent: str, name: str) -> ScheduleState | None:
         """The schedule ``name`` of ``agent``, or None."""
         ...
 
+    @abc.abstractmethod
     async def save_schedule(self, state: ScheduleState, *, expected_version: int | None) -> ScheduleState:
         """Compare-and-set write of a schedule: create it when ``expected_version`` is None (it must not
         exist), else replace the stored one whose version is ``expected_version`` (``state.version``
         must be one higher). Raises :class:`VersionConflict` otherwise."""
         ...
 
+    @abc.abstractmethod
     async def list_schedules(self, agent: str | None = None) -> builtins.list[ScheduleState]:
         """The schedules of ``agent`` (None: every agent), by agent and name."""
         ...
 
+    @abc.abstractmethod
     async def delete_schedule(self, agent: str, name: str) -> bool:
         """Remove a schedule. True if it existed."""
         ...
 
+    @abc.abstractmethod
     async def close(self) -> None:
         """Release the store's resources. Idempotent."""
         ...

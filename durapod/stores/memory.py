@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import itertools
+import json
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
@@ -37,6 +38,9 @@ def _check_events(job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> Non
             raise InvalidInput("event", dict(event), "needs an int 'seq'", job_id)
 
 
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _index(record: StepRecord) -> int:
     return record.index
 
@@ -55,7 +59,9 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
         self._steps: defaultdict[str, dict[int, StepRecord]] = defaultdict(dict)
-        self._events: defaultdict[str, list[dict[str, JsonValue]]] = defaultdict(list)
+        # each job's log as (seq, compact JSON text): a third of the memory of the dicts, and a reader
+        # gets its own copy of every event, nested values included
+        self._events: defaultdict[str, list[tuple[int, str]]] = defaultdict(list)
         self._controls: defaultdict[str, list[tuple[int, ControlRequest]]] = defaultdict(list)
         self._asked = itertools.count()
         self._schedules: dict[tuple[str, str], ScheduleState] = {}
@@ -147,7 +153,9 @@ class MemoryStore(Store):
         self._leases.pop(job_id, None)
         return self._jobs.pop(job_id, None) is not None
 
-    async def append_step(self, record: StepRecord) -> None:
+    async def append_step(self, record: StepRecord, *, events: Sequence[Mapping[str, JsonValue]] = ()) -> None:
+        if events:
+            _check_events(record.job_id, events)
         job = self._jobs.get(record.job_id)
         if job is None:
             raise JobNotFound(record.job_id)
@@ -157,6 +165,8 @@ class MemoryStore(Store):
         if record.index in journal:
             raise StaleOwnerError(record.job_id, record.epoch, job.epoch, f"step #{record.index} is journaled")
         journal[record.index] = record
+        if events:
+            self._append(record.job_id, events)
 
     async def read_steps(self, job_id: str) -> builtins.list[StepRecord]:
         journal = self._steps.get(job_id)
@@ -174,19 +184,15 @@ class MemoryStore(Store):
 
     def _append(self, job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> None:
         log = self._events[job_id]
-        last = log[-1]["seq"] if log else -1
+        last = log[-1][0] if log else -1
         for event in events:
             seq = event["seq"]
-            if isinstance(seq, int) and isinstance(last, int) and seq > last:  # a logged seq is ignored
-                log.append(event if type(event) is dict else dict(event))  # the writer hands them over
+            if isinstance(seq, int) and seq > last:  # a logged seq is ignored
+                log.append((seq, _dumps(event)))
                 last = seq
 
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
-        return [
-            dict(event)
-            for event in self._events.get(job_id, ())
-            if isinstance(seq := event.get("seq"), int) and seq > after
-        ]
+        return [json.loads(text) for seq, text in self._events.get(job_id, ()) if seq > after]
 
     async def claim(
         self, job_id: str, owner: str, *, lease_until: datetime, now: datetime, reclaim_own: bool = False
@@ -222,7 +228,9 @@ class MemoryStore(Store):
             self._put(job)
         return [self._current(job) for job in claimed]
 
-    async def renew_leases(self, owner: str, job_ids: Collection[str], *, lease_until: datetime) -> set[str]:
+    async def renew_leases(
+        self, owner: str, job_ids: Collection[str], *, lease_until: datetime, now: datetime | None = None
+    ) -> set[str]:
         held: set[str] = set()
         for job_id in job_ids:
             job = self._jobs.get(job_id)
@@ -268,7 +276,9 @@ class MemoryStore(Store):
         self._workers[worker_id] = (token, info, lease_until)
         return None
 
-    async def renew_worker(self, worker_id: str, token: str, *, lease_until: datetime) -> bool:
+    async def renew_worker(
+        self, worker_id: str, token: str, *, lease_until: datetime, now: datetime | None = None
+    ) -> bool:
         held = self._workers.get(worker_id)
         if held is None or held[0] != token:
             return False

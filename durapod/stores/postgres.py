@@ -33,7 +33,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 from pydantic import JsonValue
 
@@ -50,7 +50,7 @@ from durapod.errors import (
 )
 from durapod.models import CLAIMABLE, SETTLED, TERMINAL, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
-from durapod.stores._sqlite_rows import (
+from durapod.stores._codec import (
     _decode_job,
     _decode_schedule,
     _encode_json,
@@ -142,6 +142,10 @@ _APPEND_STEP_SQL: Final = """
         SELECT id FROM {s}.jobs WHERE id = $1 AND status = 'running' AND epoch = $4 FOR SHARE
     ) AS fenced
     ON CONFLICT DO NOTHING"""
+_INSERT_EVENTS_SQL: Final = (
+    "INSERT INTO {s}.events (job_id, seq, record) SELECT $1, seq, record"
+    " FROM unnest($2::bigint[], $3::text[]) AS e(seq, record) ON CONFLICT DO NOTHING"
+)
 _CLAIMABLE_SQL: Final = (
     "status = ANY($2::text[]) AND (owner IS NULL OR lease_until IS NULL OR lease_until < $3 OR ($4 AND owner = $5))"
 )
@@ -251,6 +255,8 @@ class PostgresStore(Store):
         >>> store
         PostgresStore('postgresql://postgres@127.0.0.1:5432/app', schema='durapod')
     """
+
+    notifies: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -683,20 +689,25 @@ class PostgresStore(Store):
         deleted = await self._write(op)
         return bool(deleted)
 
-    async def append_step(self, record: StepRecord) -> None:
+    async def append_step(self, record: StepRecord, *, events: Sequence[Mapping[str, JsonValue]] = ()) -> None:
         """Journal one step, fenced: the job must be running with ``record.epoch`` and its journal must not
         hold ``record.index`` yet (the job's row is share-locked, so a concurrent claim waits or wins).
+        ``events`` are logged in the same transaction, only if the step is journaled.
 
         Raises:
             JobNotFound: no job has that id.
             StaleOwnerError: the job is not running with ``record.epoch``, or ``record.index`` is journaled.
         """
 
+        seqs, records = _event_columns(record.job_id, events)
+
         async def op(connection: _Connection) -> Any:
             status = await connection.execute(
                 self._sql(_APPEND_STEP_SQL), record.job_id, record.index, record.model_dump_json(), record.epoch
             )
             if status.endswith(" 1"):
+                if seqs:  # the events streamed before the step, logged with it
+                    await connection.execute(self._sql(_INSERT_EVENTS_SQL), record.job_id, seqs, records)
                 return None
             found = await connection.fetchrow(
                 self._sql("SELECT status, epoch FROM {s}.jobs WHERE id = $1"), record.job_id
@@ -755,15 +766,7 @@ class PostgresStore(Store):
                 )
                 if current != epoch:
                     raise StaleOwnerError(job_id, epoch, current, "event log")
-            await connection.execute(
-                self._sql(
-                    "INSERT INTO {s}.events (job_id, seq, record) SELECT $1, seq, record"
-                    " FROM unnest($2::bigint[], $3::text[]) AS e(seq, record) ON CONFLICT DO NOTHING"
-                ),
-                job_id,
-                seqs,
-                records,
-            )
+            await connection.execute(self._sql(_INSERT_EVENTS_SQL), job_id, seqs, records)
 
         await self._write(op)
 
@@ -864,7 +867,9 @@ class PostgresStore(Store):
         claimed: builtins.list[Job] = await self._write(op)
         return claimed
 
-    async def renew_leases(self, owner: str, job_ids: Collection[str], *, lease_until: datetime) -> set[str]:
+    async def renew_leases(
+        self, owner: str, job_ids: Collection[str], *, lease_until: datetime, now: datetime | None = None
+    ) -> set[str]:
         """Extend the leases ``owner`` holds on ``job_ids``; returns the ids it still holds.
 
         Does not change ``version``. Jobs another worker claimed, settled jobs and unknown ids are left out.
@@ -1028,7 +1033,9 @@ class PostgresStore(Store):
         refused: str | None = await self._write(op)
         return refused
 
-    async def renew_worker(self, worker_id: str, token: str, *, lease_until: datetime) -> bool:
+    async def renew_worker(
+        self, worker_id: str, token: str, *, lease_until: datetime, now: datetime | None = None
+    ) -> bool:
         """Extend the claim ``token`` holds on ``worker_id``. False if it holds it no longer."""
 
         async def op(connection: _Connection) -> Any:

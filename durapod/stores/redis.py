@@ -8,8 +8,10 @@ the pub/sub wake-ups of waiting workers in :mod:`durapod.stores._redis_wakeups`.
 Key layout (``P`` is ``key_prefix``; ``<m>`` is a job's index member, see below)::
 
     P job:{<id>}          hash: ``record`` (the job's JSON) and the fields the store maintains:
-                          status, agent, member, owner, lease_us, epoch, version, steps, recoveries,
-                          updated_us (set by a claim until the next save)
+                          status, agent, member, owner, lease_us, lease_at, epoch, version, steps,
+                          recoveries, updated_us (set by a claim until the next save). ``lease_us``
+                          is the lease as its writer sent it (its clock), ``lease_at`` when it ends
+                          on the server's clock: leases are judged by ``TIME`` (see _redis_lua)
     P steps:{<id>}        list: the journal, one StepRecord JSON per step
     P events:{<id>}       sorted set: event JSON scored by its ``seq``
     P controls:{<id>}     list: control requests (JSON) waiting for the owner
@@ -17,7 +19,7 @@ Key layout (``P`` is ``key_prefix``; ``<m>`` is a job's index member, see below)
     P status:<status>     same, per status
     P agent:<agent>       same, per agent
     P ready[:<agent>]     same, claimable jobs (pending or running) whose lease is free
-    P leased[:<agent>]    claimable jobs that have an owner and a lease, scored by lease_until (us)
+    P leased[:<agent>]    claimable jobs that have an owner and a lease, scored by lease_at (us)
     P expiry              jobs given a TTL: [<m>, status, agent] scored by when they expire (ms)
     P schedules           hash: ``v:<k>`` version and ``r:<k>`` JSON of each schedule
     P wake:<agent>        pub/sub channel: a job became claimable (``wait_for_work``)
@@ -59,16 +61,14 @@ import contextlib
 import json
 from collections.abc import AsyncGenerator, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import JsonValue
 from redis.asyncio import Redis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from durapod._log import get_logger
 from durapod.errors import (
@@ -80,20 +80,19 @@ from durapod.errors import (
     StoreUnavailable,
     VersionConflict,
 )
-from durapod.models import Job, JobStatus, StepRecord
+from durapod.models import Job, JobStatus, StepRecord, utcnow
 from durapod.schedules import ScheduleState
+from durapod.stores._codec import _encode_json, _micros, _moment
 from durapod.stores._redis_codec import (
     _READ_FIELDS,
     _decode_job,
-    _encode_json,
     _first_line,
     _member_id,
-    _micros,
-    _moment,
     _owner_arg,
     _text,
 )
 from durapod.stores._redis_codec import _member as _member  # re-exported: the member order is tested
+from durapod.stores._redis_compat import CONNECTION_ERRORS
 from durapod.stores._redis_lua import _register_scripts
 from durapod.stores._redis_pipeline import _Pipeline
 from durapod.stores._redis_wakeups import _CONTROL_CHANNEL, _Wakeups
@@ -149,6 +148,8 @@ class RedisStore(Store):
         >>> store
         RedisStore('redis://localhost:6379/0', key_prefix='durapod:')
     """
+
+    notifies: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -234,7 +235,7 @@ class RedisStore(Store):
         if isinstance(exc, StoreError):
             return exc
         error: StoreError
-        if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+        if isinstance(exc, CONNECTION_ERRORS):
             error = StoreUnavailable(f"Redis store {self._where} is unreachable: {exc}")
         else:
             error = StoreError(f"Redis store {self._where}: {type(exc).__name__}: {exc}")
@@ -304,6 +305,7 @@ class RedisStore(Store):
             job.epoch,
             job.version,
             job.recoveries,
+            _micros(job.updated_at),  # the writer's clock: the lease lasts lease_until - updated_at
         )
 
     async def get(self, job_id: str) -> Job | None:
@@ -493,7 +495,7 @@ class RedisStore(Store):
 
     # -- journal and events ------------------------------------------------------------------------------
 
-    async def append_step(self, record: StepRecord) -> None:
+    async def append_step(self, record: StepRecord, *, events: Sequence[Mapping[str, JsonValue]] = ()) -> None:
         """Journal one step, fenced: the job must be running with ``record.epoch`` and its journal must not
         hold ``record.index`` yet. Counts it in the job's ``steps`` without changing its version.
 
@@ -503,8 +505,20 @@ class RedisStore(Store):
         """
         keys = self._job_keys(record.job_id)
         script = self._scripts["append_step"]
+        event_args = self._event_args(record.job_id, events) if events else []
         reply = await self._submit(
-            ("EVALSHA", script.sha, 2, keys[0], keys[1], record.index, record.epoch, record.model_dump_json()),
+            (
+                "EVALSHA",
+                script.sha,
+                3,
+                keys[0],
+                keys[1],
+                keys[2],
+                record.index,
+                record.epoch,
+                record.model_dump_json(),
+                *event_args,
+            ),
             script,
             writes=True,
         )
@@ -654,9 +668,12 @@ class RedisStore(Store):
         suffix = "" if agent is None else ":" + agent
         ready_key, leased_key = f"{self._prefix}ready{suffix}", f"{self._prefix}leased{suffix}"
         now_micros, lease_micros = _micros(now), _micros(lease_until)
-        leased = await self._read("ZRANGE", leased_key, "-inf", f"({now_micros}", "BYSCORE")
+        # the leased index is scored by when each lease ends on the server's clock
+        seconds, micros = await self._read("TIME")
+        server_now = int(seconds) * 1_000_000 + int(micros)
+        leased = await self._read("ZRANGE", leased_key, "-inf", f"({server_now}", "BYSCORE")
         if reclaim_own:
-            live = await self._read("ZRANGE", leased_key, now_micros, "+inf", "BYSCORE")
+            live = await self._read("ZRANGE", leased_key, server_now, "+inf", "BYSCORE")
             owners = await self._gather(
                 self._read("HGET", self._job_key(_member_id(member)), "owner") for member in live
             )
@@ -700,7 +717,9 @@ class RedisStore(Store):
                     claimed.append(self._claimed(job_id, reply, owner, lease_until, _moment(updated)))
         return claimed
 
-    async def renew_leases(self, owner: str, job_ids: Collection[str], *, lease_until: datetime) -> set[str]:
+    async def renew_leases(
+        self, owner: str, job_ids: Collection[str], *, lease_until: datetime, now: datetime | None = None
+    ) -> set[str]:
         """Extend the leases ``owner`` holds on ``job_ids``; returns the ids it still holds.
 
         Does not change ``version``. Jobs another worker claimed, settled jobs and unknown ids are left
@@ -709,8 +728,10 @@ class RedisStore(Store):
         ids = builtins.list(dict.fromkeys(job_ids))
         if not ids:
             return set()
-        lease = _micros(lease_until)
-        replies = await self._gather(self._script("renew", (self._job_key(job_id),), owner, lease) for job_id in ids)
+        lease, at = _micros(lease_until), _micros(now or utcnow())
+        replies = await self._gather(
+            self._script("renew", (self._job_key(job_id),), owner, lease, at) for job_id in ids
+        )
         return {job_id for job_id, renewed in zip(ids, replies, strict=True) if renewed}
 
     async def release(self, job_id: str, owner: str) -> bool:
@@ -827,9 +848,12 @@ class RedisStore(Store):
         )
         return None if holder is None else holder.decode()
 
-    async def renew_worker(self, worker_id: str, token: str, *, lease_until: datetime) -> bool:
+    async def renew_worker(
+        self, worker_id: str, token: str, *, lease_until: datetime, now: datetime | None = None
+    ) -> bool:
         """Extend the claim ``token`` holds on ``worker_id``. False if it holds it no longer."""
-        return bool(await self._script("renew_worker", (self._worker_key(worker_id),), token, _micros(lease_until)))
+        lease, at = _micros(lease_until), _micros(now or utcnow())
+        return bool(await self._script("renew_worker", (self._worker_key(worker_id),), token, lease, at))
 
     async def unregister_worker(self, worker_id: str, token: str) -> None:
         """Let go of the claim ``token`` holds on ``worker_id``."""

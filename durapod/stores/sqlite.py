@@ -3,7 +3,7 @@
 Writes are group-committed by a writer thread and reads batched on a reader thread
 (:mod:`durapod.stores._sqlite_worker`); no sqlite call ever runs on the event loop. The file's tables,
 migrations and connection setup are in :mod:`durapod.stores._sqlite_schema`, how a job is encoded in its
-row in :mod:`durapod.stores._sqlite_rows`, and the SQL each operation runs in
+row in :mod:`durapod.stores._codec`, and the SQL each operation runs in
 :mod:`durapod.stores._sqlite_ops`.
 
 Durability: with ``durability="normal"`` (WAL, ``synchronous=NORMAL``) a committed write survives a
@@ -34,6 +34,7 @@ from pydantic import JsonValue
 from durapod.errors import InvalidInput, StoreError
 from durapod.models import SETTLED, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
+from durapod.stores._codec import _encode_json, _micros, _moment, _optional_micros
 
 # the operations are looked up here, by name, when a method runs (so a test can patch one in this module)
 from durapod.stores._sqlite_ops import (
@@ -62,7 +63,6 @@ from durapod.stores._sqlite_ops import (
     _op_take_controls,
     _op_unregister_worker,
 )
-from durapod.stores._sqlite_rows import _encode_json, _micros, _moment, _optional_micros
 from durapod.stores._sqlite_schema import _IntegrityCheck, _open
 from durapod.stores._sqlite_worker import _Stop, _Worker
 from durapod.stores.base import ControlRequest, Page, Store, control_kind, decode_cursor, encode_cursor
@@ -310,7 +310,7 @@ class SQLiteStore(Store):
         """Remove a job with its journal, events and control requests. True if it existed."""
         return await self._write(_op_delete, job_id)
 
-    async def append_step(self, record: StepRecord) -> None:
+    async def append_step(self, record: StepRecord, *, events: Sequence[Mapping[str, JsonValue]] = ()) -> None:
         """Journal one step, fenced: the job must be running with ``record.epoch`` and its journal must not
         hold ``record.index`` yet. Counts it in the job's ``steps`` without changing its version.
 
@@ -318,7 +318,8 @@ class SQLiteStore(Store):
             JobNotFound: no job has that id.
             StaleOwnerError: the job is not running with ``record.epoch``, or ``record.index`` is journaled.
         """
-        await self._write(_op_append_step, record.job_id, record.index, record.epoch, record.model_dump_json())
+        rows = self._event_rows(record.job_id, events) if events else None
+        await self._write(_op_append_step, record.job_id, record.index, record.epoch, record.model_dump_json(), rows)
 
     async def read_steps(self, job_id: str) -> builtins.list[StepRecord]:
         """The job's journal, in order (empty for an unknown job).
@@ -393,7 +394,9 @@ class SQLiteStore(Store):
             return []
         return await self._write(_op_claim_orphans, agent, owner, lease_until, _micros(now), limit, reclaim_own)
 
-    async def renew_leases(self, owner: str, job_ids: Collection[str], *, lease_until: datetime) -> set[str]:
+    async def renew_leases(
+        self, owner: str, job_ids: Collection[str], *, lease_until: datetime, now: datetime | None = None
+    ) -> set[str]:
         """Extend the leases ``owner`` holds on ``job_ids``; returns the ids it still holds.
 
         Does not change ``version``. Jobs another worker claimed, settled jobs and unknown ids are left
@@ -445,7 +448,9 @@ class SQLiteStore(Store):
             _op_register_worker, worker_id, token, info, _micros(lease_until), _micros(now), replace
         )
 
-    async def renew_worker(self, worker_id: str, token: str, *, lease_until: datetime) -> bool:
+    async def renew_worker(
+        self, worker_id: str, token: str, *, lease_until: datetime, now: datetime | None = None
+    ) -> bool:
         """Extend the claim ``token`` holds on ``worker_id``. False if it holds it no longer."""
         return await self._write(_op_renew_worker, worker_id, token, _micros(lease_until))
 

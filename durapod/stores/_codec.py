@@ -1,9 +1,12 @@
-"""How jobs, schedules and times are encoded in the SQLite store's rows.
+"""The codec the stores share: times, JSON (Redis too), and jobs decoded from SQL rows (SQLite, Postgres).
 
 Times are integer microseconds since the Unix epoch (UTC) so that they sort and compare exactly. A job's
 JSON record is the truth for everything except ``owner``, ``lease_until``, ``epoch`` and ``version``
 (columns the store maintains: a lease renewal updates the column only) and ``steps`` (the journal's
-length, counted), which are applied onto the decoded job on every read.
+length, counted), which are applied onto the decoded job on every read: a row read for a job is
+``(id, record, owner, lease_until, epoch, version, steps)``.
+
+A record that cannot be decoded raises :class:`CorruptRecord` naming its key, with a one-line reason.
 """
 
 from __future__ import annotations
@@ -17,10 +20,6 @@ from durapod.errors import CorruptRecord, InvalidInput
 from durapod.models import Job
 from durapod.schedules import ScheduleState
 
-# the columns every job read selects, in the order _decode_job expects (the journal's length is counted:
-# a journaled step writes its own row only)
-_STEPS_SQL: Final = "(SELECT count(*) FROM steps WHERE steps.job_id = jobs.id)"
-_JOB_COLUMNS: Final = f"id, record, owner, lease_until, epoch, version, {_STEPS_SQL}"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 
@@ -33,6 +32,7 @@ def _micros(moment: datetime) -> int:
 
 
 def _moment(micros: int) -> datetime:
+    """The UTC datetime ``micros`` microseconds after the Unix epoch."""
     return _EPOCH + timedelta(microseconds=micros)
 
 
@@ -47,7 +47,8 @@ def _reason(exc: Exception) -> str:
 
 
 def _decode_job(row: Sequence[Any]) -> Job:
-    """Decode a row of ``_JOB_COLUMNS`` and apply the columns the store maintains."""
+    """Decode a job's row ``(id, record, owner, lease_until, epoch, version, steps)`` and apply the
+    columns the store maintains onto its record."""
     job_id, record, owner, lease_micros, epoch, version, steps = row
     try:
         job = Job.model_validate_json(record)
@@ -70,6 +71,7 @@ def _decode_job(row: Sequence[Any]) -> Job:
 
 
 def _encode_json(value: object, what: str, job_id: str) -> str:
+    """``value`` as compact JSON text; :class:`InvalidInput` naming ``what`` if it is not JSON."""
     try:
         return json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
@@ -77,6 +79,7 @@ def _encode_json(value: object, what: str, job_id: str) -> str:
 
 
 def _decode_schedule(agent: str, name: str, record: str) -> ScheduleState:
+    """A schedule's JSON record; :class:`CorruptRecord` naming ``schedules/<agent>/<name>`` if it is bad."""
     try:
         return ScheduleState.model_validate_json(record)
     except (ValueError, TypeError) as exc:
