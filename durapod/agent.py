@@ -215,6 +215,7 @@ class DurableAgent:
         )
         self._patient = self._client._patient
         children.store, children.agent, children.adopt = self._patient, self.name, self._adopt_child
+        children.dump_input, children.typed = self._types.dump_input, self._typed
         self._scheduler = Scheduler(
             self._patient,
             self._worker,

@@ -55,6 +55,18 @@ class ChildRuntime:
         self.adopt: Callable[[Job], Awaitable[None]] | None = None
         #: the worker's agent name: its children start here
         self.agent = ""
+        #: the JSON form of a child's input, and the child job with its typed result, for children of
+        #: the worker's own agent when it is typed (set by the agent)
+        self.dump_input: Callable[[Any, str], JsonValue] | None = None
+        self.typed: Callable[[Job], Job] | None = None
+
+    def input_of(self, agent: str, child_id: str, input: Any) -> JsonValue:
+        """The child's input as stored: validated by the agent's input type for a child of this worker's
+        agent (a typed agent takes its model or its JSON form), else checked to be JSON."""
+        if agent == self.agent and self.dump_input is not None:
+            return self.dump_input(input, child_id)
+        checked: JsonValue = check_json(input, "child input", child_id)
+        return checked
 
     async def create(
         self, parent: Job, child_id: str, agent: str, input: JsonValue, metadata: Mapping[str, JsonValue]
@@ -150,8 +162,8 @@ class ChildHandle(metaclass=NoPublicConstructor):
         """The child job once it completed, failed or was cancelled."""
         return await self._children.wait(self.job_id)
 
-    async def result(self) -> JsonValue:
-        """The child's result once it completed.
+    async def result(self) -> Any:
+        """The child's result once it completed (typed, for a child of the parent's own typed agent).
 
         Raises:
             ChildFailed: the child failed or was cancelled.
@@ -159,18 +171,19 @@ class ChildHandle(metaclass=NoPublicConstructor):
         job = await self.job()
         if job.status is not JobStatus.COMPLETED:
             raise ChildFailed(self.parent_id, self.job_id, str(job.status), job.error_type, job.error)
-        return job.result
+        typed = self._children.typed
+        return (typed(job) if typed is not None else job).result
 
-    def __await__(self) -> Generator[Any, None, JsonValue]:
+    def __await__(self) -> Generator[Any, None, Any]:
         return self.result().__await__()
 
 
-def check_child(parent_id: str, child_id: object, input: JsonValue, metadata: object) -> tuple[str, Any, Any]:
-    """The child's id, input and metadata checked (InvalidJobId, InvalidInput, TypeError)."""
+def check_child(parent_id: str, child_id: object, metadata: object) -> tuple[str, dict[str, Any]]:
+    """The child's id and metadata checked (InvalidJobId, InvalidInput, TypeError)."""
     checked_id = validate_job_id(child_id)
     if checked_id == parent_id:
         raise ValueError(f"job {parent_id!r} cannot be its own child")
-    return checked_id, check_json(input, "child input", checked_id), check_metadata(metadata, "metadata", checked_id)
+    return checked_id, check_metadata(metadata, "metadata", checked_id)
 
 
 def journaled_child(parent_id: str, index: int, record: StepRecord, child_id: str) -> str:

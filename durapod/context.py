@@ -326,7 +326,7 @@ class JobContext(metaclass=NoPublicConstructor):
     def start_child(
         self,
         child_id: str,
-        input: JsonValue = None,
+        input: Any = None,
         *,
         agent: str | None = None,
         metadata: Mapping[str, JsonValue] | None = None,
@@ -356,12 +356,13 @@ class JobContext(metaclass=NoPublicConstructor):
     def run_child(
         self,
         child_id: str,
-        input: JsonValue = None,
+        input: Any = None,
         *,
         agent: str | None = None,
         metadata: Mapping[str, JsonValue] | None = None,
-    ) -> Coroutine[Any, Any, JsonValue]:
-        """Start a child job (as :meth:`start_child`) and return its result once it completes.
+    ) -> Coroutine[Any, Any, Any]:
+        """Start a child job (as :meth:`start_child`) and return its result once it completes (typed, for a
+        child of this job's own typed agent, which also takes its input model).
 
         Raises:
             ChildFailed: the child failed or was cancelled.
@@ -369,22 +370,21 @@ class JobContext(metaclass=NoPublicConstructor):
         index = self._take_index()
         return self._run_child(index, child_id, input, agent, metadata)
 
-    async def _run_child(
-        self, index: int, child_id: str, input: JsonValue, agent: str | None, metadata: object
-    ) -> JsonValue:
+    async def _run_child(self, index: int, child_id: str, input: Any, agent: str | None, metadata: object) -> Any:
         handle = await self._start_child(index, child_id, input, agent, metadata)
         return await handle.result()
 
     async def _start_child(
-        self, index: int, child_id: str, input: JsonValue, agent: str | None, metadata: object
+        self, index: int, child_id: str, input: Any, agent: str | None, metadata: object
     ) -> ChildHandle:
         actor = self._actor
         parent = actor.job
         children = actor.children()
-        child_id, input, checked = check_child(parent.id, child_id, input, metadata)
+        child_id, checked = check_child(parent.id, child_id, metadata)
         if agent is not None and (not isinstance(agent, str) or not agent):
             raise ValueError(f"agent must be a non-empty str or None, got {agent!r}")
         name = agent if agent is not None else parent.agent
+        input = children.input_of(name, child_id, input)
         record = self._journal.get(index)
         if record is not None:
             name = journaled_child(parent.id, index, record, child_id) or name

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from durapod import (
     ChildFailed,
@@ -295,3 +296,36 @@ def test_show_names_a_jobs_parent_and_lists_its_children(tmp_path: Path, capsys:
     assert re.search(r"^parent\s+top$", capsys.readouterr().out, flags=re.MULTILINE)
     assert main(["--store", f"sqlite:///{db}", "show", "top", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["children"] == ["top-0", "top-1"]
+
+
+class Order(BaseModel):
+    sku: str
+    quantity: int
+
+
+class Receipt(BaseModel):
+    sku: str
+    total: int
+
+
+async def test_a_child_of_the_parents_own_typed_agent_takes_its_model_and_returns_a_typed_result(
+    store: Store,
+) -> None:
+    async def checkout(order: Order, ctx: JobContext) -> Receipt:
+        if order.quantity > 1:  # split into single items, each its own child job
+            parts = [
+                await ctx.start_child(f"{ctx.job_id}:{n}", Order(sku=order.sku, quantity=1))
+                for n in range(order.quantity)
+            ]
+            receipts = await asyncio.gather(*parts)
+            assert all(isinstance(receipt, Receipt) for receipt in receipts)
+            return Receipt(sku=order.sku, total=sum(receipt.total for receipt in receipts))
+        return Receipt(sku=order.sku, total=5)
+
+    async with DurableAgent(checkout, store, name="checkout") as durable:
+        done = await durable.run("o", Order(sku="pen", quantity=3))
+        child = await store.get("o:1")
+    receipt: object = done.result
+    assert receipt == Receipt(sku="pen", total=15)
+    assert child is not None
+    assert child.input == {"sku": "pen", "quantity": 1}  # the store holds JSON
