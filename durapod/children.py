@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Generator, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, final
 
 from pydantic import JsonValue
@@ -144,10 +145,18 @@ class ChildHandle(metaclass=NoPublicConstructor):
         ...     return await asyncio.gather(*handles)
     """
 
-    __slots__ = ("_children", "agent", "job_id", "parent_id")
+    __slots__ = ("_children", "_waiting", "agent", "job_id", "parent_id")
 
-    def __init__(self, children: ChildRuntime, parent_id: str, job_id: str, agent: str) -> None:
+    def __init__(
+        self,
+        children: ChildRuntime,
+        parent_id: str,
+        job_id: str,
+        agent: str,
+        waiting: Callable[[], AbstractAsyncContextManager[None]] | None = None,
+    ) -> None:
         self._children = children
+        self._waiting = waiting
         self.parent_id = parent_id
         """The parent job's id."""
         self.job_id = job_id
@@ -160,7 +169,10 @@ class ChildHandle(metaclass=NoPublicConstructor):
 
     async def job(self) -> Job:
         """The child job once it completed, failed or was cancelled."""
-        return await self._children.wait(self.job_id)
+        if self._waiting is None:
+            return await self._children.wait(self.job_id)
+        async with self._waiting():
+            return await self._children.wait(self.job_id)
 
     async def result(self) -> Any:
         """The child's result once it completed (typed, for a child of the parent's own typed agent).

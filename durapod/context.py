@@ -393,7 +393,7 @@ class JobContext(metaclass=NoPublicConstructor):
             await children.create(parent, child_id, name, input, checked)
             await self._save_markers()
             await actor.record_step(index, CHILD_STEP, {"id": child_id, "agent": name})
-        return ChildHandle._create(children, parent.id, child_id, name)
+        return ChildHandle._create(children, parent.id, child_id, name, actor.child_wait)
 
     def patched(self, change_id: str) -> bool:
         """True where the agent should take the code path that ``change_id`` introduced.

@@ -329,3 +329,15 @@ async def test_a_child_of_the_parents_own_typed_agent_takes_its_model_and_return
     assert receipt == Receipt(sku="pen", total=15)
     assert child is not None
     assert child.input == {"sku": "pen", "quantity": 1}  # the store holds JSON
+
+
+async def test_a_parent_waiting_for_children_of_its_own_agent_frees_its_concurrency_slot(store: Store) -> None:
+    async def tree(depth: int, ctx: JobContext) -> int:
+        if depth == 0:
+            return 1
+        left, right = await asyncio.gather(*[await ctx.start_child(f"{ctx.job_id}.{side}", depth - 1) for side in "lr"])
+        return int(left) + int(right)
+
+    async with DurableAgent(tree, store, name="tree", max_concurrency=1) as durable:
+        done = await asyncio.wait_for(durable.run("t", 2), WAIT)  # one slot, seven jobs: no deadlock
+    assert done.result == 4

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -126,6 +126,7 @@ class JobActor:
         "_agent_called",
         "_attempt_counted",
         "_cancelled_by_us",
+        "_child_waits",
         "_events",
         "_holds_slot",
         "_in_step",
@@ -161,6 +162,7 @@ class JobActor:
         self._interruptible = False  # only the wait for a slot and the agent itself are interrupted
         self._in_step = 0  # steps running now: a drain waits for them (up to its grace)
         self._holds_slot = False
+        self._child_waits = 0  # awaits of child jobs in progress: the job gives its slot up meanwhile
         self._reload = reload
         #: a store error (not "unavailable") met while the agent ran: the store's failure, not the agent's
         self._store_failure: StoreError | None = None
@@ -660,6 +662,24 @@ class JobActor:
                 if stored is not None and (stored.version, stored.updated_at) == (new.version, new.updated_at):
                     return stored
             raise
+
+    @contextlib.asynccontextmanager
+    async def child_wait(self) -> AsyncIterator[None]:
+        """While the agent waits for child jobs, its ``max_concurrency`` slot is free for them (a child
+        of the same agent would otherwise wait for the slot its parent holds)."""
+        self._child_waits += 1
+        released = self._child_waits == 1 and self._holds_slot
+        if released:
+            self._release_slot()
+        try:
+            yield
+        finally:
+            self._child_waits -= 1
+        # taken again only to go on: a job stopped while it waits (cancel, pause) needs no slot to say so
+        semaphore = self._runtime.concurrency
+        if released and semaphore is not None:
+            await semaphore.acquire()
+            self._holds_slot = True
 
     def _release_slot(self) -> None:
         semaphore = self._runtime.concurrency
