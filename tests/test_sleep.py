@@ -107,12 +107,14 @@ async def test_a_thousand_sleeping_jobs_hold_no_task() -> None:
     store = MemoryStore()
     async with DurableAgent(agent, store, clock=clock, lease_ttl=3600) as durable:
         before = len(asyncio.all_tasks())
+        timers = clock.pending
         ids = [f"j{number}" for number in range(1000)]
         for number, job_id in enumerate(ids):
             await durable.start(job_id, number)
         for job_id in ids:
             await sleeping(store, job_id)
         assert len(asyncio.all_tasks()) <= before  # 1,000 sleeping jobs, not one task among them
+        assert clock.pending <= timers + 1  # and one timer for all of them (the earliest wake-up)
         await clock.advance(60)
         results = [await durable.wait(job_id, timeout=WAIT) for job_id in ids]
     assert [job.result for job in results] == list(range(1000))
@@ -314,3 +316,27 @@ async def test_sleeping_jobs_take_no_concurrency_slot(store: Store) -> None:
             serving.cancel()
             await asyncio.gather(serving, return_exceptions=True)
     assert done.result == "quick"
+
+
+async def test_sleepers_wake_in_the_order_of_their_wake_times() -> None:
+    clock = FakeClock(START)
+    woke: list[int] = []
+
+    async def agent(seconds: int, ctx: JobContext) -> int:
+        await ctx.sleep(seconds)
+        woke.append(seconds)
+        return seconds
+
+    async with DurableAgent(agent, MemoryStore(), clock=clock, lease_ttl=3600) as durable:
+        for seconds in (30, 10, 20):
+            await durable.start(f"s{seconds}", seconds)
+            await sleeping(durable.store, f"s{seconds}")
+        await clock.advance(10)
+        assert (await durable.wait("s10", timeout=WAIT)).result == 10
+        assert woke == [10]
+        await clock.advance(10)
+        assert (await durable.wait("s20", timeout=WAIT)).result == 20
+        assert woke == [10, 20]
+        await clock.advance(10)
+        assert (await durable.wait("s30", timeout=WAIT)).result == 30
+    assert woke == [10, 20, 30]
