@@ -11,25 +11,15 @@ from typing import Any
 
 import pytest
 
-from durapod import Client, DurableAgent, InvalidInput, InvalidJobId, JobContext, MemoryStore
+from durapod import Client, DurableAgent, InvalidInput, InvalidJobId, MemoryStore
 from durapod.models import validate_job_id
 from durapod.schedules import MAX_SCHEDULE_NAME_LENGTH, CronSchedule, fire_job_id
 from durapod.stores.base import Store
 from durapod.stores.sqlite import SQLiteStore
+from tests.test_records import echo, nested
 
 NAN = math.nan
 INF = math.inf
-
-
-def nested(depth: int) -> Any:
-    value: Any = 0
-    for _ in range(depth):
-        value = [value]
-    return value
-
-
-async def echo(text: Any, ctx: JobContext) -> Any:
-    return text
 
 
 async def drain(durable: DurableAgent, job_id: str, after: Any) -> list[object]:

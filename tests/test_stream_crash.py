@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
-from durapod import Client, Event, JobStatus, SQLiteStore, StepRestartedEvent, TokenEvent, open_store
+from durapod import Client, Event, JobStatus, SQLiteStore, TokenEvent, open_store
+from tests.test_stream_gaps import output
 from tests.workers.stream_worker import WORDS, expected_text
 
 pytestmark = pytest.mark.slow
@@ -57,17 +58,6 @@ def read_live_until_tokens(process: subprocess.Popen[str], count: int) -> list[E
         if kind == "event":
             seen.append(EVENT.validate_json(body))
     return seen
-
-
-def output(events: list[Event]) -> str:
-    """The agent's text as a consumer rebuilds it: tokens, minus the output a ``step_restarted`` voids."""
-    tokens: list[TokenEvent] = []
-    for event in events:
-        if isinstance(event, StepRestartedEvent):
-            tokens = [token for token in tokens if token.seq < event.from_seq]
-        elif isinstance(event, TokenEvent):
-            tokens.append(event)
-    return "".join(token.token for token in tokens)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -583,3 +584,26 @@ async def test_mounted_under_a_prefix_the_page_links_there_and_the_token_still_g
         listed = await http.get("/durapod/api/jobs", headers={"Authorization": "Bearer t"})
         assert listed.json() == {"jobs": [], "cursor": None}
     await store.close()
+
+
+class Receipt(BaseModel):
+    """A typed agent's result."""
+
+    order: int
+    paid_at: datetime
+
+
+async def test_a_typed_agents_jobs_are_served_as_json(tmp_path: Path) -> None:
+    """``create_app(durable)`` of an agent annotated with a pydantic result: the API shows the result's
+    JSON form (pytest turns a serializer warning into an error, so none is raised either)."""
+
+    async def pay(order: int) -> Receipt:
+        return Receipt(order=order, paid_at=datetime(2026, 1, 2, 3, 4, tzinfo=UTC))
+
+    async with DurableAgent(pay, SQLiteStore(tmp_path / "jobs.db"), name="pay") as durable:
+        done = await durable.run("o-1", 7)
+        assert isinstance(done.result, Receipt)
+        transport = httpx.ASGITransport(app=durapod.web.create_app(durable))
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+            shown = (await http.get("/api/jobs/o-1")).json()
+    assert shown["result"] == {"order": 7, "paid_at": "2026-01-02T03:04:00Z"}

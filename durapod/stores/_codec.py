@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import pydantic_core
+
 from durapod.errors import CorruptRecord, InvalidInput
 from durapod.models import Job
 from durapod.schedules import ScheduleState
@@ -71,7 +73,18 @@ def _decode_job(row: Sequence[Any]) -> Job:
 
 
 def _encode_json(value: object, what: str, job_id: str) -> str:
-    """``value`` as compact JSON text; :class:`InvalidInput` naming ``what`` if it is not JSON."""
+    """``value`` as compact JSON text; :class:`InvalidInput` naming ``what`` if it is not JSON.
+
+    pydantic-core encodes (several times faster than ``json.dumps``: every event and step goes through
+    here); what it cannot encode as strict JSON (a NaN, a lone surrogate, an unknown type) goes to
+    ``json.dumps``, which refuses it or escapes it.
+    """
+    try:
+        data = pydantic_core.to_json(value)
+    except (pydantic_core.PydanticSerializationError, ValueError, TypeError):
+        data = b""
+    if data and b"NaN" not in data and b"Infinity" not in data:
+        return data.decode()
     try:
         return json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:

@@ -49,8 +49,12 @@ PUBLIC_JOB_FIELDS: Final = (
 
 
 def job_view(job: Job) -> dict[str, JsonValue]:
-    """The public JSON form of a job: :data:`PUBLIC_JOB_FIELDS`, times as ISO 8601 strings."""
-    data = job.model_dump(mode="json", include=set(PUBLIC_JOB_FIELDS))
+    """The public JSON form of a job: :data:`PUBLIC_JOB_FIELDS`, times as ISO 8601 strings.
+
+    A job a typed ``DurableAgent`` returned holds its result as the agent's type (a pydantic model, a
+    dataclass...): pydantic turns it into its JSON form here, without a warning about the field's type.
+    """
+    data = job.model_dump(mode="json", include=set(PUBLIC_JOB_FIELDS), warnings=False)
     return {name: data[name] for name in PUBLIC_JOB_FIELDS}
 
 
