@@ -13,11 +13,13 @@ Example:
 
 from durapod.agent import DurableAgent
 from durapod.budget import Budget
+from durapod.children import ChildHandle
 from durapod.client import Client
 from durapod.context import JobContext
 from durapod.errors import (
     AskTimeout,
     BudgetExceeded,
+    ChildFailed,
     CorruptRecord,
     DurapodError,
     InvalidInput,
@@ -50,6 +52,7 @@ from durapod.events import (
 from durapod.lowlevel.clock import Clock, FakeClock
 from durapod.models import Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
+from durapod.step_policy import StepOptions
 from durapod.stores import MemoryStore, Page, Store, open_store
 from durapod.stores.postgres import PostgresStore
 from durapod.stores.redis import RedisStore
@@ -61,6 +64,8 @@ __all__ = [
     "AskTimeout",
     "Budget",
     "BudgetExceeded",
+    "ChildFailed",
+    "ChildHandle",
     "Client",
     "Clock",
     "CorruptRecord",
@@ -92,6 +97,7 @@ __all__ = [
     "StaleOwnerError",
     "StepEvent",
     "StepMismatch",
+    "StepOptions",
     "StepRecord",
     "StepRestartedEvent",
     "Store",

@@ -70,7 +70,10 @@ async def apply_control(
             epoch=job.epoch + 1,
             completed_at=now if target is JobStatus.CANCELLED else job.completed_at,
             waiting_for=None if target is JobStatus.CANCELLED else job.waiting_for,
-            paused_running=job.status is JobStatus.RUNNING if target is JobStatus.PAUSED else job.paused_running,
+            # a running job, or one sleeping (or resumed and queued) mid-execution, continues on resume
+            paused_running=(job.status is JobStatus.RUNNING or job.resuming)
+            if target is JobStatus.PAUSED
+            else job.paused_running,
             updated_at=now,
         )
         try:

@@ -24,9 +24,11 @@ from durapod._stream import Subscribers, follow
 from durapod._typed import answer_codec, resolve_type_key
 from durapod._waiting import Waiters
 from durapod.budget import Budget
+from durapod.children import ChildRuntime
 from durapod.client import Client
 from durapod.errors import JobConflictError, VersionConflict
 from durapod.events import Event
+from durapod.idempotency import keyed_job_id, with_key
 from durapod.integrations import adapt
 from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
 from durapod.models import Job, JobStatus, StepRecord, check_json, check_metadata, new_job, validate_job_id
@@ -34,6 +36,7 @@ from durapod.retry import RetryPolicy
 from durapod.schedules import CatchUp, CronSchedule, Overlap, ScheduleState, parse_timezone
 from durapod.scheduling import Scheduler, ScheduleRequest
 from durapod.stores.base import Page, Store
+from durapod.versioning import VERSION_KEY
 from durapod.worker import Worker, default_worker_id
 
 __all__ = ["DurableAgent"]
@@ -94,6 +97,9 @@ class DurableAgent:
             a secret in a message (a token in a URL, a customer's data) ends up in the store; pass e.g.
             ``lambda exc: type(exc).__name__`` to keep messages out. If it raises or returns a non-str,
             only the class name is stored.
+        version: the version of the agent's code (a release, a git hash), recorded in the metadata of
+            every job this agent creates (``Job.code_version``), so ``list(version=...)`` and
+            ``durapod ls --version`` find the jobs an old version started. See ``ctx.patched``.
 
     Raises:
         TypeError: ``agent`` or ``store`` is not one.
@@ -136,6 +142,7 @@ class DurableAgent:
         store_timeout: float = 10.0,
         redact_errors: Callable[[BaseException], str] | None = None,
         budget: Budget | None = None,
+        version: str | None = None,
     ) -> None:
         agent = adapt(agent)  # a pydantic-ai agent gets its adapter (never imported unless it is one)
         invoker = AgentInvoker(agent)
@@ -169,11 +176,17 @@ class DurableAgent:
             raise ValueError(f"name must be a non-empty str, got {self.name!r}")
         self.worker_id = validate_job_id(worker_id) if worker_id is not None else default_worker_id()
         self.metadata: dict[str, JsonValue] = check_metadata(metadata)
+        if version is not None:
+            if not isinstance(version, str) or not version:
+                raise ValueError(f"version must be a non-empty str or None, got {version!r}")
+            self.metadata[VERSION_KEY] = version
+        self.version = version
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.poll_interval = _seconds("poll_interval", poll_interval, allow_zero=False)
         parse_timezone(timezone)
         self._waiters = Waiters()
         self._subscribers = Subscribers()
+        children = ChildRuntime(store, self.clock, self._waiters, self.poll_interval, self._holds)
         self._worker = Worker(
             invoker,
             store,
@@ -191,6 +204,7 @@ class DurableAgent:
             let_go=self._waiters.nudge,
             publish_event=self._subscribers.publish,
             redact_errors=redact_errors,
+            children=children,
         )
         self._client = Client._for_worker(
             self._worker,
@@ -200,6 +214,8 @@ class DurableAgent:
             store_timeout=_seconds("store_timeout", store_timeout, allow_zero=False),
         )
         self._patient = self._client._patient
+        children.store, children.agent, children.adopt = self._patient, self.name, self._adopt_child
+        children.dump_input, children.typed = self._types.dump_input, self._typed
         self._scheduler = Scheduler(
             self._patient,
             self._worker,
@@ -287,11 +303,12 @@ class DurableAgent:
 
     async def run(
         self,
-        job_id: str,
+        job_id: str | None,
         input: Any = None,
         *,
         metadata: Mapping[str, JsonValue] | None = None,
         budget: Budget | None = None,
+        idempotency_key: str | None = None,
     ) -> Job:
         """Start (or join) a job and wait until it settles: completed, failed, cancelled or paused.
 
@@ -308,26 +325,30 @@ class DurableAgent:
                 is written.
             JobConflictError: the id exists with a different input (or another agent).
         """
-        job = await self.start(job_id, input, metadata=metadata, budget=budget)
+        job = await self.start(job_id, input, metadata=metadata, budget=budget, idempotency_key=idempotency_key)
         # no await between start() and registering the waiter: the job cannot settle unseen in between
-        settled = await self._waiters.wait(self._patient, job_id, None, self.poll_interval, self._worker.holds, job)
+        settled = await self._waiters.wait(self._patient, job.id, None, self.poll_interval, self._worker.holds, job)
         return self._typed(settled)
 
     async def start(
         self,
-        job_id: str,
+        job_id: str | None,
         input: Any = None,
         *,
         metadata: Mapping[str, JsonValue] | None = None,
         budget: Budget | None = None,
+        idempotency_key: str | None = None,
     ) -> Job:
         """Create a job and run it in this worker; returns at once (with the job as created).
 
         Same rules as :meth:`run` for existing ids, without waiting. The input and metadata must be JSON
         nested at most ``MAX_JSON_DEPTH`` (64) deep; anything else is refused with :class:`InvalidInput`
-        naming it, before anything is written. ``budget`` replaces the agent's for this job.
+        naming it, before anything is written. ``budget`` replaces the agent's for this job. A caller that
+        cannot choose ids passes ``None`` and an ``idempotency_key`` (see :meth:`Client.submit`): a key
+        seen before returns its job.
         """
-        job = self._new_job(job_id, input, metadata, owned=True, budget=budget)
+        job_id = keyed_job_id(job_id, idempotency_key)
+        job = self._new_job(job_id, input, with_key(metadata, idempotency_key), owned=True, budget=budget)
         self._require_running()
         stored, created = await self._patient.create(job)
         if created:
@@ -354,19 +375,20 @@ class DurableAgent:
 
     async def submit(
         self,
-        job_id: str,
+        job_id: str | None,
         input: JsonValue = None,
         *,
         agent: str | None = None,
         metadata: Mapping[str, JsonValue] | None = None,
+        idempotency_key: str | None = None,
     ) -> Job:
         """Queue a job without running it here (see :meth:`Client.submit`); ``agent`` defaults to this one.
 
         Metadata given to the constructor is merged in.
         """
-        validate_job_id(job_id)
+        job_id = keyed_job_id(job_id, idempotency_key)
         data = self._types.dump_input(input, job_id)
-        merged = {**self.metadata, **check_metadata(metadata, "metadata", job_id)}
+        merged = {**self.metadata, **check_metadata(with_key(metadata, idempotency_key), "metadata", job_id)}
         return await self._client.submit(job_id, data, agent=agent, metadata=merged)
 
     async def status(self, job_id: str) -> Job | None:
@@ -386,9 +408,10 @@ class DurableAgent:
         limit: int | None = None,
         metadata: Mapping[str, JsonValue] | None = None,
         agent: str | None = None,
+        version: str | None = None,
     ) -> builtins.list[Job]:
         """Jobs newest first (see :meth:`Client.list`); ``agent`` defaults to this agent, ``"*"``: all."""
-        return await self._client.list(status, limit=limit, metadata=metadata, agent=agent)
+        return await self._client.list(status, limit=limit, metadata=metadata, agent=agent, version=version)
 
     async def page(
         self,
@@ -398,9 +421,18 @@ class DurableAgent:
         metadata: Mapping[str, JsonValue] | None = None,
         agent: str | None = None,
         cursor: str | None = None,
+        version: str | None = None,
     ) -> Page:
         """One page of :meth:`list` and the cursor of the next (see :meth:`Client.page`)."""
-        return await self._client.page(status, limit=limit, metadata=metadata, agent=agent, cursor=cursor)
+        return await self._client.page(
+            status, limit=limit, metadata=metadata, agent=agent, cursor=cursor, version=version
+        )
+
+    async def fork(self, job_id: str, new_id: str, *, from_step: int, input: JsonValue = None) -> Job:
+        """Create job ``new_id`` with ``job_id``'s steps before ``from_step`` journaled, and run it here
+        from ``from_step`` on (queued for any worker of the agent if this one is not running; see
+        :meth:`Client.fork`). Returns the new job, pending."""
+        return await self._client.fork(job_id, new_id, from_step=from_step, input=input)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Wait until the job settles and return it (see :meth:`Client.wait`); ``result`` typed like
@@ -507,6 +539,20 @@ class DurableAgent:
         return self._scheduler.is_running
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _holds(self, job_id: str) -> bool:
+        return self._worker.holds(job_id)
+
+    async def _adopt_child(self, job: Job) -> None:
+        """Run a child job of this agent, just queued by one of its jobs, here at once."""
+        if not self._worker.is_running:
+            return
+        now = self.clock.utcnow()
+        claimed = await self._patient.claim(
+            job.id, self.worker_id, lease_until=now + timedelta(seconds=self.lease_ttl), now=now
+        )
+        if claimed is not None:
+            await self._worker.start(claimed, fresh=True)
 
     def _require_running(self) -> None:
         if not self._worker.is_running:

@@ -4,7 +4,8 @@ Usage::
 
     durapod [--store URL] worker MODULE:ATTR
     durapod [--store URL] submit ID INPUT [--agent NAME] [--metadata JSON] [--json]
-    durapod [--store URL] ls [--status S ...] [--limit N] [--agent NAME] [--json]
+    durapod [--store URL] fork ID NEW_ID --from-step K [--input INPUT] [--json]
+    durapod [--store URL] ls [--status S ...] [--limit N] [--agent NAME] [--version V] [--json]
     durapod [--store URL] show ID [--json]
     durapod [--store URL] pause ID | cancel ID | resume ID [INPUT] | wait ID [--timeout S]
     durapod [--store URL] watch ID [--after SEQ] [--json]
@@ -42,6 +43,7 @@ from pydantic import JsonValue
 
 from durapod._waiting import parse_statuses
 from durapod.agent import DurableAgent
+from durapod.children import child_ids
 from durapod.client import Client
 from durapod.errors import DurapodError
 from durapod.events import (
@@ -166,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--metadata", metavar="JSON", help="a JSON object stored with the job")
     submit.add_argument("--json", action="store_true", help="print the job as JSON")
 
+    fork = command("fork", _cmd_fork, "queue a copy of a job that replays its steps before --from-step")
+    fork.add_argument("job_id", metavar="ID")
+    fork.add_argument("new_id", metavar="NEW_ID")
+    fork.add_argument("--from-step", type=int, required=True, metavar="K", help="run again from step K (from 0)")
+    fork.add_argument("--input", metavar="INPUT", help="a new input (JSON if it parses, else a string)")
+    fork.add_argument("--json", action="store_true", help="print the new job as JSON")
+
     ls = command("ls", _cmd_ls, "list jobs, newest first")
     ls.add_argument(
         "--status",
@@ -176,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ls.add_argument("--limit", type=int, default=20, metavar="N", help="at most N jobs (default: 20)")
     ls.add_argument("--agent", metavar="NAME", help="only jobs of this agent")
+    ls.add_argument("--version", metavar="V", help="only jobs created by this version of the agent's code")
     ls.add_argument("--json", action="store_true", help="print a JSON array of jobs")
 
     show = command("show", _cmd_show, "show a job and its step timeline")
@@ -295,6 +305,22 @@ async def _poll_for_jobs(durable: DurableAgent) -> None:
         await durable.recover()
 
 
+async def _cmd_fork(args: argparse.Namespace) -> int:
+    job_id = validate_job_id(args.job_id)
+    new_id = validate_job_id(args.new_id)
+    new_input = _parse_value(args.input) if args.input is not None else None
+    async with _client(args) as client:
+        job = await client.fork(job_id, new_id, from_step=args.from_step, input=new_input)
+    if args.json:
+        print(job.model_dump_json())
+    else:
+        who = f"a worker of agent {job.agent!r}" if job.agent else "any worker"
+        print(
+            f"forked job {job_id} as {job.id} from step {args.from_step} ({job.steps} steps copied), queued for {who}"
+        )
+    return 0
+
+
 async def _cmd_submit(args: argparse.Namespace) -> int:
     job_id = validate_job_id(args.job_id)
     metadata = _parse_metadata(args.metadata)
@@ -316,7 +342,7 @@ async def _cmd_ls(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise CommandError(f"invalid --limit {args.limit}: expected an int >= 0", 2)
     async with _client(args) as client:
-        page = await client.page(status=statuses or None, limit=args.limit, agent=args.agent)
+        page = await client.page(status=statuses or None, limit=args.limit, agent=args.agent, version=args.version)
     if args.json:
         print(json.dumps([job.model_dump(mode="json") for job in page.jobs]))
         return 0
@@ -350,9 +376,8 @@ async def _cmd_show(args: argparse.Namespace) -> int:
             raise CommandError(f"job {job_id!r} not found")
         steps = await client.steps(job_id)
     if args.json:
-        print(
-            json.dumps({"job": job.model_dump(mode="json"), "steps": [step.model_dump(mode="json") for step in steps]})
-        )
+        shown = {"job": job.model_dump(mode="json"), "steps": [step.model_dump(mode="json") for step in steps]}
+        print(json.dumps({**shown, "children": child_ids(steps)}))
         return 0
     fields: list[tuple[str, str]] = [
         ("id", job.id),
@@ -373,7 +398,13 @@ async def _cmd_show(args: argparse.Namespace) -> int:
         ("completed", _long_time(job.completed_at) if job.completed_at else "-"),
         ("owner", job.owner or "-"),
     ]
-    if job.next_attempt_at is not None and job.status is JobStatus.PENDING:
+    if job.parent_id is not None:
+        fields.append(("parent", job.parent_id))
+    if children := child_ids(steps):
+        fields.append(("children", ", ".join(children)))
+    if job.sleeping_until is not None:
+        fields.append(("sleeping until", _long_time(job.sleeping_until)))
+    elif job.next_attempt_at is not None and job.status is JobStatus.PENDING:
         fields.append(("next attempt", _long_time(job.next_attempt_at)))
     width = max(len(name) for name, _ in fields)
     for name, value in fields:

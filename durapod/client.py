@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import uuid
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Self, cast
@@ -24,8 +25,11 @@ from durapod._outage import PatientStore
 from durapod._stream import EventSource, Subscribers, follow
 from durapod._waiting import Waiters, parse_statuses
 from durapod.actors.job import Cancel, Pause
+from durapod.children import cancel_children
 from durapod.errors import JobConflictError, JobStateError, VersionConflict
 from durapod.events import Event
+from durapod.forking import fork_job
+from durapod.idempotency import keyed_job_id, with_key
 from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
 from durapod.models import (
     ControlKind,
@@ -40,6 +44,7 @@ from durapod.models import (
 )
 from durapod.schedules import ScheduleState
 from durapod.stores.base import Page, Store
+from durapod.versioning import VERSION_KEY
 
 if TYPE_CHECKING:
     from durapod.worker import Worker
@@ -175,16 +180,18 @@ class Client:
         limit: int | None = None,
         metadata: Mapping[str, JsonValue] | None = None,
         agent: str | None = None,
+        version: str | None = None,
     ) -> builtins.list[Job]:
-        """Jobs newest first, filtered by status (one or several), metadata and agent.
+        """Jobs newest first, filtered by status (one or several), metadata, agent and code version.
 
         ``agent=None`` means every agent for a ``Client`` and the agent's own jobs for a
-        ``DurableAgent``; ``agent="*"`` means every agent on both.
+        ``DurableAgent``; ``agent="*"`` means every agent on both. ``version`` keeps the jobs created by
+        that version of the code (``DurableAgent(version=...)``, ``Job.code_version``).
 
         Raises:
             ValueError: an unknown status, or a negative limit.
         """
-        return (await self.page(status, limit=limit, metadata=metadata, agent=agent)).jobs
+        return (await self.page(status, limit=limit, metadata=metadata, agent=agent, version=version)).jobs
 
     async def page(
         self,
@@ -194,14 +201,19 @@ class Client:
         metadata: Mapping[str, JsonValue] | None = None,
         agent: str | None = None,
         cursor: str | None = None,
+        version: str | None = None,
     ) -> Page:
         """One page of :meth:`list`: ``limit`` jobs and the ``next_cursor`` to pass for the next page."""
         if status is not None and not isinstance(status, str | Iterable):
             raise TypeError(f"status must be a job status, several of them or None, got {status!r}")
+        if metadata is not None or version is not None:
+            metadata = check_metadata(metadata, "metadata filter")
+            if version is not None:
+                metadata[VERSION_KEY] = _optional_str("version", version)
         return await self._patient.list(
             status=parse_statuses(status),
             agent=self._agent_filter(_optional_str("agent", agent)),
-            metadata=check_metadata(metadata, "metadata filter") if metadata is not None else None,
+            metadata=metadata,
             limit=_limit(limit),
             cursor=_optional_str("cursor", cursor),
         )
@@ -251,11 +263,12 @@ class Client:
 
     async def submit(
         self,
-        job_id: str,
+        job_id: str | None,
         input: JsonValue = None,
         *,
         agent: str | None = None,
         metadata: Mapping[str, JsonValue] | None = None,
+        idempotency_key: str | None = None,
     ) -> Job:
         """Queue a job for a worker of ``agent`` (a Client's None: any worker on the store; an agent's
         None: its own agent) without running it here. Returns the stored job.
@@ -264,13 +277,17 @@ class Client:
         The input and metadata must be JSON nested at most ``MAX_JSON_DEPTH`` (64) deep (see
         ``durapod.models``), with no NaN, tuple, non-str key or lone surrogate; nothing is written otherwise.
 
+        A caller that cannot choose ids passes ``None`` and an ``idempotency_key``: the job id is derived
+        from the key (``"key-"`` and 40 hex digits of its SHA-256; the key is kept in the metadata under
+        ``"durapod.idempotency_key"``), so a key seen before returns its job, as an id does.
+
         Raises:
             InvalidJobId, InvalidInput: bad id or non-JSON input or metadata (naming which).
-            JobConflictError: the id exists with a different input or agent.
+            JobConflictError: the id (or key) exists with a different input or agent.
         """
-        validate_job_id(job_id)
+        job_id = keyed_job_id(job_id, idempotency_key)
         input = check_json(input, "input", job_id)
-        meta = check_metadata(metadata, "metadata", job_id)
+        meta = check_metadata(with_key(metadata, idempotency_key), "metadata", job_id)
         name = _optional_str("agent", agent) or self._scope or ""
         now = self.clock.utcnow()
         job = new_job(id=job_id, agent=name, input=input, metadata=meta, created_at=now, updated_at=now, version=1)
@@ -281,6 +298,40 @@ class Client:
             if stored.input != input:
                 raise JobConflictError(job_id)
         return stored
+
+    async def fork(self, job_id: str, new_id: str, *, from_step: int, input: JsonValue = None) -> Job:
+        """Create job ``new_id`` whose journal holds ``job_id``'s steps before position ``from_step``, and
+        queue it: it replays those steps and runs from ``from_step`` on (re-run a job from a step after
+        fixing a bug). ``input`` replaces the source's input (None: the same). The fork has the source's
+        agent and metadata, plus ``"durapod.forked_from"``. A :class:`DurableAgent` runs a fork of its own
+        agent here; otherwise any worker of the agent takes it.
+
+        Raises:
+            JobNotFound: no job ``job_id``.
+            JobConflictError: ``new_id`` exists already.
+            InvalidJobId, InvalidInput: a bad id or input.
+            TypeError, ValueError: ``from_step`` is not an int >= 0.
+        """
+        worker = self._worker
+        here = worker is not None and worker.is_running
+        owner = worker.worker_id if worker is not None and here else f"fork-{uuid.uuid4().hex}"
+        lease_ttl = worker.lease_ttl if worker is not None else 30.0
+        job = await fork_job(
+            self._patient,
+            self.clock,
+            job_id,
+            new_id,
+            from_step=from_step,
+            input=input,
+            owner=owner,
+            lease_ttl=lease_ttl,
+        )
+        if worker is not None and here and job.agent == worker.name:
+            await worker.start(job)
+        else:
+            await self._patient.release(new_id, owner)
+        self._log.info("job forked", job_id=new_id, source=job_id, from_step=from_step)
+        return job
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -391,6 +442,8 @@ class Client:
                 applied = await apply_control(self._patient, job_id, kind, self.clock, self._waiters.publish)
                 if applied is not None:
                     self._log.info(f"job {applied.status}", job_id=job_id)
+                    if kind is ControlKind.CANCEL:
+                        await cancel_children(self._patient, job_id, self.clock)
                     return applied
                 # a control request was left for the job's live owner in another process
                 if not wait:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, final, overload
 
 from pydantic import JsonValue, ValidationError
@@ -12,9 +13,12 @@ from pydantic import JsonValue, ValidationError
 from durapod._typed import answer_codec, step_codec, type_key
 from durapod._util import NoPublicConstructor
 from durapod.budget import Budget
+from durapod.children import CHILD_STEP, ChildHandle, check_child, journaled_child
 from durapod.errors import BudgetExceeded, InvalidInput, StepMismatch
 from durapod.events import CustomEvent, custom_event_data, parse_event
 from durapod.models import StepRecord, check_json
+from durapod.sleeping import SLEEP_STEP, decode_wake_time, sleep_delay, wake_time
+from durapod.versioning import PATCH_STEP, check_change_id, is_marker
 
 if TYPE_CHECKING:
     from durapod.actors.job import JobActor
@@ -32,10 +36,13 @@ class Suspend(BaseException):
     still run. Internal: agents never see it unless they catch ``BaseException``.
     """
 
-    def __init__(self, waiting_for: str | None = None, answer_type: str | None = None) -> None:
+    def __init__(
+        self, waiting_for: str | None = None, answer_type: str | None = None, *, wake_at: datetime | None = None
+    ) -> None:
         super().__init__(waiting_for)
         self.waiting_for = waiting_for
         self.answer_type = answer_type
+        self.wake_at = wake_at  # a durable sleep: the job waits pending until then
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -83,7 +90,16 @@ class JobContext(metaclass=NoPublicConstructor):
         ...     return "sent" if approved else "dropped"
     """
 
-    __slots__ = ("_actor", "_budget", "_interrupts", "_journal", "_next_index", "_replay_until", "_usage")
+    __slots__ = (
+        "_actor",
+        "_budget",
+        "_interrupts",
+        "_journal",
+        "_markers",
+        "_next_index",
+        "_replay_until",
+        "_usage",
+    )
 
     def __init__(self, actor: JobActor, journal: Mapping[int, StepRecord]) -> None:
         self._actor = actor
@@ -93,6 +109,7 @@ class JobContext(metaclass=NoPublicConstructor):
         self._interrupts = 0
         self._usage: dict[str, int] | None = None  # made on the first report: most jobs never report
         self._budget: Budget | None = None if actor.job.budget is None else Budget.model_validate(actor.job.budget)
+        self._markers: list[tuple[int, str]] = []  # patched() markers to journal with the next record
 
     @property
     def job_id(self) -> str:
@@ -198,6 +215,7 @@ class JobContext(metaclass=NoPublicConstructor):
                 data, result = codec.round_trip(result, f"result of step {name!r}", actor.job.id)
             else:
                 data = _check_step_json(result, name, actor.job.id)
+            await self._save_markers()
             await actor.record_step(index, name, data)
         finally:
             actor.step_finished()
@@ -276,6 +294,172 @@ class JobContext(metaclass=NoPublicConstructor):
                 raise BudgetExceeded(self.job_id, limit, used, allowed)
             prompt = f"budget exceeded: used {used} {limit} of {allowed}; resume with a new Budget"
             self._budget = await self.interrupt(prompt, answer=Budget)
+
+    async def sleep(self, delay: float | timedelta) -> None:
+        """Sleep durably for ``delay`` (seconds or a ``timedelta``).
+
+        The wake time is journaled as a step, so a crash or a restart never starts the sleep over. While
+        it sleeps the job is ``pending`` with ``next_attempt_at`` (and :attr:`Job.sleeping_until`) = the
+        wake time: it holds no task and no actor, any worker of its agent wakes it on time (after a crash
+        too), and it can be paused or cancelled like any pending job. On waking, the agent replays its
+        journal and this call returns.
+
+        Example:
+            >>> async def remind(text: str, ctx: JobContext) -> str:
+            ...     await ctx.sleep(timedelta(days=1))
+            ...     return await ctx.step("remind", send_reminder, text)
+        """
+        index = self._take_index()
+        record = self._journal.get(index)
+        if record is None:
+            span = sleep_delay(delay, self.job_id)
+            await self._sleep(index, record, self._actor.utcnow() + span)
+        else:
+            await self._sleep(index, record, None)
+
+    async def sleep_until(self, moment: datetime) -> None:
+        """Sleep durably until ``moment`` (a timezone-aware datetime); see :meth:`sleep`."""
+        index = self._take_index()
+        record = self._journal.get(index)
+        await self._sleep(index, record, wake_time(moment, self.job_id) if record is None else None)
+
+    def start_child(
+        self,
+        child_id: str,
+        input: Any = None,
+        *,
+        agent: str | None = None,
+        metadata: Mapping[str, JsonValue] | None = None,
+    ) -> Coroutine[Any, Any, ChildHandle]:
+        """Start a child job of ``agent`` (default: this job's agent) on the same store, once; await it
+        later through the returned :class:`~durapod.ChildHandle`.
+
+        The start is journaled (a step named ``durapod.child``) after the child job is created "if
+        absent", so a replay (after a crash, a retry, a resume) never starts a second child: child ids are
+        the caller's, and must be the same on every execution (derive them from ``ctx.job_id``). The child
+        is queued for any worker of its agent (a child of this job's own agent starts here at once), names
+        this job as its ``parent_id``, and is cancelled when this job is cancelled. The journal position is
+        taken when ``start_child`` is called, as for :meth:`step`.
+
+        Example:
+            >>> async def research(topic: str, ctx: JobContext) -> list[str]:
+            ...     handles = [await ctx.start_child(f"{ctx.job_id}:{n}", n, agent="search") for n in range(5)]
+            ...     return list(await asyncio.gather(*handles))  # each handle awaits its child's result
+
+        Raises:
+            JobConflictError: the id is another job's (not this job's child with this input).
+            StepMismatch: the journal recorded something else at this position.
+        """
+        index = self._take_index()
+        return self._start_child(index, child_id, input, agent, metadata)
+
+    def run_child(
+        self,
+        child_id: str,
+        input: Any = None,
+        *,
+        agent: str | None = None,
+        metadata: Mapping[str, JsonValue] | None = None,
+    ) -> Coroutine[Any, Any, Any]:
+        """Start a child job (as :meth:`start_child`) and return its result once it completes (typed, for a
+        child of this job's own typed agent, which also takes its input model).
+
+        Raises:
+            ChildFailed: the child failed or was cancelled.
+        """
+        index = self._take_index()
+        return self._run_child(index, child_id, input, agent, metadata)
+
+    async def _run_child(self, index: int, child_id: str, input: Any, agent: str | None, metadata: object) -> Any:
+        handle = await self._start_child(index, child_id, input, agent, metadata)
+        return await handle.result()
+
+    async def _start_child(
+        self, index: int, child_id: str, input: Any, agent: str | None, metadata: object
+    ) -> ChildHandle:
+        actor = self._actor
+        parent = actor.job
+        children = actor.children()
+        child_id, checked = check_child(parent.id, child_id, metadata)
+        if agent is not None and (not isinstance(agent, str) or not agent):
+            raise ValueError(f"agent must be a non-empty str or None, got {agent!r}")
+        name = agent if agent is not None else parent.agent
+        input = children.input_of(name, child_id, input)
+        record = self._journal.get(index)
+        if record is not None:
+            name = journaled_child(parent.id, index, record, child_id) or name
+        else:
+            actor.at_boundary()
+            await children.create(parent, child_id, name, input, checked)
+            await self._save_markers()
+            await actor.record_step(index, CHILD_STEP, {"id": child_id, "agent": name})
+        return ChildHandle._create(children, parent.id, child_id, name, actor.child_wait)
+
+    def patched(self, change_id: str) -> bool:
+        """True where the agent should take the code path that ``change_id`` introduced.
+
+        For jobs that were in flight when the agent's code changed: at a position where the job's journal
+        already holds a step the old code recorded, this returns False (and takes no position), so the
+        replay goes on along the old path without :class:`~durapod.StepMismatch`. Everywhere else (a new
+        job, or a replay that has gone past what was recorded) it returns True, and a marker (a step
+        named ``durapod.patch``) is journaled with the next step, so a later replay returns True here
+        again. Temporal's ``patched``. Once no job of the old code is left, call
+        :meth:`deprecate_patch` instead and drop the old path.
+
+        Example:
+            >>> async def triage(ticket: str, ctx: JobContext) -> str:
+            ...     facts = await ctx.step("lookup", lookup_ticket, ticket)
+            ...     if ctx.patched("check-spam"):
+            ...         facts = await ctx.step("spam", check_spam, facts)
+            ...     return await ctx.step("draft", llm_draft, facts)
+        """
+        change_id = check_change_id(change_id)
+        index = self._next_index
+        record = self._journal.get(index)
+        if record is not None and not is_marker(record, change_id):
+            return False  # recorded by the code from before the change: keep to the old path
+        self._next_index = index + 1
+        if record is None:
+            self._markers.append((index, change_id))
+        return True
+
+    def deprecate_patch(self, change_id: str) -> None:
+        """Replaces :meth:`patched` once every job that ran the old code is gone: takes the position
+        of the marker that ``patched(change_id)`` journaled, where a journal holds one (or an empty
+        position, as ``patched`` would), so those jobs still replay; new jobs journal nothing here."""
+        change_id = check_change_id(change_id)
+        index = self._next_index
+        record = self._journal.get(index)
+        if record is None:
+            if index < self._replay_until:  # an empty position inside the journal: a marker never written
+                self._next_index = index + 1
+        elif is_marker(record, change_id):
+            self._next_index = index + 1
+
+    async def _save_markers(self) -> None:
+        markers = self._markers
+        while markers:
+            index, change_id = markers.pop(0)
+            await self._actor.record_step(index, PATCH_STEP, change_id)
+
+    def _take_index(self) -> int:
+        index = self._next_index
+        self._next_index = index + 1
+        return index
+
+    async def _sleep(self, index: int, record: StepRecord | None, wake_at: datetime | None) -> None:
+        actor = self._actor
+        if record is not None:
+            if record.name != SLEEP_STEP:
+                raise StepMismatch(actor.job.id, index, record.name, SLEEP_STEP)
+            wake_at = decode_wake_time(record.result, actor.job.id)
+        else:
+            assert wake_at is not None
+            actor.at_boundary()
+            await self._save_markers()
+            await actor.record_step(index, SLEEP_STEP, wake_at.isoformat())
+        if wake_at > actor.utcnow():
+            raise Suspend(None, wake_at=wake_at)
 
     async def emit_token(self, token: str) -> None:
         """Stream a piece of the agent's output (a ``token`` event).

@@ -9,6 +9,7 @@ Misuse (a bad request from the caller) is kept apart from runtime failures (the 
     ├── InvalidJobId (ValueError)   empty, too long, whitespace or control characters
     ├── InvalidInput (ValueError)   an input, result or metadata value that is not JSON
     ├── StepMismatch                the agent's steps no longer match its journal on replay
+    ├── ChildFailed                 a child job (``ctx.run_child``) failed or was cancelled
     ├── StoreError                  the store failed
     │   ├── StoreUnavailable        the store cannot be reached (after retrying)
     │   ├── CorruptRecord           a stored record is not valid JSON of the expected shape
@@ -30,6 +31,7 @@ from __future__ import annotations
 __all__ = [
     "AskTimeout",
     "BudgetExceeded",
+    "ChildFailed",
     "CorruptRecord",
     "DurapodError",
     "InvalidInput",
@@ -126,10 +128,33 @@ class InvalidInput(DurapodError, ValueError):
         self.job_id = job_id
 
 
+class ChildFailed(DurapodError):
+    """A child job that the agent awaits (``ctx.run_child``, a ``start_child`` handle) failed or was
+    cancelled. Raised in the parent's agent, which may catch it; else the parent's retry policy applies.
+
+    Attributes:
+        job_id: the parent job.
+        child_id: the child job.
+        status: the child's status (``"failed"`` or ``"cancelled"``).
+        error_type: the child's error class name, if it failed.
+        error: the child's error message, if it failed.
+    """
+
+    def __init__(self, job_id: str, child_id: str, status: str, error_type: str | None, error: str | None) -> None:
+        cause = f": {error_type}: {error}" if error_type else ""
+        super().__init__(f"child job {child_id!r} of job {job_id!r} {status}{cause}")
+        self.job_id = job_id
+        self.child_id = child_id
+        self.status = status
+        self.error_type = error_type
+        self.error = error
+
+
 class StepMismatch(DurapodError):
     """On replay, the agent asked for a step that differs from the one its journal recorded.
 
     Agents must call their steps in the same order on every execution; this error fails the job at once.
+    A change of the agent's steps while jobs are in flight belongs behind ``ctx.patched(change_id)``.
 
     Attributes:
         job_id: the job.
@@ -141,6 +166,8 @@ class StepMismatch(DurapodError):
     def __init__(self, job_id: str, index: int, expected: str, actual: str) -> None:
         super().__init__(
             f"job {job_id!r} step #{index}: the journal recorded {expected!r} but the agent asked for {actual!r}"
+            " (if the agent's code changed while this job was in flight, guard the change with"
+            " ctx.patched(change_id) so that jobs that recorded the old steps keep them)"
         )
         self.job_id = job_id
         self.index = index

@@ -311,7 +311,8 @@ class Job(BaseModel):
         owner: the worker id that runs (or last ran) it.
         lease_until: when the owner's lease expires.
         epoch: the fencing token, one higher every time a worker claims the job.
-        next_attempt_at: when a pending job may run (its durable retry timer).
+        next_attempt_at: when a pending job may run (its durable retry timer, or the wake time of a job
+            sleeping in ``ctx.sleep``: see :attr:`sleeping_until`).
         inputs: the inputs given on resume, oldest first.
         answers: the values that answered ``ctx.interrupt`` calls, in order.
         waiting_for: the prompt of the interrupt a paused job waits on.
@@ -325,6 +326,7 @@ class Job(BaseModel):
             execution (its journal replays) instead of counting a new attempt.
         paused_running: the job was paused in the middle of an execution (resume continues it), not
             before one started (resume then starts a new attempt).
+        parent_id: the job that started this one with ``ctx.start_child`` / ``ctx.run_child``, if any.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -357,6 +359,7 @@ class Job(BaseModel):
     run_attempts_base: int = 0
     resuming: bool = False
     paused_running: bool = False
+    parent_id: str | None = None
 
     def evolve(self, **changes: Any) -> Job:
         """Return a copy with ``changes`` applied, ``version`` one higher, ``updated_at`` now (or as given).
@@ -366,6 +369,24 @@ class Job(BaseModel):
         changes.setdefault("updated_at", utcnow())
         changes["version"] = self.version + 1
         return _assemble(Job, {**self.__dict__, **changes}, _JOB_FIELDS)
+
+    @property
+    def code_version(self) -> str | None:
+        """The version of the agent's code that created the job (``DurableAgent(version=...)``), kept in
+        its metadata under ``"durapod.version"``."""
+        value = self.metadata.get("durapod.version")
+        return value if isinstance(value, str) else None
+
+    @property
+    def sleeping_until(self) -> datetime | None:
+        """When a job sleeping in ``ctx.sleep`` wakes (None if it does not sleep).
+
+        A sleeping job is ``pending`` with ``resuming`` set and ``next_attempt_at`` = its wake time; a job
+        waiting for a retry has ``next_attempt_at`` without ``resuming``.
+        """
+        if self.status is JobStatus.PENDING and self.resuming:
+            return self.next_attempt_at
+        return None
 
     @property
     def run_attempts(self) -> int:

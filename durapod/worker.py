@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import heapq
 import json
 import os
 import socket
@@ -35,12 +36,13 @@ from durapod._log import get_logger
 from durapod.actors.eventlog import Flusher
 from durapod.actors.job import Cancel, Drain, Exit, JobActor, JobRuntime, LeaseLost, Pause
 from durapod.actors.lease import LeaseKeeper
+from durapod.children import ChildRuntime
 from durapod.errors import JobStateError, StoreError, WorkerIdInUse
 from durapod.lowlevel.actor import ActorRef, spawn
 from durapod.lowlevel.clock import Clock, Timer
 from durapod.lowlevel.policy import Backoff, ChildSpec, RestartType
 from durapod.lowlevel.supervisor import Supervisor
-from durapod.models import Job, JobStatus, error_text
+from durapod.models import Job, JobStatus, error_text, new_job
 from durapod.retry import RetryPolicy
 from durapod.stores.base import ControlRequest, Store
 
@@ -84,6 +86,14 @@ def _process_is_gone(holder: dict[str, Any]) -> bool:
     return False
 
 
+def _exit_of(actor: JobActor) -> Exit | None:
+    """How the actor's task ended (None: not ended, cancelled, or raised)."""
+    task = actor.task
+    if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+        return None
+    return task.result()
+
+
 class Worker:
     """Runs the jobs of one agent in job actors, with leases, takeover of orphans and a graceful drain.
 
@@ -109,6 +119,7 @@ class Worker:
         let_go: Callable[[str], None],
         publish_event: Callable[[str, dict[str, JsonValue]], None],
         redact_errors: Callable[[BaseException], str] | None = None,
+        children: ChildRuntime | None = None,
     ) -> None:
         self.store = store
         self.name = name
@@ -135,6 +146,7 @@ class Worker:
             publish_event=publish_event,
             flusher=Flusher(),
             describe_error=functools.partial(error_text, redact=redact_errors),
+            children=children,
             exited=self._exited,
         )
         # the done callbacks of job tasks run in this one context (a callback added without one would
@@ -143,6 +155,10 @@ class Worker:
         self._actors: dict[str, JobActor] = {}
         #: jobs held here without an actor: waiting for their retry timer, or to restart a crashed actor
         self._waiting: dict[str, tuple[Job, Timer]] = {}
+        #: jobs sleeping in ctx.sleep here: id -> (epoch, monotonic wake time); one timer wakes them
+        self._sleeping: dict[str, tuple[int, float]] = {}
+        self._wakeups: list[tuple[float, str]] = []
+        self._wakeup: tuple[float, Timer] | None = None
         self._crashes: dict[str, int] = {}
         self._root_ref: ActorRef[Any] | None = None
         self._root: Supervisor | None = None
@@ -204,12 +220,18 @@ class Worker:
                 task.cancel()
             if late:
                 await asyncio.wait(late)
-        for job_id in list(self._waiting):
+        # jobs waiting for a timer here, and those whose actor began to wait (a retry, a sleep) while draining
+        retrying = [actor.job.id for actor in actors if _exit_of(actor) is Exit.RETRY]
+        for job_id in dict.fromkeys([*self._waiting, *self._sleeping, *retrying]):
             self._take_waiting(job_id)
             try:
                 await self.store.release(job_id, self.worker_id)
             except StoreError as exc:
                 self.log.warning("cannot release a waiting job; its lease will expire", job_id=job_id, error=repr(exc))
+        if self._wakeup is not None:
+            self._wakeup[1].cancel()
+            self._wakeup = None
+        self._wakeups.clear()
         await self._runtime.flusher.close()
         await self._stop_services()
         self.log.info("worker stopped")
@@ -280,7 +302,10 @@ class Worker:
         if moment is not None and job.status is JobStatus.PENDING and not reload:
             delay = (moment - self.clock.utcnow()).total_seconds()
             if delay > 0:
-                self._wait(job, delay, reload=False)
+                if job.sleeping_until is not None:  # asleep: keep no record here, read it anew on waking
+                    self._sleep(job.id, job.epoch, delay)
+                else:
+                    self._wait(job, delay, reload=False)
                 return
         actor = JobActor(self._runtime, job, fresh=fresh, reload=reload)
         task = actor.task = asyncio.get_running_loop().create_task(actor.run(), name=job.id)
@@ -308,7 +333,52 @@ class Worker:
 
         self._waiting[job.id] = (job, self.clock.call_later(delay, due))
 
+    # Sleeping jobs cost a few hundred bytes each here: their id, epoch and wake time, in a dict and a
+    # heap that one timer (the earliest wake-up) serves; their actor reads the job anew when they wake.
+
+    def _sleep(self, job_id: str, epoch: int, delay: float) -> None:
+        wake = self.clock.monotonic() + delay
+        self._sleeping[job_id] = (epoch, wake)
+        heapq.heappush(self._wakeups, (wake, job_id))
+        self._arm_wakeup()
+
+    def _arm_wakeup(self) -> None:
+        if not self._wakeups:
+            return
+        first = self._wakeups[0][0]
+        if self._wakeup is not None:
+            if self._wakeup[0] <= first:
+                return
+            self._wakeup[1].cancel()
+        timer = self.clock.call_later(max(first - self.clock.monotonic(), 0.0), self._wake)
+        self._wakeup = (first, timer)
+
+    def _wake(self) -> None:
+        self._wakeup = None
+        now = self.clock.monotonic()
+        wakeups, sleeping = self._wakeups, self._sleeping
+        while wakeups and wakeups[0][0] <= now:
+            wake, job_id = heapq.heappop(wakeups)
+            held = sleeping.get(job_id)
+            if held is None or held[1] != wake:
+                continue  # taken meanwhile (a pause, a cancel, a lost lease): a stale wake-up
+            del sleeping[job_id]
+            if self._accepting:
+                self.spawn(self._stand_in(job_id, held[0]), reload=True)
+            else:
+                self._let_go(job_id)
+        self._arm_wakeup()
+
+    def _stand_in(self, job_id: str, epoch: int) -> Job:
+        """A sleeping job as far as this worker knows it; its actor reads the job anew."""
+        now = self.clock.utcnow()
+        return new_job(id=job_id, created_at=now, updated_at=now, owner=self.worker_id, epoch=epoch)
+
     def _take_waiting(self, job_id: str) -> Job | None:
+        held = self._sleeping.pop(job_id, None)
+        if held is not None:
+            self._let_go(job_id)
+            return self._stand_in(job_id, held[0])
         entry = self._waiting.pop(job_id, None)
         if entry is None:
             return None
@@ -354,12 +424,12 @@ class Worker:
         return self._actors.get(job_id)
 
     def holds(self, job_id: str) -> bool:
-        """True if the job runs here or waits here for its retry timer."""
-        return job_id in self._actors or job_id in self._waiting
+        """True if the job runs here or waits here for its retry timer or its wake-up."""
+        return job_id in self._actors or job_id in self._waiting or job_id in self._sleeping
 
     def held_jobs(self) -> list[str]:
-        """Every job held here: running actors and jobs waiting for a timer."""
-        return [*self._actors, *self._waiting]
+        """Every job held here: running actors and jobs waiting for a timer or a wake-up."""
+        return [*self._actors, *self._waiting, *self._sleeping]
 
     def has_live_actors(self) -> bool:
         """True while any job actor runs here."""
@@ -396,6 +466,7 @@ class Worker:
         """How many more jobs this worker may take now (``batch_size`` when unlimited)."""
         if self.max_concurrency is None:
             return batch_size
+        # a sleeping job (ctx.sleep) takes no slot until it wakes; one waiting to retry keeps its slot
         return max(self.max_concurrency - len(self._actors) - len(self._waiting), 0)
 
     async def claim_orphans(self, *, reclaim_own: bool = False) -> int:

@@ -13,6 +13,24 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 #: Lines (substrings) each example must print. A new example gets an entry here.
 EXPECTED: dict[str, list[str]] = {
+    "approval_with_reminder.py": [
+        "1. asked, now pending, sleeping until ",
+        "2. worker stopped mid-sleep",
+        "3. woke up and reminded: paused, waiting for: Approve purchase order #7 (1,250 EUR)?",
+        "4. completed -> 'purchase order #7 (1,250 EUR): approved'",
+        "journal: ['ask', 'durapod.sleep', 'check', 'remind']",
+    ],
+    "research_fanout.py": [
+        "report-1: completed -> 'solid-state batteries report from 5 searches: 3 sources on",
+        "5 child jobs, all ['completed'], parent report-1",
+        "journal: ['durapod.child', 'durapod.child', 'durapod.child', 'durapod.child', 'durapod.child', 'summarize']",
+    ],
+    "patched_step.py": [
+        "jobs started by version 1: ['ticket-1']",
+        "old job on the old path: completed -> 'reply on facts of ticket #1 [sent]'",
+        "new job on the new path: completed -> 'reply on facts of ticket #2 (not spam) [sent]'",
+        "ticket-2 journal: ['lookup', 'durapod.patch', 'spam_check', 'draft']",
+    ],
     "basic_run.py": [
         "job job_123: completed after 1 attempt(s) -> 'Dear customer, facts about Handle ticket #456.'",
         "run again: completed, same result, steps ran lookup=1 draft=1",

@@ -24,6 +24,8 @@ EXPECTED = {
     "AskTimeout",
     "Budget",
     "BudgetExceeded",
+    "ChildFailed",
+    "ChildHandle",
     "Client",
     "Clock",
     "CorruptRecord",
@@ -55,6 +57,7 @@ EXPECTED = {
     "StaleOwnerError",
     "StepEvent",
     "StepMismatch",
+    "StepOptions",
     "StepRecord",
     "StepRestartedEvent",
     "Store",
@@ -134,12 +137,12 @@ def test_every_error_a_user_can_catch_derives_from_durapod_error() -> None:
     errors = [getattr(durapod, name) for name in durapod.__all__ if name.endswith(("Error", "Exceeded"))]
     errors += [durapod.JobNotFound, durapod.InvalidJobId, durapod.InvalidInput, durapod.StoreUnavailable]
     errors += [durapod.CorruptRecord, durapod.StepMismatch, durapod.AskTimeout, durapod.MailboxFull]
-    errors += [durapod.WorkerIdInUse, durapod.VersionConflict]
+    errors += [durapod.WorkerIdInUse, durapod.VersionConflict, durapod.ChildFailed]
     for error in errors:
         assert issubclass(error, durapod.DurapodError), error
 
 
-@pytest.mark.parametrize("handle", [ActorRef, JobContext, Mailbox])
+@pytest.mark.parametrize("handle", [ActorRef, JobContext, Mailbox, durapod.ChildHandle])
 def test_runtime_handles_have_no_public_constructor(handle: type) -> None:
     with pytest.raises(TypeError, match="no public constructor"):
         handle()

@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import JsonValue
@@ -29,6 +29,7 @@ from durapod._invoke import AgentInvoker
 from durapod._log import Logger
 from durapod._outage import retry_unavailable
 from durapod.actors.eventlog import EventLog, Flusher
+from durapod.children import ChildRuntime, cancel_children, child_ids
 from durapod.context import JobContext, Suspend
 from durapod.errors import JobNotFound, StaleOwnerError, StoreError, StoreUnavailable, VersionConflict
 from durapod.lowlevel.actor import ControlMessage
@@ -109,6 +110,8 @@ class JobRuntime:
     describe_error: Callable[[BaseException], str] = error_text
     #: called with the actor and its task once the task has ended (the worker's supervision)
     exited: Callable[[JobActor, asyncio.Task[Exit]], None] = lambda actor, task: None
+    #: starts and awaits child jobs (``ctx.start_child``); None where the worker offers none
+    children: ChildRuntime | None = None
 
 
 T = TypeVar("T")
@@ -123,6 +126,7 @@ class JobActor:
         "_agent_called",
         "_attempt_counted",
         "_cancelled_by_us",
+        "_child_waits",
         "_events",
         "_holds_slot",
         "_in_step",
@@ -158,6 +162,7 @@ class JobActor:
         self._interruptible = False  # only the wait for a slot and the agent itself are interrupted
         self._in_step = 0  # steps running now: a drain waits for them (up to its grace)
         self._holds_slot = False
+        self._child_waits = 0  # awaits of child jobs in progress: the job gives its slot up meanwhile
         self._reload = reload
         #: a store error (not "unavailable") met while the agent ran: the store's failure, not the agent's
         self._store_failure: StoreError | None = None
@@ -328,6 +333,8 @@ class JobActor:
             check_json(result, "result", job.id)
         except Suspend as suspend:
             self._stop_interrupts()
+            if suspend.wake_at is not None and self._reason is None:
+                return await self._sleep(suspend.wake_at)
             return await self._suspended(suspend.waiting_for, suspend.answer_type)
         except asyncio.CancelledError:
             if not self._acknowledge_cancel():
@@ -418,6 +425,13 @@ class JobActor:
             self._log().info("job paused", waiting_for=waiting_for)
         return Exit.DONE
 
+    async def _sleep(self, wake_at: datetime) -> Exit:
+        """The agent sleeps (``ctx.sleep``): wait pending until ``wake_at``, as a retry timer waits."""
+        if await self._write(status=JobStatus.PENDING, next_attempt_at=wake_at, resuming=True):
+            self._log().info("job sleeps", until=wake_at.isoformat())
+            return Exit.RETRY
+        return Exit.DONE
+
     async def _interrupted(self, error: BaseException | None) -> Exit:
         """The task was interrupted (or the agent failed while we were stopping it): act on the reason."""
         self.at_boundary_quietly()
@@ -427,6 +441,7 @@ class JobActor:
             self._log().warning("lease lost; stopping without writing")
             return Exit.DONE
         if reason == "cancel":
+            await self._cancel_children()  # first: once the job reads cancelled, so do its children
             if await self._write(
                 status=JobStatus.CANCELLED, completed_at=self._runtime.clock.utcnow(), waiting_for=None
             ):
@@ -448,6 +463,16 @@ class JobActor:
         if error is not None:
             return await self._failed(error)
         return Exit.CRASHED  # pragma: no cover - an interruption always has a reason
+
+    async def _cancel_children(self) -> None:
+        """The job was cancelled: cancel the children it started that have not finished."""
+        journal = self._journal
+        if not journal or not child_ids(journal):
+            return
+        try:
+            await cancel_children(self._runtime.store, self.job.id, self._runtime.clock, journal)
+        except StoreError as exc:
+            self._log().warning("cannot cancel the job's children", error=repr(exc))
 
     def at_boundary_quietly(self) -> None:
         """Take what the mailbox holds into account without raising (the agent is stopped already)."""
@@ -509,6 +534,17 @@ class JobActor:
         return Exit.DONE
 
     # -- what JobContext calls -------------------------------------------------------------------
+
+    def utcnow(self) -> datetime:
+        """The runtime clock's current time."""
+        return self._runtime.clock.utcnow()
+
+    def children(self) -> ChildRuntime:
+        """What starts and awaits child jobs; RuntimeError where the worker offers none."""
+        children = self._runtime.children
+        if children is None:
+            raise RuntimeError("child jobs need a DurableAgent worker")
+        return children
 
     async def record_step(self, index: int, name: str, result: JsonValue) -> None:
         """Journal one step, fenced by the job's epoch."""
@@ -626,6 +662,24 @@ class JobActor:
                 if stored is not None and (stored.version, stored.updated_at) == (new.version, new.updated_at):
                     return stored
             raise
+
+    @contextlib.asynccontextmanager
+    async def child_wait(self) -> AsyncIterator[None]:
+        """While the agent waits for child jobs, its ``max_concurrency`` slot is free for them (a child
+        of the same agent would otherwise wait for the slot its parent holds)."""
+        self._child_waits += 1
+        released = self._child_waits == 1 and self._holds_slot
+        if released:
+            self._release_slot()
+        try:
+            yield
+        finally:
+            self._child_waits -= 1
+        # taken again only to go on: a job stopped while it waits (cancel, pause) needs no slot to say so
+        semaphore = self._runtime.concurrency
+        if released and semaphore is not None:
+            await semaphore.acquire()
+            self._holds_slot = True
 
     def _release_slot(self) -> None:
         semaphore = self._runtime.concurrency
