@@ -128,6 +128,8 @@ class _Worker:
                     except Exception as exc:  # a bug here must not stop the thread nor strand the callers
                         outcomes = [(future, False, _store_error(self._path, exc)) for _, _, future in batch]
                     _deliver(outcomes)
+                    # the thread waits for the next batch: it must not keep this one's results alive
+                    del outcomes, batch, item
         finally:
             if self._conn is not None:
                 self._conn.close()
