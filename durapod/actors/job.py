@@ -245,7 +245,41 @@ class JobActor:
         """The actor's task: start the job, run its agent, write how it ended."""
         runtime = self._runtime
         try:
-            return await self._run()
+            ctx = await self._prepare()
+            if isinstance(ctx, Exit):
+                return ctx
+            job = self.job
+            self._running_agent = self._interruptible = self._agent_called = True
+            try:
+                invoker = runtime.invoker
+                result = invoker.dump(await invoker.call(job, ctx), job.id)
+                check_json(result, "result", job.id)
+            except Suspend as suspend:
+                self._stop_interrupts()
+                if suspend.wake_at is not None and self._reason is None:
+                    return await self._sleep(suspend.wake_at)
+                return await self._suspended(suspend.waiting_for, suspend.answer_type)
+            except asyncio.CancelledError:
+                if not self._acknowledge_cancel():
+                    raise
+                self._stop_interrupts()
+                return await self._interrupted(None)
+            except StaleOwnerError:
+                self._stop_interrupts()
+                return await self._changed_elsewhere()
+            except Exception as error:
+                self._stop_interrupts()
+                if self._store_failure is not None:
+                    return await self._store_failed()
+                if self._reason is not None:
+                    return await self._interrupted(error)
+                return await self._failed(error)
+            self._stop_interrupts()
+            if self._store_failure is not None:  # the agent caught the store's error and went on
+                return await self._store_failed()
+            if self._reason in ("cancel", "lease lost") or (self._reason == "pause" and self._was_cancelled):
+                return await self._interrupted(None)  # the agent swallowed our cancellation and returned
+            return await self._complete(result)
         except asyncio.CancelledError:
             if not self._acknowledge_cancel():
                 raise  # cancelled from outside (the event loop is closing): write nothing more
@@ -273,7 +307,9 @@ class JobActor:
         self._cancelled_by_us = False
         return task.uncancel() == 0
 
-    async def _run(self) -> Exit:
+    async def _prepare(self) -> JobContext | Exit:
+        """Everything before the agent runs (its own coroutine, done before the agent starts: a parked
+        job's task holds one frame less): the job's context, or how the actor ends already."""
         runtime = self._runtime
         if self._reload and not await self._reload_job():
             return Exit.DONE
@@ -325,38 +361,7 @@ class JobActor:
         if not status_logged:
             self._status_event()
         self._events.restart_step(self._journal.keys())
-        ctx = JobContext._create(self, self._journal)
-        self._running_agent = self._interruptible = self._agent_called = True
-        try:
-            invoker = runtime.invoker
-            result = invoker.dump(await invoker.call(job, ctx), job.id)
-            check_json(result, "result", job.id)
-        except Suspend as suspend:
-            self._stop_interrupts()
-            if suspend.wake_at is not None and self._reason is None:
-                return await self._sleep(suspend.wake_at)
-            return await self._suspended(suspend.waiting_for, suspend.answer_type)
-        except asyncio.CancelledError:
-            if not self._acknowledge_cancel():
-                raise
-            self._stop_interrupts()
-            return await self._interrupted(None)
-        except StaleOwnerError:
-            self._stop_interrupts()
-            return await self._changed_elsewhere()
-        except Exception as error:
-            self._stop_interrupts()
-            if self._store_failure is not None:
-                return await self._store_failed()
-            if self._reason is not None:
-                return await self._interrupted(error)
-            return await self._failed(error)
-        self._stop_interrupts()
-        if self._store_failure is not None:  # the agent caught the store's error and went on
-            return await self._store_failed()
-        if self._reason in ("cancel", "lease lost") or (self._reason == "pause" and self._was_cancelled):
-            return await self._interrupted(None)  # the agent swallowed our cancellation and returned
-        return await self._complete(result)
+        return JobContext._create(self, self._journal)
 
     def _stop_interrupts(self) -> None:
         """The agent has stopped: from here on a message only records its reason (no more cancels)."""
