@@ -22,6 +22,9 @@ bytes of a finished job's records per job: reported as growth per job) and on a 
 temporary file (finished jobs live on disk: RSS should be flat). The growth is from the 10,000th job
 to the last (from a fifth of the way if ``--jobs`` is smaller than 20,000).
 
+(d) RSS of a worker on a SQLiteStore before and after ``--parked`` jobs went to sleep (``ctx.sleep`` of an
+hour): a sleeping job holds no task and no actor in the worker, only its id, epoch and wake time.
+
 Each part runs in a fresh Python process (so that memory one part freed cannot hide another's growth),
 two at a time. durapod's logging is left as the library sets it up by default; anything it prints to
 stdout goes to stderr, and stdout holds one JSON object.
@@ -52,7 +55,7 @@ from throughput import agent, json_output, run_pool
 from durapod import Client, DurableAgent, JobContext, JobStatus, MemoryStore, SQLiteStore
 
 WARM_UP = 100  # jobs started (and left as they are) before measuring
-PARTS = ("parked", "paused", "store-only", "rss-memory", "rss-sqlite")
+PARTS = ("parked", "paused", "store-only", "rss-memory", "rss-sqlite", "sleepers")
 
 
 def traced() -> int:
@@ -248,6 +251,60 @@ async def part_rss(kind: str, jobs: int, every: int, concurrency: int = 50) -> d
     }
 
 
+async def part_sleepers(count: int) -> dict[str, Any]:
+    """(d) RSS of a worker on a SQLiteStore before and after ``count`` jobs went to sleep (``ctx.sleep`` of an
+    hour): a sleeping job holds no task and no actor, only its id, epoch and wake time."""
+    asleep = 0
+    everyone_asleep = asyncio.Event()
+    target = WARM_UP
+
+    async def sleeper(job_input: str, ctx: JobContext) -> str:
+        nonlocal asleep
+        if not ctx.is_replaying:
+            asleep += 1
+            if asleep >= target:
+                everyone_asleep.set()
+        await ctx.sleep(3600)
+        return job_input
+
+    async def settled(durable: DurableAgent, last: str) -> None:
+        await everyone_asleep.wait()
+        # the last one's sleep is written, and the actors that wrote theirs have ended
+        await until(lambda: not asyncio.all_tasks() - {asyncio.current_task()} - idle_tasks, "the actors end")
+        job = await durable.status(last)
+        if job is None or job.sleeping_until is None:
+            raise RuntimeError(f"{last} is not asleep: {job}")
+
+    with tempfile.TemporaryDirectory() as folder:
+        store = SQLiteStore(f"{folder}/sleepers.db")
+        try:
+            async with DurableAgent(sleeper, store, name="sleepers") as durable:
+                idle_tasks = set(asyncio.all_tasks()) - {asyncio.current_task()}
+                for index in range(WARM_UP):
+                    await durable.start(f"warm-up-{index}", "x")
+                await settled(durable, f"warm-up-{WARM_UP - 1}")
+                gc.collect()
+                await asyncio.sleep(0.5)
+                before = rss_bytes()
+                everyone_asleep.clear()
+                target = WARM_UP + count
+                for index in range(count):
+                    await durable.start(f"sleeper-{index}", "x")
+                await settled(durable, f"sleeper-{count - 1}")
+                gc.collect()
+                await asyncio.sleep(0.5)
+                after = rss_bytes()
+                tasks_left = len(asyncio.all_tasks() - idle_tasks) - 1
+        finally:
+            await store.close()
+    return {
+        "jobs": count,
+        "rss_growth_mb": round((after - before) / 2**20, 2),
+        "rss_growth_bytes_per_job": round((after - before) / count),
+        "tasks_held": tasks_left,
+    }
+
+
 async def run_part(part: str, args: argparse.Namespace) -> dict[str, Any]:
     if part == "parked":
         return await part_parked(args.parked)
@@ -255,6 +312,8 @@ async def run_part(part: str, args: argparse.Namespace) -> dict[str, Any]:
         return await part_paused(args.paused)
     if part == "store-only":
         return await part_store_only(args.parked, args.paused)
+    if part == "sleepers":
+        return await part_sleepers(args.parked)
     return await part_rss(part.removeprefix("rss-"), args.jobs, args.every)
 
 
@@ -346,6 +405,15 @@ def report(args: argparse.Namespace, parts: dict[str, dict[str, Any]]) -> dict[s
             "memory": parts["rss-memory"],
             "sqlite": parts["rss-sqlite"],
         },
+        "sleeping": {
+            "what": (
+                "VmRSS of a worker on a SQLiteStore (temp file) before and after --parked jobs went to sleep"
+                " for an hour (ctx.sleep), 100 asleep before the first sample, gc.collect before each. The"
+                " growth includes SQLite's page caches (up to 2 MB per connection, a writer and a reader)"
+                " filling as the file grows. 'tasks_held' = tasks of the sleeping jobs (none expected)."
+            ),
+            **parts["sleepers"],
+        },
     }
 
 
@@ -372,7 +440,7 @@ def main() -> None:
         output.flush()
         return
     # the two long RSS runs first, each next to a shorter part; a part's figures do not depend on timing
-    order = ("rss-sqlite", "rss-memory", "parked", "paused", "store-only")
+    order = ("rss-sqlite", "rss-memory", "parked", "paused", "store-only", "sleepers")
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {part: pool.submit(in_child, part, args) for part in order}
         parts = {part: future.result() for part, future in futures.items()}

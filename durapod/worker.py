@@ -156,8 +156,9 @@ class Worker:
         #: jobs held here without an actor: waiting for their retry timer, or to restart a crashed actor
         self._waiting: dict[str, tuple[Job, Timer]] = {}
         #: jobs sleeping in ctx.sleep here: id -> (epoch, monotonic wake time); one timer wakes them
-        self._sleeping: dict[str, tuple[int, float]] = {}
-        self._wakeups: list[tuple[float, str]] = []
+        # a sleeping job's (wake time, id, epoch): one tuple, in the dict by id and in the heap by time
+        self._sleeping: dict[str, tuple[float, str, int]] = {}
+        self._wakeups: list[tuple[float, str, int]] = []
         self._wakeup: tuple[float, Timer] | None = None
         self._crashes: dict[str, int] = {}
         self._root_ref: ActorRef[Any] | None = None
@@ -337,9 +338,9 @@ class Worker:
     # heap that one timer (the earliest wake-up) serves; their actor reads the job anew when they wake.
 
     def _sleep(self, job_id: str, epoch: int, delay: float) -> None:
-        wake = self.clock.monotonic() + delay
-        self._sleeping[job_id] = (epoch, wake)
-        heapq.heappush(self._wakeups, (wake, job_id))
+        entry = (self.clock.monotonic() + delay, job_id, epoch)
+        self._sleeping[job_id] = entry
+        heapq.heappush(self._wakeups, entry)
         self._arm_wakeup()
 
     def _arm_wakeup(self) -> None:
@@ -358,13 +359,13 @@ class Worker:
         now = self.clock.monotonic()
         wakeups, sleeping = self._wakeups, self._sleeping
         while wakeups and wakeups[0][0] <= now:
-            wake, job_id = heapq.heappop(wakeups)
-            held = sleeping.get(job_id)
-            if held is None or held[1] != wake:
+            entry = heapq.heappop(wakeups)
+            job_id = entry[1]
+            if sleeping.get(job_id) is not entry:
                 continue  # taken meanwhile (a pause, a cancel, a lost lease): a stale wake-up
             del sleeping[job_id]
             if self._accepting:
-                self.spawn(self._stand_in(job_id, held[0]), reload=True)
+                self.spawn(self._stand_in(job_id, entry[2]), reload=True)
             else:
                 self._let_go(job_id)
         self._arm_wakeup()
@@ -378,7 +379,7 @@ class Worker:
         held = self._sleeping.pop(job_id, None)
         if held is not None:
             self._let_go(job_id)
-            return self._stand_in(job_id, held[0])
+            return self._stand_in(job_id, held[2])
         entry = self._waiting.pop(job_id, None)
         if entry is None:
             return None
