@@ -3,10 +3,12 @@
 A worker process runs jobs of an agent that journals a 2 ms step after another; this process (a
 ``Client`` that runs nothing) pauses, then cancels, running jobs and measures, for each, the time from the
 request to the job being paused (at its next step boundary) or cancelled, as stored. Prints JSON with the
-median and max over ``--tries`` tries. On Redis, the owner learns of a request through pub/sub; on SQLite
-its lease keeper polls the store every 100 ms.
+median and max over ``--tries`` tries. On Redis and Postgres, the owner learns of a request through
+pub/sub or NOTIFY; on SQLite its lease keeper polls the store every 100 ms. Postgres runs on the server at
+``DURAPOD_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``), in a database the
+script makes and drops.
 
-    python bench/control_latency.py --store redis --tries 50
+    python bench/control_latency.py --store redis|postgres|sqlite --tries 50
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from throughput import RedisServer
+from throughput import PostgresDatabase, RedisServer
 
 from durapod import Client, JobStatus, open_store
 
@@ -67,15 +69,20 @@ async def measure(url: str, tries: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", choices=["sqlite", "redis"], default="redis")
+    parser.add_argument("--store", choices=["sqlite", "redis", "postgres"], default="redis")
     parser.add_argument("--tries", type=int, default=50)
     args = parser.parse_args()
     server: RedisServer | None = None
+    database: PostgresDatabase | None = None
     folder = tempfile.TemporaryDirectory()
     if args.store == "redis":
         server = RedisServer()
         asyncio.run(server.ready())
         url = server.url
+    elif args.store == "postgres":
+        database = PostgresDatabase()
+        asyncio.run(database.create())
+        url = database.url
     else:
         url = f"sqlite:///{folder.name}/latency.db"
     worker = subprocess.Popen([sys.executable, str(WORKER), url], stdout=subprocess.PIPE, text=True)
@@ -89,6 +96,8 @@ def main() -> None:
         worker.communicate(timeout=30)
         if server is not None:
             server.stop()
+        if database is not None:
+            asyncio.run(database.drop())
         folder.cleanup()
     print(json.dumps({"benchmark": "control_latency", "store": args.store, **result}, indent=2))
 
