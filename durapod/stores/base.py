@@ -49,6 +49,7 @@ __all__ = [
     "control_kind",
     "decode_cursor",
     "encode_cursor",
+    "list_arguments",
     "matches",
 ]
 
@@ -112,6 +113,25 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     if moment.tzinfo is None:
         raise ValueError(f"invalid cursor {cursor!r}")
     return moment, str(job_id)
+
+
+def list_arguments(
+    status: Collection[JobStatus] | None, limit: int | None, cursor: str | None
+) -> tuple[builtins.list[str] | None, tuple[datetime, str] | None]:
+    """The checked arguments of :meth:`Store.list`, the same for every store: the statuses as sorted,
+    distinct strings (None: any; empty: nothing matches), and where the page starts (None: at the newest).
+
+    Raises:
+        ValueError: a ``limit`` that is not an int >= 0, an unknown status or an invalid cursor (naming it).
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"invalid limit {limit!r}: expected an int >= 0")
+    statuses: builtins.list[str] | None = None
+    if status is not None:
+        if isinstance(status, str):
+            status = (JobStatus(status),)
+        statuses = sorted({str(JobStatus(value)) for value in status})
+    return statuses, (decode_cursor(cursor) if cursor is not None else None)
 
 
 def matches(

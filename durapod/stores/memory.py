@@ -15,7 +15,7 @@ from pydantic import JsonValue
 from durapod.errors import InvalidInput, JobNotFound, StaleOwnerError, VersionConflict
 from durapod.models import CLAIMABLE, SETTLED, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
-from durapod.stores.base import ControlRequest, Page, Store, control_kind, decode_cursor, encode_cursor, matches
+from durapod.stores.base import ControlRequest, Page, Store, control_kind, encode_cursor, list_arguments, matches
 
 __all__ = ["MemoryStore"]
 
@@ -135,12 +135,11 @@ class MemoryStore(Store):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page:
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            raise ValueError(f"invalid limit {limit!r}: expected an int >= 0")
-        found = [self._current(job) for job in self._jobs.values() if matches(job, status, agent, metadata)]
+        statuses, after = list_arguments(status, limit, cursor)
+        wanted = None if statuses is None else {JobStatus(value) for value in statuses}
+        found = [self._current(job) for job in self._jobs.values() if matches(job, wanted, agent, metadata)]
         found.sort(key=lambda job: (job.created_at, job.id), reverse=True)
-        if cursor is not None:
-            after = decode_cursor(cursor)
+        if after is not None:
             found = [job for job in found if (job.created_at, job.id) < after]
         if limit is not None and len(found) > limit:
             page = found[:limit]

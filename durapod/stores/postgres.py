@@ -63,7 +63,7 @@ from durapod.stores._codec import (
     _reason,
 )
 from durapod.stores._postgres_writer import _Grouped, _Op, _Outcome, _unavailable, _Writer
-from durapod.stores.base import ControlRequest, Page, Store, control_kind, decode_cursor, encode_cursor, matches
+from durapod.stores.base import ControlRequest, Page, Store, control_kind, encode_cursor, list_arguments, matches
 
 if TYPE_CHECKING:
     import asyncpg
@@ -621,14 +621,10 @@ class PostgresStore(Store):
             ValueError: an invalid cursor, status or limit (naming it).
         A record that cannot be decoded is skipped and logged as a warning naming its job.
         """
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            raise ValueError(f"invalid limit {limit!r}: expected an int >= 0")
+        statuses, start = list_arguments(status, limit, cursor)
         where: builtins.list[str] = []
         params: builtins.list[Any] = []
-        if status is not None:
-            if isinstance(status, str):
-                status = (JobStatus(status),)
-            statuses = sorted({str(JobStatus(value)) for value in status})
+        if statuses is not None:
             if not statuses:
                 return Page([], None)
             params.append(statuses)
@@ -636,9 +632,8 @@ class PostgresStore(Store):
         if agent is not None:
             params.append(agent)
             where.append(f"agent = ${len(params)}")
-        if cursor is not None:
-            created, job_id = decode_cursor(cursor)
-            params.extend((_micros(created), job_id))
+        if start is not None:
+            params.extend((_micros(start[0]), start[1]))
             where.append(f"(created_at, id) < (${len(params) - 1}, ${len(params)})")
         for value in (metadata or {}).values():
             # narrows the scan to records holding the value's text; ``matches`` below decides

@@ -96,7 +96,7 @@ from durapod.stores._redis_compat import CONNECTION_ERRORS
 from durapod.stores._redis_lua import _register_scripts
 from durapod.stores._redis_pipeline import _Pipeline
 from durapod.stores._redis_wakeups import _CONTROL_CHANNEL, _Wakeups
-from durapod.stores.base import ControlRequest, Page, Store, control_kind, decode_cursor, encode_cursor, matches
+from durapod.stores.base import ControlRequest, Page, Store, control_kind, encode_cursor, list_arguments, matches
 
 __all__ = ["RedisStore"]
 
@@ -378,19 +378,10 @@ class RedisStore(Store):
         Raises:
             ValueError: an invalid cursor, status or limit (naming it).
         """
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            raise ValueError(f"invalid limit {limit!r}: expected an int >= 0")
-        statuses: builtins.list[str] | None = None
-        if status is not None:
-            if isinstance(status, str):
-                status = (JobStatus(status),)
-            statuses = sorted({str(JobStatus(value)) for value in status})
-            if not statuses:
-                return Page([], None)
-        start = "+"
-        if cursor is not None:
-            created, job_id = decode_cursor(cursor)
-            start = "(" + _member(created, job_id)
+        statuses, after = list_arguments(status, limit, cursor)
+        if statuses == []:
+            return Page([], None)
+        start = "+" if after is None else "(" + _member(*after)
         if limit == 0:
             return Page([], None)
         if statuses is not None:

@@ -65,7 +65,7 @@ from durapod.stores._sqlite_ops import (
 )
 from durapod.stores._sqlite_schema import _IntegrityCheck, _open
 from durapod.stores._sqlite_worker import _Stop, _Worker
-from durapod.stores.base import ControlRequest, Page, Store, control_kind, decode_cursor, encode_cursor
+from durapod.stores.base import ControlRequest, Page, Store, control_kind, encode_cursor, list_arguments
 
 __all__ = ["SQLiteStore"]
 
@@ -290,20 +290,12 @@ class SQLiteStore(Store):
         Raises:
             ValueError: an invalid cursor, status or limit (naming it).
         """
-        if limit is not None and limit < 0:
-            raise ValueError(f"invalid limit {limit!r}: expected an int >= 0")
-        statuses: tuple[str, ...] | None = None
-        if status is not None:
-            if isinstance(status, str):
-                status = (JobStatus(status),)
-            statuses = tuple(sorted({str(JobStatus(value)) for value in status}))
-            if not statuses:
-                return Page([], None)
-        after: tuple[int, str] | None = None
-        if cursor is not None:
-            created, job_id = decode_cursor(cursor)
-            after = (_micros(created), job_id)
-        jobs, has_more = await self._read(_op_list, statuses, agent, dict(metadata) if metadata else None, limit, after)
+        statuses, start = list_arguments(status, limit, cursor)
+        if statuses == []:
+            return Page([], None)
+        after = None if start is None else (_micros(start[0]), start[1])
+        listed = tuple(statuses) if statuses is not None else None
+        jobs, has_more = await self._read(_op_list, listed, agent, dict(metadata) if metadata else None, limit, after)
         return Page(jobs, encode_cursor(jobs[-1]) if has_more and jobs else None)
 
     async def delete(self, job_id: str) -> bool:
