@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import pydantic_core
+from pydantic import JsonValue
 
 from durapod.errors import CorruptRecord, InvalidInput
 from durapod.models import Job
@@ -89,6 +90,17 @@ def _encode_json(value: object, what: str, job_id: str) -> str:
         return json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise InvalidInput(what, value, str(exc), job_id) from None
+
+
+def _decode_event(job_id: str, seq: int, record: str | bytes) -> dict[str, JsonValue]:
+    """An event's JSON record; :class:`CorruptRecord` naming ``<job id>/events/<seq>`` if it is bad."""
+    try:
+        event = json.loads(record)
+    except (ValueError, TypeError) as exc:
+        raise CorruptRecord(f"{job_id}/events/{seq}", _reason(exc)) from None
+    if not isinstance(event, dict):
+        raise CorruptRecord(f"{job_id}/events/{seq}", "not a JSON object")
+    return event
 
 
 def _decode_schedule(agent: str, name: str, record: str) -> ScheduleState:

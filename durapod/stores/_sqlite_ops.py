@@ -22,6 +22,7 @@ from durapod.errors import CorruptRecord, JobNotFound, StaleOwnerError, VersionC
 from durapod.models import CLAIMABLE, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
 from durapod.stores._codec import (
+    _decode_event,
     _decode_job,
     _decode_schedule,
     _moment,
@@ -211,13 +212,7 @@ def _op_read_events(conn: sqlite3.Connection, job_id: str, after: int) -> list[d
     events: list[dict[str, JsonValue]] = []
     rows = conn.execute("SELECT seq, record FROM events WHERE job_id = ? AND seq > ? ORDER BY seq", (job_id, after))
     for seq, record in rows:
-        try:
-            event = json.loads(record)
-        except (ValueError, TypeError) as exc:
-            raise CorruptRecord(f"{job_id}/events/{seq}", _reason(exc)) from None
-        if not isinstance(event, dict):
-            raise CorruptRecord(f"{job_id}/events/{seq}", "not a JSON object")
-        events.append(event)
+        events.append(_decode_event(job_id, seq, record))
     return events
 
 

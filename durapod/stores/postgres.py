@@ -54,6 +54,7 @@ from durapod.errors import (
 from durapod.models import CLAIMABLE, SETTLED, TERMINAL, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
 from durapod.stores._codec import (
+    _decode_event,
     _decode_job,
     _decode_schedule,
     _encode_json,
@@ -772,13 +773,7 @@ class PostgresStore(Store):
             )
         events: builtins.list[dict[str, JsonValue]] = []
         for seq, record in rows:
-            try:
-                event = json.loads(record)
-            except (ValueError, TypeError) as exc:
-                raise CorruptRecord(f"{job_id}/events/{seq}", _reason(exc)) from None
-            if not isinstance(event, dict):
-                raise CorruptRecord(f"{job_id}/events/{seq}", "not a JSON object")
-            events.append(event)
+            events.append(_decode_event(job_id, seq, record))
         return events
 
     async def claim(
