@@ -59,6 +59,7 @@ from durapod.events import (
     ToolCallEvent,
     ToolResultEvent,
 )
+from durapod.idempotency import keyed_job_id
 from durapod.models import MAX_JSON_DEPTH, Job, JobStatus, StepRecord, validate_job_id
 from durapod.stores import open_store
 
@@ -162,9 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("target", metavar="MODULE:ATTR", help="a DurableAgent, or a zero-argument function making one")
 
     submit = command("submit", _cmd_submit, "queue a job for a worker (runs nothing here)")
-    submit.add_argument("job_id", metavar="ID")
+    submit.add_argument("job_id", metavar="ID", help="the job's id; - with --idempotency-key: derived from the key")
     submit.add_argument("input", metavar="INPUT", help="JSON if it parses as JSON, else taken as a string")
     submit.add_argument("--agent", metavar="NAME", help="the agent that should run it (default: any worker)")
+    submit.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="for a caller that cannot choose ids: the job's id is derived from KEY (pass - as ID), so the"
+        " same key submits the job once",
+    )
     submit.add_argument("--metadata", metavar="JSON", help="a JSON object stored with the job")
     submit.add_argument("--json", action="store_true", help="print the job as JSON")
 
@@ -322,11 +329,19 @@ async def _cmd_fork(args: argparse.Namespace) -> int:
 
 
 async def _cmd_submit(args: argparse.Namespace) -> int:
-    job_id = validate_job_id(args.job_id)
+    key: str | None = args.idempotency_key
+    if key is not None and args.job_id != "-":
+        raise CommandError("with --idempotency-key pass - as ID: the job's id is derived from the key", 2)
+    job_id = keyed_job_id(None, key) if key is not None else validate_job_id(args.job_id)
     metadata = _parse_metadata(args.metadata)
     async with _client(args) as client:
         existed = await client.status(job_id) is not None
-        job = await client.submit(job_id, _parse_value(args.input), agent=args.agent, metadata=metadata)
+        if key is not None:
+            job = await client.submit(
+                None, _parse_value(args.input), agent=args.agent, metadata=metadata, idempotency_key=key
+            )
+        else:
+            job = await client.submit(job_id, _parse_value(args.input), agent=args.agent, metadata=metadata)
     if args.json:
         print(job.model_dump_json())
     elif existed:

@@ -587,3 +587,13 @@ def test_schedules_lists_them_with_their_next_fire(capsys: pytest.CaptureFixture
     states = json.loads(out)
     assert {state["name"]: state["cron"] for state in states} == {"default": "0 9 * * MON", "nightly": "30 2 * * *"}
     assert all(state["next_fire"] for state in states)
+
+
+def test_submit_with_an_idempotency_key_queues_the_job_once(capsys: pytest.CaptureFixture[str], url: str) -> None:
+    code, out, _ = cli(capsys, "--store", url, "submit", "-", "refund #456", "--idempotency-key", "req-81")
+    assert code == 0 and "submitted job key-" in out
+    job_id = out.split("submitted job ")[1].split(":")[0]
+    code, out, _ = cli(capsys, "--store", url, "submit", "-", "refund #456", "--idempotency-key", "req-81")
+    assert code == 0 and f"job {job_id} already exists" in out
+    code, _, err = cli(capsys, "--store", url, "submit", "job-9", "x", "--idempotency-key", "req-81")
+    assert code == 2 and "pass - as ID" in one_error_line(err)
