@@ -12,7 +12,7 @@ A record that cannot be decoded raises :class:`CorruptRecord` naming its key, wi
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -90,6 +90,18 @@ def _encode_json(value: object, what: str, job_id: str) -> str:
         return json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise InvalidInput(what, value, str(exc), job_id) from None
+
+
+def _encode_events(job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> list[tuple[int, str]]:
+    """Each event's ``(seq, JSON text)``; :class:`InvalidInput` for an event without an int ``seq`` or that
+    is not JSON (checked for the whole batch before anything is written)."""
+    encoded: list[tuple[int, str]] = []
+    for event in events:
+        seq = event.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            raise InvalidInput("event", event, "no int 'seq'", job_id)
+        encoded.append((seq, _encode_json(dict(event), "event", job_id)))
+    return encoded
 
 
 def _decode_event(job_id: str, seq: int, record: str | bytes) -> dict[str, JsonValue]:

@@ -44,7 +44,6 @@ from durapod._log import get_logger
 from durapod.errors import (
     CorruptRecord,
     DurapodError,
-    InvalidInput,
     JobNotFound,
     StaleOwnerError,
     StoreError,
@@ -57,6 +56,7 @@ from durapod.stores._codec import (
     _decode_event,
     _decode_job,
     _decode_schedule,
+    _encode_events,
     _encode_json,
     _micros,
     _moment,
@@ -1162,15 +1162,8 @@ _EXPIRING_STATUSES: Final = frozenset(JobStatus(status) for status in _EXPIRING)
 def _event_columns(
     job_id: str, events: Sequence[Mapping[str, JsonValue]]
 ) -> tuple[builtins.list[int], builtins.list[str]]:
-    seqs: builtins.list[int] = []
-    records: builtins.list[str] = []
-    for event in events:
-        seq = event.get("seq")
-        if not isinstance(seq, int) or isinstance(seq, bool):
-            raise InvalidInput("event", dict(event), "no int 'seq'", job_id)
-        seqs.append(seq)
-        records.append(_encode_json(dict(event), "event", job_id))
-    return seqs, records
+    encoded = _encode_events(job_id, events)
+    return [seq for seq, _ in encoded], [text for _, text in encoded]
 
 
 async def _keep_session(connection: object) -> None:

@@ -73,7 +73,6 @@ from redis.exceptions import RedisError
 from durapod._log import get_logger
 from durapod.errors import (
     CorruptRecord,
-    InvalidInput,
     JobNotFound,
     StaleOwnerError,
     StoreError,
@@ -82,7 +81,7 @@ from durapod.errors import (
 )
 from durapod.models import Job, JobStatus, StepRecord, utcnow
 from durapod.schedules import ScheduleState
-from durapod.stores._codec import _encode_json, _micros, _moment
+from durapod.stores._codec import _encode_events, _encode_json, _micros, _moment
 from durapod.stores._redis_codec import (
     _READ_FIELDS,
     _decode_job,
@@ -560,13 +559,7 @@ class RedisStore(Store):
     @staticmethod
     def _event_args(job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> builtins.list[Any]:
         """``seq, event JSON, seq, event JSON, ...`` for a script; InvalidInput for a bad event."""
-        args: builtins.list[Any] = []
-        for event in events:
-            seq = event.get("seq")
-            if not isinstance(seq, int) or isinstance(seq, bool):
-                raise InvalidInput("event", event, "no int 'seq'", job_id)
-            args += (seq, _encode_json(dict(event), "event", job_id))
-        return args
+        return [part for pair in _encode_events(job_id, events) for part in pair]
 
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
         """The job's logged events whose ``seq`` is greater than ``after``, in ``seq`` order.

@@ -31,10 +31,10 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import JsonValue
 
-from durapod.errors import InvalidInput, StoreError
+from durapod.errors import StoreError
 from durapod.models import SETTLED, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
-from durapod.stores._codec import _encode_json, _micros, _moment, _optional_micros
+from durapod.stores._codec import _encode_events, _encode_json, _micros, _moment, _optional_micros
 
 # the operations are looked up here, by name, when a method runs (so a test can patch one in this module)
 from durapod.stores._sqlite_ops import (
@@ -338,13 +338,7 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _event_rows(job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> builtins.list[tuple[str, int, str]]:
-        rows: builtins.list[tuple[str, int, str]] = []
-        for event in events:
-            seq = event.get("seq")
-            if not isinstance(seq, int) or isinstance(seq, bool):
-                raise InvalidInput("event", event, "no int 'seq'", job_id)
-            rows.append((job_id, seq, _encode_json(dict(event), "event", job_id)))
-        return rows
+        return [(job_id, seq, text) for seq, text in _encode_events(job_id, events)]
 
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
         """The job's logged events whose ``seq`` is greater than ``after``, in ``seq`` order."""
