@@ -29,7 +29,7 @@ from durapod.stores._codec import (
     _optional_micros,
     _reason,
 )
-from durapod.stores.base import ControlRequest, matches
+from durapod.stores.base import ControlRequest, claimed_job, matches
 
 _CLAIMABLE_STATUSES: Final = ", ".join(f"'{status.value}'" for status in sorted(CLAIMABLE))
 _CLAIMABLE_SQL: Final = (
@@ -55,11 +55,6 @@ _STEPS_SQL: Final = "(SELECT count(*) FROM steps WHERE steps.job_id = jobs.id)"
 _JOB_COLUMNS: Final = f"id, record, owner, lease_until, epoch, version, {_STEPS_SQL}"
 # metadata keys that can be put in a JSON path as they are; others are filtered in Python only
 _PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9_\-]+")
-
-
-def _claimed(job: Job, owner: str, lease_until: datetime, now: datetime) -> Job:
-    recoveries = job.recoveries + 1 if job.status == JobStatus.RUNNING else job.recoveries
-    return job.evolve(owner=owner, lease_until=lease_until, epoch=job.epoch + 1, recoveries=recoveries, updated_at=now)
 
 
 def _write_claim(conn: sqlite3.Connection, job: Job) -> None:
@@ -225,7 +220,7 @@ def _op_claim(
     ).fetchone()
     if row is None:
         return None
-    claimed = _claimed(_decode_job(row), owner, lease_until, _moment(now))
+    claimed = claimed_job(_decode_job(row), owner, lease_until, _moment(now))
     _write_claim(conn, claimed)
     return claimed
 
@@ -256,7 +251,7 @@ def _op_claim_orphans(
                 job = _decode_job(columns)
             except CorruptRecord:
                 continue  # one undecodable job must not stop every worker from taking the others
-            claimed.append(job := _claimed(job, owner, lease_until, _moment(now)))
+            claimed.append(job := claimed_job(job, owner, lease_until, _moment(now)))
             _write_claim(conn, job)
     return claimed
 

@@ -46,6 +46,7 @@ __all__ = [
     "ControlRequest",
     "Page",
     "Store",
+    "claimed_job",
     "control_kind",
     "decode_cursor",
     "encode_cursor",
@@ -113,6 +114,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     if moment.tzinfo is None:
         raise ValueError(f"invalid cursor {cursor!r}")
     return moment, str(job_id)
+
+
+def claimed_job(job: Job, owner: str, lease_until: datetime, now: datetime) -> Job:
+    """The next version of ``job`` once ``owner`` claims it (the claim rule every store applies): the lease
+    is ``owner``'s until ``lease_until``, ``epoch`` and ``version`` rise by one, and a job that was running
+    (its previous owner died) counts one more recovery."""
+    recoveries = job.recoveries + 1 if job.status == JobStatus.RUNNING else job.recoveries
+    return job.evolve(owner=owner, lease_until=lease_until, epoch=job.epoch + 1, recoveries=recoveries, updated_at=now)
 
 
 def list_arguments(

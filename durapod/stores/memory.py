@@ -15,7 +15,16 @@ from pydantic import JsonValue
 from durapod.errors import InvalidInput, JobNotFound, StaleOwnerError, VersionConflict
 from durapod.models import CLAIMABLE, SETTLED, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
-from durapod.stores.base import ControlRequest, Page, Store, control_kind, encode_cursor, list_arguments, matches
+from durapod.stores.base import (
+    ControlRequest,
+    Page,
+    Store,
+    claimed_job,
+    control_kind,
+    encode_cursor,
+    list_arguments,
+    matches,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -26,11 +35,6 @@ def _lease_is_free(job: Job, lease_until: datetime | None, owner: str, now: date
     if job.owner is None or lease_until is None or lease_until < now:
         return True
     return reclaim_own and job.owner == owner
-
-
-def _claimed(job: Job, owner: str, lease_until: datetime, now: datetime) -> Job:
-    recoveries = job.recoveries + 1 if job.status == JobStatus.RUNNING else job.recoveries
-    return job.evolve(owner=owner, lease_until=lease_until, epoch=job.epoch + 1, recoveries=recoveries, updated_at=now)
 
 
 def _check_events(job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> None:
@@ -208,7 +212,7 @@ class MemoryStore(Store):
         job = self._jobs.get(job_id)
         if job is None or not _lease_is_free(job, self._lease_until(job), owner, now, reclaim_own):
             return None
-        claimed = _claimed(job, owner, lease_until, now)
+        claimed = claimed_job(job, owner, lease_until, now)
         self._put(claimed)
         return self._current(claimed)
 
@@ -231,7 +235,7 @@ class MemoryStore(Store):
             ),
             key=lambda job: (job.created_at, job.id),
         )[: max(limit, 0)]
-        claimed = [_claimed(job, owner, lease_until, now) for job in candidates]
+        claimed = [claimed_job(job, owner, lease_until, now) for job in candidates]
         for job in claimed:
             self._put(job)
         return [self._current(job) for job in claimed]

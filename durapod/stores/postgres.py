@@ -64,7 +64,16 @@ from durapod.stores._codec import (
     _reason,
 )
 from durapod.stores._postgres_writer import _Grouped, _Op, _Outcome, _unavailable, _Writer
-from durapod.stores.base import ControlRequest, Page, Store, control_kind, encode_cursor, list_arguments, matches
+from durapod.stores.base import (
+    ControlRequest,
+    Page,
+    Store,
+    claimed_job,
+    control_kind,
+    encode_cursor,
+    list_arguments,
+    matches,
+)
 
 if TYPE_CHECKING:
     import asyncpg
@@ -187,11 +196,6 @@ _CLAIMABLE_SQL: Final = (
 _WRITE_CLAIM_SQL: Final = (
     "UPDATE {s}.jobs SET owner = $2, lease_until = $3, epoch = $4, version = $5, record = $6 WHERE id = $1"
 )
-
-
-def _claimed(job: Job, owner: str, lease_until: datetime, now: datetime) -> Job:
-    recoveries = job.recoveries + 1 if job.status == JobStatus.RUNNING else job.recoveries
-    return job.evolve(owner=owner, lease_until=lease_until, epoch=job.epoch + 1, recoveries=recoveries, updated_at=now)
 
 
 def _claim_row(job: Job) -> tuple[Any, ...]:
@@ -800,7 +804,7 @@ class PostgresStore(Store):
             )
             if row is None:
                 return None
-            claimed = _claimed(_decode_job(tuple(row)), owner, lease_until, now)
+            claimed = claimed_job(_decode_job(tuple(row)), owner, lease_until, now)
             await connection.execute(self._sql(_WRITE_CLAIM_SQL), *_claim_row(claimed))
             return claimed
 
@@ -846,7 +850,7 @@ class PostgresStore(Store):
                 except CorruptRecord as exc:  # one undecodable job must not stop every worker
                     _log.warning("corrupt job skipped by claim", job_id=row[0], error=str(exc))
                     continue
-                claimed.append(_claimed(job, owner, lease_until, now))
+                claimed.append(claimed_job(job, owner, lease_until, now))
             if claimed:
                 await connection.executemany(self._sql(_WRITE_CLAIM_SQL), [_claim_row(job) for job in claimed])
             return claimed
