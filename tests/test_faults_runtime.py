@@ -229,6 +229,30 @@ READ_ONLY = {
 }
 
 
+class GatedSteps:
+    """An agent that journals step "a", waits at ``gate``, then journals step "b"; ``ran`` counts each
+    step's executions per job, and ``journaled`` is set once every job's step "a" is journaled."""
+
+    def __init__(self, jobs: list[str]) -> None:
+        self.jobs = jobs
+        self.ran: Counter[tuple[str, str]] = Counter()
+        self.gate, self.journaled = asyncio.Event(), asyncio.Event()
+        self._past_a: set[str] = set()
+
+    async def work(self, job_id: str, name: str) -> str:
+        self.ran[job_id, name] += 1
+        return name
+
+    async def agent(self, text: str, ctx: JobContext) -> str:
+        a = await ctx.step("a", self.work, ctx.job_id, "a")
+        self._past_a.add(ctx.job_id)
+        if len(self._past_a) == len(self.jobs):
+            self.journaled.set()  # every job's step a is journaled
+        await self.gate.wait()
+        b = await ctx.step("b", self.work, ctx.job_id, "b")
+        return a + b
+
+
 async def test_writes_refused_beyond_the_lease_then_every_job_finishes_and_no_step_reruns(
     tmp_path: Path, watch_logs: list[LogWatch]
 ) -> None:
@@ -237,23 +261,9 @@ async def test_writes_refused_beyond_the_lease_then_every_job_finishes_and_no_st
     completes, ``run()`` returns, and no journaled step ran twice. A new job asked for during the fault
     gets the store's error at once."""
     db = tmp_path / "jobs.db"
-    ran: Counter[tuple[str, str]] = Counter()
-    gate, journaled = asyncio.Event(), asyncio.Event()
-    past_a: set[str] = set()
     jobs = [f"j{n}" for n in range(4)]
-
-    async def work(job_id: str, name: str) -> str:
-        ran[job_id, name] += 1
-        return name
-
-    async def agent(text: str, ctx: JobContext) -> str:
-        a = await ctx.step("a", work, ctx.job_id, "a")
-        past_a.add(ctx.job_id)
-        if len(past_a) == len(jobs):
-            journaled.set()  # every job's step a is journaled
-        await gate.wait()
-        b = await ctx.step("b", work, ctx.job_id, "b")
-        return a + b
+    steps = GatedSteps(jobs)
+    ran, gate, journaled, agent = steps.ran, steps.gate, steps.journaled, steps.agent
 
     stopped = watch(watch_logs, "lease renewal keeps failing")
     async with DurableAgent(agent, SQLiteStore(db), lease_ttl=0.6, max_retries=0) as durable:
@@ -425,23 +435,9 @@ async def test_after_an_outage_longer_than_the_lease_the_worker_takes_its_jobs_b
     """Redis is stopped for longer than 2/3 of the lease: the lease keeper stops the job actors (another
     worker could claim the jobs once the leases run out). When Redis is back, the live worker takes its
     own jobs back: ``run()`` returns every job completed, and no journaled step ran again."""
-    ran: Counter[tuple[str, str]] = Counter()
-    gate, journaled = asyncio.Event(), asyncio.Event()
-    past_a: set[str] = set()
     jobs = [f"j{n}" for n in range(5)]
-
-    async def work(job_id: str, name: str) -> str:
-        ran[job_id, name] += 1
-        return name
-
-    async def agent(text: str, ctx: JobContext) -> str:
-        a = await ctx.step("a", work, ctx.job_id, "a")
-        past_a.add(ctx.job_id)
-        if len(past_a) == len(jobs):
-            journaled.set()  # every job's step a is journaled
-        await gate.wait()
-        b = await ctx.step("b", work, ctx.job_id, "b")
-        return a + b
+    steps = GatedSteps(jobs)
+    ran, gate, journaled, agent = steps.ran, steps.gate, steps.journaled, steps.agent
 
     stopped = watch(watch_logs, "lease renewal keeps failing")
     store = RedisStore.from_url(url_of(own_redis))
