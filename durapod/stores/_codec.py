@@ -15,6 +15,7 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import pydantic_core
 from pydantic import JsonValue
@@ -113,6 +114,18 @@ def _decode_event(job_id: str, seq: int, record: str | bytes) -> dict[str, JsonV
     if not isinstance(event, dict):
         raise CorruptRecord(f"{job_id}/events/{seq}", "not a JSON object")
     return event
+
+
+def _redact(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``, for reprs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
 def _decode_schedule(agent: str, name: str, record: str) -> ScheduleState:

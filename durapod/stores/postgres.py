@@ -62,6 +62,7 @@ from durapod.stores._codec import (
     _moment,
     _optional_micros,
     _reason,
+    _redact,
 )
 from durapod.stores._postgres_writer import _Grouped, _Op, _Outcome, _unavailable, _Writer
 from durapod.stores.base import (
@@ -333,7 +334,7 @@ class PostgresStore(Store):
 
     def __repr__(self) -> str:
         where = self._dsn if self._dsn is not None else "pool"
-        return f"PostgresStore({_hide_password(where)!r}, schema={self._schema!r})"
+        return f"PostgresStore({_redact(where)!r}, schema={self._schema!r})"
 
     @property
     def schema(self) -> str:
@@ -1179,8 +1180,3 @@ async def _keep_session(connection: object) -> None:
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> builtins.list[builtins.list[Any]]:
     """``rows`` as ``width`` columns, one array parameter each (for ``unnest``)."""
     return [[row[column] for row in rows] for column in range(width)]
-
-
-def _hide_password(url: str) -> str:
-    """``url`` with the password (if any) replaced by ``***``, for reprs and errors."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)

@@ -62,7 +62,6 @@ import json
 from collections.abc import AsyncGenerator, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Final, Literal
-from urllib.parse import urlsplit
 
 from pydantic import JsonValue
 from redis.asyncio import Redis
@@ -81,7 +80,7 @@ from durapod.errors import (
 )
 from durapod.models import Job, JobStatus, StepRecord, utcnow
 from durapod.schedules import ScheduleState
-from durapod.stores._codec import _encode_events, _encode_json, _micros, _moment
+from durapod.stores._codec import _encode_events, _encode_json, _micros, _moment, _redact
 from durapod.stores._redis_codec import (
     _READ_FIELDS,
     _decode_job,
@@ -923,15 +922,3 @@ class RedisStore(Store):
         await self._wakeups.close()
         with contextlib.suppress(RedisError, OSError):
             await self.client.aclose()
-
-
-def _redact(url: str) -> str:
-    """``url`` without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()
