@@ -1,7 +1,8 @@
 """PostgresStore: the store contract in a PostgreSQL database (asyncpg), shared by any number of processes.
 
 Tables live in their own schema (``durapod`` unless told), created and migrated on first use; the schema
-version is kept in its ``migrations`` table. Each operation is atomic (claims lock the rows they take with
+version is kept in its ``migrations`` table (the migrations and every statement are in
+:mod:`durapod.stores._postgres_sql`). Each operation is atomic (claims lock the rows they take with
 ``FOR UPDATE SKIP LOCKED``, so workers claiming at once never wait on each other or take one job twice).
 
 Group commit (:mod:`durapod.stores._postgres_writer`): the writes a process queues while its previous batch
@@ -9,9 +10,10 @@ commits go together in one transaction; the creates, saves and step appends of d
 are written by one statement per kind (``unnest`` of arrays), and a batch that is one such group is that
 one statement alone, in one round trip.
 
-Wake-ups: a write that makes a job claimable sends ``NOTIFY`` on ``<schema>_wake`` (payload: the agent)
-and a control request on ``<schema>_control``; ``serve()`` and the lease keepers ``LISTEN`` on one held
-connection, so new work and cross-process pause/cancel land at once instead of at the next poll.
+Wake-ups (:mod:`durapod.stores._postgres_listen`): a write that makes a job claimable sends ``NOTIFY`` on
+``<schema>_wake`` (payload: the agent) and a control request on ``<schema>_control``; ``serve()`` and the
+lease keepers ``LISTEN`` on one held connection, so new work and cross-process pause/cancel land at once
+instead of at the next poll.
 
 A job's JSON record (``Job.model_dump_json()``) is the truth for everything except the columns the store
 maintains (``owner``, ``lease_until``, ``epoch``, ``version``; ``steps`` is the journal's length, counted on
@@ -50,7 +52,7 @@ from durapod.errors import (
     StoreUnavailable,
     VersionConflict,
 )
-from durapod.models import CLAIMABLE, SETTLED, TERMINAL, Job, JobStatus, StepRecord
+from durapod.models import SETTLED, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
 from durapod.stores._codec import (
     _decode_event,
@@ -63,6 +65,20 @@ from durapod.stores._codec import (
     _optional_micros,
     _reason,
     _redact,
+)
+from durapod.stores._postgres_listen import _Listener
+from durapod.stores._postgres_sql import (
+    _APPEND_STEPS_SQL,
+    _CLAIMABLE,
+    _CLAIMABLE_SQL,
+    _CREATE_ALL_SQL,
+    _EXPIRING,
+    _INSERT_EVENTS_SQL,
+    _JOB_COLUMNS,
+    _MIGRATIONS,
+    _SAVE_ALL_SQL,
+    _WRITE_CLAIM_SQL,
+    SCHEMA_VERSION,
 )
 from durapod.stores._postgres_writer import _Grouped, _Op, _Outcome, _unavailable, _Writer
 from durapod.stores.base import (
@@ -87,171 +103,10 @@ __all__ = ["PostgresStore"]
 _log = get_logger("durapod.stores.postgres")
 _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,40}")
 _PLAIN_TEXT: Final = re.compile(r"[A-Za-z0-9_\-.:@ ]+")  # written as it is in a JSON record
-_CLAIMABLE: Final = sorted(str(status.value) for status in CLAIMABLE)
-_EXPIRING: Final = sorted(str(status.value) for status in (TERMINAL | {JobStatus.FAILED}))
-# ``{s}`` is the quoted schema name in every statement below
-_STEPS: Final = "(SELECT count(*) FROM {s}.steps WHERE steps.job_id = jobs.id)::int"
-_JOB_COLUMNS: Final = "id, record, owner, lease_until, epoch, version, " + _STEPS
-
-#: ``_MIGRATIONS[n]`` takes a schema from version ``n`` to ``n + 1``; append, never edit.
-_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
-    (
-        """CREATE TABLE {s}.jobs (
-            id text PRIMARY KEY,
-            agent text NOT NULL,
-            status text NOT NULL,
-            created_at bigint NOT NULL,
-            owner text,
-            lease_until bigint,
-            epoch bigint NOT NULL,
-            version bigint NOT NULL,
-            finished_at bigint,
-            record text NOT NULL
-        )""",
-        "CREATE INDEX jobs_status ON {s}.jobs (status, created_at, id)",
-        "CREATE INDEX jobs_agent ON {s}.jobs (agent, status, created_at, id)",
-        "CREATE INDEX jobs_created ON {s}.jobs (created_at, id)",
-        "CREATE INDEX jobs_finished ON {s}.jobs (finished_at) WHERE finished_at IS NOT NULL",
-        "CREATE TABLE {s}.steps (job_id text NOT NULL, idx integer NOT NULL, record text NOT NULL,"
-        " PRIMARY KEY (job_id, idx))",
-        "CREATE TABLE {s}.events (job_id text NOT NULL, seq bigint NOT NULL, record text NOT NULL,"
-        " PRIMARY KEY (job_id, seq))",
-        """CREATE TABLE {s}.controls (
-            id bigserial PRIMARY KEY,
-            job_id text NOT NULL,
-            kind text NOT NULL,
-            payload text NOT NULL,
-            requested_at bigint NOT NULL
-        )""",
-        "CREATE INDEX controls_job ON {s}.controls (job_id)",
-        "CREATE TABLE {s}.schedules (agent text NOT NULL, name text NOT NULL, version bigint NOT NULL,"
-        " record text NOT NULL, PRIMARY KEY (agent, name))",
-        "CREATE TABLE {s}.workers (id text PRIMARY KEY, token text NOT NULL, info text NOT NULL,"
-        " lease_until bigint NOT NULL)",
-    ),
-)
-SCHEMA_VERSION: Final = len(_MIGRATIONS)
-
-# $11: the claimable statuses, $12: the wake channel; a claimable job with no owner wakes its agent's
-# workers (NOTIFY is sent on commit, once per agent)
-_CREATE_ALL_SQL: Final = """
-    WITH created AS (
-        INSERT INTO {s}.jobs (id, agent, status, created_at, owner, lease_until, epoch, version, finished_at,
-            record)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
-            $7::bigint[], $8::bigint[], $9::bigint[], $10::text[])
-        ON CONFLICT (id) DO NOTHING RETURNING id, agent, status, owner
-    )
-    SELECT id, CASE WHEN status = ANY($11::text[]) AND owner IS NULL THEN pg_notify($12, agent) END FROM created"""
-# events ($13-$15: job id, seq, record) are logged for the jobs saved; a job saved claimable with no owner or
-# no lease wakes its agent's workers ($16: the claimable statuses, $17: the wake channel)
-_SAVE_ALL_SQL: Final = """
-    WITH saved AS (
-        UPDATE {s}.jobs SET
-            agent = u.agent, status = u.status, created_at = u.created_at, epoch = u.epoch, version = u.version,
-            record = u.record,
-            lease_until = CASE WHEN u.settled THEN NULL WHEN jobs.owner IS NOT DISTINCT FROM u.owner
-                AND jobs.epoch = u.epoch THEN jobs.lease_until ELSE u.lease_until END,
-            owner = u.owner,
-            finished_at = u.finished_at
-        FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[],
-            $8::bigint[], $9::bigint[], $10::boolean[], $11::text[], $12::bigint[])
-            AS u(id, expected, agent, status, created_at, owner, epoch, version, lease_until, settled, record,
-                finished_at)
-        WHERE jobs.id = u.id AND jobs.version = u.expected
-        RETURNING jobs.id, jobs.agent, jobs.status, jobs.owner, jobs.lease_until
-    ), logged AS (
-        INSERT INTO {s}.events (job_id, seq, record)
-        SELECT e.job_id, e.seq, e.record FROM unnest($13::text[], $14::bigint[], $15::text[]) AS e(job_id, seq, record)
-        WHERE e.job_id IN (SELECT id FROM saved)
-        ON CONFLICT DO NOTHING
-    )
-    SELECT id, lease_until, (SELECT count(*) FROM {s}.steps WHERE steps.job_id = saved.id)::int,
-        CASE WHEN status = ANY($16::text[]) AND (owner IS NULL OR lease_until IS NULL) THEN pg_notify($17, agent) END
-    FROM saved"""
-# a step is journaled only if its job is running with its epoch (the row share-locked, so a concurrent
-# claim waits or wins); events ($5-$7: job id, seq, record) are logged for the steps journaled
-_APPEND_STEPS_SQL: Final = """
-    WITH fenced AS (
-        SELECT a.job_id, a.idx, a.record FROM unnest($1::text[], $2::integer[], $3::text[], $4::bigint[])
-            AS a(job_id, idx, record, epoch)
-        JOIN {s}.jobs ON jobs.id = a.job_id AND jobs.status = 'running' AND jobs.epoch = a.epoch
-        FOR SHARE OF jobs
-    ), added AS (
-        INSERT INTO {s}.steps (job_id, idx, record) SELECT job_id, idx, record FROM fenced
-        ON CONFLICT DO NOTHING RETURNING job_id
-    ), logged AS (
-        INSERT INTO {s}.events (job_id, seq, record)
-        SELECT e.job_id, e.seq, e.record FROM unnest($5::text[], $6::bigint[], $7::text[]) AS e(job_id, seq, record)
-        WHERE e.job_id IN (SELECT job_id FROM added)
-        ON CONFLICT DO NOTHING
-    )
-    SELECT job_id FROM added"""
-_INSERT_EVENTS_SQL: Final = (
-    "INSERT INTO {s}.events (job_id, seq, record) SELECT $1, seq, record"
-    " FROM unnest($2::bigint[], $3::text[]) AS e(seq, record) ON CONFLICT DO NOTHING"
-)
-_CLAIMABLE_SQL: Final = (
-    "status = ANY($2::text[]) AND (owner IS NULL OR lease_until IS NULL OR lease_until < $3 OR ($4 AND owner = $5))"
-)
-_WRITE_CLAIM_SQL: Final = (
-    "UPDATE {s}.jobs SET owner = $2, lease_until = $3, epoch = $4, version = $5, record = $6 WHERE id = $1"
-)
 
 
 def _claim_row(job: Job) -> tuple[Any, ...]:
     return (job.id, job.owner, _optional_micros(job.lease_until), job.epoch, job.version, job.model_dump_json())
-
-
-class _Listener:
-    """``LISTEN`` on the store's channels over one held connection: an event per agent, set on NOTIFY."""
-
-    def __init__(self, wake_channel: str, control_channel: str) -> None:
-        self._wake_channel = wake_channel
-        self._control_channel = control_channel
-        self._connection: asyncpg.pool.PoolConnectionProxy[Any] | None = None
-        self._events: dict[str, asyncio.Event] = {}
-        self._lock: asyncio.Lock | None = None
-
-    async def watch(self, pool: asyncpg.Pool[Any], agent: str) -> asyncio.Event | None:
-        """The event of ``agent`` (``\\x00control`` for control requests); None if LISTEN is not available."""
-        event = self._events.setdefault(agent, asyncio.Event())
-        if self._connection is not None and self._connection.is_closed():
-            self._connection = None
-        if self._connection is None:
-            if self._lock is None:
-                self._lock = asyncio.Lock()
-            async with self._lock:
-                if self._connection is None:
-                    try:
-                        connection = await pool.acquire()
-                        await connection.add_listener(self._wake_channel, self._woken)
-                        await connection.add_listener(self._control_channel, self._woken)
-                    except Exception as exc:
-                        if not _unavailable(exc) and not isinstance(exc, StoreError):
-                            raise
-                        return None
-                    self._connection = connection
-        return event
-
-    def _woken(self, connection: object, pid: int, channel: str, payload: object) -> None:
-        if channel == self._control_channel:
-            key: str | None = "\x00control"
-        else:
-            key = str(payload) or None  # a job any agent may take wakes every waiting worker
-        for name, event in self._events.items():
-            if key is None or name == key or (name != "\x00control" and not name):
-                event.set()
-
-    async def close(self, pool: asyncpg.Pool[Any] | None) -> None:
-        connection, self._connection = self._connection, None
-        if connection is None or pool is None:
-            return
-        with contextlib.suppress(Exception):
-            await connection.remove_listener(self._wake_channel, self._woken)
-            await connection.remove_listener(self._control_channel, self._woken)
-        with contextlib.suppress(Exception):
-            await pool.release(connection)
 
 
 class PostgresStore(Store):
