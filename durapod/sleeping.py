@@ -2,10 +2,12 @@
 
 ``ctx.sleep`` journals the wake time at its step position (a step named :data:`SLEEP_STEP` whose result is
 the ISO time), then stops the agent. The job actor writes the job ``pending`` with ``next_attempt_at`` =
-the wake time and ``resuming`` set (the durable retry timer's mechanism: the worker holds a timer, no task
-and no actor; a worker that takes the job over after a crash arms the same timer). When the timer is due
-the agent replays its journal; the journaled wake time is read back, so a restart never starts the sleep
-over, and the sleep returns once that time has passed.
+the wake time, ``resuming`` set, no owner and a lease that ends as it wakes (:func:`sleep_lease_end`): no
+worker holds it, and no worker can claim it before then. Each worker keeps one timer on the earliest
+wake-up it knows of (of the jobs it put to sleep, and the store's ``next_wake``), and claims its agent's
+due jobs when it fires; the lease keeper's periodic claim is the fallback. The woken agent replays its
+journal; the journaled wake time is read back, so a restart never starts the sleep over, and the sleep
+returns once that time has passed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Final
 
 from pydantic import JsonValue
 
-__all__ = ["SLEEP_STEP", "decode_wake_time", "sleep_delay", "wake_time"]
+__all__ = ["SLEEP_STEP", "decode_wake_time", "sleep_delay", "sleep_lease_end", "wake_time"]
 
 #: The journal name of a ``ctx.sleep`` / ``ctx.sleep_until`` position.
 SLEEP_STEP: Final = "durapod.sleep"
@@ -61,3 +63,9 @@ def decode_wake_time(result: JsonValue, job_id: str) -> datetime:
     if not isinstance(result, str):
         raise TypeError(f"job {job_id!r}: the journaled wake time {result!r} is not an ISO time")
     return datetime.fromisoformat(result)
+
+
+def sleep_lease_end(wake_at: datetime) -> datetime:
+    """The ``lease_until`` of a job asleep until ``wake_at``: a lease is free strictly after it ends, so it
+    ends a microsecond (the stores' resolution) before, and any worker may claim the job from ``wake_at`` on."""
+    return wake_at - timedelta(microseconds=1)

@@ -19,13 +19,12 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import heapq
 import json
 import os
 import socket
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from pydantic import JsonValue
@@ -42,7 +41,7 @@ from durapod.lowlevel.actor import ActorRef, spawn
 from durapod.lowlevel.clock import Clock, Timer
 from durapod.lowlevel.policy import Backoff, ChildSpec, RestartType
 from durapod.lowlevel.supervisor import Supervisor
-from durapod.models import Job, JobStatus, error_text, new_job
+from durapod.models import Job, JobStatus, error_text
 from durapod.retry import RetryPolicy
 from durapod.stores.base import ControlRequest, Store
 
@@ -53,6 +52,10 @@ _CRASH_BACKOFF = Backoff(initial_delay=0.1, max_delay=5.0, multiplier=2.0, jitte
 #: Extra seconds a draining worker waits for its actors beyond their grace (their last writes).
 _DRAIN_MARGIN = 5.0
 _IDLE_DELAY = 0.005
+#: A lease is free strictly after it ends; a sleeping job's ends a microsecond (the stores' resolution)
+#: before it wakes. The timer fires 0.9 µs after the lease's end: a time that rounds to the wake time,
+#: whatever float error the clock's arithmetic adds.
+_WAKE_MARGIN = 0.9e-6
 
 
 def default_worker_id() -> str:
@@ -155,11 +158,11 @@ class Worker:
         self._actors: dict[str, JobActor] = {}
         #: jobs held here without an actor: waiting for their retry timer, or to restart a crashed actor
         self._waiting: dict[str, tuple[Job, Timer]] = {}
-        #: jobs sleeping in ctx.sleep here: id -> (epoch, monotonic wake time); one timer wakes them
-        # a sleeping job's (wake time, id, epoch): one tuple, in the dict by id and in the heap by time
-        self._sleeping: dict[str, tuple[float, str, int]] = {}
-        self._wakeups: list[tuple[float, str, int]] = []
-        self._wakeup: tuple[float, Timer] | None = None
+        #: the wake-up timer (see _expect_wake) and the lease end it was armed for; the task that claims
+        #: the jobs that woke, and whether a timer fired since that task last looked
+        self._wakeup: tuple[datetime, Timer] | None = None
+        self._waking: asyncio.Task[None] | None = None
+        self._woken = False
         self._crashes: dict[str, int] = {}
         self._root_ref: ActorRef[Any] | None = None
         self._root: Supervisor | None = None
@@ -200,6 +203,7 @@ class Worker:
             self._accepting = True
             self.log.info("worker started", agent=self.name)
             await self.claim_orphans(reclaim_own=True)
+            await self.watch_wakeups()
         except BaseException:
             await self._stop_services()
             raise
@@ -223,7 +227,7 @@ class Worker:
                 await asyncio.wait(late)
         # jobs waiting for a timer here, and those whose actor began to wait (a retry, a sleep) while draining
         retrying = [actor.job.id for actor in actors if _exit_of(actor) is Exit.RETRY]
-        for job_id in dict.fromkeys([*self._waiting, *self._sleeping, *retrying]):
+        for job_id in dict.fromkeys([*self._waiting, *retrying]):
             self._take_waiting(job_id)
             try:
                 await self.store.release(job_id, self.worker_id)
@@ -232,7 +236,9 @@ class Worker:
         if self._wakeup is not None:
             self._wakeup[1].cancel()
             self._wakeup = None
-        self._wakeups.clear()
+        if self._waking is not None:
+            self._waking.cancel()
+            await asyncio.wait([self._waking])
         await self._runtime.flusher.close()
         await self._stop_services()
         self.log.info("worker stopped")
@@ -300,13 +306,12 @@ class Worker:
         if not self._accepting:
             raise RuntimeError(f"{self!r} is not running")
         moment = job.next_attempt_at
-        if moment is not None and job.status is JobStatus.PENDING and not reload:
+        # a sleeping job is claimed only once due; one claimed early (a sleep that an earlier durapod wrote
+        # keeping its owner) runs at once: its agent replays to the sleep and releases it until then
+        if moment is not None and job.status is JobStatus.PENDING and not reload and job.sleeping_until is None:
             delay = (moment - self.clock.utcnow()).total_seconds()
             if delay > 0:
-                if job.sleeping_until is not None:  # asleep: keep no record here, read it anew on waking
-                    self._sleep(job.id, job.epoch, delay)
-                else:
-                    self._wait(job, delay, reload=False)
+                self._wait(job, delay, reload=False)
                 return
         actor = JobActor(self._runtime, job, fresh=fresh, reload=reload)
         task = actor.task = asyncio.get_running_loop().create_task(actor.run(), name=job.id)
@@ -334,52 +339,48 @@ class Worker:
 
         self._waiting[job.id] = (job, self.clock.call_later(delay, due))
 
-    # Sleeping jobs cost a few hundred bytes each here: their id, epoch and wake time, in a dict and a
-    # heap that one timer (the earliest wake-up) serves; their actor reads the job anew when they wake.
+    # A sleeping job is in the store only: pending, with no owner and a lease that ends as it wakes, so
+    # that any worker of the agent may claim it then. Each worker keeps one timer, on the earliest lease
+    # end it knows of: of the jobs it put to sleep, and the store's next_wake (asked at start, at every
+    # lease renewal and after each wake-up), so that a job wakes on time whichever worker put it to sleep.
 
-    def _sleep(self, job_id: str, epoch: int, delay: float) -> None:
-        entry = (self.clock.monotonic() + delay, job_id, epoch)
-        self._sleeping[job_id] = entry
-        heapq.heappush(self._wakeups, entry)
-        self._arm_wakeup()
-
-    def _arm_wakeup(self) -> None:
-        if not self._wakeups:
+    def _expect_wake(self, lease_end: datetime) -> None:
+        """Arm the wake-up timer just after ``lease_end`` unless it is armed for an earlier time."""
+        if not self._accepting:
             return
-        first = self._wakeups[0][0]
         if self._wakeup is not None:
-            if self._wakeup[0] <= first:
+            if self._wakeup[0] <= lease_end:
                 return
             self._wakeup[1].cancel()
-        timer = self.clock.call_later(max(first - self.clock.monotonic(), 0.0), self._wake)
-        self._wakeup = (first, timer)
+        delay = max((lease_end - self.clock.utcnow()).total_seconds(), 0.0) + _WAKE_MARGIN
+        self._wakeup = (lease_end, self.clock.call_later(delay, self._wake))
 
     def _wake(self) -> None:
         self._wakeup = None
-        now = self.clock.monotonic()
-        wakeups, sleeping = self._wakeups, self._sleeping
-        while wakeups and wakeups[0][0] <= now:
-            entry = heapq.heappop(wakeups)
-            job_id = entry[1]
-            if sleeping.get(job_id) is not entry:
-                continue  # taken meanwhile (a pause, a cancel, a lost lease): a stale wake-up
-            del sleeping[job_id]
-            if self._accepting:
-                self.spawn(self._stand_in(job_id, entry[2]), reload=True)
-            else:
-                self._let_go(job_id)
-        self._arm_wakeup()
+        self._woken = True
+        if self._accepting and (self._waking is None or self._waking.done()):
+            self._waking = asyncio.get_running_loop().create_task(self._claim_woken(), name="durapod-wake")
 
-    def _stand_in(self, job_id: str, epoch: int) -> Job:
-        """A sleeping job as far as this worker knows it; its actor reads the job anew."""
-        now = self.clock.utcnow()
-        return new_job(id=job_id, created_at=now, updated_at=now, owner=self.worker_id, epoch=epoch)
+    async def _claim_woken(self) -> None:
+        """Claim the agent's jobs that are due (those that woke among them) up to the free capacity, then
+        arm the timer on the next one to wake."""
+        try:
+            while self._woken and self._accepting:
+                self._woken = False
+                while self._accepting and await self.claim_orphans() > 0:
+                    pass
+                await self.watch_wakeups()
+        except StoreError as exc:  # the lease keeper's next claim takes them
+            self.log.warning("cannot claim the jobs that woke; will retry", error=repr(exc))
+
+    async def watch_wakeups(self) -> None:
+        """Arm the wake-up timer on the next sleeping job of this agent in the store (any worker's)."""
+        if self._accepting:
+            lease_end = await self.store.next_wake(self.name, now=self.clock.utcnow())
+            if lease_end is not None:
+                self._expect_wake(lease_end)
 
     def _take_waiting(self, job_id: str) -> Job | None:
-        held = self._sleeping.pop(job_id, None)
-        if held is not None:
-            self._let_go(job_id)
-            return self._stand_in(job_id, held[2])
         entry = self._waiting.pop(job_id, None)
         if entry is None:
             return None
@@ -417,6 +418,8 @@ class Worker:
         self._crashes.pop(job.id, None)
         if outcome is Exit.RETRY and self._accepting:
             self.spawn(job)  # arms the retry timer: the actor restarts when it is due
+        elif outcome is Exit.ASLEEP and job.lease_until is not None:
+            self._expect_wake(job.lease_until)
 
     # -- what the control core and the lease keeper call -----------------------------------------
 
@@ -425,12 +428,12 @@ class Worker:
         return self._actors.get(job_id)
 
     def holds(self, job_id: str) -> bool:
-        """True if the job runs here or waits here for its retry timer or its wake-up."""
-        return job_id in self._actors or job_id in self._waiting or job_id in self._sleeping
+        """True if the job runs here or waits here for its retry timer (a sleeping job is held nowhere)."""
+        return job_id in self._actors or job_id in self._waiting
 
     def held_jobs(self) -> list[str]:
-        """Every job held here: running actors and jobs waiting for a timer or a wake-up."""
-        return [*self._actors, *self._waiting, *self._sleeping]
+        """Every job held here: running actors and jobs waiting for a timer."""
+        return [*self._actors, *self._waiting]
 
     def has_live_actors(self) -> bool:
         """True while any job actor runs here."""
@@ -467,7 +470,7 @@ class Worker:
         """How many more jobs this worker may take now (``batch_size`` when unlimited)."""
         if self.max_concurrency is None:
             return batch_size
-        # a sleeping job (ctx.sleep) takes no slot until it wakes; one waiting to retry keeps its slot
+        # a sleeping job (ctx.sleep) is not held here: no slot; one waiting to retry keeps its slot
         return max(self.max_concurrency - len(self._actors) - len(self._waiting), 0)
 
     async def claim_orphans(self, *, reclaim_own: bool = False) -> int:

@@ -172,6 +172,32 @@ async def test_a_worker_that_stops_mid_sleep_hands_the_sleep_over_without_starti
     assert [record.name for record in await store.read_steps("h")] == ["durapod.sleep"]
 
 
+async def test_a_worker_already_running_wakes_a_job_another_worker_put_to_sleep(store: Store) -> None:
+    """The worker that began the sleep is gone; one that was running all along learns the wake time from
+    the store at its next lease renewal (every third of the lease: at 4 s here) and wakes the job at 10 s,
+    not at its periodic claim after that (12 s)."""
+    clock = FakeClock(START)
+
+    async def agent(text: str, ctx: JobContext) -> str:
+        await ctx.sleep(10)
+        return text
+
+    async with DurableAgent(agent, store, clock=clock, name="shared", lease_ttl=12) as other:
+        async with DurableAgent(agent, store, clock=clock, name="shared", lease_ttl=12) as first:
+            await first.start("w", "x")
+            job = await sleeping(store, "w")
+        assert job.owner is None
+        for _ in range(9):  # the other worker renews its lease (and asks for the next wake-up) at 4 s and 8 s
+            await clock.advance(1)
+            await asyncio.sleep(0.01)  # its lease keeper's store calls, on the real clock
+        assert (await other.status("w")).status is JobStatus.PENDING  # type: ignore[union-attr]
+        await clock.advance(1)
+        done = await other.wait("w", timeout=WAIT)
+    assert done.status is JobStatus.COMPLETED
+    assert done.owner == other.worker_id  # the worker that was running all along woke it
+    assert [record.name for record in await store.read_steps("w")] == ["durapod.sleep"]
+
+
 # -- a real worker process, SIGKILLed mid-sleep ---------------------------------------------------
 
 
@@ -252,9 +278,9 @@ def test_a_worker_killed_mid_sleep_is_continued_by_another_without_starting_the_
     assert steps[1][1] == os.getpid()
 
 
-async def test_a_worker_stopping_as_its_job_falls_asleep_lets_go_of_the_job(store: Store) -> None:
-    """The actor may still be ending (its write seen, its task not done) when the worker drains: the
-    job it leaves sleeping is released, not left to its lease (30 s here) before another worker may wake it."""
+async def test_a_sleeping_job_is_held_by_no_worker_and_claimable_from_its_wake_time(store: Store) -> None:
+    """A job that falls asleep goes back to the store with no owner (even as its worker drains): no lease
+    to wait for, no renewal; any worker may claim it from its wake time on, and none before."""
 
     async def agent(text: str, ctx: JobContext) -> str:
         await ctx.sleep(60)
@@ -266,10 +292,18 @@ async def test_a_worker_stopping_as_its_job_falls_asleep_lets_go_of_the_job(stor
             async for event in events:
                 if isinstance(event, JobStatusEvent) and event.job.sleeping_until is not None:
                     break
-    now = datetime.now(UTC)
-    taken = await store.claim("r", "another-worker", lease_until=now + timedelta(seconds=30), now=now)
+    job = await store.get("r")
+    assert job is not None and job.owner is None
+    wake_at = job.sleeping_until
+    assert wake_at is not None
+    assert await store.next_wake("sleepy", now=wake_at - timedelta(seconds=59)) == job.lease_until
+    assert job.lease_until is not None and job.lease_until < wake_at
+    early = wake_at - timedelta(milliseconds=1)
+    assert await store.claim("r", "another-worker", lease_until=early + timedelta(seconds=30), now=early) is None
+    taken = await store.claim("r", "another-worker", lease_until=wake_at + timedelta(seconds=30), now=wake_at)
     assert taken is not None
-    assert taken.sleeping_until is not None
+    assert taken.sleeping_until == wake_at
+    assert await store.next_wake("sleepy", now=wake_at) is None
 
 
 def test_show_prints_the_wake_time_of_a_sleeping_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -621,8 +621,8 @@ async def test_claim_of_a_job_with_no_owner(store: Store) -> None:
 
 @pytest.mark.parametrize(
     ("owner", "lease_until"),
-    [(None, None), (None, LIVE), ("w2", EXPIRED), ("w2", None), ("w1", EXPIRED)],
-    ids=["no-owner", "no-owner-with-lease", "expired", "released", "own-expired"],
+    [(None, None), (None, EXPIRED), ("w2", EXPIRED), ("w2", None), ("w1", EXPIRED)],
+    ids=["no-owner", "woke", "expired", "released", "own-expired"],
 )
 async def test_claim_of_a_free_lease(store: Store, owner: str | None, lease_until: datetime | None) -> None:
     await store.create(make_job("a", owner=owner, lease_until=lease_until, epoch=4, version=7))
@@ -721,6 +721,40 @@ async def test_claim_orphans_retakes_the_owners_live_jobs_only_with_reclaim_own(
     assert await store.claim_orphans(None, "w2", lease_until=LATER, now=NOW, limit=10, reclaim_own=True) == []
     claimed = await store.claim_orphans(None, "w1", lease_until=LATER, now=NOW, limit=10, reclaim_own=True)
     assert [(job.id, job.epoch, job.lease_until) for job in claimed] == [("a", 2, LATER)]
+
+
+async def asleep(store: Store, job_id: str, wake: datetime, *, created: float = 0.0, agent: str = "") -> Job:
+    """A job written as a job actor leaves it in ``ctx.sleep``: pending, no owner, a lease until ``wake``."""
+    job, _ = await store.create(make_job(job_id, created=created, agent=agent, owner="w0", lease_until=LIVE))
+    sleeping = job.evolve(owner=None, lease_until=wake, next_attempt_at=wake, resuming=True, version=job.version + 1)
+    return await store.save(sleeping, expected_version=job.version)
+
+
+async def test_a_sleeping_job_is_claimable_only_once_its_lease_ends(store: Store) -> None:
+    job = await asleep(store, "s", LIVE, agent="triage")
+    assert (job.owner, job.lease_until) == (None, LIVE)
+    assert await store.claim("s", "w1", lease_until=LATER, now=NOW) is None
+    assert await store.claim("s", "w1", lease_until=LATER, now=LIVE) is None  # free strictly after
+    assert await store.claim_orphans("triage", "w1", lease_until=LATER, now=NOW, limit=10) == []
+    woke = LIVE + timedelta(microseconds=1)
+    claimed = await store.claim_orphans("triage", "w1", lease_until=LATER, now=woke, limit=10)
+    assert [(job.id, job.owner, job.lease_until, job.recoveries) for job in claimed] == [("s", "w1", LATER, 0)]
+    assert claimed[0].sleeping_until == LIVE
+
+
+async def test_next_wake_is_the_earliest_sleeping_lease_not_yet_ended(store: Store) -> None:
+    assert await store.next_wake("triage", now=NOW) is None
+    await asleep(store, "late", LATER, agent="triage", created=0)
+    await asleep(store, "soon", LIVE, agent="triage", created=1)
+    await asleep(store, "other", NOW + timedelta(seconds=5), agent="billing", created=2)
+    await running_job(store, "held", "w2", lease_until=NOW + timedelta(seconds=1), created=3)  # an owner's lease
+    assert await store.next_wake("triage", now=NOW) == LIVE
+    assert await store.next_wake(None, now=NOW) == NOW + timedelta(seconds=5)
+    assert await store.next_wake("triage", now=LIVE + timedelta(seconds=1)) == LATER  # "soon" is due
+    assert await store.next_wake("nobody", now=NOW) is None
+    claimed = await store.claim("soon", "w1", lease_until=LATER, now=LIVE + timedelta(seconds=1))
+    assert claimed is not None
+    assert await store.next_wake("triage", now=NOW) == LATER  # held again: not asleep
 
 
 async def test_claim_orphans_with_limit_zero_claims_nothing(store: Store) -> None:

@@ -37,6 +37,7 @@ from durapod.lowlevel.clock import Clock, Timer
 from durapod.lowlevel.mailbox import Mailbox, OverflowPolicy
 from durapod.models import SETTLED, Job, JobStatus, StepRecord, check_json, error_text, new_step_record
 from durapod.retry import RetryPolicy
+from durapod.sleeping import sleep_lease_end
 from durapod.stores.base import Store
 
 __all__ = ["Cancel", "Drain", "Exit", "JobActor", "JobRuntime", "LeaseLost", "Pause", "RecoveryLimitExceeded"]
@@ -78,6 +79,9 @@ class Exit(enum.Enum):
     """Nothing more to do here: the job settled, or it changed elsewhere."""
     RETRY = "retry"
     """The job waits for its durable retry timer (``next_attempt_at``): restart the actor then."""
+    ASLEEP = "asleep"
+    """The job sleeps (``ctx.sleep``), released in the store with a lease that ends when it wakes: the
+    worker keeps only the wake time, and then any worker of the agent may claim it."""
     HANDED_BACK = "handed back"
     """The worker is draining: the job is pending again, its lease released, for any worker."""
     CRASHED = "crashed"
@@ -431,10 +435,17 @@ class JobActor:
         return Exit.DONE
 
     async def _sleep(self, wake_at: datetime) -> Exit:
-        """The agent sleeps (``ctx.sleep``): wait pending until ``wake_at``, as a retry timer waits."""
-        if await self._write(status=JobStatus.PENDING, next_attempt_at=wake_at, resuming=True):
+        """The agent sleeps (``ctx.sleep``): the job goes back to the store pending, with no owner and a
+        lease that ends at ``wake_at``, so that no worker holds it meanwhile and any may claim it then."""
+        if await self._write(
+            status=JobStatus.PENDING,
+            next_attempt_at=wake_at,
+            resuming=True,
+            owner=None,
+            lease_until=sleep_lease_end(wake_at),
+        ):
             self._log().info("job sleeps", until=wake_at.isoformat())
-            return Exit.RETRY
+            return Exit.ASLEEP
         return Exit.DONE
 
     async def _interrupted(self, error: BaseException | None) -> Exit:

@@ -10,7 +10,8 @@ when the store signals a control request, on Redis) and:
   renewals keep failing (the store is down) and the leases could expire before the next try, every job
   is reported lost first, so that no job ever has two live owners;
 - at the same pace claims this agent's orphaned jobs (their owner's lease expired: it died, or lost the
-  store for too long), up to the worker's free capacity, so that a dead worker's jobs always continue.
+  store for too long) and the sleeping jobs that woke, up to the worker's free capacity, so that a dead
+  worker's jobs always continue; and has the worker arm its wake-up timer on the next job to wake.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ class LeaseOwner(Protocol):
 
     async def claim_orphans(self) -> int:
         """Claim and run this agent's orphaned jobs, up to the free capacity. Returns how many."""
+        ...
+
+    async def watch_wakeups(self) -> None:
+        """Arm the worker's wake-up timer on the next job of its agent asleep in the store."""
         ...
 
 
@@ -137,6 +142,7 @@ class LeaseKeeper(Actor[Any]):
         self._next_renewal = now + self.renew_interval
         try:
             claimed = await owner.claim_orphans()
+            await owner.watch_wakeups()
         except Exception as exc:
             self._log.warning("cannot claim orphaned jobs; will retry", error=repr(exc))
             return

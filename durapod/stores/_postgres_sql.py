@@ -55,7 +55,7 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
-# $11: the claimable statuses, $12: the wake channel; a claimable job with no owner wakes its agent's
+# $11: the claimable statuses, $12: the wake channel; a claimable job with no lease wakes its agent's
 # workers (NOTIFY is sent on commit, once per agent)
 _CREATE_ALL_SQL: Final = """
     WITH created AS (
@@ -63,11 +63,12 @@ _CREATE_ALL_SQL: Final = """
             record)
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
             $7::bigint[], $8::bigint[], $9::bigint[], $10::text[])
-        ON CONFLICT (id) DO NOTHING RETURNING id, agent, status, owner
+        ON CONFLICT (id) DO NOTHING RETURNING id, agent, status, lease_until
     )
-    SELECT id, CASE WHEN status = ANY($11::text[]) AND owner IS NULL THEN pg_notify($12, agent) END FROM created"""
-# events ($13-$15: job id, seq, record) are logged for the jobs saved; a job saved claimable with no owner or
-# no lease wakes its agent's workers ($16: the claimable statuses, $17: the wake channel)
+    SELECT id, CASE WHEN status = ANY($11::text[]) AND lease_until IS NULL THEN pg_notify($12, agent) END
+    FROM created"""
+# events ($13-$15: job id, seq, record) are logged for the jobs saved; a job saved claimable with no
+# lease wakes its agent's workers ($16: the claimable statuses, $17: the wake channel)
 _SAVE_ALL_SQL: Final = """
     WITH saved AS (
         UPDATE {s}.jobs SET
@@ -90,7 +91,7 @@ _SAVE_ALL_SQL: Final = """
         ON CONFLICT DO NOTHING
     )
     SELECT id, lease_until, (SELECT count(*) FROM {s}.steps WHERE steps.job_id = saved.id)::int,
-        CASE WHEN status = ANY($16::text[]) AND (owner IS NULL OR lease_until IS NULL) THEN pg_notify($17, agent) END
+        CASE WHEN status = ANY($16::text[]) AND lease_until IS NULL THEN pg_notify($17, agent) END
     FROM saved"""
 # a step is journaled only if its job is running with its epoch (the row share-locked, so a concurrent
 # claim waits or wins); events ($5-$7: job id, seq, record) are logged for the steps journaled
@@ -114,9 +115,7 @@ _INSERT_EVENTS_SQL: Final = (
     "INSERT INTO {s}.events (job_id, seq, record) SELECT $1, seq, record"
     " FROM unnest($2::bigint[], $3::text[]) AS e(seq, record) ON CONFLICT DO NOTHING"
 )
-_CLAIMABLE_SQL: Final = (
-    "status = ANY($2::text[]) AND (owner IS NULL OR lease_until IS NULL OR lease_until < $3 OR ($4 AND owner = $5))"
-)
+_CLAIMABLE_SQL: Final = "status = ANY($2::text[]) AND (lease_until IS NULL OR lease_until < $3 OR ($4 AND owner = $5))"
 _WRITE_CLAIM_SQL: Final = (
     "UPDATE {s}.jobs SET owner = $2, lease_until = $3, epoch = $4, version = $5, record = $6 WHERE id = $1"
 )

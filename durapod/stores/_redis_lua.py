@@ -11,6 +11,10 @@ Leases are judged on one clock, the server's. A job (or a worker id) keeps the l
 ended, so a claimer whose clock runs behind only waits longer) and the ``leased`` index is scored by
 ``lease_at``, so workers whose clocks disagree never both hold a job. A record written before
 ``lease_at`` existed is judged by its ``lease_us``.
+
+A lease with no owner is a sleeping job's (``ctx.sleep``): no worker holds it, so there is no one to
+exclude, and it is judged by the claimer's clock only (``lease_at`` = ``lease_us``), like a wake time. Such
+jobs are in the ``asleep`` indexes, scored by ``lease_us``, rather than in ``leased``.
 """
 
 from __future__ import annotations
@@ -74,9 +78,12 @@ _LUA_INDEX: Final = """
 local function places(s)
   local out = {[P .. 'created'] = '0', [P .. 'status:' .. s.status] = '0', [P .. 'agent:' .. s.agent] = '0'}
   if is_live(s.status) then
-    if s.owner and s.lease then
+    if s.lease and s.owner then
       out[P .. 'leased'] = s.lease
       out[P .. 'leased:' .. s.agent] = s.lease
+    elseif s.lease then  -- no owner: asleep in ctx.sleep until its lease ends (lease_us)
+      out[P .. 'asleep'] = s.lease
+      out[P .. 'asleep:' .. s.agent] = s.lease
     else
       out[P .. 'ready'] = '0'
       out[P .. 'ready:' .. s.agent] = '0'
@@ -173,7 +180,7 @@ local fields = {'record', ARGV[3], 'status', new.status, 'agent', new.agent, 'me
   'epoch', ARGV[9], 'version', ARGV[10], 'recoveries', ARGV[11], 'steps', 0}
 if new.owner then fields[#fields + 1] = 'owner'; fields[#fields + 1] = new.owner end
 if ARGV[8] ~= '' then
-  new.lease = lease_end(ARGV[8], ARGV[12])
+  new.lease = new.owner and lease_end(ARGV[8], ARGV[12]) or ARGV[8]
   for _, v in ipairs({'lease_us', ARGV[8], 'lease_at', new.lease}) do fields[#fields + 1] = v end
 end
 redis.call('HSET', KEYS[1], unpack(fields))
@@ -201,7 +208,7 @@ if new.status == 'paused' or is_expiring(new.status) then
 elseif new.owner == old.owner and ARGV[9] == cur[7] then
   lease_us, new.lease = cur[5], old.lease
 elseif ARGV[8] ~= '' then
-  lease_us, new.lease = ARGV[8], lease_end(ARGV[8], ARGV[12])
+  lease_us, new.lease = ARGV[8], new.owner and lease_end(ARGV[8], ARGV[12]) or ARGV[8]
 else
   lease_us, new.lease = false, false
 end
@@ -258,8 +265,9 @@ local cur = redis.call('HMGET', KEYS[1], 'status', 'agent', 'member', 'owner', '
 if not cur[1] or not is_live(cur[1]) then return false end
 local old = {status = cur[1], agent = cur[2], member = cur[3], owner = cur[4], lease = cur[11] or cur[5]}
 -- expired on the server's clock, and on the claimer's too (a claimer whose clock runs behind waits)
-local free = (not old.owner) or (not old.lease)
-  or (tonumber(old.lease) < server_us() and tonumber(cur[5] or old.lease) < tonumber(ARGV[5]))
+local free = (not old.lease)
+  or (old.owner and tonumber(old.lease) < server_us() and tonumber(cur[5] or old.lease) < tonumber(ARGV[5]))
+  or (not old.owner and tonumber(cur[5] or old.lease) < tonumber(ARGV[5]))
   or (ARGV[6] == '1' and old.owner == ARGV[3])
 if not free then return false end
 -- a record the worker could not decode must not be claimed: check what Lua can

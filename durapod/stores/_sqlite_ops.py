@@ -33,7 +33,7 @@ from durapod.stores.base import ControlRequest, claimed_job, matches
 
 _CLAIMABLE_STATUSES: Final = ", ".join(f"'{status.value}'" for status in sorted(CLAIMABLE))
 _CLAIMABLE_SQL: Final = (
-    f"status IN ({_CLAIMABLE_STATUSES}) AND (owner IS NULL OR lease_until IS NULL OR lease_until < :now"
+    f"status IN ({_CLAIMABLE_STATUSES}) AND (lease_until IS NULL OR lease_until < :now"
     " OR (:reclaim_own AND owner = :owner))"
 )
 _SAVE_SQL: Final = """
@@ -263,6 +263,15 @@ def _op_renew_leases(conn: sqlite3.Connection, owner: str, job_ids: str, lease_u
         (lease_until, owner, job_ids),
     ).fetchall()
     return {job_id for (job_id,) in rows}
+
+
+def _op_next_wake(conn: sqlite3.Connection, agent: str | None, now: int) -> int | None:
+    row = conn.execute(
+        f"SELECT min(lease_until) FROM jobs WHERE status IN ({_CLAIMABLE_STATUSES}) AND owner IS NULL"
+        " AND lease_until >= :now AND (:agent IS NULL OR agent = :agent)",
+        {"now": now, "agent": agent},
+    ).fetchone()
+    return None if row is None else row[0]
 
 
 def _op_release(conn: sqlite3.Connection, job_id: str, owner: str) -> bool:

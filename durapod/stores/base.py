@@ -196,6 +196,16 @@ class Store(abc.ABC):
         default just waits ``timeout`` (the lease keeper then polls ``take_controls``)."""
         await asyncio.sleep(max(timeout, 0.0))
 
+    async def next_wake(self, agent: str | None, *, now: datetime) -> datetime | None:
+        """When the next sleeping job of ``agent`` (None: any agent) wakes, on the caller's clock (``now``).
+
+        A job asleep in ``ctx.sleep`` is claimable with no owner and a ``lease_until`` (its wake time); this
+        is the earliest such ``lease_until`` not before ``now``, or None when no job of ``agent`` sleeps.
+        Workers arm one timer on it. The default says None: workers then find woken jobs by their periodic
+        claims only (every third of the lease), so every store here overrides it.
+        """
+        return None
+
     @abc.abstractmethod
     async def create(self, job: Job) -> tuple[Job, bool]:
         """Insert ``job`` if no job has its id. Returns the stored job and whether it was created."""
@@ -290,7 +300,8 @@ class Store(abc.ABC):
     ) -> Job | None:
         """Take the lease of a pending or running job whose lease is free.
 
-        The lease is free when the job has no owner or its ``lease_until`` is None or before ``now``; with
+        The lease is free when its ``lease_until`` is None or before ``now`` (a job with no owner but a
+        ``lease_until``, one asleep in ``ctx.sleep``, is free from then); with
         ``reclaim_own`` also when ``owner`` holds it already (a restarted worker with the same id takes
         back its jobs at once). On success ``owner`` and ``lease_until`` are set, ``epoch`` and
         ``version`` rise by one, and a running job (its previous owner died) counts one more recovery.

@@ -32,7 +32,7 @@ __all__ = ["MemoryStore"]
 def _lease_is_free(job: Job, lease_until: datetime | None, owner: str, now: datetime, reclaim_own: bool) -> bool:
     if job.status not in CLAIMABLE:
         return False
-    if job.owner is None or lease_until is None or lease_until < now:
+    if lease_until is None or lease_until < now:
         return True
     return reclaim_own and job.owner == owner
 
@@ -239,6 +239,18 @@ class MemoryStore(Store):
         for job in claimed:
             self._put(job)
         return [self._current(job) for job in claimed]
+
+    async def next_wake(self, agent: str | None, *, now: datetime) -> datetime | None:
+        wakes = [
+            lease_until
+            for job in self._jobs.values()
+            if job.owner is None
+            and job.status in CLAIMABLE
+            and (agent is None or job.agent == agent)
+            and (lease_until := self._lease_until(job)) is not None
+            and lease_until >= now
+        ]
+        return min(wakes, default=None)
 
     async def renew_leases(
         self, owner: str, job_ids: Collection[str], *, lease_until: datetime, now: datetime | None = None

@@ -740,6 +740,20 @@ class PostgresStore(Store):
         held: builtins.list[str] = await self._write(op)
         return set(held)
 
+    async def next_wake(self, agent: str | None, *, now: datetime) -> datetime | None:
+        """When the next sleeping job of ``agent`` (None: any) wakes; see :meth:`Store.next_wake`."""
+        async with self._connection() as connection:
+            wake = await connection.fetchval(
+                self._sql(
+                    "SELECT min(lease_until) FROM {s}.jobs WHERE status = ANY($1::text[]) AND owner IS NULL"
+                    " AND lease_until >= $2 AND ($3::text IS NULL OR agent = $3)"
+                ),
+                _CLAIMABLE,
+                _micros(now),
+                agent,
+            )
+        return None if wake is None else _moment(wake)
+
     async def release(self, job_id: str, owner: str) -> bool:
         """Clear ``owner``'s lease on the job so any worker may claim it. False if ``owner`` is not its owner."""
 

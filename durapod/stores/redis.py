@@ -18,8 +18,10 @@ Key layout (``P`` is ``key_prefix``; ``<m>`` is a job's index member, see below)
     P created             sorted set of every job's <m>, all scores 0 (ordered by <m>)
     P status:<status>     same, per status
     P agent:<agent>       same, per agent
-    P ready[:<agent>]     same, claimable jobs (pending or running) whose lease is free
+    P ready[:<agent>]     same, claimable jobs (pending or running) with no lease
     P leased[:<agent>]    claimable jobs that have an owner and a lease, scored by lease_at (us)
+    P asleep[:<agent>]    claimable jobs with a lease and no owner (asleep in ctx.sleep), scored by
+                          lease_us: when they wake, on the clock of the worker that put them to sleep
     P expiry              jobs given a TTL: [<m>, status, agent] scored by when they expire (ms)
     P schedules           hash: ``v:<k>`` version and ``r:<k>`` JSON of each schedule
     P wake:<agent>        pub/sub channel: a job became claimable (``wait_for_work``)
@@ -613,7 +615,8 @@ class RedisStore(Store):
     ) -> Job | None:
         """Take the lease of a pending or running job whose lease is free (see :class:`Store`).
 
-        The lease is free when the job has no owner or its ``lease_until`` is None or before ``now``; with
+        The lease is free when its ``lease_until`` is None or before ``now`` (a job with no owner but a
+        ``lease_until``, one asleep in ``ctx.sleep``, is free from then); with
         ``reclaim_own`` also when ``owner`` holds it already.
 
         Returns:
@@ -641,8 +644,9 @@ class RedisStore(Store):
     ) -> builtins.list[Job]:
         """Claim up to ``limit`` claimable jobs (as :meth:`claim`) of ``agent`` (None: any agent), oldest first.
 
-        Reads only claimable jobs: those whose lease is free from the ``ready`` index, and the expired
-        leases (with ``reclaim_own`` also ``owner``'s live ones) from the ``leased`` index. A job whose
+        Reads only claimable jobs: those whose lease is free from the ``ready`` index, the expired
+        leases (with ``reclaim_own`` also ``owner``'s live ones) from the ``leased`` index, and the
+        sleeping jobs whose wake time passed from the ``asleep`` index. A job whose
         record cannot be decoded is skipped (it stays where it is), so that one bad record does not stop
         every worker from taking the others.
         """
@@ -655,6 +659,8 @@ class RedisStore(Store):
         seconds, micros = await self._read("TIME")
         server_now = int(seconds) * 1_000_000 + int(micros)
         leased = await self._read("ZRANGE", leased_key, "-inf", f"({server_now}", "BYSCORE")
+        # sleeping jobs whose wake time passed, on the claimer's clock
+        leased += await self._read("ZRANGE", f"{self._prefix}asleep{suffix}", "-inf", f"({now_micros}", "BYSCORE")
         if reclaim_own:
             live = await self._read("ZRANGE", leased_key, server_now, "+inf", "BYSCORE")
             owners = await self._gather(
@@ -699,6 +705,15 @@ class RedisStore(Store):
                 with contextlib.suppress(CorruptRecord):
                     claimed.append(self._claimed(job_id, reply, owner, lease_until, _moment(updated)))
         return claimed
+
+    async def next_wake(self, agent: str | None, *, now: datetime) -> datetime | None:
+        """When the next sleeping job of ``agent`` (None: any) wakes; see :meth:`Store.next_wake`."""
+        key = f"{self._prefix}asleep" + ("" if agent is None else ":" + agent)
+        first = await self._read("ZRANGE", key, _micros(now), "+inf", "BYSCORE", "LIMIT", 0, 1)
+        score = await self._read("ZSCORE", key, first[0]) if first else None
+        if score is None:  # none sleeps (or the one found woke meanwhile)
+            return None
+        return _moment(int(float(score)))
 
     async def renew_leases(
         self, owner: str, job_ids: Collection[str], *, lease_until: datetime, now: datetime | None = None

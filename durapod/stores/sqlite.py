@@ -50,6 +50,7 @@ from durapod.stores._sqlite_ops import (
     _op_has_controls,
     _op_list,
     _op_list_schedules,
+    _op_next_wake,
     _op_nothing,
     _op_read_events,
     _op_read_steps,
@@ -349,7 +350,8 @@ class SQLiteStore(Store):
     ) -> Job | None:
         """Take the lease of a pending or running job whose lease is free (see :class:`Store`).
 
-        The lease is free when the job has no owner or its ``lease_until`` is None or before ``now``; with
+        The lease is free when its ``lease_until`` is None or before ``now`` (a job with no owner but a
+        ``lease_until``, one asleep in ``ctx.sleep``, is free from then); with
         ``reclaim_own`` also when ``owner`` holds it already.
 
         Returns:
@@ -391,6 +393,11 @@ class SQLiteStore(Store):
         if not job_ids:
             return set()
         return await self._write(_op_renew_leases, owner, json.dumps(list(job_ids)), _micros(lease_until))
+
+    async def next_wake(self, agent: str | None, *, now: datetime) -> datetime | None:
+        """When the next sleeping job of ``agent`` (None: any) wakes; see :meth:`Store.next_wake`."""
+        wake = await self._read(_op_next_wake, agent, _micros(now))
+        return None if wake is None else _moment(wake)
 
     async def release(self, job_id: str, owner: str) -> bool:
         """Clear ``owner``'s lease on the job so any worker may claim it. False if ``owner`` is not its owner."""

@@ -6,7 +6,8 @@ Agents:
 
 - ``gather``: steps ``a`` and ``b`` started together (``asyncio.gather``), then step ``c``; ``b`` waits until
   the file ``DIRECTORY/release`` exists.
-- ``slow``: step ``slow`` waits until ``DIRECTORY/release`` exists, then step ``after``.
+- ``slow``: step ``slow`` waits until ``DIRECTORY/release`` exists and the worker drains (SIGTERM), then
+  step ``after``.
 
 Every step function appends ``<job id> <step> <pid>`` to ``DIRECTORY/ran.log`` when it starts, so the test
 sees what ran where. The worker prints ``ready`` once it serves, ``stopped`` after draining.
@@ -54,8 +55,15 @@ async def main() -> None:
         c = await ctx.step("c", quick, ctx.job_id, "c")
         return f"{text}:{a}:{b}:{c}"
 
+    async def draining(job_id: str, step: str) -> str:
+        """Like ``gated``, and returns only once the worker drains (SIGTERM): the step is in flight then."""
+        await gated(job_id, step)
+        while durable.is_running:  # noqa: ASYNC110 - the worker offers nothing to wait on
+            await asyncio.sleep(0.01)
+        return f"{step}-done"
+
     async def slow(text: str, ctx: JobContext) -> str:
-        first = await ctx.step("slow", gated, ctx.job_id, "slow")
+        first = await ctx.step("slow", draining, ctx.job_id, "slow")
         second = await ctx.step("after", quick, ctx.job_id, "after")
         return f"{text}:{first}:{second}"
 
