@@ -699,5 +699,6 @@ class JobActor:
 def _status_view(job: Job) -> dict[str, JsonValue]:
     """The job as a ``job_status`` event carries it: its JSON without the fields that hold their default
     (the event model fills them in again), so that every status change logs a small record."""
-    view: dict[str, JsonValue] = job.model_dump(mode="json", exclude_defaults=True)
+    # model_dump(mode="json", exclude_defaults=True) without its Python wrapper: two of these per job
+    view: dict[str, JsonValue] = job.__pydantic_serializer__.to_python(job, mode="json", exclude_defaults=True)
     return view
