@@ -559,7 +559,9 @@ class JobActor:
         store = runtime.store
         # the events streamed so far are logged with the step: once the step is kept, a replay skips it
         # and would never stream them again
-        events = await self._events.take()
+        events = self._events.take_now()
+        if events is None:  # a flush of them is being written: wait for it
+            events = await self._events.take()
         try:
             try:
                 await store.append_step(record, events=events)
@@ -631,7 +633,8 @@ class JobActor:
             unwritten = [*(events or ()), {"type": "job_status", "job": _status_view(new)}]
             for event in unwritten:
                 self._events.append(event)
-            batch = await self._events.take()
+            taken = self._events.take_now()
+            batch = taken if taken is not None else await self._events.take()
         store = runtime.store
         try:
             try:
