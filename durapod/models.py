@@ -366,7 +366,8 @@ class Job(BaseModel):
 
         Used on the hot path: it skips validation, so callers pass values of the right types.
         """
-        changes.setdefault("updated_at", utcnow())
+        if "updated_at" not in changes:  # not setdefault: that would read the clock every time
+            changes["updated_at"] = utcnow()
         changes["version"] = self.version + 1
         return _assemble(Job, {**self.__dict__, **changes}, _JOB_FIELDS)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -403,14 +404,19 @@ class JobActor:
         return Exit.CRASHED
 
     async def _complete(self, result: JsonValue) -> Exit:
-        if await self._write(
-            status=JobStatus.COMPLETED,
-            result=result,
-            error=None,
-            error_type=None,
-            completed_at=self._runtime.clock.utcnow(),
-            waiting_for=None,
-            events=[{"type": "done", "content": result}],
+        now = self._runtime.clock.utcnow()
+        if (
+            await self._write(
+                status=JobStatus.COMPLETED,
+                result=result,
+                error=None,
+                error_type=None,
+                completed_at=now,
+                updated_at=now,
+                waiting_for=None,
+                events=[{"type": "done", "content": result}],
+            )
+            and self._runtime.log.is_enabled_for(logging.DEBUG)  # binding the job's logger costs
         ):
             self._log().debug("job completed")
         return Exit.DONE
@@ -626,7 +632,9 @@ class JobActor:
                 changes["steps"] = len(self._journal)
             if self.usage is not None:
                 changes["usage"] = dict(self.usage)
-        new = job.evolve(updated_at=runtime.clock.utcnow(), **changes)
+        if "updated_at" not in changes:
+            changes["updated_at"] = runtime.clock.utcnow()
+        new = job.evolve(**changes)
         batch: list[dict[str, JsonValue]] = []
         unwritten: list[dict[str, JsonValue]] = []
         if leaving or log_status:
