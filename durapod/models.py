@@ -132,7 +132,10 @@ def validate_job_id(job_id: object) -> str:
         raise InvalidJobId(job_id, "must not be empty")
     if len(job_id) > MAX_JOB_ID_LENGTH:
         raise InvalidJobId(job_id, f"longer than {MAX_JOB_ID_LENGTH} characters")
-    for char in job_id:
+    # the common case in two C calls: the only whitespace that str.isprintable admits is the space
+    if job_id.isprintable() and " " not in job_id:
+        return job_id
+    for char in job_id:  # which rule the id breaks first, for the message
         if char.isspace():
             raise InvalidJobId(job_id, "contains whitespace")
         if not char.isprintable():
@@ -160,6 +163,8 @@ def check_json(value: Any, what: str, job_id: str | None = None) -> Any:
         if not value.isascii():
             _check_utf8(value, value, what, job_id)
         return value
+    if (kind is dict or kind is list) and not value:
+        return kind()  # empty (no metadata, say): a fresh one, as a round trip through JSON gives
     try:
         encoded = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     except RecursionError:
