@@ -50,7 +50,6 @@ from durapod.stores._sqlite_ops import (
     _op_has_controls,
     _op_list,
     _op_list_schedules,
-    _op_nothing,
     _op_read_events,
     _op_read_steps,
     _op_register_worker,
@@ -64,7 +63,7 @@ from durapod.stores._sqlite_ops import (
     _op_unregister_worker,
 )
 from durapod.stores._sqlite_schema import _IntegrityCheck, _open
-from durapod.stores._sqlite_worker import _Stop, _Worker
+from durapod.stores._sqlite_worker import _Group, _Stop, _Worker
 from durapod.stores.base import ControlRequest, Page, Store, control_kind, encode_cursor, list_arguments
 
 __all__ = ["SQLiteStore"]
@@ -118,9 +117,8 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()
         self._closed = False
         self._writer: _Worker | None = None
-        # writes of the current loop turn, handed to the writer at its end (see _submit)
-        self._pending: tuple[asyncio.AbstractEventLoop, list[Any]] | None = None
-        self._last_batch: asyncio.Future[None] | None = None
+        # the last group of operations handed to the writer (open until the writer takes it; see _submit)
+        self._pending: _Group | None = None
         self._reader: _Worker | None = None
         self._stopped: list[asyncio.Future[None]] = []
         self._integrity = _IntegrityCheck()
@@ -152,14 +150,15 @@ class SQLiteStore(Store):
         return worker
 
     def _submit(self, reads: bool, op: Callable[..., T], args: tuple[Any, ...]) -> asyncio.Future[T]:
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        with self._lock:  # so that nothing is queued after the stop item
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._lock:  # so that nothing is queued after the stop item, nor joins a group once taken
             if self._closed:
                 raise StoreError(f"{self!r} is closed")
             # A read goes to the reader, unless writes asked for before it are not committed yet: then
             # it queues behind them on the writer, so that it sees them.
-            marker = self._last_batch
-            writes_ahead = self._pending is not None or (marker is not None and not marker.done())
+            group = self._pending
+            writes_ahead = group is not None and not group.marker.done()
             if reads and not self._shares_connection and not writes_ahead:
                 if self._reader is None:
                     self._reader = self._worker("reader")
@@ -167,30 +166,13 @@ class SQLiteStore(Store):
             else:
                 if self._writer is None:
                     self._writer = self._worker("writer")
-                # The writes of one loop turn go to the writer together, in one hand-over: one wake-up of
-                # the thread (and one GIL hand-over) per turn, not per write.
-                pending = self._pending
-                if pending is None or pending[0] is not future.get_loop():
-                    self._hand_over(pending)
-                    pending = self._pending = (future.get_loop(), [])
-                    pending[0].call_soon(self._hand_over_from_loop, pending)
-                pending[1].append((op, args, future))
+                # The writes of one loop turn go to the writer together: the group goes to the writer
+                # with the first of them, and the others join it until the writer takes it.
+                if group is None or group.closed or group.loop is not loop:
+                    group = self._pending = _Group(loop, self._lock)
+                    self._writer.queue.put(group)
+                group.works.append((op, args, future))
         return future
-
-    def _hand_over_from_loop(self, pending: tuple[asyncio.AbstractEventLoop, list[Any]]) -> None:
-        with self._lock:
-            self._hand_over(pending)
-
-    def _hand_over(self, pending: tuple[asyncio.AbstractEventLoop, list[Any]] | None) -> None:
-        """Give the writer the writes gathered in ``pending`` (once; the caller holds the lock)."""
-        if pending is None or self._pending is not pending:
-            return
-        self._pending = None
-        if pending[1] and self._writer is not None:
-            marker: asyncio.Future[None] = pending[0].create_future()  # done once the batch is committed
-            pending[1].append((_op_nothing, (), marker))
-            self._last_batch = marker
-            self._writer.queue.put(pending[1])
 
     def _write(self, op: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         return self._submit(False, op, args)
@@ -486,7 +468,6 @@ class SQLiteStore(Store):
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._hand_over(self._pending)
                 for worker in (self._writer, self._reader):
                     if worker is not None:
                         done: asyncio.Future[None] = loop.create_future()
