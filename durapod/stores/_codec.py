@@ -99,9 +99,10 @@ def _encode_events(job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> li
     encoded: list[tuple[int, str]] = []
     for event in events:
         seq = event.get("seq")
-        if not isinstance(seq, int) or isinstance(seq, bool):
+        if type(seq) is not int and (not isinstance(seq, int) or isinstance(seq, bool)):
             raise InvalidInput("event", event, "no int 'seq'", job_id)
-        encoded.append((seq, _encode_json(dict(event), "event", job_id)))
+        # a plain dict (every event the runtime makes) is encoded as it is; another mapping is copied
+        encoded.append((seq, _encode_json(event if type(event) is dict else dict(event), "event", job_id)))
     return encoded
 
 

@@ -39,7 +39,8 @@ def _lease_is_free(job: Job, lease_until: datetime | None, owner: str, now: date
 
 def _check_events(job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> None:
     for event in events:
-        if not isinstance(event.get("seq"), int) or isinstance(event.get("seq"), bool):
+        seq = event.get("seq")
+        if type(seq) is not int and (not isinstance(seq, int) or isinstance(seq, bool)):
             raise InvalidInput("event", dict(event), "needs an int 'seq'", job_id)
 
 
