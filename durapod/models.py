@@ -440,21 +440,25 @@ def new_step_record(
     return _assemble(StepRecord, values, _STEP_FIELDS)
 
 
-_JOB_DEFAULTS: Final = {
-    name: field.default
+#: every field of Job in order, with its default (None for the required ones and the containers, which
+#: new_job sets): a copy of it keeps that order whatever is updated
+_JOB_TEMPLATE: Final = {
+    name: field.default if not field.is_required() and field.default_factory is None else None
     for name, field in Job.model_fields.items()
-    if not field.is_required() and field.default_factory is None
 }
 
 
 def new_job(*, id: str, created_at: datetime, updated_at: datetime, **values: Any) -> Job:
     """A new :class:`Job` of values the runtime checked (an id, JSON input and metadata), without
     validation: the fields not given take their defaults."""
-    data = {**_JOB_DEFAULTS, "metadata": {}, "inputs": [], "answers": []}
-    data.update(values, id=id, created_at=created_at, updated_at=updated_at)
-    if data.keys() != _JOB_FIELDS:
+    data = _JOB_TEMPLATE.copy()
+    data["metadata"] = {}
+    data["inputs"] = []
+    data["answers"] = []
+    data["id"] = id
+    data["created_at"] = created_at
+    data["updated_at"] = updated_at
+    data.update(values)  # the template's keys keep their places: the fields stay in order
+    if len(data) != len(_JOB_TEMPLATE):
         raise TypeError(f"unknown Job fields: {sorted(data.keys() - _JOB_FIELDS)}")
-    return _assemble(Job, {name: data[name] for name in _JOB_ORDER}, _JOB_FIELDS)
-
-
-_JOB_ORDER: Final = tuple(Job.model_fields)
+    return _assemble(Job, data, _JOB_FIELDS)
