@@ -18,7 +18,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import pydantic_core
-from pydantic import JsonValue
+from pydantic import BaseModel, JsonValue
 
 from durapod.errors import CorruptRecord, InvalidInput
 from durapod.models import Job
@@ -72,6 +72,11 @@ def _decode_job(row: Sequence[Any]) -> Job:
             update={"owner": owner, "lease_until": lease_until, "epoch": epoch, "version": version, "steps": steps}
         )
     return job
+
+
+def _record_json(record: BaseModel) -> str:
+    """``record.model_dump_json()`` without its Python wrapper (a job or a step, on every write)."""
+    return record.__pydantic_serializer__.to_json(record).decode()
 
 
 def _encode_json(value: object, what: str, job_id: str) -> str:

@@ -34,7 +34,7 @@ from pydantic import JsonValue
 from durapod.errors import StoreError
 from durapod.models import SETTLED, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
-from durapod.stores._codec import _encode_events, _encode_json, _micros, _moment, _optional_micros
+from durapod.stores._codec import _encode_events, _encode_json, _micros, _moment, _optional_micros, _record_json
 
 # the operations are looked up here, by name, when a method runs (so a test can patch one in this module)
 from durapod.stores._sqlite_ops import (
@@ -201,7 +201,7 @@ class SQLiteStore(Store):
             job.epoch,
             job.version,
             0,  # the journal's length is the truth for ``steps``, and a new job's journal is empty
-            job.model_dump_json(),
+            _record_json(job),
         )
         existing = await self._write(_op_create, values)
         return (job, True) if existing is None else (existing, False)
@@ -239,7 +239,7 @@ class SQLiteStore(Store):
             job.version,
             _optional_micros(job.lease_until),
             job.status in SETTLED,
-            job.model_dump_json(),
+            _record_json(job),
         )
         rows = self._event_rows(job.id, events) if events else None
         lease_micros, steps = await self._write(_op_save, values, rows)
@@ -293,7 +293,7 @@ class SQLiteStore(Store):
             StaleOwnerError: the job is not running with ``record.epoch``, or ``record.index`` is journaled.
         """
         rows = self._event_rows(record.job_id, events) if events else None
-        await self._write(_op_append_step, record.job_id, record.index, record.epoch, record.model_dump_json(), rows)
+        await self._write(_op_append_step, record.job_id, record.index, record.epoch, _record_json(record), rows)
 
     async def read_steps(self, job_id: str) -> builtins.list[StepRecord]:
         """The job's journal, in order (empty for an unknown job).
