@@ -65,37 +65,45 @@ class Waiters:
         ``known`` is the job as the caller has just read or written it (no await since): the first store
         read is skipped.
         """
+        if timeout is None:  # no timeout scope: it costs more than the rest of a local wait
+            return await self._wait(store, job_id, poll_interval, is_local, known)
+        async with asyncio.timeout(timeout):
+            return await self._wait(store, job_id, poll_interval, is_local, known)
+
+    async def _wait(
+        self, store: Store, job_id: str, poll_interval: float, is_local: Callable[[str], bool], known: Job | None
+    ) -> Job:
+        """:meth:`wait` without its timeout."""
         delay = min(0.01, poll_interval)
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(timeout):
-            while True:
-                future: asyncio.Future[Job | None] = loop.create_future()
-                waiting = self._waiting.setdefault(job_id, [])
-                waiting.append(future)
-                try:
-                    job = known if known is not None else await store.get(job_id)
-                    known = None
-                    if job is None:
-                        raise JobNotFound(job_id)
-                    if job.status.is_settled:
-                        return job
-                    if is_local(job_id):
-                        settled = await future
-                        if settled is not None:
-                            return settled
-                        continue  # nudged: read the store again
-                    try:
-                        async with asyncio.timeout(delay):
-                            settled = await future
-                    except TimeoutError:
-                        delay = min(delay * 2, poll_interval)
-                        continue
+        while True:
+            future: asyncio.Future[Job | None] = loop.create_future()
+            waiting = self._waiting.setdefault(job_id, [])
+            waiting.append(future)
+            try:
+                job = known if known is not None else await store.get(job_id)
+                known = None
+                if job is None:
+                    raise JobNotFound(job_id)
+                if job.status.is_settled:
+                    return job
+                if is_local(job_id):
+                    settled = await future
                     if settled is not None:
                         return settled
-                finally:
-                    if not future.done():
-                        future.cancel()
-                        if future in waiting:
-                            waiting.remove(future)
-                        if not waiting and self._waiting.get(job_id) is waiting:
-                            del self._waiting[job_id]
+                    continue  # nudged: read the store again
+                try:
+                    async with asyncio.timeout(delay):
+                        settled = await future
+                except TimeoutError:
+                    delay = min(delay * 2, poll_interval)
+                    continue
+                if settled is not None:
+                    return settled
+            finally:
+                if not future.done():
+                    future.cancel()
+                    if future in waiting:
+                        waiting.remove(future)
+                    if not waiting and self._waiting.get(job_id) is waiting:
+                        del self._waiting[job_id]

@@ -587,7 +587,7 @@ class DurableAgent:
         owned: bool,
         budget: Budget | None = None,
     ) -> Job:
-        validate_job_id(job_id)
+        """The new job's record; ``job_id`` was validated by the caller (``keyed_job_id``, say)."""
         input = self._types.dump_input(input, job_id)
         budget = budget or self.budget
         if budget is not None and not isinstance(budget, Budget):
@@ -613,7 +613,7 @@ class DurableAgent:
 
     async def _start_fired(self, job_id: str, input: JsonValue, metadata: dict[str, JsonValue]) -> bool:
         """Create a schedule fire's job if absent and run it here (the scheduler calls this)."""
-        job = self._new_job(job_id, input, metadata, owned=True)
+        job = self._new_job(validate_job_id(job_id), input, metadata, owned=True)
         stored, created = await self._patient.create(job)
         if created:
             self._worker.spawn(stored, fresh=True)

@@ -215,7 +215,8 @@ class JobContext(metaclass=NoPublicConstructor):
                 data, result = codec.round_trip(result, f"result of step {name!r}", actor.job.id)
             else:
                 data = _check_step_json(result, name, actor.job.id)
-            await self._save_markers()
+            if self._markers:
+                await self._save_markers()
             await actor.record_step(index, name, data)
         finally:
             actor.step_finished()
@@ -391,7 +392,8 @@ class JobContext(metaclass=NoPublicConstructor):
         else:
             actor.at_boundary()
             await children.create(parent, child_id, name, input, checked)
-            await self._save_markers()
+            if self._markers:
+                await self._save_markers()
             await actor.record_step(index, CHILD_STEP, {"id": child_id, "agent": name})
         return ChildHandle._create(children, parent.id, child_id, name, actor.child_wait)
 
@@ -456,7 +458,8 @@ class JobContext(metaclass=NoPublicConstructor):
         else:
             assert wake_at is not None
             actor.at_boundary()
-            await self._save_markers()
+            if self._markers:
+                await self._save_markers()
             await actor.record_step(index, SLEEP_STEP, wake_at.isoformat())
         if wake_at > actor.utcnow():
             raise Suspend(None, wake_at=wake_at)

@@ -132,7 +132,10 @@ def validate_job_id(job_id: object) -> str:
         raise InvalidJobId(job_id, "must not be empty")
     if len(job_id) > MAX_JOB_ID_LENGTH:
         raise InvalidJobId(job_id, f"longer than {MAX_JOB_ID_LENGTH} characters")
-    for char in job_id:
+    # the common case in two C calls: the only whitespace that str.isprintable admits is the space
+    if job_id.isprintable() and " " not in job_id:
+        return job_id
+    for char in job_id:  # which rule the id breaks first, for the message
         if char.isspace():
             raise InvalidJobId(job_id, "contains whitespace")
         if not char.isprintable():
@@ -160,6 +163,8 @@ def check_json(value: Any, what: str, job_id: str | None = None) -> Any:
         if not value.isascii():
             _check_utf8(value, value, what, job_id)
         return value
+    if (kind is dict or kind is list) and not value:
+        return kind()  # empty (no metadata, say): a fresh one, as a round trip through JSON gives
     try:
         encoded = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     except RecursionError:
@@ -366,7 +371,8 @@ class Job(BaseModel):
 
         Used on the hot path: it skips validation, so callers pass values of the right types.
         """
-        changes.setdefault("updated_at", utcnow())
+        if "updated_at" not in changes:  # not setdefault: that would read the clock every time
+            changes["updated_at"] = utcnow()
         changes["version"] = self.version + 1
         return _assemble(Job, {**self.__dict__, **changes}, _JOB_FIELDS)
 
@@ -434,21 +440,25 @@ def new_step_record(
     return _assemble(StepRecord, values, _STEP_FIELDS)
 
 
-_JOB_DEFAULTS: Final = {
-    name: field.default
+#: every field of Job in order, with its default (None for the required ones and the containers, which
+#: new_job sets): a copy of it keeps that order whatever is updated
+_JOB_TEMPLATE: Final = {
+    name: field.default if not field.is_required() and field.default_factory is None else None
     for name, field in Job.model_fields.items()
-    if not field.is_required() and field.default_factory is None
 }
 
 
 def new_job(*, id: str, created_at: datetime, updated_at: datetime, **values: Any) -> Job:
     """A new :class:`Job` of values the runtime checked (an id, JSON input and metadata), without
     validation: the fields not given take their defaults."""
-    data = {**_JOB_DEFAULTS, "metadata": {}, "inputs": [], "answers": []}
-    data.update(values, id=id, created_at=created_at, updated_at=updated_at)
-    if data.keys() != _JOB_FIELDS:
+    data = _JOB_TEMPLATE.copy()
+    data["metadata"] = {}
+    data["inputs"] = []
+    data["answers"] = []
+    data["id"] = id
+    data["created_at"] = created_at
+    data["updated_at"] = updated_at
+    data.update(values)  # the template's keys keep their places: the fields stay in order
+    if len(data) != len(_JOB_TEMPLATE):
         raise TypeError(f"unknown Job fields: {sorted(data.keys() - _JOB_FIELDS)}")
-    return _assemble(Job, {name: data[name] for name in _JOB_ORDER}, _JOB_FIELDS)
-
-
-_JOB_ORDER: Final = tuple(Job.model_fields)
+    return _assemble(Job, data, _JOB_FIELDS)

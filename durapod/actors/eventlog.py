@@ -216,7 +216,20 @@ class EventLog:
         """Everything buffered, for a write that logs it (after a flush in progress has finished)."""
         while self._in_flight is not None:
             await asyncio.wait([self._in_flight])
-        batch, self._buffer = self._buffer or [], None
+        return self._take_buffer()
+
+    def take_now(self) -> list[dict[str, JsonValue]] | None:
+        """What :meth:`take` gives, without awaiting: None while a flush is being written (then await
+        :meth:`take`). A job's writes take its events this way: most find no flush in progress."""
+        if self._in_flight is not None:
+            return None
+        return self._take_buffer()
+
+    def _take_buffer(self) -> list[dict[str, JsonValue]]:
+        batch = self._buffer
+        if batch is None:
+            return []  # nothing buffered: the flusher holds no mark of this log either
+        self._buffer = None
         self._flusher.unmark(self)
         return batch
 
@@ -232,8 +245,9 @@ class EventLog:
 
     def discard(self) -> None:
         """Drop what is buffered: another worker owns the job now and writes its log."""
-        self._buffer = None
-        self._flusher.unmark(self)
+        if self._buffer is not None:  # the flusher marks a log only while it holds events
+            self._buffer = None
+            self._flusher.unmark(self)
 
     async def flush(self) -> None:
         """Persist what is buffered, in order (one store write)."""
@@ -265,6 +279,8 @@ class EventLog:
         """Write what is still buffered (the actor stops without a write that takes it: it crashed). If
         that fails, drop it: nobody has seen those events, and the actor that runs the job next numbers
         on from the logged ones, so a late write of ours must not land on its seqs."""
+        if self._buffer is None and self._in_flight is None:
+            return  # the common end: the job's last write took every event
         await self.flush_quietly()
         self.discard()
 

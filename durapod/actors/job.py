@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -407,14 +408,19 @@ class JobActor:
         return Exit.CRASHED
 
     async def _complete(self, result: JsonValue) -> Exit:
-        if await self._write(
-            status=JobStatus.COMPLETED,
-            result=result,
-            error=None,
-            error_type=None,
-            completed_at=self._runtime.clock.utcnow(),
-            waiting_for=None,
-            events=[{"type": "done", "content": result}],
+        now = self._runtime.clock.utcnow()
+        if (
+            await self._write(
+                status=JobStatus.COMPLETED,
+                result=result,
+                error=None,
+                error_type=None,
+                completed_at=now,
+                updated_at=now,
+                waiting_for=None,
+                events=[{"type": "done", "content": result}],
+            )
+            and self._runtime.log.is_enabled_for(logging.DEBUG)  # binding the job's logger costs
         ):
             self._log().debug("job completed")
         return Exit.DONE
@@ -570,7 +576,9 @@ class JobActor:
         store = runtime.store
         # the events streamed so far are logged with the step: once the step is kept, a replay skips it
         # and would never stream them again
-        events = await self._events.take()
+        events = self._events.take_now()
+        if events is None:  # a flush of them is being written: wait for it
+            events = await self._events.take()
         try:
             try:
                 await store.append_step(record, events=events)
@@ -635,14 +643,17 @@ class JobActor:
                 changes["steps"] = len(self._journal)
             if self.usage is not None:
                 changes["usage"] = dict(self.usage)
-        new = job.evolve(updated_at=runtime.clock.utcnow(), **changes)
+        if "updated_at" not in changes:
+            changes["updated_at"] = runtime.clock.utcnow()
+        new = job.evolve(**changes)
         batch: list[dict[str, JsonValue]] = []
         unwritten: list[dict[str, JsonValue]] = []
         if leaving or log_status:
             unwritten = [*(events or ()), {"type": "job_status", "job": _status_view(new)}]
             for event in unwritten:
                 self._events.append(event)
-            batch = await self._events.take()
+            taken = self._events.take_now()
+            batch = taken if taken is not None else await self._events.take()
         store = runtime.store
         try:
             try:
@@ -710,5 +721,6 @@ class JobActor:
 def _status_view(job: Job) -> dict[str, JsonValue]:
     """The job as a ``job_status`` event carries it: its JSON without the fields that hold their default
     (the event model fills them in again), so that every status change logs a small record."""
-    view: dict[str, JsonValue] = job.model_dump(mode="json", exclude_defaults=True)
+    # model_dump(mode="json", exclude_defaults=True) without its Python wrapper: two of these per job
+    view: dict[str, JsonValue] = job.__pydantic_serializer__.to_python(job, mode="json", exclude_defaults=True)
     return view

@@ -18,7 +18,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import pydantic_core
-from pydantic import JsonValue
+from pydantic import BaseModel, JsonValue
 
 from durapod.errors import CorruptRecord, InvalidInput
 from durapod.models import Job
@@ -74,6 +74,11 @@ def _decode_job(row: Sequence[Any]) -> Job:
     return job
 
 
+def _record_json(record: BaseModel) -> str:
+    """``record.model_dump_json()`` without its Python wrapper (a job or a step, on every write)."""
+    return record.__pydantic_serializer__.to_json(record).decode()
+
+
 def _encode_json(value: object, what: str, job_id: str) -> str:
     """``value`` as compact JSON text; :class:`InvalidInput` naming ``what`` if it is not JSON.
 
@@ -99,9 +104,10 @@ def _encode_events(job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> li
     encoded: list[tuple[int, str]] = []
     for event in events:
         seq = event.get("seq")
-        if not isinstance(seq, int) or isinstance(seq, bool):
+        if type(seq) is not int and (not isinstance(seq, int) or isinstance(seq, bool)):
             raise InvalidInput("event", event, "no int 'seq'", job_id)
-        encoded.append((seq, _encode_json(dict(event), "event", job_id)))
+        # a plain dict (every event the runtime makes) is encoded as it is; another mapping is copied
+        encoded.append((seq, _encode_json(event if type(event) is dict else dict(event), "event", job_id)))
     return encoded
 
 

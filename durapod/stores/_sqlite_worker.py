@@ -40,8 +40,36 @@ class _Stop:
 
 
 _Work = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
-# one operation, the operations of one loop turn, or the stop item
-_Item = _Work | list[_Work] | _Stop
+
+
+class _Group:
+    """Operations queued on one event loop for the writer, in order, ended by a marker (``_op_nothing``)
+    whose future is done once they are committed.
+
+    The group is handed to the writer with its first operation, so an idle writer wakes at once (no
+    loop turn is spent handing it over); operations queued until the writer takes it join it (taking it
+    needs the GIL, which the loop holds until its turn ends: the operations of one turn go together).
+    Then it is closed: later operations start a new group.
+    """
+
+    __slots__ = ("closed", "lock", "loop", "marker", "works")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, lock: threading.Lock) -> None:
+        self.loop = loop
+        self.lock = lock  # the store's: the one that orders appends and closing
+        self.marker: asyncio.Future[None] = loop.create_future()
+        self.works: list[_Work] = []
+        self.closed = False
+
+    def take(self) -> list[_Work]:
+        """Close the group and return its operations and marker (the writer calls this)."""
+        with self.lock:
+            self.closed = True
+        return [*self.works, (_op_nothing, (), self.marker)]
+
+
+# one operation, a group of them, or the stop item
+_Item = _Work | _Group | _Stop
 # (future, succeeded, result or exception)
 _Outcome = tuple["asyncio.Future[Any]", bool, Any]
 
@@ -112,8 +140,8 @@ class _Worker:
                     if isinstance(item, _Stop):
                         stop = item
                         break
-                    if isinstance(item, list):
-                        batch.extend(item)
+                    if isinstance(item, _Group):
+                        batch.extend(item.take())
                     else:
                         batch.append(item)
                     if len(batch) >= self.max_batch:

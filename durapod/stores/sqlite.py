@@ -34,7 +34,7 @@ from pydantic import JsonValue
 from durapod.errors import StoreError
 from durapod.models import SETTLED, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
-from durapod.stores._codec import _encode_events, _encode_json, _micros, _moment, _optional_micros
+from durapod.stores._codec import _encode_events, _encode_json, _micros, _moment, _optional_micros, _record_json
 
 # the operations are looked up here, by name, when a method runs (so a test can patch one in this module)
 from durapod.stores._sqlite_ops import (
@@ -51,7 +51,6 @@ from durapod.stores._sqlite_ops import (
     _op_list,
     _op_list_schedules,
     _op_next_wake,
-    _op_nothing,
     _op_read_events,
     _op_read_steps,
     _op_register_worker,
@@ -65,7 +64,7 @@ from durapod.stores._sqlite_ops import (
     _op_unregister_worker,
 )
 from durapod.stores._sqlite_schema import _IntegrityCheck, _open
-from durapod.stores._sqlite_worker import _Stop, _Worker
+from durapod.stores._sqlite_worker import _Group, _Stop, _Worker
 from durapod.stores.base import ControlRequest, Page, Store, control_kind, encode_cursor, list_arguments
 
 __all__ = ["SQLiteStore"]
@@ -119,9 +118,8 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()
         self._closed = False
         self._writer: _Worker | None = None
-        # writes of the current loop turn, handed to the writer at its end (see _submit)
-        self._pending: tuple[asyncio.AbstractEventLoop, list[Any]] | None = None
-        self._last_batch: asyncio.Future[None] | None = None
+        # the last group of operations handed to the writer (open until the writer takes it; see _submit)
+        self._pending: _Group | None = None
         self._reader: _Worker | None = None
         self._stopped: list[asyncio.Future[None]] = []
         self._integrity = _IntegrityCheck()
@@ -153,14 +151,15 @@ class SQLiteStore(Store):
         return worker
 
     def _submit(self, reads: bool, op: Callable[..., T], args: tuple[Any, ...]) -> asyncio.Future[T]:
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        with self._lock:  # so that nothing is queued after the stop item
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._lock:  # so that nothing is queued after the stop item, nor joins a group once taken
             if self._closed:
                 raise StoreError(f"{self!r} is closed")
             # A read goes to the reader, unless writes asked for before it are not committed yet: then
             # it queues behind them on the writer, so that it sees them.
-            marker = self._last_batch
-            writes_ahead = self._pending is not None or (marker is not None and not marker.done())
+            group = self._pending
+            writes_ahead = group is not None and not group.marker.done()
             if reads and not self._shares_connection and not writes_ahead:
                 if self._reader is None:
                     self._reader = self._worker("reader")
@@ -168,30 +167,13 @@ class SQLiteStore(Store):
             else:
                 if self._writer is None:
                     self._writer = self._worker("writer")
-                # The writes of one loop turn go to the writer together, in one hand-over: one wake-up of
-                # the thread (and one GIL hand-over) per turn, not per write.
-                pending = self._pending
-                if pending is None or pending[0] is not future.get_loop():
-                    self._hand_over(pending)
-                    pending = self._pending = (future.get_loop(), [])
-                    pending[0].call_soon(self._hand_over_from_loop, pending)
-                pending[1].append((op, args, future))
+                # The writes of one loop turn go to the writer together: the group goes to the writer
+                # with the first of them, and the others join it until the writer takes it.
+                if group is None or group.closed or group.loop is not loop:
+                    group = self._pending = _Group(loop, self._lock)
+                    self._writer.queue.put(group)
+                group.works.append((op, args, future))
         return future
-
-    def _hand_over_from_loop(self, pending: tuple[asyncio.AbstractEventLoop, list[Any]]) -> None:
-        with self._lock:
-            self._hand_over(pending)
-
-    def _hand_over(self, pending: tuple[asyncio.AbstractEventLoop, list[Any]] | None) -> None:
-        """Give the writer the writes gathered in ``pending`` (once; the caller holds the lock)."""
-        if pending is None or self._pending is not pending:
-            return
-        self._pending = None
-        if pending[1] and self._writer is not None:
-            marker: asyncio.Future[None] = pending[0].create_future()  # done once the batch is committed
-            pending[1].append((_op_nothing, (), marker))
-            self._last_batch = marker
-            self._writer.queue.put(pending[1])
 
     def _write(self, op: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         return self._submit(False, op, args)
@@ -220,7 +202,7 @@ class SQLiteStore(Store):
             job.epoch,
             job.version,
             0,  # the journal's length is the truth for ``steps``, and a new job's journal is empty
-            job.model_dump_json(),
+            _record_json(job),
         )
         existing = await self._write(_op_create, values)
         return (job, True) if existing is None else (existing, False)
@@ -258,7 +240,7 @@ class SQLiteStore(Store):
             job.version,
             _optional_micros(job.lease_until),
             job.status in SETTLED,
-            job.model_dump_json(),
+            _record_json(job),
         )
         rows = self._event_rows(job.id, events) if events else None
         lease_micros, steps = await self._write(_op_save, values, rows)
@@ -312,7 +294,7 @@ class SQLiteStore(Store):
             StaleOwnerError: the job is not running with ``record.epoch``, or ``record.index`` is journaled.
         """
         rows = self._event_rows(record.job_id, events) if events else None
-        await self._write(_op_append_step, record.job_id, record.index, record.epoch, record.model_dump_json(), rows)
+        await self._write(_op_append_step, record.job_id, record.index, record.epoch, _record_json(record), rows)
 
     async def read_steps(self, job_id: str) -> builtins.list[StepRecord]:
         """The job's journal, in order (empty for an unknown job).
@@ -493,7 +475,6 @@ class SQLiteStore(Store):
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._hand_over(self._pending)
                 for worker in (self._writer, self._reader):
                     if worker is not None:
                         done: asyncio.Future[None] = loop.create_future()
