@@ -525,7 +525,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert job is not None and job.status is JobStatus.PENDING, job
             assert job.error_type == AgentFailure.__name__, job
             model.move("retry", JobStatus.PENDING)
-            model.retry_at = self.clock.monotonic() + RETRY_DELAY
+            model.retry_at = round(self.clock.monotonic() + RETRY_DELAY, 6)  # FakeClock keeps deadlines to the µs
             return
         job = await self._settled(job_id)
         assert job.status is JobStatus.FAILED, job

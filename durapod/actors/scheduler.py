@@ -115,7 +115,7 @@ class SchedulerActor(Actor[Any]):
         except StoreError as exc:
             # The store blinked: try again shortly instead of crashing (and escalating) the scheduler.
             self._log.warning("cannot read schedules; retrying", error=repr(exc))
-            self._timer = asyncio.create_task(self._sleep_then_tick(_QUEUE_POLL))
+            self._timer = asyncio.create_task(self._sleep_then_tick(clock.utcnow() + timedelta(seconds=_QUEUE_POLL)))
             return
         wake_at: datetime | None = None
         for state in states:
@@ -134,11 +134,12 @@ class SchedulerActor(Actor[Any]):
             for moment in candidates:
                 wake_at = moment if wake_at is None else min(wake_at, moment)
         if wake_at is not None:
-            delay = max((wake_at - clock.utcnow()).total_seconds(), 0.0)
-            self._timer = asyncio.create_task(self._sleep_then_tick(delay))
+            self._timer = asyncio.create_task(self._sleep_then_tick(wake_at))
 
-    async def _sleep_then_tick(self, delay: float) -> None:
-        await self.runtime.clock.sleep(delay)
+    async def _sleep_then_tick(self, wake_at: datetime) -> None:
+        # the delay is measured when the task runs, not when it was made: the clock may have moved between
+        clock = self.runtime.clock
+        await clock.sleep(max((wake_at - clock.utcnow()).total_seconds(), 0.0))
         self.ref.tell(_TICK)
 
     async def _process(self, state: ScheduleState) -> ScheduleState:

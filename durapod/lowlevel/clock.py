@@ -73,7 +73,10 @@ SYSTEM_CLOCK = SystemClock()
 class FakeClock:
     """A clock that moves only when a test calls :meth:`advance`.
 
-    Every ``sleep`` request is recorded in :attr:`sleeps`, so tests can assert exact delays.
+    Every ``sleep`` request is recorded in :attr:`sleeps`, so tests can assert exact delays. Its time and
+    every deadline are kept to the microsecond, the resolution of :meth:`utcnow`: sums of float delays
+    (ten ticks of 0.1 s) do not drift, and a deadline computed from ``utcnow()`` is reached exactly by
+    advancing to it.
 
     Example:
         >>> clock = FakeClock()
@@ -106,7 +109,7 @@ class FakeClock:
             await asyncio.sleep(0)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self._now + delay, next(self._order), future))
+        heapq.heappush(self._sleepers, (self._after(delay), next(self._order), future))
         await future
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
@@ -115,8 +118,11 @@ class FakeClock:
         if delay <= 0:
             return asyncio.get_running_loop().call_soon(callback)
         timer = _FakeTimer(callback)
-        heapq.heappush(self._sleepers, (self._now + max(delay, 0.0), next(self._order), timer))
+        heapq.heappush(self._sleepers, (self._after(delay), next(self._order), timer))
         return timer
+
+    def _after(self, delay: float) -> float:
+        return round(self._now + delay, 6)
 
     @property
     def pending(self) -> int:
@@ -131,7 +137,7 @@ class FakeClock:
         """
         if seconds < 0:
             raise ValueError(f"cannot advance a clock backwards ({seconds!r})")
-        target = self._now + seconds
+        target = self._after(seconds)
         await _settle()
         while self._sleepers and self._sleepers[0][0] <= target:
             deadline, _, future = heapq.heappop(self._sleepers)
