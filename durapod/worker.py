@@ -159,10 +159,12 @@ class Worker:
         #: jobs held here without an actor: waiting for their retry timer, or to restart a crashed actor
         self._waiting: dict[str, tuple[Job, Timer]] = {}
         #: the wake-up timer (see _expect_wake) and the lease end it was armed for; the task that claims
-        #: the jobs that woke, and whether a timer fired since that task last looked
+        #: the jobs that woke, whether a timer fired since that task last looked, and whether it found no
+        #: free slot (max_concurrency): then the next actor to end looks again
         self._wakeup: tuple[datetime, Timer] | None = None
         self._waking: asyncio.Task[None] | None = None
         self._woken = False
+        self._woken_while_full = False
         self._crashes: dict[str, int] = {}
         self._root_ref: ActorRef[Any] | None = None
         self._root: Supervisor | None = None
@@ -369,6 +371,7 @@ class Worker:
                 self._woken = False
                 while self._accepting and await self.claim_orphans() > 0:
                     pass
+                self._woken_while_full = self.capacity() == 0
                 await self.watch_wakeups()
         except StoreError as exc:  # the lease keeper's next claim takes them
             self.log.warning("cannot claim the jobs that woke; will retry", error=repr(exc))
@@ -396,6 +399,9 @@ class Worker:
         finally:
             if not self.holds(actor.job.id):
                 self._let_go(actor.job.id)  # local waiters of a job no longer run here read the store
+            if self._woken_while_full and self._accepting and self.capacity() > 0:
+                self._woken_while_full = False
+                self._wake()  # jobs woke while every slot was taken: one is free now
 
     def _restart_if_due(self, actor: JobActor, task: asyncio.Task[Exit]) -> None:
         if task.cancelled():

@@ -198,6 +198,32 @@ async def test_a_worker_already_running_wakes_a_job_another_worker_put_to_sleep(
     assert [record.name for record in await store.read_steps("w")] == ["durapod.sleep"]
 
 
+async def test_a_job_that_wakes_while_every_slot_is_taken_runs_when_one_frees() -> None:
+    """With ``max_concurrency`` reached at its wake time, the job runs as soon as a slot frees, not at the
+    next periodic claim (a third of the hour-long lease here)."""
+    clock = FakeClock(START)
+    release = asyncio.Event()
+
+    async def agent(text: str, ctx: JobContext) -> str:
+        if text == "busy":
+            await ctx.step("hold", release.wait)
+        else:
+            await ctx.sleep(10)
+        return text
+
+    store = MemoryStore()
+    async with DurableAgent(agent, store, clock=clock, lease_ttl=3600, max_concurrency=1) as durable:
+        await durable.start("sleeper", "zz")
+        await sleeping(store, "sleeper")
+        await durable.start("busy", "busy")  # takes the only slot
+        await clock.advance(10)
+        assert (await durable.status("sleeper")).status is JobStatus.PENDING  # type: ignore[union-attr]
+        release.set()
+        assert (await durable.wait("busy", timeout=WAIT)).status is JobStatus.COMPLETED
+        done = await durable.wait("sleeper", timeout=WAIT)
+    assert done.status is JobStatus.COMPLETED
+
+
 # -- a real worker process, SIGKILLed mid-sleep ---------------------------------------------------
 
 
