@@ -227,7 +227,8 @@ class Worker:
                 task.cancel()
             if late:
                 await asyncio.wait(late)
-        # jobs waiting for a timer here, and those whose actor began to wait (a retry, a sleep) while draining
+        # jobs waiting for a timer here, and those whose actor began to wait for a retry while draining (a
+        # job that fell asleep is in the store already, held by no one)
         retrying = [actor.job.id for actor in actors if _exit_of(actor) is Exit.RETRY]
         for job_id in dict.fromkeys([*self._waiting, *retrying]):
             self._take_waiting(job_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 from urllib.parse import urlsplit
 
 import pydantic_core
@@ -74,6 +74,11 @@ def _decode_job(row: Sequence[Any]) -> Job:
     return job
 
 
+def _is_seq(value: object) -> TypeGuard[int]:
+    """True for an event's ``seq``: an int, not a bool (the plain int every runtime event has is tested first)."""
+    return type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
+
+
 def _record_json(record: BaseModel) -> str:
     """``record.model_dump_json()`` without its Python wrapper (a job or a step, on every write)."""
     return record.__pydantic_serializer__.to_json(record).decode()
@@ -104,7 +109,7 @@ def _encode_events(job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> li
     encoded: list[tuple[int, str]] = []
     for event in events:
         seq = event.get("seq")
-        if type(seq) is not int and (not isinstance(seq, int) or isinstance(seq, bool)):
+        if not _is_seq(seq):
             raise InvalidInput("event", event, "no int 'seq'", job_id)
         # a plain dict (every event the runtime makes) is encoded as it is; another mapping is copied
         encoded.append((seq, _encode_json(event if type(event) is dict else dict(event), "event", job_id)))

@@ -16,6 +16,7 @@ from pydantic import JsonValue
 from durapod.errors import InvalidInput, JobNotFound, StaleOwnerError, VersionConflict
 from durapod.models import CLAIMABLE, SETTLED, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
+from durapod.stores._codec import _is_seq
 from durapod.stores.base import (
     ControlRequest,
     Page,
@@ -40,8 +41,7 @@ def _lease_is_free(job: Job, lease_until: datetime | None, owner: str, now: date
 
 def _check_events(job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> None:
     for event in events:
-        seq = event.get("seq")
-        if type(seq) is not int and (not isinstance(seq, int) or isinstance(seq, bool)):
+        if not _is_seq(event.get("seq")):
             raise InvalidInput("event", dict(event), "needs an int 'seq'", job_id)
 
 
