@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from durapod import (
     MemoryStore,
     SQLiteStore,
     Store,
+    StoreUnavailable,
 )
 from durapod.testing import FakeClock
 
@@ -400,3 +402,47 @@ async def test_sleepers_wake_in_the_order_of_their_wake_times() -> None:
         await clock.advance(10)
         assert (await durable.wait("s30", timeout=WAIT)).result == 30
     assert woke == [10, 20, 30]
+
+
+class WakeTimesUnreadable(MemoryStore):
+    """A MemoryStore whose ``next_wake`` fails once ``broken`` is set; everything else works."""
+
+    broken = False
+
+    async def next_wake(self, agent: str | None, *, now: datetime) -> datetime | None:
+        if self.broken:
+            raise StoreUnavailable("next_wake is down")
+        return await super().next_wake(agent, now=now)
+
+
+async def test_a_failing_next_wake_is_logged_as_such_and_orphans_are_still_taken(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="durapod")
+    clock = FakeClock(START)
+    store = WakeTimesUnreadable()
+
+    async def agent(text: str, ctx: JobContext) -> str:
+        return text
+
+    orphan = Job(
+        id="o",
+        agent="shared",
+        input="left behind",
+        status=JobStatus.RUNNING,
+        attempts=1,
+        owner="a-dead-worker",
+        lease_until=START - timedelta(seconds=1),
+        epoch=1,
+        created_at=START,
+        updated_at=START,
+    )
+    async with DurableAgent(agent, store, clock=clock, name="shared", lease_ttl=12) as durable:
+        store.broken = True
+        await store.create(orphan)
+        await clock.advance(4)  # the lease keeper's renewal: claims orphans, then asks for the next wake-up
+        done = await durable.wait("o", timeout=WAIT)
+    assert done.status is JobStatus.COMPLETED and done.owner == durable.worker_id
+    messages = [record.getMessage() for record in caplog.records if record.name.startswith("durapod")]
+    assert any("cannot read when the next sleeping job wakes" in message for message in messages), messages
+    assert not any("cannot claim orphaned jobs" in message for message in messages), messages

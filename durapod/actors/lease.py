@@ -142,12 +142,15 @@ class LeaseKeeper(Actor[Any]):
         self._next_renewal = now + self.renew_interval
         try:
             claimed = await owner.claim_orphans()
-            await owner.watch_wakeups()
         except Exception as exc:
             self._log.warning("cannot claim orphaned jobs; will retry", error=repr(exc))
-            return
-        if claimed:
-            self._log.info("took over orphaned jobs", jobs=claimed)
+        else:
+            if claimed:
+                self._log.info("took over orphaned jobs", jobs=claimed)
+        try:
+            await owner.watch_wakeups()
+        except Exception as exc:  # the timer stays as it is; the next renewal asks again
+            self._log.warning("cannot read when the next sleeping job wakes; will retry", error=repr(exc))
 
     def _on_store_failure(self, held: list[str], exc: Exception) -> None:
         since = self.owner.clock.monotonic() - self._last_renewal
