@@ -68,12 +68,15 @@ async def fork_job(
     if not created:
         raise JobConflictError(new_id, "an existing job: a fork needs a new id")
     if copied:
-        running = await store.save(stored.evolve(status=JobStatus.RUNNING), expected_version=stored.version)
+        running = await store.save(
+            stored.evolve(status=JobStatus.RUNNING, updated_at=clock.utcnow()), expected_version=stored.version
+        )
         for record in copied:
             await store.append_step(
                 new_step_record(new_id, record.index, record.name, record.result, 0, running.epoch, clock.utcnow())
             )
         stored = await store.save(
-            running.evolve(status=JobStatus.PENDING, steps=len(copied)), expected_version=running.version
+            running.evolve(status=JobStatus.PENDING, steps=len(copied), updated_at=clock.utcnow()),
+            expected_version=running.version,
         )
     return stored

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from durapod import Client, DurableAgent, JobConflictError, JobContext, JobNotFound, JobStatus, SQLiteStore, Store
+from durapod.testing import FakeClock
 
 
 def counting_agent(ran: Counter[str]) -> object:
@@ -71,6 +73,17 @@ async def test_a_client_fork_is_queued_for_a_worker_of_the_agent(store: Store) -
         await asyncio.gather(serving, return_exceptions=True)
     assert done.result == "doc>fetch>parse>summarize>publish"
     assert ran == Counter({"publish": 1})
+
+
+async def test_a_fork_is_stamped_by_the_injected_clock(store: Store) -> None:
+    """Every time a fork writes (the copy, its journal, the job handed back) is the clock's, not the wall's."""
+    moment = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    async with DurableAgent(counting_agent(Counter()), store, name="pipeline", clock=FakeClock(moment)) as durable:
+        await durable.run("src", "doc")
+        forked = await durable.fork("src", "stamped", from_step=2)
+        journal = await durable.steps("stamped")
+    assert forked.created_at == forked.updated_at == moment
+    assert [record.recorded_at for record in journal[:2]] == [moment, moment]
 
 
 async def test_fork_refuses_an_existing_id_a_missing_source_and_a_bad_step(store: Store) -> None:
