@@ -838,6 +838,53 @@ async def test_request_control_for_an_unknown_job_raises_job_not_found(store: St
     assert await store.take_controls(["ghost"]) == []
 
 
+# -- worker ids -------------------------------------------------------------------------------------
+
+
+async def test_a_worker_id_is_held_by_one_token_until_its_lease_ends(store: Store) -> None:
+    assert await store.register_worker("w1", "first", info="first's", lease_until=LIVE, now=NOW) is None
+    # another token is refused while the lease lasts, and told who holds the id
+    assert await store.register_worker("w1", "second", info="second's", lease_until=LATER, now=NOW) == "first's"
+    # the holder registers again (a restart that kept its token)
+    assert await store.register_worker("w1", "first", info="first's again", lease_until=LIVE, now=NOW) is None
+    assert await store.register_worker("w1", "second", info="second's", lease_until=LATER, now=NOW) == "first's again"
+    # other ids are free
+    assert await store.register_worker("w2", "second", info="second's", lease_until=LIVE, now=NOW) is None
+    # once the lease ended, anyone may take the id (a lease that ended a minute ago: on every clock)
+    assert await store.register_worker("w1", "first", info="first's", lease_until=EXPIRED, now=NOW) is None
+    assert await store.register_worker("w1", "second", info="second's", lease_until=LATER, now=NOW) is None
+    assert await store.register_worker("w1", "first", info="first's", lease_until=LATER, now=NOW) == "second's"
+
+
+async def test_a_worker_id_is_taken_over_by_naming_its_holders_token(store: Store) -> None:
+    assert await store.register_worker("w1", "gone", info="gone's", lease_until=LATER, now=NOW) is None
+    assert await store.register_worker("w1", "new", info="new's", lease_until=LATER, now=NOW, replace="other") == (
+        "gone's"
+    )
+    assert await store.register_worker("w1", "new", info="new's", lease_until=LATER, now=NOW, replace="gone") is None
+    assert await store.renew_worker("w1", "gone", lease_until=LATER, now=NOW) is False
+    assert await store.renew_worker("w1", "new", lease_until=LATER, now=NOW) is True
+
+
+async def test_renew_worker_extends_the_holders_claim_only(store: Store) -> None:
+    # a claim whose lease has just ended is renewed: held again from then
+    assert await store.register_worker("w1", "mine", info="mine", lease_until=EXPIRED, now=NOW) is None
+    assert await store.renew_worker("w1", "mine", lease_until=LATER, now=NOW) is True
+    assert await store.register_worker("w1", "theirs", info="theirs", lease_until=LATER, now=NOW) == "mine"
+    assert await store.renew_worker("w1", "theirs", lease_until=LATER, now=NOW) is False
+    assert await store.renew_worker("nobody", "mine", lease_until=LATER, now=NOW) is False
+
+
+async def test_unregister_worker_frees_the_id_only_for_its_holder(store: Store) -> None:
+    assert await store.register_worker("w1", "mine", info="mine", lease_until=LATER, now=NOW) is None
+    await store.unregister_worker("w1", "theirs")  # not the holder: nothing changes
+    assert await store.register_worker("w1", "theirs", info="theirs", lease_until=LATER, now=NOW) == "mine"
+    await store.unregister_worker("w1", "mine")
+    assert await store.renew_worker("w1", "mine", lease_until=LATER, now=NOW) is False
+    assert await store.register_worker("w1", "theirs", info="theirs", lease_until=LATER, now=NOW) is None
+    await store.unregister_worker("nobody", "mine")  # an unknown id: nothing to do
+
+
 # -- schedules --------------------------------------------------------------------------------------
 
 
