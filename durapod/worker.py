@@ -8,9 +8,8 @@ itself could not write (the store failed), the worker restarts it after a short 
 from the store again. Beside the actors, a root :class:`~durapod.lowlevel.Supervisor` runs the worker's
 permanent services: the :class:`~durapod.actors.lease.LeaseKeeper` (and the scheduler, when started).
 
-A worker registers its id in the store while it runs; a second live worker with the same id is refused
-with :class:`~durapod.WorkerIdInUse`. A worker started again under the id of a dead one (the same host,
-its process gone) takes the id over at once, and with it the dead worker's jobs.
+A worker registers its id in the store while it runs (see :mod:`durapod._worker_id`): a second live
+worker with the same id is refused with :class:`~durapod.WorkerIdInUse`.
 """
 
 from __future__ import annotations
@@ -19,24 +18,21 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import json
-import os
-import socket
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any
 
 from pydantic import JsonValue
 
 from durapod._control import apply_control
 from durapod._invoke import AgentInvoker
 from durapod._log import get_logger
+from durapod._worker_id import Registration, default_worker_id
 from durapod.actors.eventlog import Flusher
 from durapod.actors.job import Cancel, Drain, Exit, JobActor, JobRuntime, LeaseLost, Pause
 from durapod.actors.lease import LeaseKeeper
 from durapod.children import ChildRuntime
-from durapod.errors import JobStateError, StoreError, WorkerIdInUse
+from durapod.errors import JobStateError, StoreError
 from durapod.lowlevel.actor import ActorRef, spawn
 from durapod.lowlevel.clock import Clock, Timer
 from durapod.lowlevel.policy import Backoff, ChildSpec, RestartType
@@ -56,37 +52,6 @@ _IDLE_DELAY = 0.005
 #: before it wakes. The timer fires 0.9 µs after the lease's end: a time that rounds to the wake time,
 #: whatever float error the clock's arithmetic adds.
 _WAKE_MARGIN = 0.9e-6
-
-
-def default_worker_id() -> str:
-    """An id unique to this process: host, process id and a random part."""
-    host = "".join(ch for ch in socket.gethostname() if ch.isalnum() or ch in "-._") or "host"
-    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-#: This process among all the processes that ever had its pid (a container restarted keeps pid 1, say).
-_PROCESS: Final = uuid.uuid4().hex
-
-
-def _process_is_gone(holder: dict[str, Any]) -> bool:
-    """True if the registered holder of an id is a process of this host that no longer exists."""
-    if holder.get("host") != socket.gethostname():
-        return False  # another host: only its lease running out tells
-    if holder.get("process") == _PROCESS:
-        return False  # another worker of this very process
-    pid = holder.get("pid")
-    if not isinstance(pid, int):
-        return False
-    if pid == os.getpid():
-        return True  # an earlier process that had our pid
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _exit_of(actor: JobActor) -> Exit | None:
@@ -133,6 +98,7 @@ class Worker:
         self.shutdown_grace = shutdown_grace
         self.poll_interval = poll_interval
         self.log = get_logger("durapod.worker", worker_id=worker_id)
+        self._registration = Registration(store, worker_id, lease_ttl=lease_ttl, clock=clock, log=self.log)
         self._written = written
         self._let_go = let_go
         self._runtime = JobRuntime(
@@ -168,7 +134,6 @@ class Worker:
         self._crashes: dict[str, int] = {}
         self._root_ref: ActorRef[Any] | None = None
         self._root: Supervisor | None = None
-        self._token = uuid.uuid4().hex
         self._accepting = False
 
     def __repr__(self) -> str:
@@ -197,7 +162,7 @@ class Worker:
         """
         if self._accepting:
             return
-        await self._register()
+        await self._registration.register()
         try:
             root = self._root = Supervisor(f"{self.name}:root", max_restarts=3, within=5.0, clock=self.clock)
             self._root_ref = await spawn(root, name=root.name)
@@ -253,51 +218,13 @@ class Worker:
             ref.stop()
             await ref.join()
         self._root = None
-        try:
-            await self.store.unregister_worker(self.worker_id, self._token)
-        except StoreError as exc:
-            self.log.warning("cannot unregister the worker id", error=repr(exc))
+        await self._registration.unregister()
 
     # -- the worker's id -------------------------------------------------------------------------
 
-    def _registration(self) -> str:
-        return json.dumps({"token": self._token, "host": socket.gethostname(), "pid": os.getpid(), "process": _PROCESS})
-
-    async def _register(self) -> None:
-        now = self.clock.utcnow()
-        until = now + timedelta(seconds=self.lease_ttl)
-        holder = await self.store.register_worker(
-            self.worker_id, self._token, info=self._registration(), lease_until=until, now=now
-        )
-        if holder is None:
-            return
-        try:
-            details = json.loads(holder)
-        except ValueError:
-            details = {}
-        if not isinstance(details, dict) or not _process_is_gone(details):
-            where = f"host {details.get('host')!r}, pid {details.get('pid')!r}" if isinstance(details, dict) else holder
-            raise WorkerIdInUse(self.worker_id, where)
-        # the holder died on this host: take its id over now (and its jobs with reclaim_own)
-        replaced = await self.store.register_worker(
-            self.worker_id,
-            self._token,
-            info=self._registration(),
-            lease_until=until,
-            now=now,
-            replace=str(details.get("token")),
-        )
-        if replaced is not None:
-            raise WorkerIdInUse(self.worker_id, "a process that started meanwhile")
-
     async def renew_registration(self) -> None:
         """Extend the worker's claim on its id (the lease keeper calls this)."""
-        now = self.clock.utcnow()
-        until = now + timedelta(seconds=self.lease_ttl)
-        if not await self.store.renew_worker(self.worker_id, self._token, lease_until=until, now=now):
-            # taken over after we could not renew for a whole lease: keep going under a fresh claim
-            self.log.warning("the worker id's registration had lapsed; registering again")
-            await self._register()
+        await self._registration.renew()
 
     # -- running jobs ----------------------------------------------------------------------------
 
