@@ -4,7 +4,8 @@
 - the :class:`~durapod.scheduling.Scheduler` owns the agent's schedules;
 - the :class:`~durapod.Client` core answers queries and control requests, the same way for both.
 
-``run`` and ``start`` are the facade's own: they create (or join) a job and run it in the worker.
+``run`` and ``start`` are the facade's own: they create (or join) a job and run it in the worker, through
+its :class:`~durapod._agent_start.JobStarter` (the new job's record, and what an existing id does).
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import builtins
 import math
 import random as _random
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
-from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
 
 from pydantic import BaseModel, JsonValue
 
+from durapod._agent_start import JobStarter
 from durapod._invoke import AgentInvoker, agent_name
 from durapod._stream import Subscribers, follow
 from durapod._typed import answer_codec, resolve_type_key
@@ -26,12 +27,11 @@ from durapod._waiting import Waiters
 from durapod.budget import Budget
 from durapod.children import ChildRuntime
 from durapod.client import Client
-from durapod.errors import JobConflictError, VersionConflict
 from durapod.events import Event
 from durapod.idempotency import keyed_job_id, with_key
 from durapod.integrations import adapt
 from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
-from durapod.models import Job, JobStatus, StepRecord, check_json, check_metadata, new_job, validate_job_id
+from durapod.models import Job, JobStatus, StepRecord, check_json, check_metadata, validate_job_id
 from durapod.retry import RetryPolicy
 from durapod.schedules import CatchUp, CronSchedule, Overlap, ScheduleState, parse_timezone
 from durapod.scheduling import Scheduler, ScheduleRequest
@@ -214,7 +214,8 @@ class DurableAgent:
             store_timeout=_seconds("store_timeout", store_timeout, allow_zero=False),
         )
         self._patient = self._client._patient
-        children.store, children.agent, children.adopt = self._patient, self.name, self._adopt_child
+        self._jobs = JobStarter(self._patient, self._worker, self._types, self.metadata, self.budget)
+        children.store, children.agent, children.adopt = self._patient, self.name, self._jobs.adopt_child
         children.dump_input, children.typed = self._types.dump_input, self._typed
         self._scheduler = Scheduler(
             self._patient,
@@ -222,7 +223,7 @@ class DurableAgent:
             name=self.name,
             timezone=timezone,
             clock=self.clock,
-            start_fired=self._start_fired,
+            start_fired=self._jobs.start_fired,
         )
         if schedule is not None:
             CronSchedule(schedule, timezone)  # ValueError naming a bad expression, now
@@ -348,13 +349,13 @@ class DurableAgent:
         seen before returns its job.
         """
         job_id = keyed_job_id(job_id, idempotency_key)
-        job = self._new_job(job_id, input, with_key(metadata, idempotency_key), owned=True, budget=budget)
+        job = self._jobs.new_job(job_id, input, with_key(metadata, idempotency_key), owned=True, budget=budget)
         self._require_running()
         stored, created = await self._patient.create(job)
         if created:
             self._worker.spawn(stored, fresh=True)
             return stored
-        return await self._start_existing(stored, job.input)
+        return await self._jobs.start_existing(stored, job.input)
 
     async def run_stream(
         self, job_id: str, input: Any = None, *, metadata: Mapping[str, JsonValue] | None = None
@@ -543,17 +544,6 @@ class DurableAgent:
     def _holds(self, job_id: str) -> bool:
         return self._worker.holds(job_id)
 
-    async def _adopt_child(self, job: Job) -> None:
-        """Run a child job of this agent, just queued by one of its jobs, here at once."""
-        if not self._worker.is_running:
-            return
-        now = self.clock.utcnow()
-        claimed = await self._patient.claim(
-            job.id, self.worker_id, lease_until=now + timedelta(seconds=self.lease_ttl), now=now
-        )
-        if claimed is not None:
-            await self._worker.start(claimed, fresh=True)
-
     def _require_running(self) -> None:
         if not self._worker.is_running:
             raise RuntimeError(f"{self!r} is not running: use `async with durable:` (or await durable.open())")
@@ -577,88 +567,3 @@ class DurableAgent:
             checked: JsonValue = check_json(value, "resume input", job_id)
             return checked
         return codec.dump(value, "resume input", job_id)
-
-    def _new_job(
-        self,
-        job_id: str,
-        input: Any,
-        metadata: Mapping[str, JsonValue] | None,
-        *,
-        owned: bool,
-        budget: Budget | None = None,
-    ) -> Job:
-        """The new job's record; ``job_id`` was validated by the caller (``keyed_job_id``, say)."""
-        input = self._types.dump_input(input, job_id)
-        budget = budget or self.budget
-        if budget is not None and not isinstance(budget, Budget):
-            raise TypeError(f"budget must be a durapod.Budget, got {budget!r}")
-        # a fresh copy for every job: a record never shares a container with the caller or another job
-        extra = metadata if isinstance(metadata, Mapping) else check_metadata(metadata, "metadata", job_id)
-        merged = check_json({**self.metadata, **extra}, "metadata", job_id)
-        now = self.clock.utcnow()
-        return new_job(
-            id=job_id,
-            agent=self.name,
-            input=input,
-            status=JobStatus.PENDING,
-            metadata=merged,
-            created_at=now,
-            updated_at=now,
-            version=1,
-            owner=self.worker_id if owned else None,
-            lease_until=now + timedelta(seconds=self.lease_ttl) if owned else None,
-            epoch=1 if owned else 0,
-            budget=None if budget is None else budget.model_dump(mode="json"),
-        )
-
-    async def _start_fired(self, job_id: str, input: JsonValue, metadata: dict[str, JsonValue]) -> bool:
-        """Create a schedule fire's job if absent and run it here (the scheduler calls this)."""
-        job = self._new_job(validate_job_id(job_id), input, metadata, owned=True)
-        stored, created = await self._patient.create(job)
-        if created:
-            self._worker.spawn(stored, fresh=True)
-        return created
-
-    def _check_same(self, stored: Job, input: JsonValue) -> None:
-        if stored.agent != self.name:
-            raise JobConflictError(stored.id, f"another agent ({stored.agent!r})")
-        if stored.input != input:
-            raise JobConflictError(stored.id)
-
-    async def _start_existing(self, stored: Job, input: JsonValue) -> Job:
-        self._check_same(stored, input)
-        worker = self._worker
-        job_id = stored.id
-        while stored.status is JobStatus.FAILED:
-            now = self.clock.utcnow()
-            rerun = stored.evolve(
-                status=JobStatus.PENDING,
-                run_attempts_base=stored.attempts,
-                owner=self.worker_id,
-                epoch=stored.epoch + 1,
-                lease_until=now + timedelta(seconds=self.lease_ttl),
-                next_attempt_at=None,
-                completed_at=None,
-                updated_at=now,
-            )
-            try:
-                stored = await self._patient.save(rerun, expected_version=stored.version)
-            except VersionConflict:
-                fresh = await self._patient.get(job_id)
-                if fresh is None:
-                    raise
-                stored = fresh
-                continue
-            self._worker.log.info("job runs again", job_id=job_id, attempts=stored.attempts)
-            await worker.start(stored)
-            return stored
-        if stored.status in (JobStatus.PENDING, JobStatus.RUNNING) and not worker.holds(job_id):
-            # Nobody here runs it: take it over if its owner's lease has lapsed (or it is ours).
-            now = self.clock.utcnow()
-            claimed = await self._patient.claim(
-                job_id, self.worker_id, lease_until=now + timedelta(seconds=self.lease_ttl), now=now, reclaim_own=True
-            )
-            if claimed is not None:
-                await worker.start(claimed)
-                return claimed
-        return stored
