@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
+from durapod._agent_settings import check_budget
 from durapod._typed import AgentTypes
 from durapod.budget import Budget
 from durapod.errors import JobConflictError, VersionConflict
@@ -61,9 +62,7 @@ class JobStarter:
     ) -> Job:
         """The new job's record; ``job_id`` was validated by the caller (``keyed_job_id``, say)."""
         input = self.types.dump_input(input, job_id)
-        budget = budget or self.budget
-        if budget is not None and not isinstance(budget, Budget):
-            raise TypeError(f"budget must be a durapod.Budget, got {budget!r}")
+        budget = check_budget(budget or self.budget)
         # a fresh copy for every job: a record never shares a container with the caller or another job
         extra = metadata if isinstance(metadata, Mapping) else check_metadata(metadata, "metadata", job_id)
         merged = check_json({**self.metadata, **extra}, "metadata", job_id)

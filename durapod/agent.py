@@ -11,7 +11,6 @@ its :class:`~durapod._agent_start.JobStarter` (the new job's record, and what an
 from __future__ import annotations
 
 import builtins
-import math
 import random as _random
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from types import TracebackType
@@ -19,8 +18,9 @@ from typing import Any, Self
 
 from pydantic import BaseModel, JsonValue
 
+from durapod._agent_settings import check_budget, check_lease_ttl, count, jobs_metadata, name_of, seconds
 from durapod._agent_start import JobStarter
-from durapod._invoke import AgentInvoker, agent_name
+from durapod._invoke import AgentInvoker
 from durapod._stream import Subscribers, follow
 from durapod._typed import answer_codec, resolve_type_key
 from durapod._waiting import Waiters
@@ -36,24 +36,9 @@ from durapod.retry import RetryPolicy
 from durapod.schedules import CatchUp, CronSchedule, Overlap, ScheduleState, parse_timezone
 from durapod.scheduling import Scheduler, ScheduleRequest
 from durapod.stores.base import Page, Store
-from durapod.versioning import VERSION_KEY
 from durapod.worker import Worker, default_worker_id
 
 __all__ = ["DurableAgent"]
-
-
-def _seconds(name: str, value: float, *, allow_zero: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-    return float(value)
-
-
-def _count(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 class DurableAgent:
@@ -160,29 +145,19 @@ class DurableAgent:
             random=random or _random.random,
         )
         if max_concurrency is not None:
-            _count("max_concurrency", max_concurrency, 1)
+            count("max_concurrency", max_concurrency, 1)
         self.agent = agent
         self.store = store
         self._types = invoker.types
-        if budget is not None and not isinstance(budget, Budget):
-            raise TypeError(f"budget must be a durapod.Budget, got {budget!r}")
-        self.budget = budget
+        self.budget = check_budget(budget)
         self.retry_policy = retry
-        self.lease_ttl = _seconds("lease_ttl", lease_ttl, allow_zero=False)
-        if self.lease_ttl < 0.01:
-            raise ValueError(f"lease_ttl must be at least 0.01 seconds, got {lease_ttl!r}")
-        self.name = name if name is not None else getattr(agent, "durapod_name", None) or agent_name(agent)
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"name must be a non-empty str, got {self.name!r}")
+        self.lease_ttl = check_lease_ttl(lease_ttl)
+        self.name = name_of(agent, name)
         self.worker_id = validate_job_id(worker_id) if worker_id is not None else default_worker_id()
-        self.metadata: dict[str, JsonValue] = check_metadata(metadata)
-        if version is not None:
-            if not isinstance(version, str) or not version:
-                raise ValueError(f"version must be a non-empty str or None, got {version!r}")
-            self.metadata[VERSION_KEY] = version
+        self.metadata = jobs_metadata(metadata, version)
         self.version = version
         self.clock: Clock = clock or SYSTEM_CLOCK
-        self.poll_interval = _seconds("poll_interval", poll_interval, allow_zero=False)
+        self.poll_interval = seconds("poll_interval", poll_interval, allow_zero=False)
         parse_timezone(timezone)
         self._waiters = Waiters()
         self._subscribers = Subscribers()
@@ -193,11 +168,11 @@ class DurableAgent:
             name=self.name,
             worker_id=self.worker_id,
             retry=retry,
-            pause_timeout=_seconds("pause_timeout", pause_timeout),
+            pause_timeout=seconds("pause_timeout", pause_timeout),
             lease_ttl=self.lease_ttl,
-            max_recoveries=_count("max_recoveries", max_recoveries, 0),
+            max_recoveries=count("max_recoveries", max_recoveries, 0),
             max_concurrency=max_concurrency,
-            shutdown_grace=_seconds("shutdown_grace", shutdown_grace),
+            shutdown_grace=seconds("shutdown_grace", shutdown_grace),
             clock=self.clock,
             poll_interval=self.poll_interval,
             written=self._waiters.publish,
@@ -211,7 +186,7 @@ class DurableAgent:
             waiters=self._waiters,
             subscribers=self._subscribers,
             poll_interval=self.poll_interval,
-            store_timeout=_seconds("store_timeout", store_timeout, allow_zero=False),
+            store_timeout=seconds("store_timeout", store_timeout, allow_zero=False),
         )
         self._patient = self._client._patient
         self._jobs = JobStarter(self._patient, self._worker, self._types, self.metadata, self.budget)
