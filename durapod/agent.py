@@ -16,13 +16,13 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
-from pydantic import BaseModel, JsonValue
+from pydantic import JsonValue
 
 from durapod._agent_settings import check_budget, check_lease_ttl, count, jobs_metadata, name_of, seconds
 from durapod._agent_start import JobStarter
+from durapod._agent_types import resume_answer, typed_result
 from durapod._invoke import AgentInvoker
 from durapod._stream import Subscribers, follow
-from durapod._typed import answer_codec, resolve_type_key
 from durapod._waiting import Waiters
 from durapod.budget import Budget
 from durapod.children import ChildRuntime
@@ -31,7 +31,7 @@ from durapod.events import Event
 from durapod.idempotency import keyed_job_id, with_key
 from durapod.integrations import adapt
 from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
-from durapod.models import Job, JobStatus, StepRecord, check_json, check_metadata, validate_job_id
+from durapod.models import Job, JobStatus, StepRecord, check_metadata, validate_job_id
 from durapod.retry import RetryPolicy
 from durapod.schedules import CatchUp, CronSchedule, Overlap, ScheduleState, parse_timezone
 from durapod.scheduling import Scheduler, ScheduleRequest
@@ -445,7 +445,7 @@ class DurableAgent:
         form), checked here: a value that is not one raises ``InvalidInput`` and the job stays paused.
         """
         self._require_running()
-        new_input = await self._answer(job_id, new_input)
+        new_input = resume_answer(await self._client.status(job_id), new_input, job_id)
         return self._typed(await self._client.resume(job_id, new_input, wait=wait, timeout=timeout))
 
     # -- schedules: the Scheduler service --------------------------------------------------------
@@ -525,20 +525,4 @@ class DurableAgent:
 
     def _typed(self, job: Job) -> Job:
         """The job with its result as the agent's return type (the store holds its JSON form)."""
-        if self._types.result is None or job.status is not JobStatus.COMPLETED or job.agent != self.name:
-            return job
-        return job.model_copy(update={"result": self._types.load_result(job.result, job.id)})
-
-    async def _answer(self, job_id: str, value: Any) -> JsonValue:
-        """The JSON form of a resume value, checked against the answer type the job's interrupt asked for."""
-        job = await self._client.status(job_id)
-        codec = None
-        if job is not None and job.waiting_for is not None:
-            answer_type = resolve_type_key(job.answer_type)
-            codec = answer_codec(answer_type) if answer_type is not None else None
-        if codec is None and isinstance(value, BaseModel):
-            codec = answer_codec(type(value))
-        if codec is None:
-            checked: JsonValue = check_json(value, "resume input", job_id)
-            return checked
-        return codec.dump(value, "resume input", job_id)
+        return typed_result(job, self._types, self.name)
