@@ -4,56 +4,41 @@
 - the :class:`~durapod.scheduling.Scheduler` owns the agent's schedules;
 - the :class:`~durapod.Client` core answers queries and control requests, the same way for both.
 
-``run`` and ``start`` are the facade's own: they create (or join) a job and run it in the worker.
+``run`` and ``start`` are the facade's own: they create (or join) a job and run it in the worker, through
+its :class:`~durapod._agent_start.JobStarter` (the new job's record, and what an existing id does).
 """
 
 from __future__ import annotations
 
 import builtins
-import math
 import random as _random
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
-from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
 
-from pydantic import BaseModel, JsonValue
+from pydantic import JsonValue
 
-from durapod._invoke import AgentInvoker, agent_name
+from durapod._agent_settings import check_budget, check_lease_ttl, count, jobs_metadata, name_of, seconds
+from durapod._agent_start import JobStarter
+from durapod._agent_types import resume_answer, typed_result
+from durapod._invoke import AgentInvoker
 from durapod._stream import Subscribers, follow
-from durapod._typed import answer_codec, resolve_type_key
 from durapod._waiting import Waiters
 from durapod.budget import Budget
 from durapod.children import ChildRuntime
 from durapod.client import Client
-from durapod.errors import JobConflictError, VersionConflict
 from durapod.events import Event
 from durapod.idempotency import keyed_job_id, with_key
 from durapod.integrations import adapt
 from durapod.lowlevel.clock import SYSTEM_CLOCK, Clock
-from durapod.models import Job, JobStatus, StepRecord, check_json, check_metadata, new_job, validate_job_id
+from durapod.models import Job, JobStatus, StepRecord, check_metadata, validate_job_id
 from durapod.retry import RetryPolicy
 from durapod.schedules import CatchUp, CronSchedule, Overlap, ScheduleState, parse_timezone
 from durapod.scheduling import Scheduler, ScheduleRequest
 from durapod.stores.base import Page, Store
-from durapod.versioning import VERSION_KEY
 from durapod.worker import Worker, default_worker_id
 
 __all__ = ["DurableAgent"]
-
-
-def _seconds(name: str, value: float, *, allow_zero: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-    return float(value)
-
-
-def _count(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 class DurableAgent:
@@ -160,29 +145,19 @@ class DurableAgent:
             random=random or _random.random,
         )
         if max_concurrency is not None:
-            _count("max_concurrency", max_concurrency, 1)
+            count("max_concurrency", max_concurrency, 1)
         self.agent = agent
         self.store = store
         self._types = invoker.types
-        if budget is not None and not isinstance(budget, Budget):
-            raise TypeError(f"budget must be a durapod.Budget, got {budget!r}")
-        self.budget = budget
+        self.budget = check_budget(budget)
         self.retry_policy = retry
-        self.lease_ttl = _seconds("lease_ttl", lease_ttl, allow_zero=False)
-        if self.lease_ttl < 0.01:
-            raise ValueError(f"lease_ttl must be at least 0.01 seconds, got {lease_ttl!r}")
-        self.name = name if name is not None else getattr(agent, "durapod_name", None) or agent_name(agent)
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"name must be a non-empty str, got {self.name!r}")
+        self.lease_ttl = check_lease_ttl(lease_ttl)
+        self.name = name_of(agent, name)
         self.worker_id = validate_job_id(worker_id) if worker_id is not None else default_worker_id()
-        self.metadata: dict[str, JsonValue] = check_metadata(metadata)
-        if version is not None:
-            if not isinstance(version, str) or not version:
-                raise ValueError(f"version must be a non-empty str or None, got {version!r}")
-            self.metadata[VERSION_KEY] = version
+        self.metadata = jobs_metadata(metadata, version)
         self.version = version
         self.clock: Clock = clock or SYSTEM_CLOCK
-        self.poll_interval = _seconds("poll_interval", poll_interval, allow_zero=False)
+        self.poll_interval = seconds("poll_interval", poll_interval, allow_zero=False)
         parse_timezone(timezone)
         self._waiters = Waiters()
         self._subscribers = Subscribers()
@@ -193,11 +168,11 @@ class DurableAgent:
             name=self.name,
             worker_id=self.worker_id,
             retry=retry,
-            pause_timeout=_seconds("pause_timeout", pause_timeout),
+            pause_timeout=seconds("pause_timeout", pause_timeout),
             lease_ttl=self.lease_ttl,
-            max_recoveries=_count("max_recoveries", max_recoveries, 0),
+            max_recoveries=count("max_recoveries", max_recoveries, 0),
             max_concurrency=max_concurrency,
-            shutdown_grace=_seconds("shutdown_grace", shutdown_grace),
+            shutdown_grace=seconds("shutdown_grace", shutdown_grace),
             clock=self.clock,
             poll_interval=self.poll_interval,
             written=self._waiters.publish,
@@ -211,10 +186,11 @@ class DurableAgent:
             waiters=self._waiters,
             subscribers=self._subscribers,
             poll_interval=self.poll_interval,
-            store_timeout=_seconds("store_timeout", store_timeout, allow_zero=False),
+            store_timeout=seconds("store_timeout", store_timeout, allow_zero=False),
         )
         self._patient = self._client._patient
-        children.store, children.agent, children.adopt = self._patient, self.name, self._adopt_child
+        self._jobs = JobStarter(self._patient, self._worker, self._types, self.metadata, self.budget)
+        children.store, children.agent, children.adopt = self._patient, self.name, self._jobs.adopt_child
         children.dump_input, children.typed = self._types.dump_input, self._typed
         self._scheduler = Scheduler(
             self._patient,
@@ -222,7 +198,7 @@ class DurableAgent:
             name=self.name,
             timezone=timezone,
             clock=self.clock,
-            start_fired=self._start_fired,
+            start_fired=self._jobs.start_fired,
         )
         if schedule is not None:
             CronSchedule(schedule, timezone)  # ValueError naming a bad expression, now
@@ -348,13 +324,13 @@ class DurableAgent:
         seen before returns its job.
         """
         job_id = keyed_job_id(job_id, idempotency_key)
-        job = self._new_job(job_id, input, with_key(metadata, idempotency_key), owned=True, budget=budget)
+        job = self._jobs.new_job(job_id, input, with_key(metadata, idempotency_key), owned=True, budget=budget)
         self._require_running()
         stored, created = await self._patient.create(job)
         if created:
             self._worker.spawn(stored, fresh=True)
             return stored
-        return await self._start_existing(stored, job.input)
+        return await self._jobs.start_existing(stored, job.input)
 
     async def run_stream(
         self, job_id: str, input: Any = None, *, metadata: Mapping[str, JsonValue] | None = None
@@ -469,7 +445,7 @@ class DurableAgent:
         form), checked here: a value that is not one raises ``InvalidInput`` and the job stays paused.
         """
         self._require_running()
-        new_input = await self._answer(job_id, new_input)
+        new_input = resume_answer(await self._client.status(job_id), new_input, job_id)
         return self._typed(await self._client.resume(job_id, new_input, wait=wait, timeout=timeout))
 
     # -- schedules: the Scheduler service --------------------------------------------------------
@@ -543,122 +519,10 @@ class DurableAgent:
     def _holds(self, job_id: str) -> bool:
         return self._worker.holds(job_id)
 
-    async def _adopt_child(self, job: Job) -> None:
-        """Run a child job of this agent, just queued by one of its jobs, here at once."""
-        if not self._worker.is_running:
-            return
-        now = self.clock.utcnow()
-        claimed = await self._patient.claim(
-            job.id, self.worker_id, lease_until=now + timedelta(seconds=self.lease_ttl), now=now
-        )
-        if claimed is not None:
-            await self._worker.start(claimed, fresh=True)
-
     def _require_running(self) -> None:
         if not self._worker.is_running:
             raise RuntimeError(f"{self!r} is not running: use `async with durable:` (or await durable.open())")
 
     def _typed(self, job: Job) -> Job:
         """The job with its result as the agent's return type (the store holds its JSON form)."""
-        if self._types.result is None or job.status is not JobStatus.COMPLETED or job.agent != self.name:
-            return job
-        return job.model_copy(update={"result": self._types.load_result(job.result, job.id)})
-
-    async def _answer(self, job_id: str, value: Any) -> JsonValue:
-        """The JSON form of a resume value, checked against the answer type the job's interrupt asked for."""
-        job = await self._client.status(job_id)
-        codec = None
-        if job is not None and job.waiting_for is not None:
-            answer_type = resolve_type_key(job.answer_type)
-            codec = answer_codec(answer_type) if answer_type is not None else None
-        if codec is None and isinstance(value, BaseModel):
-            codec = answer_codec(type(value))
-        if codec is None:
-            checked: JsonValue = check_json(value, "resume input", job_id)
-            return checked
-        return codec.dump(value, "resume input", job_id)
-
-    def _new_job(
-        self,
-        job_id: str,
-        input: Any,
-        metadata: Mapping[str, JsonValue] | None,
-        *,
-        owned: bool,
-        budget: Budget | None = None,
-    ) -> Job:
-        """The new job's record; ``job_id`` was validated by the caller (``keyed_job_id``, say)."""
-        input = self._types.dump_input(input, job_id)
-        budget = budget or self.budget
-        if budget is not None and not isinstance(budget, Budget):
-            raise TypeError(f"budget must be a durapod.Budget, got {budget!r}")
-        # a fresh copy for every job: a record never shares a container with the caller or another job
-        extra = metadata if isinstance(metadata, Mapping) else check_metadata(metadata, "metadata", job_id)
-        merged = check_json({**self.metadata, **extra}, "metadata", job_id)
-        now = self.clock.utcnow()
-        return new_job(
-            id=job_id,
-            agent=self.name,
-            input=input,
-            status=JobStatus.PENDING,
-            metadata=merged,
-            created_at=now,
-            updated_at=now,
-            version=1,
-            owner=self.worker_id if owned else None,
-            lease_until=now + timedelta(seconds=self.lease_ttl) if owned else None,
-            epoch=1 if owned else 0,
-            budget=None if budget is None else budget.model_dump(mode="json"),
-        )
-
-    async def _start_fired(self, job_id: str, input: JsonValue, metadata: dict[str, JsonValue]) -> bool:
-        """Create a schedule fire's job if absent and run it here (the scheduler calls this)."""
-        job = self._new_job(validate_job_id(job_id), input, metadata, owned=True)
-        stored, created = await self._patient.create(job)
-        if created:
-            self._worker.spawn(stored, fresh=True)
-        return created
-
-    def _check_same(self, stored: Job, input: JsonValue) -> None:
-        if stored.agent != self.name:
-            raise JobConflictError(stored.id, f"another agent ({stored.agent!r})")
-        if stored.input != input:
-            raise JobConflictError(stored.id)
-
-    async def _start_existing(self, stored: Job, input: JsonValue) -> Job:
-        self._check_same(stored, input)
-        worker = self._worker
-        job_id = stored.id
-        while stored.status is JobStatus.FAILED:
-            now = self.clock.utcnow()
-            rerun = stored.evolve(
-                status=JobStatus.PENDING,
-                run_attempts_base=stored.attempts,
-                owner=self.worker_id,
-                epoch=stored.epoch + 1,
-                lease_until=now + timedelta(seconds=self.lease_ttl),
-                next_attempt_at=None,
-                completed_at=None,
-                updated_at=now,
-            )
-            try:
-                stored = await self._patient.save(rerun, expected_version=stored.version)
-            except VersionConflict:
-                fresh = await self._patient.get(job_id)
-                if fresh is None:
-                    raise
-                stored = fresh
-                continue
-            self._worker.log.info("job runs again", job_id=job_id, attempts=stored.attempts)
-            await worker.start(stored)
-            return stored
-        if stored.status in (JobStatus.PENDING, JobStatus.RUNNING) and not worker.holds(job_id):
-            # Nobody here runs it: take it over if its owner's lease has lapsed (or it is ours).
-            now = self.clock.utcnow()
-            claimed = await self._patient.claim(
-                job_id, self.worker_id, lease_until=now + timedelta(seconds=self.lease_ttl), now=now, reclaim_own=True
-            )
-            if claimed is not None:
-                await worker.start(claimed)
-                return claimed
-        return stored
+        return typed_result(job, self._types, self.name)

@@ -7,10 +7,10 @@ when that is a retry, the worker restarts the actor once the job's durable retry
 itself could not write (the store failed), the worker restarts it after a short backoff, reading the job
 from the store again. Beside the actors, a root :class:`~durapod.lowlevel.Supervisor` runs the worker's
 permanent services: the :class:`~durapod.actors.lease.LeaseKeeper` (and the scheduler, when started).
+Its one wake-up timer for the sleeping jobs of its agent is a :class:`~durapod._worker_wakeups.WakeUps`.
 
-A worker registers its id in the store while it runs; a second live worker with the same id is refused
-with :class:`~durapod.WorkerIdInUse`. A worker started again under the id of a dead one (the same host,
-its process gone) takes the id over at once, and with it the dead worker's jobs.
+A worker registers its id in the store while it runs (see :mod:`durapod._worker_id`): a second live
+worker with the same id is refused with :class:`~durapod.WorkerIdInUse`.
 """
 
 from __future__ import annotations
@@ -19,24 +19,22 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import json
-import os
-import socket
-import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
-from typing import Any, Final
+from datetime import timedelta
+from typing import Any
 
 from pydantic import JsonValue
 
 from durapod._control import apply_control
 from durapod._invoke import AgentInvoker
 from durapod._log import get_logger
+from durapod._worker_id import Registration, default_worker_id
+from durapod._worker_wakeups import WakeUps
 from durapod.actors.eventlog import Flusher
 from durapod.actors.job import Cancel, Drain, Exit, JobActor, JobRuntime, LeaseLost, Pause
 from durapod.actors.lease import LeaseKeeper
 from durapod.children import ChildRuntime
-from durapod.errors import JobStateError, StoreError, WorkerIdInUse
+from durapod.errors import JobStateError, StoreError
 from durapod.lowlevel.actor import ActorRef, spawn
 from durapod.lowlevel.clock import Clock, Timer
 from durapod.lowlevel.policy import Backoff, ChildSpec, RestartType
@@ -52,41 +50,6 @@ _CRASH_BACKOFF = Backoff(initial_delay=0.1, max_delay=5.0, multiplier=2.0, jitte
 #: Extra seconds a draining worker waits for its actors beyond their grace (their last writes).
 _DRAIN_MARGIN = 5.0
 _IDLE_DELAY = 0.005
-#: A lease is free strictly after it ends; a sleeping job's ends a microsecond (the stores' resolution)
-#: before it wakes. The timer fires 0.9 µs after the lease's end: a time that rounds to the wake time,
-#: whatever float error the clock's arithmetic adds.
-_WAKE_MARGIN = 0.9e-6
-
-
-def default_worker_id() -> str:
-    """An id unique to this process: host, process id and a random part."""
-    host = "".join(ch for ch in socket.gethostname() if ch.isalnum() or ch in "-._") or "host"
-    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-#: This process among all the processes that ever had its pid (a container restarted keeps pid 1, say).
-_PROCESS: Final = uuid.uuid4().hex
-
-
-def _process_is_gone(holder: dict[str, Any]) -> bool:
-    """True if the registered holder of an id is a process of this host that no longer exists."""
-    if holder.get("host") != socket.gethostname():
-        return False  # another host: only its lease running out tells
-    if holder.get("process") == _PROCESS:
-        return False  # another worker of this very process
-    pid = holder.get("pid")
-    if not isinstance(pid, int):
-        return False
-    if pid == os.getpid():
-        return True  # an earlier process that had our pid
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _exit_of(actor: JobActor) -> Exit | None:
@@ -133,6 +96,7 @@ class Worker:
         self.shutdown_grace = shutdown_grace
         self.poll_interval = poll_interval
         self.log = get_logger("durapod.worker", worker_id=worker_id)
+        self._registration = Registration(store, worker_id, lease_ttl=lease_ttl, clock=clock, log=self.log)
         self._written = written
         self._let_go = let_go
         self._runtime = JobRuntime(
@@ -158,17 +122,11 @@ class Worker:
         self._actors: dict[str, JobActor] = {}
         #: jobs held here without an actor: waiting for their retry timer, or to restart a crashed actor
         self._waiting: dict[str, tuple[Job, Timer]] = {}
-        #: the wake-up timer (see _expect_wake) and the lease end it was armed for; the task that claims
-        #: the jobs that woke, whether a timer fired since that task last looked, and whether it found no
-        #: free slot (max_concurrency): then the next actor to end looks again
-        self._wakeup: tuple[datetime, Timer] | None = None
-        self._waking: asyncio.Task[None] | None = None
-        self._woken = False
-        self._woken_while_full = False
+        #: the wake-up timer of the sleeping jobs of this agent, and the task that claims them as they wake
+        self._wakeups = WakeUps(self)
         self._crashes: dict[str, int] = {}
         self._root_ref: ActorRef[Any] | None = None
         self._root: Supervisor | None = None
-        self._token = uuid.uuid4().hex
         self._accepting = False
 
     def __repr__(self) -> str:
@@ -197,7 +155,7 @@ class Worker:
         """
         if self._accepting:
             return
-        await self._register()
+        await self._registration.register()
         try:
             root = self._root = Supervisor(f"{self.name}:root", max_restarts=3, within=5.0, clock=self.clock)
             self._root_ref = await spawn(root, name=root.name)
@@ -236,12 +194,7 @@ class Worker:
                 await self.store.release(job_id, self.worker_id)
             except StoreError as exc:
                 self.log.warning("cannot release a waiting job; its lease will expire", job_id=job_id, error=repr(exc))
-        if self._wakeup is not None:
-            self._wakeup[1].cancel()
-            self._wakeup = None
-        if self._waking is not None:
-            self._waking.cancel()
-            await asyncio.wait([self._waking])
+        await self._wakeups.close()
         await self._runtime.flusher.close()
         await self._stop_services()
         self.log.info("worker stopped")
@@ -253,51 +206,13 @@ class Worker:
             ref.stop()
             await ref.join()
         self._root = None
-        try:
-            await self.store.unregister_worker(self.worker_id, self._token)
-        except StoreError as exc:
-            self.log.warning("cannot unregister the worker id", error=repr(exc))
+        await self._registration.unregister()
 
     # -- the worker's id -------------------------------------------------------------------------
 
-    def _registration(self) -> str:
-        return json.dumps({"token": self._token, "host": socket.gethostname(), "pid": os.getpid(), "process": _PROCESS})
-
-    async def _register(self) -> None:
-        now = self.clock.utcnow()
-        until = now + timedelta(seconds=self.lease_ttl)
-        holder = await self.store.register_worker(
-            self.worker_id, self._token, info=self._registration(), lease_until=until, now=now
-        )
-        if holder is None:
-            return
-        try:
-            details = json.loads(holder)
-        except ValueError:
-            details = {}
-        if not isinstance(details, dict) or not _process_is_gone(details):
-            where = f"host {details.get('host')!r}, pid {details.get('pid')!r}" if isinstance(details, dict) else holder
-            raise WorkerIdInUse(self.worker_id, where)
-        # the holder died on this host: take its id over now (and its jobs with reclaim_own)
-        replaced = await self.store.register_worker(
-            self.worker_id,
-            self._token,
-            info=self._registration(),
-            lease_until=until,
-            now=now,
-            replace=str(details.get("token")),
-        )
-        if replaced is not None:
-            raise WorkerIdInUse(self.worker_id, "a process that started meanwhile")
-
     async def renew_registration(self) -> None:
         """Extend the worker's claim on its id (the lease keeper calls this)."""
-        now = self.clock.utcnow()
-        until = now + timedelta(seconds=self.lease_ttl)
-        if not await self.store.renew_worker(self.worker_id, self._token, lease_until=until, now=now):
-            # taken over after we could not renew for a whole lease: keep going under a fresh claim
-            self.log.warning("the worker id's registration had lapsed; registering again")
-            await self._register()
+        await self._registration.renew()
 
     # -- running jobs ----------------------------------------------------------------------------
 
@@ -342,47 +257,9 @@ class Worker:
 
         self._waiting[job.id] = (job, self.clock.call_later(delay, due))
 
-    # A sleeping job is in the store only: pending, with no owner and a lease that ends as it wakes, so
-    # that any worker of the agent may claim it then. Each worker keeps one timer, on the earliest lease
-    # end it knows of: of the jobs it put to sleep, and the store's next_wake (asked at start, at every
-    # lease renewal and after each wake-up), so that a job wakes on time whichever worker put it to sleep.
-
-    def _expect_wake(self, lease_end: datetime) -> None:
-        """Arm the wake-up timer just after ``lease_end`` unless it is armed for an earlier time."""
-        if not self._accepting:
-            return
-        if self._wakeup is not None:
-            if self._wakeup[0] <= lease_end:
-                return
-            self._wakeup[1].cancel()
-        delay = max((lease_end - self.clock.utcnow()).total_seconds(), 0.0) + _WAKE_MARGIN
-        self._wakeup = (lease_end, self.clock.call_later(delay, self._wake))
-
-    def _wake(self) -> None:
-        self._wakeup = None
-        self._woken = True
-        if self._accepting and (self._waking is None or self._waking.done()):
-            self._waking = asyncio.get_running_loop().create_task(self._claim_woken(), name="durapod-wake")
-
-    async def _claim_woken(self) -> None:
-        """Claim the agent's jobs that are due (those that woke among them) up to the free capacity, then
-        arm the timer on the next one to wake."""
-        try:
-            while self._woken and self._accepting:
-                self._woken = False
-                while self._accepting and await self.claim_orphans() > 0:
-                    pass
-                self._woken_while_full = self.capacity() == 0
-                await self.watch_wakeups()
-        except StoreError as exc:  # the lease keeper's next claim takes them
-            self.log.warning("cannot claim the jobs that woke; will retry", error=repr(exc))
-
     async def watch_wakeups(self) -> None:
         """Arm the wake-up timer on the next sleeping job of this agent in the store (any worker's)."""
-        if self._accepting:
-            lease_end = await self.store.next_wake(self.name, now=self.clock.utcnow())
-            if lease_end is not None:
-                self._expect_wake(lease_end)
+        await self._wakeups.watch()
 
     def _take_waiting(self, job_id: str) -> Job | None:
         entry = self._waiting.pop(job_id, None)
@@ -400,9 +277,7 @@ class Worker:
         finally:
             if not self.holds(actor.job.id):
                 self._let_go(actor.job.id)  # local waiters of a job no longer run here read the store
-            if self._woken_while_full and self._accepting and self.capacity() > 0:
-                self._woken_while_full = False
-                self._wake()  # jobs woke while every slot was taken: one is free now
+            self._wakeups.slot_freed()
 
     def _restart_if_due(self, actor: JobActor, task: asyncio.Task[Exit]) -> None:
         if task.cancelled():
@@ -426,7 +301,7 @@ class Worker:
         if outcome is Exit.RETRY and self._accepting:
             self.spawn(job)  # arms the retry timer: the actor restarts when it is due
         elif outcome is Exit.ASLEEP and job.lease_until is not None:
-            self._expect_wake(job.lease_until)
+            self._wakeups.expect(job.lease_until)
 
     # -- what the control core and the lease keeper call -----------------------------------------
 
