@@ -61,9 +61,9 @@ import builtins
 import collections
 import contextlib
 import json
-from collections.abc import AsyncGenerator, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import JsonValue
 from redis.asyncio import Redis
@@ -93,16 +93,15 @@ from durapod.stores._redis_codec import (
 )
 from durapod.stores._redis_codec import _member as _member  # re-exported: the member order is tested
 from durapod.stores._redis_compat import CONNECTION_ERRORS
+from durapod.stores._redis_listing import _CHUNK, _list_jobs
 from durapod.stores._redis_lua import _register_scripts
 from durapod.stores._redis_pipeline import _Pipeline
 from durapod.stores._redis_wakeups import _CONTROL_CHANNEL, _Wakeups
-from durapod.stores.base import ControlRequest, Page, Store, control_kind, encode_cursor, list_arguments, matches
+from durapod.stores.base import ControlRequest, Page, Store, control_kind
 
 __all__ = ["RedisStore"]
 
 _log = get_logger("durapod.stores.redis")
-
-_CHUNK: Final = 256  # index members read per round trip by list and claim_orphans
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -378,107 +377,7 @@ class RedisStore(Store):
         Raises:
             ValueError: an invalid cursor, status or limit (naming it).
         """
-        statuses, after = list_arguments(status, limit, cursor)
-        if statuses == []:
-            return Page([], None)
-        start = "+" if after is None else "(" + _member(*after)
-        if limit == 0:
-            return Page([], None)
-        if statuses is not None:
-            indexes = [f"{self._prefix}status:{value}" for value in statuses]
-        elif agent is not None:
-            indexes = [f"{self._prefix}agent:{agent}"]
-        else:
-            indexes = [f"{self._prefix}created"]
-        chunk = _CHUNK if limit is None or metadata else max(min(limit + 1, _CHUNK), 16)
-        wanted_status = None if statuses is None else {value.encode() for value in statuses}
-        wanted_agent = None if agent is None else agent.encode()
-        walk = self._walk_newest_first(indexes, start, chunk)
-        async with contextlib.aclosing(walk):
-            return await self._list_page(walk, wanted_status, wanted_agent, metadata, limit)
-
-    async def _list_page(
-        self,
-        walk: AsyncGenerator[builtins.list[tuple[str, bytes]], None],
-        wanted_status: set[bytes] | None,
-        wanted_agent: bytes | None,
-        metadata: Mapping[str, JsonValue] | None,
-        limit: int | None,
-    ) -> Page:
-        found: builtins.list[Job] = []
-        async for members in walk:
-            rows = await self._gather(
-                self._read("HMGET", self._job_key(_member_id(member)), "member", "status", "agent", *_READ_FIELDS)
-                for _, member in members
-            )
-            stale: dict[str, builtins.list[bytes]] = collections.defaultdict(builtins.list)
-            for (index, member), row in zip(members, rows, strict=True):
-                if row[0] != member:  # the job expired or was deleted (or its id was reused)
-                    stale[index].append(member)
-                    continue
-                if wanted_status is not None and row[1] not in wanted_status:
-                    continue
-                if wanted_agent is not None and row[2] != wanted_agent:
-                    continue
-                if limit is not None and len(found) == limit and not metadata:
-                    # one more job matches: the page is full and a next one follows (no need to decode it)
-                    await self._forget(stale)
-                    return Page(found, encode_cursor(found[-1]))
-                try:
-                    job = _decode_job(_member_id(member), row[3:])
-                except CorruptRecord as exc:  # reported for that job alone: the listing goes on
-                    _log.warning("corrupt job record skipped in a listing", job_id=_member_id(member), error=str(exc))
-                    continue
-                if metadata and not matches(job, None, None, metadata):
-                    continue
-                found.append(job)
-                if limit is not None and len(found) > limit:
-                    await self._forget(stale)
-                    page = found[:limit]
-                    return Page(page, encode_cursor(page[-1]))
-            await self._forget(stale)
-        return Page(found, None)
-
-    async def _walk_newest_first(
-        self, indexes: Sequence[str], start: str, chunk: int
-    ) -> AsyncGenerator[builtins.list[tuple[str, bytes]], None]:
-        """Members of ``indexes`` merged in descending order from ``start``, a chunk at a time."""
-        bounds = dict.fromkeys(indexes, start)
-        buffers: dict[str, collections.deque[bytes]] = {index: collections.deque() for index in indexes}
-        exhausted: set[str] = set()
-        while True:
-            refill = [index for index in indexes if not buffers[index] and index not in exhausted]
-            if refill:
-                replies = await self._gather(
-                    self._read("ZRANGE", index, bounds[index], "-", "BYLEX", "REV", "LIMIT", 0, chunk)
-                    for index in refill
-                )
-                for index, members in zip(refill, replies, strict=True):
-                    buffers[index].extend(members)
-                    if len(members) < chunk:
-                        exhausted.add(index)
-                    if members:
-                        bounds[index] = "(" + members[-1].decode()
-            out: builtins.list[tuple[str, bytes]] = []
-            while len(out) < chunk:
-                # a source that may hold more must be refilled before its members can be ordered
-                if any(not buffers[index] and index not in exhausted for index in indexes):
-                    break
-                heads = [index for index in indexes if buffers[index]]
-                if not heads:
-                    break
-                best = max(heads, key=lambda index: buffers[index][0])
-                out.append((best, buffers[best].popleft()))
-            if not out:
-                if all(not buffers[index] for index in indexes) and exhausted.issuperset(indexes):
-                    return
-                continue
-            yield out
-
-    async def _forget(self, stale: Mapping[str, Sequence[bytes]]) -> None:
-        for index, members in stale.items():
-            if members:
-                await self._script("forget", (), index, *members)
+        return await _list_jobs(self, status, agent, metadata, limit, cursor)
 
     async def delete(self, job_id: str) -> bool:
         """Remove a job with its journal, events, control requests and index entries. True if it existed."""
