@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import collections
 import contextlib
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -83,17 +82,16 @@ from durapod.errors import (
 from durapod.models import Job, JobStatus, StepRecord, utcnow
 from durapod.schedules import ScheduleState
 from durapod.stores._codec import _encode_events, _encode_json, _micros, _moment, _redact
+from durapod.stores._redis_claims import _claim, _claim_orphans, _claimed
 from durapod.stores._redis_codec import (
     _READ_FIELDS,
     _decode_job,
     _first_line,
-    _member_id,
     _owner_arg,
-    _text,
 )
 from durapod.stores._redis_codec import _member as _member  # re-exported: the member order is tested
 from durapod.stores._redis_compat import CONNECTION_ERRORS
-from durapod.stores._redis_listing import _CHUNK, _list_jobs
+from durapod.stores._redis_listing import _list_jobs
 from durapod.stores._redis_lua import _register_scripts
 from durapod.stores._redis_pipeline import _Pipeline
 from durapod.stores._redis_wakeups import _CONTROL_CHANNEL, _Wakeups
@@ -481,34 +479,6 @@ class RedisStore(Store):
 
     # -- leases ----------------------------------------------------------------------------------------
 
-    def _claim(
-        self, job_id: str, owner: str, lease_micros: int, now_micros: int, reclaim_own: bool, updated: int
-    ) -> asyncio.Future[Any]:
-        return self._script(
-            "claim", (self._job_key(job_id),), job_id, owner, lease_micros, now_micros, int(reclaim_own), updated
-        )
-
-    @staticmethod
-    def _claimed(job_id: str, reply: Any, owner: str, lease_until: datetime, updated_at: datetime) -> Job:
-        if reply[0] == 1:
-            raise CorruptRecord(job_id, reply[1].decode())
-        _, record, epoch, version, recoveries, steps = reply
-        try:
-            job = Job.model_validate_json(record)
-        except ValueError as exc:
-            raise CorruptRecord(job_id, _first_line(exc)) from None
-        return job.model_copy(
-            update={
-                "owner": owner,
-                "lease_until": lease_until,
-                "epoch": epoch,
-                "version": version,
-                "recoveries": recoveries,
-                "steps": steps,
-                "updated_at": updated_at,
-            }
-        )
-
     async def claim(
         self, job_id: str, owner: str, *, lease_until: datetime, now: datetime, reclaim_own: bool = False
     ) -> Job | None:
@@ -526,10 +496,10 @@ class RedisStore(Store):
             CorruptRecord: the job's record cannot be decoded; nothing is written.
         """
         updated_at = now
-        reply = await self._claim(job_id, owner, _micros(lease_until), _micros(now), reclaim_own, _micros(updated_at))
+        reply = await _claim(self, job_id, owner, _micros(lease_until), _micros(now), reclaim_own, _micros(updated_at))
         if reply is None:
             return None
-        return self._claimed(job_id, reply, owner, lease_until, _moment(_micros(updated_at)))
+        return _claimed(job_id, reply, owner, lease_until, _moment(_micros(updated_at)))
 
     async def claim_orphans(
         self,
@@ -549,61 +519,7 @@ class RedisStore(Store):
         record cannot be decoded is skipped (it stays where it is), so that one bad record does not stop
         every worker from taking the others.
         """
-        if limit <= 0:
-            return []
-        suffix = "" if agent is None else ":" + agent
-        ready_key, leased_key = f"{self._prefix}ready{suffix}", f"{self._prefix}leased{suffix}"
-        now_micros, lease_micros = _micros(now), _micros(lease_until)
-        # the leased index is scored by when each lease ends on the server's clock
-        seconds, micros = await self._read("TIME")
-        server_now = int(seconds) * 1_000_000 + int(micros)
-        leased = await self._read("ZRANGE", leased_key, "-inf", f"({server_now}", "BYSCORE")
-        # sleeping jobs whose wake time passed, on the claimer's clock
-        leased += await self._read("ZRANGE", f"{self._prefix}asleep{suffix}", "-inf", f"({now_micros}", "BYSCORE")
-        if reclaim_own:
-            live = await self._read("ZRANGE", leased_key, server_now, "+inf", "BYSCORE")
-            owners = await self._gather(
-                self._read("HGET", self._job_key(_member_id(member)), "owner") for member in live
-            )
-            leased += [member for member, held_by in zip(live, owners, strict=True) if _text(held_by) == owner]
-        candidates = collections.deque(sorted(set(leased)))
-        ready: collections.deque[bytes] = collections.deque()
-        bound, ready_done = "-", False
-        seen: set[bytes] = set()
-        claimed: builtins.list[Job] = []
-        while len(claimed) < limit:
-            wanted = min(limit - len(claimed), _CHUNK)
-            batch: builtins.list[bytes] = []
-            while len(batch) < wanted:
-                if not ready and not ready_done:  # refill before comparing, or the order could break
-                    more = await self._read("ZRANGE", ready_key, bound, "+", "BYLEX", "LIMIT", 0, _CHUNK)
-                    ready.extend(more)
-                    ready_done = len(more) < _CHUNK
-                    if more:
-                        bound = "(" + more[-1].decode()
-                    continue
-                if ready and (not candidates or ready[0] <= candidates[0]):
-                    member = ready.popleft()
-                elif candidates:
-                    member = candidates.popleft()
-                else:
-                    break
-                if member not in seen:  # a job may move from one index to the other between two reads
-                    seen.add(member)
-                    batch.append(member)
-            if not batch:
-                break
-            updated = _micros(now)
-            job_ids = [_member_id(member) for member in batch]
-            replies = await self._gather(
-                self._claim(job_id, owner, lease_micros, now_micros, reclaim_own, updated) for job_id in job_ids
-            )
-            for job_id, reply in zip(job_ids, replies, strict=True):
-                if reply is None:
-                    continue
-                with contextlib.suppress(CorruptRecord):
-                    claimed.append(self._claimed(job_id, reply, owner, lease_until, _moment(updated)))
-        return claimed
+        return await _claim_orphans(self, agent, owner, lease_until, now, limit, reclaim_own)
 
     async def next_wake(self, agent: str | None, *, now: datetime) -> datetime | None:
         """When the next sleeping job of ``agent`` (None: any) wakes; see :meth:`Store.next_wake`."""
