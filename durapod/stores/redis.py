@@ -70,7 +70,6 @@ from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from durapod._log import get_logger
 from durapod.errors import (
     CorruptRecord,
     JobNotFound,
@@ -81,7 +80,7 @@ from durapod.errors import (
 )
 from durapod.models import Job, JobStatus, StepRecord, utcnow
 from durapod.schedules import ScheduleState
-from durapod.stores._codec import _encode_events, _encode_json, _micros, _moment, _redact
+from durapod.stores._codec import _encode_events, _micros, _moment, _redact
 from durapod.stores._redis_claims import _claim, _claim_orphans, _claimed
 from durapod.stores._redis_codec import (
     _READ_FIELDS,
@@ -91,15 +90,14 @@ from durapod.stores._redis_codec import (
 )
 from durapod.stores._redis_codec import _member as _member  # re-exported: the member order is tested
 from durapod.stores._redis_compat import CONNECTION_ERRORS
+from durapod.stores._redis_controls import _control_entry, _decode_controls
 from durapod.stores._redis_listing import _list_jobs
 from durapod.stores._redis_lua import _register_scripts
 from durapod.stores._redis_pipeline import _Pipeline
 from durapod.stores._redis_wakeups import _CONTROL_CHANNEL, _Wakeups
-from durapod.stores.base import ControlRequest, Page, Store, control_kind
+from durapod.stores.base import ControlRequest, Page, Store
 
 __all__ = ["RedisStore"]
-
-_log = get_logger("durapod.stores.redis")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -581,16 +579,8 @@ class RedisStore(Store):
             JobNotFound: no job has that id.
             InvalidInput: the payload is not JSON.
         """
-        entry = json.dumps(
-            {
-                "kind": control_kind(request.kind, request.job_id).value,
-                "requested_at": request.requested_at.isoformat(),
-                "payload": json.loads(_encode_json(request.payload, "control payload", request.job_id)),
-            },
-            separators=(",", ":"),
-        )
         keys = self._job_keys(request.job_id)
-        if not await self._script("request_control", (keys[0], keys[3]), entry):
+        if not await self._script("request_control", (keys[0], keys[3]), _control_entry(request)):
             raise JobNotFound(request.job_id)
         # wake the owners' lease keepers at once (the request in the store is the truth: a lost message
         # only delays it to their next poll)
@@ -614,24 +604,7 @@ class RedisStore(Store):
         replies = await self._gather(
             self._submit(("EVALSHA", script.sha, 1, self._job_keys(job_id)[3]), script, writes=True) for job_id in ids
         )
-        taken: builtins.list[ControlRequest] = []
-        for job_id, entries in zip(ids, replies, strict=True):
-            for raw in entries:
-                try:
-                    entry = json.loads(raw)
-                    kind, moment, payload = (
-                        entry["kind"],
-                        datetime.fromisoformat(entry["requested_at"]),
-                        entry["payload"],
-                    )
-                except (ValueError, TypeError, KeyError) as exc:
-                    raise CorruptRecord(f"{job_id}/controls", str(exc)) from None
-                try:
-                    taken.append(ControlRequest(job_id, kind, moment, payload))
-                except ValueError as exc:  # an unknown kind: dropped, and said so
-                    _log.warning("control request ignored", job_id=job_id, kind=str(kind), error=str(exc))
-        taken.sort(key=lambda request: request.requested_at)
-        return taken
+        return _decode_controls(ids, replies)
 
     # -- worker ids ------------------------------------------------------------------------------------
 
