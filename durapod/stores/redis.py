@@ -94,6 +94,7 @@ from durapod.stores._redis_controls import _control_entry, _decode_controls
 from durapod.stores._redis_listing import _list_jobs
 from durapod.stores._redis_lua import _register_scripts
 from durapod.stores._redis_pipeline import _Pipeline
+from durapod.stores._redis_schedules import _delete_schedule, _get_schedule, _list_schedules, _save_schedule
 from durapod.stores._redis_wakeups import _CONTROL_CHANNEL, _Wakeups
 from durapod.stores.base import ControlRequest, Page, Store
 
@@ -647,26 +648,13 @@ class RedisStore(Store):
 
     # -- schedules -------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _schedule_field(agent: str, name: str) -> str:
-        return json.dumps([agent, name], separators=(",", ":"))
-
-    @staticmethod
-    def _decode_schedule(field: str, raw: bytes) -> ScheduleState:
-        try:
-            return ScheduleState.model_validate_json(raw)
-        except ValueError as exc:
-            raise CorruptRecord(f"schedule {field}", _first_line(exc)) from None
-
     async def get_schedule(self, agent: str, name: str) -> ScheduleState | None:
         """The schedule ``name`` of ``agent``, or None.
 
         Raises:
             CorruptRecord: its record cannot be decoded.
         """
-        field = self._schedule_field(agent, name)
-        raw = await self._read("HGET", f"{self._prefix}schedules", "r:" + field)
-        return None if raw is None else self._decode_schedule(field, raw)
+        return await _get_schedule(self, agent, name)
 
     async def save_schedule(self, state: ScheduleState, *, expected_version: int | None) -> ScheduleState:
         """Compare-and-set write of a schedule: create it when ``expected_version`` is None (it must not
@@ -676,40 +664,15 @@ class RedisStore(Store):
         Raises:
             VersionConflict: otherwise (``.job_id`` is ``"schedule <agent>/<name>"``).
         """
-        reply = await self._script(
-            "save_schedule",
-            (f"{self._prefix}schedules",),
-            self._schedule_field(state.agent, state.name),
-            "" if expected_version is None else expected_version,
-            state.version,
-            state.model_dump_json(),
-        )
-        if reply[0] == 1:
-            stored = None if len(reply) < 2 or reply[1] is None else int(reply[1])
-            what = f"schedule {state.agent}/{state.name}"
-            raise VersionConflict(what, 0 if expected_version is None else expected_version, stored)
-        return state
+        return await _save_schedule(self, state, expected_version)
 
     async def list_schedules(self, agent: str | None = None) -> builtins.list[ScheduleState]:
         """The schedules of ``agent`` (None: every agent), by agent and name."""
-        stored = await self._read("HGETALL", f"{self._prefix}schedules")
-        # RESP2 answers a flat list of fields and values, RESP3 a map
-        pairs = stored.items() if isinstance(stored, dict) else zip(stored[::2], stored[1::2], strict=True)
-        found: builtins.list[ScheduleState] = []
-        for raw_field, raw in pairs:
-            field = raw_field.decode()
-            if not field.startswith("r:"):
-                continue
-            state = self._decode_schedule(field[2:], raw)
-            if agent is None or state.agent == agent:
-                found.append(state)
-        return sorted(found, key=lambda state: (state.agent, state.name))
+        return await _list_schedules(self, agent)
 
     async def delete_schedule(self, agent: str, name: str) -> bool:
         """Remove a schedule. True if it existed."""
-        field = self._schedule_field(agent, name)
-        future = self._submit(("HDEL", f"{self._prefix}schedules", "v:" + field, "r:" + field), writes=True)
-        return bool(await future)
+        return await _delete_schedule(self, agent, name)
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
