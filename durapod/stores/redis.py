@@ -59,7 +59,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Literal
@@ -71,29 +70,33 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from durapod.errors import (
-    CorruptRecord,
     JobNotFound,
     StaleOwnerError,
     StoreError,
     StoreUnavailable,
-    VersionConflict,
 )
 from durapod.models import Job, JobStatus, StepRecord, utcnow
 from durapod.schedules import ScheduleState
-from durapod.stores._codec import _encode_events, _micros, _moment, _redact
+from durapod.stores._codec import _micros, _moment, _redact
 from durapod.stores._redis_claims import _claim, _claim_orphans, _claimed
 from durapod.stores._redis_codec import (
     _READ_FIELDS,
     _decode_job,
-    _first_line,
-    _owner_arg,
 )
 from durapod.stores._redis_codec import _member as _member  # re-exported: the member order is tested
 from durapod.stores._redis_compat import CONNECTION_ERRORS
 from durapod.stores._redis_controls import _control_entry, _decode_controls
+from durapod.stores._redis_journal import (
+    _append_step_command,
+    _decode_events,
+    _decode_steps,
+    _event_args,
+    _step_refused,
+)
 from durapod.stores._redis_listing import _list_jobs
 from durapod.stores._redis_lua import _register_scripts
 from durapod.stores._redis_pipeline import _Pipeline
+from durapod.stores._redis_records import _record_args, _saved
 from durapod.stores._redis_schedules import _delete_schedule, _get_schedule, _list_schedules, _save_schedule
 from durapod.stores._redis_wakeups import _CONTROL_CHANNEL, _Wakeups
 from durapod.stores.base import ControlRequest, Page, Store
@@ -283,26 +286,10 @@ class RedisStore(Store):
             CorruptRecord: the existing job's record cannot be decoded.
             StoreUnavailable: the server cannot be reached.
         """
-        existing = await self._script("create", self._job_keys(job.id), *self._record_args(job))
+        existing = await self._script("create", self._job_keys(job.id), *_record_args(self._ttl_ms, job))
         if existing is None:
             return job, True
         return _decode_job(job.id, existing), False
-
-    def _record_args(self, job: Job) -> tuple[Any, ...]:
-        """The arguments the create and save scripts take for a job record: TTL, JSON, then its fields."""
-        return (
-            self._ttl_ms,
-            job.model_dump_json(),
-            str(job.status),
-            job.agent,
-            _member(job.created_at, job.id),
-            _owner_arg(job.owner),
-            "" if job.lease_until is None else _micros(job.lease_until),
-            job.epoch,
-            job.version,
-            job.recoveries,
-            _micros(job.updated_at),  # the writer's clock: the lease lasts lease_until - updated_at
-        )
 
     async def get(self, job_id: str) -> Job | None:
         """The job with that id, or None.
@@ -329,24 +316,10 @@ class RedisStore(Store):
             VersionConflict: the stored version is not ``expected_version``, or ``job.version`` is not
                 one higher.
         """
-        logged = self._event_args(job.id, events) if events else ()
-        reply = await self._script("save", self._job_keys(job.id), *self._record_args(job), expected_version, *logged)
-        if isinstance(reply, int):
-            return job if reply == job.steps else job.model_copy(update={"steps": reply})
-        if reply[0] == 1:
-            raise JobNotFound(job.id)
-        if reply[0] == 2:
-            raise VersionConflict(job.id, expected_version, int(reply[1]))
-        lease, steps = reply[1], reply[2]
-        changes: dict[str, Any] = {}
-        if lease is None:
-            if job.lease_until is not None:
-                changes["lease_until"] = None
-        elif job.lease_until is None or _micros(job.lease_until) != int(lease):
-            changes["lease_until"] = _moment(int(lease))
-        if steps != job.steps:
-            changes["steps"] = steps
-        return job.model_copy(update=changes) if changes else job
+        logged = _event_args(job.id, events) if events else ()
+        args = _record_args(self._ttl_ms, job)
+        reply = await self._script("save", self._job_keys(job.id), *args, expected_version, *logged)
+        return _saved(job, expected_version, reply)
 
     async def list(
         self,
@@ -392,29 +365,10 @@ class RedisStore(Store):
         """
         keys = self._job_keys(record.job_id)
         script = self._scripts["append_step"]
-        event_args = self._event_args(record.job_id, events) if events else []
-        reply = await self._submit(
-            (
-                "EVALSHA",
-                script.sha,
-                3,
-                keys[0],
-                keys[1],
-                keys[2],
-                record.index,
-                record.epoch,
-                record.model_dump_json(),
-                *event_args,
-            ),
-            script,
-            writes=True,
-        )
-        if reply == 0:
-            return
-        if reply[0] == 1:
-            raise JobNotFound(record.job_id)
-        if reply[0] == 2:
-            raise StaleOwnerError(record.job_id, record.epoch, int(reply[1]), reply[2].decode())
+        event_args = _event_args(record.job_id, events) if events else []
+        reply = await self._submit(_append_step_command(script.sha, keys, record, event_args), script, writes=True)
+        if reply != 0:
+            _step_refused(record, reply)
 
     async def read_steps(self, job_id: str) -> builtins.list[StepRecord]:
         """The job's journal, in order (empty for an unknown job).
@@ -422,17 +376,7 @@ class RedisStore(Store):
         Raises:
             CorruptRecord: a step cannot be decoded (``.key`` is ``"<job id>/steps/<index>"``).
         """
-        steps: builtins.list[StepRecord] = []
-        journal = await self._read("HGETALL", self._job_keys(job_id)[1])
-        # a flat [field, value, ...] reply, or a map (the parser of some redis-py releases makes one)
-        pairs = journal.items() if isinstance(journal, dict) else zip(journal[::2], journal[1::2], strict=True)
-        for field, raw in pairs:
-            try:
-                steps.append(StepRecord.model_validate_json(raw))
-            except ValueError as exc:
-                raise CorruptRecord(f"{job_id}/steps/{field.decode(errors='replace')}", _first_line(exc)) from None
-        steps.sort(key=lambda record: record.index)
-        return steps
+        return _decode_steps(job_id, await self._read("HGETALL", self._job_keys(job_id)[1]))
 
     async def append_events(
         self, job_id: str, events: Sequence[Mapping[str, JsonValue]], *, epoch: int | None = None
@@ -445,18 +389,13 @@ class RedisStore(Store):
             InvalidInput: an event is not JSON or has no int ``seq``; nothing is written.
             StaleOwnerError: ``epoch`` was given and the job does not have it; nothing is written.
         """
-        args: builtins.list[Any] = ["" if epoch is None else str(epoch), *self._event_args(job_id, events)]
+        args: builtins.list[Any] = ["" if epoch is None else str(epoch), *_event_args(job_id, events)]
         if len(args) > 1:
             keys = self._job_keys(job_id)
             current = await self._script("append_events", (keys[0], keys[2]), *args)
             if current != 0:  # fenced off: the job's epoch (or its absence) is returned
                 held = None if current == -1 else int(current) - 1
                 raise StaleOwnerError(job_id, epoch if epoch is not None else -1, held, "event log")
-
-    @staticmethod
-    def _event_args(job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> builtins.list[Any]:
-        """``seq, event JSON, seq, event JSON, ...`` for a script; InvalidInput for a bad event."""
-        return [part for pair in _encode_events(job_id, events) for part in pair]
 
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
         """The job's logged events whose ``seq`` is greater than ``after``, in ``seq`` order.
@@ -465,16 +404,7 @@ class RedisStore(Store):
             CorruptRecord: an event cannot be decoded (``.key`` is ``"<job id>/events/<position>"``).
         """
         raws = await self._read("ZRANGE", self._job_keys(job_id)[2], f"({after}", "+inf", "BYSCORE")
-        events: builtins.list[dict[str, JsonValue]] = []
-        for position, raw in enumerate(raws):
-            try:
-                event = json.loads(raw)
-            except ValueError as exc:
-                raise CorruptRecord(f"{job_id}/events/{position}", str(exc)) from None
-            if not isinstance(event, dict):
-                raise CorruptRecord(f"{job_id}/events/{position}", "not a JSON object")
-            events.append(event)
-        return events
+        return _decode_events(job_id, raws)
 
     # -- leases ----------------------------------------------------------------------------------------
 
