@@ -3,7 +3,12 @@
 Every operation is one Lua script (or one plain read) run atomically by the server
 (:mod:`durapod.stores._redis_lua`). Calls from many coroutines share one round trip: group commit, in
 :mod:`durapod.stores._redis_pipeline`. Encoding and decoding are in :mod:`durapod.stores._redis_codec`,
-the pub/sub wake-ups of waiting workers in :mod:`durapod.stores._redis_wakeups`.
+the pub/sub wake-ups of waiting workers in :mod:`durapod.stores._redis_wakeups`. The arguments each kind of
+write sends and how its replies read are with what it writes: a job's record in
+:mod:`durapod.stores._redis_records`, its journal and event log in :mod:`durapod.stores._redis_journal`,
+control requests in :mod:`durapod.stores._redis_controls`, schedules in :mod:`durapod.stores._redis_schedules`.
+``list`` walks the indexes in :mod:`durapod.stores._redis_listing`, claims (and ``claim_orphans``' walk)
+are in :mod:`durapod.stores._redis_claims`.
 
 Key layout (``P`` is ``key_prefix``; ``<m>`` is a job's index member, see below)::
 
@@ -69,21 +74,12 @@ from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from durapod.errors import (
-    JobNotFound,
-    StaleOwnerError,
-    StoreError,
-    StoreUnavailable,
-)
+from durapod.errors import JobNotFound, StaleOwnerError, StoreError, StoreUnavailable
 from durapod.models import Job, JobStatus, StepRecord, utcnow
 from durapod.schedules import ScheduleState
 from durapod.stores._codec import _micros, _moment, _redact
 from durapod.stores._redis_claims import _claim, _claim_orphans, _claimed
-from durapod.stores._redis_codec import (
-    _READ_FIELDS,
-    _decode_job,
-)
-from durapod.stores._redis_codec import _member as _member  # re-exported: the member order is tested
+from durapod.stores._redis_codec import _READ_FIELDS, _decode_job
 from durapod.stores._redis_compat import CONNECTION_ERRORS
 from durapod.stores._redis_controls import _control_entry, _decode_controls
 from durapod.stores._redis_journal import (
