@@ -678,7 +678,7 @@ async def test_an_idle_connection_is_stale_when_closed_or_holding_data(answer: o
 
 
 def test_index_members_order_like_created_at_then_id() -> None:
-    from durapod.stores.redis import _member
+    from durapod.stores._redis_codec import _member
 
     moments = [datetime(1, 1, 2, tzinfo=UTC), NOW - timedelta(days=20000), NOW, NOW + timedelta(days=2_500_000)]
     members = [_member(moment, job_id) for moment in moments for job_id in ("a", "b", "ab")]

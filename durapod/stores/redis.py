@@ -3,7 +3,12 @@
 Every operation is one Lua script (or one plain read) run atomically by the server
 (:mod:`durapod.stores._redis_lua`). Calls from many coroutines share one round trip: group commit, in
 :mod:`durapod.stores._redis_pipeline`. Encoding and decoding are in :mod:`durapod.stores._redis_codec`,
-the pub/sub wake-ups of waiting workers in :mod:`durapod.stores._redis_wakeups`.
+the pub/sub wake-ups of waiting workers in :mod:`durapod.stores._redis_wakeups`. The arguments each kind of
+write sends and how its replies read are with what it writes: a job's record in
+:mod:`durapod.stores._redis_records`, its journal and event log in :mod:`durapod.stores._redis_journal`,
+control requests in :mod:`durapod.stores._redis_controls`, schedules in :mod:`durapod.stores._redis_schedules`.
+``list`` walks the indexes in :mod:`durapod.stores._redis_listing`, claims (and ``claim_orphans``' walk)
+are in :mod:`durapod.stores._redis_claims`.
 
 Key layout (``P`` is ``key_prefix``; ``<m>`` is a job's index member, see below)::
 
@@ -58,12 +63,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import collections
 import contextlib
-import json
-from collections.abc import AsyncGenerator, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import JsonValue
 from redis.asyncio import Redis
@@ -71,38 +74,30 @@ from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from durapod._log import get_logger
-from durapod.errors import (
-    CorruptRecord,
-    JobNotFound,
-    StaleOwnerError,
-    StoreError,
-    StoreUnavailable,
-    VersionConflict,
-)
+from durapod.errors import JobNotFound, StaleOwnerError, StoreError, StoreUnavailable
 from durapod.models import Job, JobStatus, StepRecord, utcnow
 from durapod.schedules import ScheduleState
-from durapod.stores._codec import _encode_events, _encode_json, _micros, _moment, _redact
-from durapod.stores._redis_codec import (
-    _READ_FIELDS,
-    _decode_job,
-    _first_line,
-    _member_id,
-    _owner_arg,
-    _text,
-)
-from durapod.stores._redis_codec import _member as _member  # re-exported: the member order is tested
+from durapod.stores._codec import _micros, _moment, _redact
+from durapod.stores._redis_claims import _claim, _claim_orphans, _claimed
+from durapod.stores._redis_codec import _READ_FIELDS, _decode_job
 from durapod.stores._redis_compat import CONNECTION_ERRORS
+from durapod.stores._redis_controls import _control_entry, _decode_controls
+from durapod.stores._redis_journal import (
+    _append_step_command,
+    _decode_events,
+    _decode_steps,
+    _event_args,
+    _step_refused,
+)
+from durapod.stores._redis_listing import _list_jobs
 from durapod.stores._redis_lua import _register_scripts
 from durapod.stores._redis_pipeline import _Pipeline
+from durapod.stores._redis_records import _record_args, _saved
+from durapod.stores._redis_schedules import _delete_schedule, _get_schedule, _list_schedules, _save_schedule
 from durapod.stores._redis_wakeups import _CONTROL_CHANNEL, _Wakeups
-from durapod.stores.base import ControlRequest, Page, Store, control_kind, encode_cursor, list_arguments, matches
+from durapod.stores.base import ControlRequest, Page, Store
 
 __all__ = ["RedisStore"]
-
-_log = get_logger("durapod.stores.redis")
-
-_CHUNK: Final = 256  # index members read per round trip by list and claim_orphans
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -287,26 +282,10 @@ class RedisStore(Store):
             CorruptRecord: the existing job's record cannot be decoded.
             StoreUnavailable: the server cannot be reached.
         """
-        existing = await self._script("create", self._job_keys(job.id), *self._record_args(job))
+        existing = await self._script("create", self._job_keys(job.id), *_record_args(self._ttl_ms, job))
         if existing is None:
             return job, True
         return _decode_job(job.id, existing), False
-
-    def _record_args(self, job: Job) -> tuple[Any, ...]:
-        """The arguments the create and save scripts take for a job record: TTL, JSON, then its fields."""
-        return (
-            self._ttl_ms,
-            job.model_dump_json(),
-            str(job.status),
-            job.agent,
-            _member(job.created_at, job.id),
-            _owner_arg(job.owner),
-            "" if job.lease_until is None else _micros(job.lease_until),
-            job.epoch,
-            job.version,
-            job.recoveries,
-            _micros(job.updated_at),  # the writer's clock: the lease lasts lease_until - updated_at
-        )
 
     async def get(self, job_id: str) -> Job | None:
         """The job with that id, or None.
@@ -333,24 +312,10 @@ class RedisStore(Store):
             VersionConflict: the stored version is not ``expected_version``, or ``job.version`` is not
                 one higher.
         """
-        logged = self._event_args(job.id, events) if events else ()
-        reply = await self._script("save", self._job_keys(job.id), *self._record_args(job), expected_version, *logged)
-        if isinstance(reply, int):
-            return job if reply == job.steps else job.model_copy(update={"steps": reply})
-        if reply[0] == 1:
-            raise JobNotFound(job.id)
-        if reply[0] == 2:
-            raise VersionConflict(job.id, expected_version, int(reply[1]))
-        lease, steps = reply[1], reply[2]
-        changes: dict[str, Any] = {}
-        if lease is None:
-            if job.lease_until is not None:
-                changes["lease_until"] = None
-        elif job.lease_until is None or _micros(job.lease_until) != int(lease):
-            changes["lease_until"] = _moment(int(lease))
-        if steps != job.steps:
-            changes["steps"] = steps
-        return job.model_copy(update=changes) if changes else job
+        logged = _event_args(job.id, events) if events else ()
+        args = _record_args(self._ttl_ms, job)
+        reply = await self._script("save", self._job_keys(job.id), *args, expected_version, *logged)
+        return _saved(job, expected_version, reply)
 
     async def list(
         self,
@@ -378,107 +343,7 @@ class RedisStore(Store):
         Raises:
             ValueError: an invalid cursor, status or limit (naming it).
         """
-        statuses, after = list_arguments(status, limit, cursor)
-        if statuses == []:
-            return Page([], None)
-        start = "+" if after is None else "(" + _member(*after)
-        if limit == 0:
-            return Page([], None)
-        if statuses is not None:
-            indexes = [f"{self._prefix}status:{value}" for value in statuses]
-        elif agent is not None:
-            indexes = [f"{self._prefix}agent:{agent}"]
-        else:
-            indexes = [f"{self._prefix}created"]
-        chunk = _CHUNK if limit is None or metadata else max(min(limit + 1, _CHUNK), 16)
-        wanted_status = None if statuses is None else {value.encode() for value in statuses}
-        wanted_agent = None if agent is None else agent.encode()
-        walk = self._walk_newest_first(indexes, start, chunk)
-        async with contextlib.aclosing(walk):
-            return await self._list_page(walk, wanted_status, wanted_agent, metadata, limit)
-
-    async def _list_page(
-        self,
-        walk: AsyncGenerator[builtins.list[tuple[str, bytes]], None],
-        wanted_status: set[bytes] | None,
-        wanted_agent: bytes | None,
-        metadata: Mapping[str, JsonValue] | None,
-        limit: int | None,
-    ) -> Page:
-        found: builtins.list[Job] = []
-        async for members in walk:
-            rows = await self._gather(
-                self._read("HMGET", self._job_key(_member_id(member)), "member", "status", "agent", *_READ_FIELDS)
-                for _, member in members
-            )
-            stale: dict[str, builtins.list[bytes]] = collections.defaultdict(builtins.list)
-            for (index, member), row in zip(members, rows, strict=True):
-                if row[0] != member:  # the job expired or was deleted (or its id was reused)
-                    stale[index].append(member)
-                    continue
-                if wanted_status is not None and row[1] not in wanted_status:
-                    continue
-                if wanted_agent is not None and row[2] != wanted_agent:
-                    continue
-                if limit is not None and len(found) == limit and not metadata:
-                    # one more job matches: the page is full and a next one follows (no need to decode it)
-                    await self._forget(stale)
-                    return Page(found, encode_cursor(found[-1]))
-                try:
-                    job = _decode_job(_member_id(member), row[3:])
-                except CorruptRecord as exc:  # reported for that job alone: the listing goes on
-                    _log.warning("corrupt job record skipped in a listing", job_id=_member_id(member), error=str(exc))
-                    continue
-                if metadata and not matches(job, None, None, metadata):
-                    continue
-                found.append(job)
-                if limit is not None and len(found) > limit:
-                    await self._forget(stale)
-                    page = found[:limit]
-                    return Page(page, encode_cursor(page[-1]))
-            await self._forget(stale)
-        return Page(found, None)
-
-    async def _walk_newest_first(
-        self, indexes: Sequence[str], start: str, chunk: int
-    ) -> AsyncGenerator[builtins.list[tuple[str, bytes]], None]:
-        """Members of ``indexes`` merged in descending order from ``start``, a chunk at a time."""
-        bounds = dict.fromkeys(indexes, start)
-        buffers: dict[str, collections.deque[bytes]] = {index: collections.deque() for index in indexes}
-        exhausted: set[str] = set()
-        while True:
-            refill = [index for index in indexes if not buffers[index] and index not in exhausted]
-            if refill:
-                replies = await self._gather(
-                    self._read("ZRANGE", index, bounds[index], "-", "BYLEX", "REV", "LIMIT", 0, chunk)
-                    for index in refill
-                )
-                for index, members in zip(refill, replies, strict=True):
-                    buffers[index].extend(members)
-                    if len(members) < chunk:
-                        exhausted.add(index)
-                    if members:
-                        bounds[index] = "(" + members[-1].decode()
-            out: builtins.list[tuple[str, bytes]] = []
-            while len(out) < chunk:
-                # a source that may hold more must be refilled before its members can be ordered
-                if any(not buffers[index] and index not in exhausted for index in indexes):
-                    break
-                heads = [index for index in indexes if buffers[index]]
-                if not heads:
-                    break
-                best = max(heads, key=lambda index: buffers[index][0])
-                out.append((best, buffers[best].popleft()))
-            if not out:
-                if all(not buffers[index] for index in indexes) and exhausted.issuperset(indexes):
-                    return
-                continue
-            yield out
-
-    async def _forget(self, stale: Mapping[str, Sequence[bytes]]) -> None:
-        for index, members in stale.items():
-            if members:
-                await self._script("forget", (), index, *members)
+        return await _list_jobs(self, status, agent, metadata, limit, cursor)
 
     async def delete(self, job_id: str) -> bool:
         """Remove a job with its journal, events, control requests and index entries. True if it existed."""
@@ -496,29 +361,10 @@ class RedisStore(Store):
         """
         keys = self._job_keys(record.job_id)
         script = self._scripts["append_step"]
-        event_args = self._event_args(record.job_id, events) if events else []
-        reply = await self._submit(
-            (
-                "EVALSHA",
-                script.sha,
-                3,
-                keys[0],
-                keys[1],
-                keys[2],
-                record.index,
-                record.epoch,
-                record.model_dump_json(),
-                *event_args,
-            ),
-            script,
-            writes=True,
-        )
-        if reply == 0:
-            return
-        if reply[0] == 1:
-            raise JobNotFound(record.job_id)
-        if reply[0] == 2:
-            raise StaleOwnerError(record.job_id, record.epoch, int(reply[1]), reply[2].decode())
+        event_args = _event_args(record.job_id, events) if events else []
+        reply = await self._submit(_append_step_command(script.sha, keys, record, event_args), script, writes=True)
+        if reply != 0:
+            _step_refused(record, reply)
 
     async def read_steps(self, job_id: str) -> builtins.list[StepRecord]:
         """The job's journal, in order (empty for an unknown job).
@@ -526,17 +372,7 @@ class RedisStore(Store):
         Raises:
             CorruptRecord: a step cannot be decoded (``.key`` is ``"<job id>/steps/<index>"``).
         """
-        steps: builtins.list[StepRecord] = []
-        journal = await self._read("HGETALL", self._job_keys(job_id)[1])
-        # a flat [field, value, ...] reply, or a map (the parser of some redis-py releases makes one)
-        pairs = journal.items() if isinstance(journal, dict) else zip(journal[::2], journal[1::2], strict=True)
-        for field, raw in pairs:
-            try:
-                steps.append(StepRecord.model_validate_json(raw))
-            except ValueError as exc:
-                raise CorruptRecord(f"{job_id}/steps/{field.decode(errors='replace')}", _first_line(exc)) from None
-        steps.sort(key=lambda record: record.index)
-        return steps
+        return _decode_steps(job_id, await self._read("HGETALL", self._job_keys(job_id)[1]))
 
     async def append_events(
         self, job_id: str, events: Sequence[Mapping[str, JsonValue]], *, epoch: int | None = None
@@ -549,18 +385,13 @@ class RedisStore(Store):
             InvalidInput: an event is not JSON or has no int ``seq``; nothing is written.
             StaleOwnerError: ``epoch`` was given and the job does not have it; nothing is written.
         """
-        args: builtins.list[Any] = ["" if epoch is None else str(epoch), *self._event_args(job_id, events)]
+        args: builtins.list[Any] = ["" if epoch is None else str(epoch), *_event_args(job_id, events)]
         if len(args) > 1:
             keys = self._job_keys(job_id)
             current = await self._script("append_events", (keys[0], keys[2]), *args)
             if current != 0:  # fenced off: the job's epoch (or its absence) is returned
                 held = None if current == -1 else int(current) - 1
                 raise StaleOwnerError(job_id, epoch if epoch is not None else -1, held, "event log")
-
-    @staticmethod
-    def _event_args(job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> builtins.list[Any]:
-        """``seq, event JSON, seq, event JSON, ...`` for a script; InvalidInput for a bad event."""
-        return [part for pair in _encode_events(job_id, events) for part in pair]
 
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
         """The job's logged events whose ``seq`` is greater than ``after``, in ``seq`` order.
@@ -569,46 +400,9 @@ class RedisStore(Store):
             CorruptRecord: an event cannot be decoded (``.key`` is ``"<job id>/events/<position>"``).
         """
         raws = await self._read("ZRANGE", self._job_keys(job_id)[2], f"({after}", "+inf", "BYSCORE")
-        events: builtins.list[dict[str, JsonValue]] = []
-        for position, raw in enumerate(raws):
-            try:
-                event = json.loads(raw)
-            except ValueError as exc:
-                raise CorruptRecord(f"{job_id}/events/{position}", str(exc)) from None
-            if not isinstance(event, dict):
-                raise CorruptRecord(f"{job_id}/events/{position}", "not a JSON object")
-            events.append(event)
-        return events
+        return _decode_events(job_id, raws)
 
     # -- leases ----------------------------------------------------------------------------------------
-
-    def _claim(
-        self, job_id: str, owner: str, lease_micros: int, now_micros: int, reclaim_own: bool, updated: int
-    ) -> asyncio.Future[Any]:
-        return self._script(
-            "claim", (self._job_key(job_id),), job_id, owner, lease_micros, now_micros, int(reclaim_own), updated
-        )
-
-    @staticmethod
-    def _claimed(job_id: str, reply: Any, owner: str, lease_until: datetime, updated_at: datetime) -> Job:
-        if reply[0] == 1:
-            raise CorruptRecord(job_id, reply[1].decode())
-        _, record, epoch, version, recoveries, steps = reply
-        try:
-            job = Job.model_validate_json(record)
-        except ValueError as exc:
-            raise CorruptRecord(job_id, _first_line(exc)) from None
-        return job.model_copy(
-            update={
-                "owner": owner,
-                "lease_until": lease_until,
-                "epoch": epoch,
-                "version": version,
-                "recoveries": recoveries,
-                "steps": steps,
-                "updated_at": updated_at,
-            }
-        )
 
     async def claim(
         self, job_id: str, owner: str, *, lease_until: datetime, now: datetime, reclaim_own: bool = False
@@ -627,10 +421,10 @@ class RedisStore(Store):
             CorruptRecord: the job's record cannot be decoded; nothing is written.
         """
         updated_at = now
-        reply = await self._claim(job_id, owner, _micros(lease_until), _micros(now), reclaim_own, _micros(updated_at))
+        reply = await _claim(self, job_id, owner, _micros(lease_until), _micros(now), reclaim_own, _micros(updated_at))
         if reply is None:
             return None
-        return self._claimed(job_id, reply, owner, lease_until, _moment(_micros(updated_at)))
+        return _claimed(job_id, reply, owner, lease_until, _moment(_micros(updated_at)))
 
     async def claim_orphans(
         self,
@@ -650,61 +444,7 @@ class RedisStore(Store):
         record cannot be decoded is skipped (it stays where it is), so that one bad record does not stop
         every worker from taking the others.
         """
-        if limit <= 0:
-            return []
-        suffix = "" if agent is None else ":" + agent
-        ready_key, leased_key = f"{self._prefix}ready{suffix}", f"{self._prefix}leased{suffix}"
-        now_micros, lease_micros = _micros(now), _micros(lease_until)
-        # the leased index is scored by when each lease ends on the server's clock
-        seconds, micros = await self._read("TIME")
-        server_now = int(seconds) * 1_000_000 + int(micros)
-        leased = await self._read("ZRANGE", leased_key, "-inf", f"({server_now}", "BYSCORE")
-        # sleeping jobs whose wake time passed, on the claimer's clock
-        leased += await self._read("ZRANGE", f"{self._prefix}asleep{suffix}", "-inf", f"({now_micros}", "BYSCORE")
-        if reclaim_own:
-            live = await self._read("ZRANGE", leased_key, server_now, "+inf", "BYSCORE")
-            owners = await self._gather(
-                self._read("HGET", self._job_key(_member_id(member)), "owner") for member in live
-            )
-            leased += [member for member, held_by in zip(live, owners, strict=True) if _text(held_by) == owner]
-        candidates = collections.deque(sorted(set(leased)))
-        ready: collections.deque[bytes] = collections.deque()
-        bound, ready_done = "-", False
-        seen: set[bytes] = set()
-        claimed: builtins.list[Job] = []
-        while len(claimed) < limit:
-            wanted = min(limit - len(claimed), _CHUNK)
-            batch: builtins.list[bytes] = []
-            while len(batch) < wanted:
-                if not ready and not ready_done:  # refill before comparing, or the order could break
-                    more = await self._read("ZRANGE", ready_key, bound, "+", "BYLEX", "LIMIT", 0, _CHUNK)
-                    ready.extend(more)
-                    ready_done = len(more) < _CHUNK
-                    if more:
-                        bound = "(" + more[-1].decode()
-                    continue
-                if ready and (not candidates or ready[0] <= candidates[0]):
-                    member = ready.popleft()
-                elif candidates:
-                    member = candidates.popleft()
-                else:
-                    break
-                if member not in seen:  # a job may move from one index to the other between two reads
-                    seen.add(member)
-                    batch.append(member)
-            if not batch:
-                break
-            updated = _micros(now)
-            job_ids = [_member_id(member) for member in batch]
-            replies = await self._gather(
-                self._claim(job_id, owner, lease_micros, now_micros, reclaim_own, updated) for job_id in job_ids
-            )
-            for job_id, reply in zip(job_ids, replies, strict=True):
-                if reply is None:
-                    continue
-                with contextlib.suppress(CorruptRecord):
-                    claimed.append(self._claimed(job_id, reply, owner, lease_until, _moment(updated)))
-        return claimed
+        return await _claim_orphans(self, agent, owner, lease_until, now, limit, reclaim_own)
 
     async def next_wake(self, agent: str | None, *, now: datetime) -> datetime | None:
         """When the next sleeping job of ``agent`` (None: any) wakes; see :meth:`Store.next_wake`."""
@@ -766,16 +506,8 @@ class RedisStore(Store):
             JobNotFound: no job has that id.
             InvalidInput: the payload is not JSON.
         """
-        entry = json.dumps(
-            {
-                "kind": control_kind(request.kind, request.job_id).value,
-                "requested_at": request.requested_at.isoformat(),
-                "payload": json.loads(_encode_json(request.payload, "control payload", request.job_id)),
-            },
-            separators=(",", ":"),
-        )
         keys = self._job_keys(request.job_id)
-        if not await self._script("request_control", (keys[0], keys[3]), entry):
+        if not await self._script("request_control", (keys[0], keys[3]), _control_entry(request)):
             raise JobNotFound(request.job_id)
         # wake the owners' lease keepers at once (the request in the store is the truth: a lost message
         # only delays it to their next poll)
@@ -799,24 +531,7 @@ class RedisStore(Store):
         replies = await self._gather(
             self._submit(("EVALSHA", script.sha, 1, self._job_keys(job_id)[3]), script, writes=True) for job_id in ids
         )
-        taken: builtins.list[ControlRequest] = []
-        for job_id, entries in zip(ids, replies, strict=True):
-            for raw in entries:
-                try:
-                    entry = json.loads(raw)
-                    kind, moment, payload = (
-                        entry["kind"],
-                        datetime.fromisoformat(entry["requested_at"]),
-                        entry["payload"],
-                    )
-                except (ValueError, TypeError, KeyError) as exc:
-                    raise CorruptRecord(f"{job_id}/controls", str(exc)) from None
-                try:
-                    taken.append(ControlRequest(job_id, kind, moment, payload))
-                except ValueError as exc:  # an unknown kind: dropped, and said so
-                    _log.warning("control request ignored", job_id=job_id, kind=str(kind), error=str(exc))
-        taken.sort(key=lambda request: request.requested_at)
-        return taken
+        return _decode_controls(ids, replies)
 
     # -- worker ids ------------------------------------------------------------------------------------
 
@@ -859,26 +574,13 @@ class RedisStore(Store):
 
     # -- schedules -------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _schedule_field(agent: str, name: str) -> str:
-        return json.dumps([agent, name], separators=(",", ":"))
-
-    @staticmethod
-    def _decode_schedule(field: str, raw: bytes) -> ScheduleState:
-        try:
-            return ScheduleState.model_validate_json(raw)
-        except ValueError as exc:
-            raise CorruptRecord(f"schedule {field}", _first_line(exc)) from None
-
     async def get_schedule(self, agent: str, name: str) -> ScheduleState | None:
         """The schedule ``name`` of ``agent``, or None.
 
         Raises:
             CorruptRecord: its record cannot be decoded.
         """
-        field = self._schedule_field(agent, name)
-        raw = await self._read("HGET", f"{self._prefix}schedules", "r:" + field)
-        return None if raw is None else self._decode_schedule(field, raw)
+        return await _get_schedule(self, agent, name)
 
     async def save_schedule(self, state: ScheduleState, *, expected_version: int | None) -> ScheduleState:
         """Compare-and-set write of a schedule: create it when ``expected_version`` is None (it must not
@@ -888,40 +590,15 @@ class RedisStore(Store):
         Raises:
             VersionConflict: otherwise (``.job_id`` is ``"schedule <agent>/<name>"``).
         """
-        reply = await self._script(
-            "save_schedule",
-            (f"{self._prefix}schedules",),
-            self._schedule_field(state.agent, state.name),
-            "" if expected_version is None else expected_version,
-            state.version,
-            state.model_dump_json(),
-        )
-        if reply[0] == 1:
-            stored = None if len(reply) < 2 or reply[1] is None else int(reply[1])
-            what = f"schedule {state.agent}/{state.name}"
-            raise VersionConflict(what, 0 if expected_version is None else expected_version, stored)
-        return state
+        return await _save_schedule(self, state, expected_version)
 
     async def list_schedules(self, agent: str | None = None) -> builtins.list[ScheduleState]:
         """The schedules of ``agent`` (None: every agent), by agent and name."""
-        stored = await self._read("HGETALL", f"{self._prefix}schedules")
-        # RESP2 answers a flat list of fields and values, RESP3 a map
-        pairs = stored.items() if isinstance(stored, dict) else zip(stored[::2], stored[1::2], strict=True)
-        found: builtins.list[ScheduleState] = []
-        for raw_field, raw in pairs:
-            field = raw_field.decode()
-            if not field.startswith("r:"):
-                continue
-            state = self._decode_schedule(field[2:], raw)
-            if agent is None or state.agent == agent:
-                found.append(state)
-        return sorted(found, key=lambda state: (state.agent, state.name))
+        return await _list_schedules(self, agent)
 
     async def delete_schedule(self, agent: str, name: str) -> bool:
         """Remove a schedule. True if it existed."""
-        field = self._schedule_field(agent, name)
-        future = self._submit(("HDEL", f"{self._prefix}schedules", "v:" + field, "r:" + field), writes=True)
-        return bool(await future)
+        return await _delete_schedule(self, agent, name)
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
