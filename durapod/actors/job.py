@@ -11,13 +11,15 @@ and every journaled step is fenced by ``epoch``. It writes its own end: the resu
 cancellation, or, when the agent raises, the error and what the :class:`~durapod.retry.RetryPolicy`
 decides (the durable retry timer ``next_attempt_at``, or the final failure). The worker's job supervisor
 then restarts the actor when that timer is due: the retry *is* the supervisor's restart.
+
+What the worker gives the actor and gets back (:class:`JobRuntime`, :class:`Exit`) is in
+:mod:`durapod.actors._job_runtime`, and importable from here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -26,20 +28,18 @@ from typing import Any, TypeVar
 
 from pydantic import JsonValue
 
-from durapod._invoke import AgentInvoker
 from durapod._log import Logger
 from durapod._outage import retry_unavailable
-from durapod.actors.eventlog import EventLog, Flusher
+from durapod.actors._job_runtime import Exit, JobRuntime
+from durapod.actors.eventlog import EventLog
 from durapod.children import ChildRuntime, cancel_children, child_ids
 from durapod.context import JobContext, Suspend
 from durapod.errors import JobNotFound, StaleOwnerError, StoreError, StoreUnavailable, VersionConflict
 from durapod.lowlevel.actor import ControlMessage
-from durapod.lowlevel.clock import Clock, Timer
+from durapod.lowlevel.clock import Timer
 from durapod.lowlevel.mailbox import Mailbox, OverflowPolicy
-from durapod.models import SETTLED, Job, JobStatus, StepRecord, check_json, error_text, new_step_record
-from durapod.retry import RetryPolicy
+from durapod.models import SETTLED, Job, JobStatus, StepRecord, check_json, new_step_record
 from durapod.sleeping import sleep_lease_end
-from durapod.stores.base import Store
 
 __all__ = ["Cancel", "Drain", "Exit", "JobActor", "JobRuntime", "LeaseLost", "Pause", "RecoveryLimitExceeded"]
 
@@ -71,52 +71,6 @@ class Drain(ControlMessage):
     """The worker is stopping: hand the job back at its next step boundary, or after ``grace`` seconds."""
 
     grace: float
-
-
-class Exit(enum.Enum):
-    """How a job actor ended, for its supervisor."""
-
-    DONE = "done"
-    """Nothing more to do here: the job settled, or it changed elsewhere."""
-    RETRY = "retry"
-    """The job waits for its durable retry timer (``next_attempt_at``): restart the actor then."""
-    ASLEEP = "asleep"
-    """The job sleeps (``ctx.sleep``), released in the store with a lease that ends when it wakes: the
-    worker keeps only the wake time, and then any worker of the agent may claim it."""
-    HANDED_BACK = "handed back"
-    """The worker is draining: the job is pending again, its lease released, for any worker."""
-    CRASHED = "crashed"
-    """The actor could not write its job's outcome (a store error): restart it, reading the job anew."""
-
-
-@dataclass(frozen=True, slots=True)
-class JobRuntime:
-    """What a job actor gets from its worker: the store, the agent, the policies and three callbacks.
-
-    Made by the worker for its actors; an actor never reaches the worker or the facade otherwise.
-    """
-
-    store: Store
-    clock: Clock
-    worker_id: str
-    invoker: AgentInvoker
-    retry: RetryPolicy
-    pause_timeout: float
-    max_recoveries: int
-    concurrency: asyncio.Semaphore | None
-    log: Logger
-    #: every write of a job, for the local callers waiting for it to settle
-    written: Callable[[Job], None]
-    #: a new event of a job, for its live subscribers
-    publish_event: Callable[[str, dict[str, JsonValue]], None]
-    #: persists the buffered events of the worker's job logs
-    flusher: Flusher
-    #: the text stored for a failed attempt's exception (``DurableAgent(redact_errors=...)``)
-    describe_error: Callable[[BaseException], str] = error_text
-    #: called with the actor and its task once the task has ended (the worker's supervision)
-    exited: Callable[[JobActor, asyncio.Task[Exit]], None] = lambda actor, task: None
-    #: starts and awaits child jobs (``ctx.start_child``); None where the worker offers none
-    children: ChildRuntime | None = None
 
 
 T = TypeVar("T")
