@@ -93,6 +93,7 @@ class JobContext(metaclass=NoPublicConstructor):
     __slots__ = (
         "_actor",
         "_budget",
+        "_control",
         "_interrupts",
         "_journal",
         "_markers",
@@ -103,6 +104,7 @@ class JobContext(metaclass=NoPublicConstructor):
 
     def __init__(self, actor: JobActor, journal: Mapping[int, StepRecord]) -> None:
         self._actor = actor
+        self._control = actor.control  # the step boundaries read the actor's mailbox
         self._journal = journal
         self._next_index = 0
         self._replay_until = max(journal) + 1 if journal else 0
@@ -202,8 +204,9 @@ class JobContext(metaclass=NoPublicConstructor):
                 return record.result
             return codec.load(record.result, f"journaled result of step {name!r}", self._actor.job.id)
         actor = self._actor
-        actor.at_boundary()
-        actor.step_started()
+        control = self._control
+        control.at_boundary()
+        control.step_started()
         try:
             if _is_async(fn):
                 result = await fn(*args, **kwargs)
@@ -219,8 +222,8 @@ class JobContext(metaclass=NoPublicConstructor):
                 await self._save_markers()
             await actor.record_step(index, name, data)
         finally:
-            actor.step_finished()
-        actor.at_boundary()
+            control.step_finished()
+        control.at_boundary()
         return result
 
     @overload
@@ -390,7 +393,7 @@ class JobContext(metaclass=NoPublicConstructor):
         if record is not None:
             name = journaled_child(parent.id, index, record, child_id) or name
         else:
-            actor.at_boundary()
+            self._control.at_boundary()
             await children.create(parent, child_id, name, input, checked)
             if self._markers:
                 await self._save_markers()
@@ -457,7 +460,7 @@ class JobContext(metaclass=NoPublicConstructor):
             wake_at = decode_wake_time(record.result, actor.job.id)
         else:
             assert wake_at is not None
-            actor.at_boundary()
+            self._control.at_boundary()
             if self._markers:
                 await self._save_markers()
             await actor.record_step(index, SLEEP_STEP, wake_at.isoformat())

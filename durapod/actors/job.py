@@ -1,10 +1,8 @@
 """JobActor: one job, one task. The agent runs inside the actor's own task.
 
-The actor's mailbox (created on the first message) holds control messages: :class:`Pause`,
-:class:`Cancel`, :class:`LeaseLost` and :class:`Drain`. ``tell`` never blocks: it queues the message and,
-where the message cannot wait for the agent's next step boundary, interrupts the task at once (cancel,
-lease lost, a pause of an agent that has no steps, the pause and drain timeouts). The task reads its
-mailbox at every step boundary (``ctx.step`` before and after running a step) and when it is interrupted.
+The actor's control messages (:class:`Pause`, :class:`Cancel`, :class:`LeaseLost`, :class:`Drain`), its
+mailbox and when a message interrupts its task are in :mod:`durapod.actors._job_control` (the actor owns
+a :class:`~durapod.actors._job_control.JobControl`); the messages are importable from here.
 
 The actor is the single writer of its job while it runs: every write is a compare-and-set on ``version``
 and every journaled step is fenced by ``epoch``. It writes its own end: the result, the pause, the
@@ -22,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -30,14 +27,13 @@ from pydantic import JsonValue
 
 from durapod._log import Logger
 from durapod._outage import retry_unavailable
+from durapod.actors._job_control import Cancel, Drain, JobControl, LeaseLost, Pause
 from durapod.actors._job_runtime import Exit, JobRuntime
 from durapod.actors.eventlog import EventLog
 from durapod.children import ChildRuntime, cancel_children, child_ids
 from durapod.context import JobContext, Suspend
 from durapod.errors import JobNotFound, StaleOwnerError, StoreError, StoreUnavailable, VersionConflict
 from durapod.lowlevel.actor import ControlMessage
-from durapod.lowlevel.clock import Timer
-from durapod.lowlevel.mailbox import Mailbox, OverflowPolicy
 from durapod.models import SETTLED, Job, JobStatus, StepRecord, check_json, new_step_record
 from durapod.sleeping import sleep_lease_end
 
@@ -48,34 +44,7 @@ class RecoveryLimitExceeded(Exception):
     """A job was taken over after its owner died more than ``max_recoveries`` times (a poison job)."""
 
 
-class Pause(ControlMessage):
-    """Pause the job: at the next step boundary, or after ``pause_timeout`` by cancelling the step."""
-
-    __slots__ = ()
-
-
-class Cancel(ControlMessage):
-    """Cancel the job at once; cancelled is terminal."""
-
-    __slots__ = ()
-
-
-class LeaseLost(ControlMessage):
-    """Another worker owns the job now (or its lease could not be renewed): stop, write nothing."""
-
-    __slots__ = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Drain(ControlMessage):
-    """The worker is stopping: hand the job back at its next step boundary, or after ``grace`` seconds."""
-
-    grace: float
-
-
 T = TypeVar("T")
-
-_INTERRUPTS = ("drain", "pause", "cancel", "lease lost")  # weakest first: a stronger reason wins
 
 
 class JobActor:
@@ -84,42 +53,27 @@ class JobActor:
     __slots__ = (
         "_agent_called",
         "_attempt_counted",
-        "_cancelled_by_us",
         "_child_waits",
         "_events",
         "_holds_slot",
-        "_in_step",
-        "_interruptible",
         "_journal",
-        "_mailbox",
-        "_reason",
         "_reload",
-        "_running_agent",
         "_runtime",
         "_store_failure",
-        "_timer",
-        "_was_cancelled",
+        "control",
         "job",
-        "task",
         "usage",
     )
 
     def __init__(self, runtime: JobRuntime, job: Job, *, fresh: bool = False, reload: bool = False) -> None:
         self.job = job
-        self.task: asyncio.Task[Exit] | None = None
         self._runtime = runtime
+        #: the mailbox and the interrupts (the job's JobContext calls it at step boundaries)
+        self.control = JobControl(job.id, runtime)
         self._events = EventLog(job.id, runtime.store, runtime.publish_event, runtime.flusher, fresh=fresh)
         self._journal: dict[int, StepRecord] | None = {} if fresh else None
-        self._mailbox: Mailbox[ControlMessage] | None = None
-        self._timer: Timer | None = None
-        self._reason: str | None = None  # why the task was interrupted
-        self._cancelled_by_us = False
-        self._was_cancelled = False
         self._attempt_counted = False  # this actor counted a new attempt when it started the job
         self._agent_called = False
-        self._running_agent = False
-        self._interruptible = False  # only the wait for a slot and the agent itself are interrupted
-        self._in_step = 0  # steps running now: a drain waits for them (up to its grace)
         self._holds_slot = False
         self._child_waits = 0  # awaits of child jobs in progress: the job gives its slot up meanwhile
         self._reload = reload
@@ -134,113 +88,63 @@ class JobActor:
         """The task's done callback (a bound method: smaller than a partial per job)."""
         self._runtime.exited(self, task)
 
-    # -- the mailbox -----------------------------------------------------------------------------
+    @property
+    def task(self) -> asyncio.Task[Exit] | None:
+        """The actor's task, once the worker started it."""
+        return self.control.task
+
+    @task.setter
+    def task(self, task: asyncio.Task[Exit] | None) -> None:
+        self.control.task = task
 
     def tell(self, message: ControlMessage) -> None:
         """Queue a control message; never blocks. Interrupts the task where the message cannot wait."""
-        task = self.task
-        if task is None or task.done():
-            return
-        mailbox = self._mailbox
-        if mailbox is None:
-            mailbox = self._mailbox = Mailbox[ControlMessage]._create(self.job.id, 1, OverflowPolicy.DROP_NEWEST)
-        mailbox.put_nowait(message, control=True)
-        if isinstance(message, Cancel):
-            self._interrupt("cancel")
-        elif isinstance(message, LeaseLost):
-            self._interrupt("lease lost")
-        elif not self._running_agent:
-            # still waiting to start (a concurrency slot, its first write): nothing to wait for
-            self._interrupt("drain" if isinstance(message, Drain) else "pause")
-        elif isinstance(message, Pause):
-            if not self._runtime.invoker.takes_context:
-                self._interrupt("pause")  # a plain agent has no step boundary: it re-runs on resume
-            else:
-                self._arm(self._runtime.pause_timeout, "pause")
-        elif isinstance(message, Drain):
-            if self._in_step or not self._runtime.invoker.takes_context:
-                self._arm(message.grace, "drain")  # let the steps in flight finish and be journaled
-            else:
-                self._interrupt("drain")  # between steps: nothing is lost by stopping now
-
-    def _arm(self, delay: float, reason: str) -> None:
-        if self._timer is None:
-            self._timer = self._runtime.clock.call_later(delay, lambda: self._interrupt(reason))
-
-    def _interrupt(self, reason: str) -> None:
-        current = self._reason
-        if current is not None and _INTERRUPTS.index(current) >= _INTERRUPTS.index(reason):
-            return
-        self._reason = reason
-        task = self.task
-        if self._interruptible and task is not None and not task.done() and not self._cancelled_by_us:
-            self._cancelled_by_us = True
-            task.cancel()
-
-    def step_started(self) -> None:
-        """A step's function starts running (its result is not journaled yet)."""
-        self._in_step += 1
-
-    def step_finished(self) -> None:
-        """A step ended: journaled, or failed."""
-        self._in_step -= 1
-
-    def at_boundary(self) -> None:
-        """Read the mailbox at a step boundary: a pause or a drain stops the agent here."""
-        mailbox = self._mailbox
-        if mailbox is None:
-            return
-        for message in mailbox.drain():
-            if isinstance(message, Pause):
-                self._reason = self._reason or "pause"
-            elif isinstance(message, Drain):
-                self._reason = self._reason or "drain"
-        if self._reason in ("pause", "drain"):
-            raise Suspend(None)
+        self.control.tell(message)
 
     # -- the task --------------------------------------------------------------------------------
 
     async def run(self) -> Exit:
         """The actor's task: start the job, run its agent, write how it ended."""
         runtime = self._runtime
+        control = self.control
         try:
             ctx = await self._prepare()
             if isinstance(ctx, Exit):
                 return ctx
             job = self.job
-            self._running_agent = self._interruptible = self._agent_called = True
+            control.running_agent = control.interruptible = self._agent_called = True
             try:
                 invoker = runtime.invoker
                 result = invoker.dump(await invoker.call(job, ctx), job.id)
                 check_json(result, "result", job.id)
             except Suspend as suspend:
-                self._stop_interrupts()
-                if suspend.wake_at is not None and self._reason is None:
+                control.stop_interrupts()
+                if suspend.wake_at is not None and control.reason is None:
                     return await self._sleep(suspend.wake_at)
                 return await self._suspended(suspend.waiting_for, suspend.answer_type)
             except asyncio.CancelledError:
-                if not self._acknowledge_cancel():
+                if not control.acknowledge_cancel():
                     raise
-                self._stop_interrupts()
+                control.stop_interrupts()
                 return await self._interrupted(None)
             except StaleOwnerError:
-                self._stop_interrupts()
+                control.stop_interrupts()
                 return await self._changed_elsewhere()
             except Exception as error:
-                self._stop_interrupts()
+                control.stop_interrupts()
                 if self._store_failure is not None:
                     return await self._store_failed()
-                if self._reason is not None:
+                if control.reason is not None:
                     return await self._interrupted(error)
                 return await self._failed(error)
-            self._stop_interrupts()
+            control.stop_interrupts()
             if self._store_failure is not None:  # the agent caught the store's error and went on
                 return await self._store_failed()
-            if self._reason in ("cancel", "lease lost") or (self._reason == "pause" and self._was_cancelled):
+            if control.reason in ("cancel", "lease lost") or (control.reason == "pause" and control.was_cancelled):
                 return await self._interrupted(None)  # the agent swallowed our cancellation and returned
             return await self._complete(result)
         except asyncio.CancelledError:
-            if not self._acknowledge_cancel():
+            if not control.acknowledge_cancel():
                 raise  # cancelled from outside (the event loop is closing): write nothing more
             return await self._interrupted(None)
         except (StoreError, VersionConflict) as exc:
@@ -252,34 +156,25 @@ class JobActor:
             runtime.log.exception("job actor failed", job_id=self.job.id)
             return Exit.CRASHED
         finally:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            control.cancel_timer()
             self._release_slot()
             await self._events.close()
-
-    def _acknowledge_cancel(self) -> bool:
-        """True if the cancellation is ours (it is then consumed); False if it came from outside."""
-        task = self.task
-        if not self._cancelled_by_us or task is None:
-            return False
-        self._cancelled_by_us = False
-        return task.uncancel() == 0
 
     async def _prepare(self) -> JobContext | Exit:
         """Everything before the agent runs (its own coroutine, done before the agent starts: a parked
         job's task holds one frame less): the job's context, or how the actor ends already."""
         runtime = self._runtime
+        control = self.control
         if self._reload and not await self._reload_job():
             return Exit.DONE
         if runtime.concurrency is not None:
-            self._interruptible = True
+            control.interruptible = True
             try:
                 await runtime.concurrency.acquire()
             finally:
-                self._interruptible = False
+                control.interruptible = False
             self._holds_slot = True
-        if self._reason is not None:
+        if control.reason is not None:
             return await self._interrupted(None)
         job = self.job
         status_logged = False
@@ -299,7 +194,7 @@ class JobActor:
             self._attempt_counted = attempts > job.attempts
         elif job.status is not JobStatus.RUNNING:
             return Exit.DONE
-        if self._reason is not None:
+        if control.reason is not None:
             return await self._interrupted(None)
         job = self.job
         if job.recoveries > runtime.max_recoveries:
@@ -314,20 +209,13 @@ class JobActor:
             steps = await self._patiently(lambda: runtime.store.read_steps(job.id), "read the journal")
             self._journal = {record.index: record for record in steps}
         await self._patiently(self._events.load, "read the event log")
-        if self._reason is not None:  # told to stop while the store was read (the lease was lost, say)
+        if control.reason is not None:  # told to stop while the store was read (the lease was lost, say)
             return await self._interrupted(None)
         self._events.set_epoch(job.epoch)
         if not status_logged:
             self._status_event()
         self._events.restart_step(self._journal.keys())
         return JobContext._create(self, self._journal)
-
-    def _stop_interrupts(self) -> None:
-        """The agent has stopped: from here on a message only records its reason (no more cancels)."""
-        self._running_agent = self._interruptible = False
-        if self._cancelled_by_us:  # the agent swallowed our cancellation: consume it
-            self._acknowledge_cancel()
-            self._was_cancelled = True
 
     async def _reload_job(self) -> bool:
         """Read the job anew (after this actor's predecessor crashed): True if it is still ours to run."""
@@ -353,8 +241,8 @@ class JobActor:
         cannot go on. A stop asked for meanwhile (cancel, pause, drain, lease lost) is carried out;
         otherwise the supervisor restarts the actor, which reads the job and its journal anew: a
         journaled step is replayed, one that never landed runs again, and no attempt is counted."""
-        self.at_boundary_quietly()
-        if self._reason is not None:
+        self.control.at_boundary_quietly()
+        if self.control.reason is not None:
             return await self._interrupted(None)
         self._log().warning(
             "the store failed while the job ran; restarting it from the store", error=repr(self._store_failure)
@@ -380,7 +268,7 @@ class JobActor:
         return Exit.DONE
 
     async def _suspended(self, waiting_for: str | None, answer_type: str | None = None) -> Exit:
-        if waiting_for is None and self._reason == "drain":
+        if waiting_for is None and self.control.reason == "drain":
             return await self._hand_back()
         events: list[dict[str, JsonValue]] = []
         if waiting_for is not None:
@@ -410,8 +298,8 @@ class JobActor:
 
     async def _interrupted(self, error: BaseException | None) -> Exit:
         """The task was interrupted (or the agent failed while we were stopping it): act on the reason."""
-        self.at_boundary_quietly()
-        reason = self._reason
+        self.control.at_boundary_quietly()
+        reason = self.control.reason
         if reason == "lease lost":
             self._events.discard()
             self._log().warning("lease lost; stopping without writing")
@@ -449,11 +337,6 @@ class JobActor:
             await cancel_children(self._runtime.store, self.job.id, self._runtime.clock, journal)
         except StoreError as exc:
             self._log().warning("cannot cancel the job's children", error=repr(exc))
-
-    def at_boundary_quietly(self) -> None:
-        """Take what the mailbox holds into account without raising (the agent is stopped already)."""
-        with contextlib.suppress(Suspend):
-            self.at_boundary()
 
     async def _failed(self, error: BaseException) -> Exit:
         job = self.job
