@@ -8,7 +8,9 @@ The actor is the single writer of its job while it runs: every write is a compar
 and every journaled step is fenced by ``epoch``. It writes its own end: the result, the pause, the
 cancellation, or, when the agent raises, the error and what the :class:`~durapod.retry.RetryPolicy`
 decides (the durable retry timer ``next_attempt_at``, or the final failure). The worker's job supervisor
-then restarts the actor when that timer is due: the retry *is* the supervisor's restart.
+then restarts the actor when that timer is due: the retry *is* the supervisor's restart. Those last
+writes, one function per way a run ends, are in :mod:`durapod.actors._job_endings`; the writes
+themselves (:meth:`JobActor.write`, :meth:`JobActor.record_step`) are here.
 
 What the worker gives the actor and gets back (:class:`JobRuntime`, :class:`Exit`) is in
 :mod:`durapod.actors._job_runtime`, and importable from here.
@@ -18,24 +20,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import JsonValue
 
 from durapod._log import Logger
 from durapod._outage import retry_unavailable
+from durapod.actors import _job_endings as endings
 from durapod.actors._job_control import Cancel, Drain, JobControl, LeaseLost, Pause
 from durapod.actors._job_runtime import Exit, JobRuntime
 from durapod.actors.eventlog import EventLog
-from durapod.children import ChildRuntime, cancel_children, child_ids
+from durapod.children import ChildRuntime
 from durapod.context import JobContext, Suspend
-from durapod.errors import JobNotFound, StaleOwnerError, StoreError, StoreUnavailable, VersionConflict
+from durapod.errors import StaleOwnerError, StoreError, StoreUnavailable, VersionConflict
 from durapod.lowlevel.actor import ControlMessage
 from durapod.models import SETTLED, Job, JobStatus, StepRecord, check_json, new_step_record
-from durapod.sleeping import sleep_lease_end
 
 __all__ = ["Cancel", "Drain", "Exit", "JobActor", "JobRuntime", "LeaseLost", "Pause", "RecoveryLimitExceeded"]
 
@@ -51,34 +52,35 @@ class JobActor:
     """Runs one job in one task. Made and supervised by the worker; users never build one."""
 
     __slots__ = (
-        "_agent_called",
-        "_attempt_counted",
         "_child_waits",
-        "_events",
         "_holds_slot",
-        "_journal",
         "_reload",
-        "_runtime",
-        "_store_failure",
+        "agent_called",
+        "attempt_counted",
         "control",
+        "events",
         "job",
+        "journal",
+        "runtime",
+        "store_failure",
         "usage",
     )
 
     def __init__(self, runtime: JobRuntime, job: Job, *, fresh: bool = False, reload: bool = False) -> None:
         self.job = job
-        self._runtime = runtime
+        self.runtime = runtime  # what the worker gives this actor
         #: the mailbox and the interrupts (the job's JobContext calls it at step boundaries)
         self.control = JobControl(job.id, runtime)
-        self._events = EventLog(job.id, runtime.store, runtime.publish_event, runtime.flusher, fresh=fresh)
-        self._journal: dict[int, StepRecord] | None = {} if fresh else None
-        self._attempt_counted = False  # this actor counted a new attempt when it started the job
-        self._agent_called = False
+        #: the job's event log: numbered, buffered, written in batches
+        self.events = EventLog(job.id, runtime.store, runtime.publish_event, runtime.flusher, fresh=fresh)
+        self.journal: dict[int, StepRecord] | None = {} if fresh else None  # None: not read yet
+        self.attempt_counted = False  # this actor counted a new attempt when it started the job
+        self.agent_called = False  # a job paused before this had not begun its attempt
         self._holds_slot = False
         self._child_waits = 0  # awaits of child jobs in progress: the job gives its slot up meanwhile
         self._reload = reload
         #: a store error (not "unavailable") met while the agent ran: the store's failure, not the agent's
-        self._store_failure: StoreError | None = None
+        self.store_failure: StoreError | None = None
         self.usage: dict[str, int] | None = None  # what the agent reported (JobContext counts it)
 
     def __repr__(self) -> str:
@@ -86,7 +88,7 @@ class JobActor:
 
     def task_done(self, task: asyncio.Task[Exit]) -> None:
         """The task's done callback (a bound method: smaller than a partial per job)."""
-        self._runtime.exited(self, task)
+        self.runtime.exited(self, task)
 
     @property
     def task(self) -> asyncio.Task[Exit] | None:
@@ -105,14 +107,14 @@ class JobActor:
 
     async def run(self) -> Exit:
         """The actor's task: start the job, run its agent, write how it ended."""
-        runtime = self._runtime
+        runtime = self.runtime
         control = self.control
         try:
             ctx = await self._prepare()
             if isinstance(ctx, Exit):
                 return ctx
             job = self.job
-            control.running_agent = control.interruptible = self._agent_called = True
+            control.running_agent = control.interruptible = self.agent_called = True
             try:
                 invoker = runtime.invoker
                 result = invoker.dump(await invoker.call(job, ctx), job.id)
@@ -120,35 +122,35 @@ class JobActor:
             except Suspend as suspend:
                 control.stop_interrupts()
                 if suspend.wake_at is not None and control.reason is None:
-                    return await self._sleep(suspend.wake_at)
-                return await self._suspended(suspend.waiting_for, suspend.answer_type)
+                    return await endings.asleep(self, suspend.wake_at)
+                return await endings.suspended(self, suspend.waiting_for, suspend.answer_type)
             except asyncio.CancelledError:
                 if not control.acknowledge_cancel():
                     raise
                 control.stop_interrupts()
-                return await self._interrupted(None)
+                return await endings.interrupted(self, None)
             except StaleOwnerError:
                 control.stop_interrupts()
-                return await self._changed_elsewhere()
+                return await self.changed_elsewhere()
             except Exception as error:
                 control.stop_interrupts()
-                if self._store_failure is not None:
-                    return await self._store_failed()
+                if self.store_failure is not None:
+                    return await endings.store_failed(self)
                 if control.reason is not None:
-                    return await self._interrupted(error)
-                return await self._failed(error)
+                    return await endings.interrupted(self, error)
+                return await endings.failed(self, error)
             control.stop_interrupts()
-            if self._store_failure is not None:  # the agent caught the store's error and went on
-                return await self._store_failed()
+            if self.store_failure is not None:  # the agent caught the store's error and went on
+                return await endings.store_failed(self)
             if control.reason in ("cancel", "lease lost") or (control.reason == "pause" and control.was_cancelled):
-                return await self._interrupted(None)  # the agent swallowed our cancellation and returned
-            return await self._complete(result)
+                return await endings.interrupted(self, None)  # the agent swallowed our cancellation and returned
+            return await endings.completed(self, result)
         except asyncio.CancelledError:
             if not control.acknowledge_cancel():
                 raise  # cancelled from outside (the event loop is closing): write nothing more
-            return await self._interrupted(None)
+            return await endings.interrupted(self, None)
         except (StoreError, VersionConflict) as exc:
-            self._log().warning(
+            self.logger().warning(
                 "the store failed; the supervisor restarts the job's actor from the store", error=repr(exc)
             )
             return Exit.CRASHED
@@ -158,12 +160,12 @@ class JobActor:
         finally:
             control.cancel_timer()
             self._release_slot()
-            await self._events.close()
+            await self.events.close()
 
     async def _prepare(self) -> JobContext | Exit:
         """Everything before the agent runs (its own coroutine, done before the agent starts: a parked
         job's task holds one frame less): the job's context, or how the actor ends already."""
-        runtime = self._runtime
+        runtime = self.runtime
         control = self.control
         if self._reload and not await self._reload_job():
             return Exit.DONE
@@ -175,15 +177,15 @@ class JobActor:
                 control.interruptible = False
             self._holds_slot = True
         if control.reason is not None:
-            return await self._interrupted(None)
+            return await endings.interrupted(self, None)
         job = self.job
         status_logged = False
         if job.status is JobStatus.PENDING:
             # A resumed job continues its execution; a new or retried one starts another attempt.
             attempts = job.attempts if job.resuming else job.attempts + 1
             # a new job's log needs no reading: its first event goes with this write (no flush of its own)
-            status_logged = self._events.is_loaded
-            if not await self._write(
+            status_logged = self.events.is_loaded
+            if not await self.write(
                 status=JobStatus.RUNNING,
                 attempts=attempts,
                 next_attempt_at=None,
@@ -191,40 +193,40 @@ class JobActor:
                 log_status=status_logged,
             ):
                 return Exit.DONE
-            self._attempt_counted = attempts > job.attempts
+            self.attempt_counted = attempts > job.attempts
         elif job.status is not JobStatus.RUNNING:
             return Exit.DONE
         if control.reason is not None:
-            return await self._interrupted(None)
+            return await endings.interrupted(self, None)
         job = self.job
         if job.recoveries > runtime.max_recoveries:
-            await self._write(
+            await self.write(
                 status=JobStatus.FAILED,
                 error=f"job was recovered {job.recoveries} times (max_recoveries={runtime.max_recoveries})",
                 error_type=RecoveryLimitExceeded.__name__,
                 completed_at=runtime.clock.utcnow(),
             )
             return Exit.DONE
-        if self._journal is None:
+        if self.journal is None:
             steps = await self._patiently(lambda: runtime.store.read_steps(job.id), "read the journal")
-            self._journal = {record.index: record for record in steps}
-        await self._patiently(self._events.load, "read the event log")
+            self.journal = {record.index: record for record in steps}
+        await self._patiently(self.events.load, "read the event log")
         if control.reason is not None:  # told to stop while the store was read (the lease was lost, say)
-            return await self._interrupted(None)
-        self._events.set_epoch(job.epoch)
+            return await endings.interrupted(self, None)
+        self.events.set_epoch(job.epoch)
         if not status_logged:
             self._status_event()
-        self._events.restart_step(self._journal.keys())
-        return JobContext._create(self, self._journal)
+        self.events.restart_step(self.journal.keys())
+        return JobContext._create(self, self.journal)
 
     async def _reload_job(self) -> bool:
         """Read the job anew (after this actor's predecessor crashed): True if it is still ours to run."""
-        store = self._runtime.store
+        store = self.runtime.store
         fresh = await self._patiently(lambda: store.get(self.job.id), "read the job")
-        if fresh is None or fresh.owner != self._runtime.worker_id or fresh.epoch != self.job.epoch:
+        if fresh is None or fresh.owner != self.runtime.worker_id or fresh.epoch != self.job.epoch:
             return False
         self.job = fresh
-        self._journal = None
+        self.journal = None
         return fresh.status in (JobStatus.PENDING, JobStatus.RUNNING)
 
     async def _patiently(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
@@ -232,175 +234,30 @@ class JobActor:
         try:
             return await operation()
         except StoreUnavailable:
-            return await retry_unavailable(operation, self._runtime.clock, self._log, what=what)
+            return await retry_unavailable(operation, self.runtime.clock, self.logger, what=what)
 
-    # -- how a run ends --------------------------------------------------------------------------
-
-    async def _store_failed(self) -> Exit:
-        """A step or an event could not be written: whether it landed is unknown, so this execution
-        cannot go on. A stop asked for meanwhile (cancel, pause, drain, lease lost) is carried out;
-        otherwise the supervisor restarts the actor, which reads the job and its journal anew: a
-        journaled step is replayed, one that never landed runs again, and no attempt is counted."""
-        self.control.at_boundary_quietly()
-        if self.control.reason is not None:
-            return await self._interrupted(None)
-        self._log().warning(
-            "the store failed while the job ran; restarting it from the store", error=repr(self._store_failure)
-        )
-        return Exit.CRASHED
-
-    async def _complete(self, result: JsonValue) -> Exit:
-        now = self._runtime.clock.utcnow()
-        if (
-            await self._write(
-                status=JobStatus.COMPLETED,
-                result=result,
-                error=None,
-                error_type=None,
-                completed_at=now,
-                updated_at=now,
-                waiting_for=None,
-                events=[{"type": "done", "content": result}],
-            )
-            and self._runtime.log.is_enabled_for(logging.DEBUG)  # binding the job's logger costs
-        ):
-            self._log().debug("job completed")
-        return Exit.DONE
-
-    async def _suspended(self, waiting_for: str | None, answer_type: str | None = None) -> Exit:
-        if waiting_for is None and self.control.reason == "drain":
-            return await self._hand_back()
-        events: list[dict[str, JsonValue]] = []
-        if waiting_for is not None:
-            events.append({"type": "interrupt", "prompt": waiting_for})
-        # Paused before its execution started (a new attempt not begun): resume starts a new attempt.
-        changes: dict[str, Any] = {"paused_running": self.job.status is JobStatus.RUNNING}
-        if self._attempt_counted and not self._agent_called:
-            changes = {"paused_running": False, "attempts": self.job.attempts - 1}
-        changes["answer_type"] = answer_type
-        if await self._write(status=JobStatus.PAUSED, waiting_for=waiting_for, events=events, **changes):
-            self._log().info("job paused", waiting_for=waiting_for)
-        return Exit.DONE
-
-    async def _sleep(self, wake_at: datetime) -> Exit:
-        """The agent sleeps (``ctx.sleep``): the job goes back to the store pending, with no owner and a
-        lease that ends at ``wake_at``, so that no worker holds it meanwhile and any may claim it then."""
-        if await self._write(
-            status=JobStatus.PENDING,
-            next_attempt_at=wake_at,
-            resuming=True,
-            owner=None,
-            lease_until=sleep_lease_end(wake_at),
-        ):
-            self._log().info("job sleeps", until=wake_at.isoformat())
-            return Exit.ASLEEP
-        return Exit.DONE
-
-    async def _interrupted(self, error: BaseException | None) -> Exit:
-        """The task was interrupted (or the agent failed while we were stopping it): act on the reason."""
-        self.control.at_boundary_quietly()
-        reason = self.control.reason
-        if reason == "lease lost":
-            self._events.discard()
-            self._log().warning("lease lost; stopping without writing")
-            return Exit.DONE
-        if reason == "cancel":
-            await self._cancel_children()  # first: once the job reads cancelled, so do its children
-            if await self._write(
-                status=JobStatus.CANCELLED, completed_at=self._runtime.clock.utcnow(), waiting_for=None
-            ):
-                self._log().info("job cancelled")
-            return Exit.DONE
-        if reason == "drain":
-            return await self._hand_back()
-        if reason == "pause":
-            if isinstance(error, Exception) and self._runtime.retry.is_retryable(error):
-                # A pause was asked for while the attempt failed: pause with the error rather than retry.
-                text = self._runtime.describe_error(error)
-                if await self._write(
-                    status=JobStatus.PAUSED, error=text, error_type=type(error).__name__, paused_running=False
-                ):
-                    self._log().info("job paused after a failed attempt", error=text)
-                return Exit.DONE
-            if error is None:
-                return await self._suspended(None)
-        if error is not None:
-            return await self._failed(error)
-        return Exit.CRASHED  # pragma: no cover - an interruption always has a reason
-
-    async def _cancel_children(self) -> None:
-        """The job was cancelled: cancel the children it started that have not finished."""
-        journal = self._journal
-        if not journal or not child_ids(journal):
-            return
-        try:
-            await cancel_children(self._runtime.store, self.job.id, self._runtime.clock, journal)
-        except StoreError as exc:
-            self._log().warning("cannot cancel the job's children", error=repr(exc))
-
-    async def _failed(self, error: BaseException) -> Exit:
-        job = self.job
-        runtime = self._runtime
-        message = runtime.describe_error(error)
-        error_type = getattr(error, "error_type", None) or type(error).__name__
-        decision = runtime.retry.decide(error, failed_executions=max(job.run_attempts, 1))
-        now = runtime.clock.utcnow()
-        events: list[dict[str, JsonValue]] = [
-            {"type": "error", "error": message, "error_type": error_type, "will_retry": decision.retry}
-        ]
-        log = self._log()
-        if decision.retry:
-            written = await self._write(
-                status=JobStatus.PENDING,
-                error=message,
-                error_type=error_type,
-                next_attempt_at=now + timedelta(seconds=decision.delay),
-                events=events,
-            )
-            if written:
-                log.warning("attempt failed; retrying", error=message, delay=round(decision.delay, 3))
-                return Exit.RETRY
-            return Exit.DONE
-        if await self._write(
-            status=JobStatus.FAILED, error=message, error_type=error_type, completed_at=now, events=events
-        ):
-            log.error("job failed", error=message, error_type=error_type, reason=decision.reason)
-        return Exit.DONE
-
-    async def _hand_back(self) -> Exit:
-        """Give the unfinished job back as pending (the worker is stopping), not counting the attempt."""
-        job = self.job
-        runtime = self._runtime
-        attempts = job.attempts
-        if job.status is JobStatus.RUNNING and job.attempts > job.run_attempts_base and not job.resuming:
-            attempts -= 1
-        try:
-            if await self._write(status=JobStatus.PENDING, attempts=attempts, next_attempt_at=None):
-                await runtime.store.release(job.id, runtime.worker_id)
-        except (StaleOwnerError, VersionConflict, JobNotFound):
-            pass
-        return Exit.HANDED_BACK
-
-    async def _changed_elsewhere(self) -> Exit:
-        fresh = await self._runtime.store.get(self.job.id)
-        self._events.discard()
+    async def changed_elsewhere(self) -> Exit:
+        """The job was written by someone else (a lost compare-and-set, a stale epoch): read it anew and
+        stop, writing nothing more."""
+        fresh = await self.runtime.store.get(self.job.id)
+        self.events.discard()
         if fresh is None:
-            self._log().warning("job vanished from the store")
+            self.logger().warning("job vanished from the store")
             return Exit.DONE
         self.job = fresh
-        self._log().info("job changed elsewhere; stopping", status=fresh.status, owner=fresh.owner, epoch=fresh.epoch)
-        self._runtime.written(fresh)
+        self.logger().info("job changed elsewhere; stopping", status=fresh.status, owner=fresh.owner, epoch=fresh.epoch)
+        self.runtime.written(fresh)
         return Exit.DONE
 
     # -- what JobContext calls -------------------------------------------------------------------
 
     def utcnow(self) -> datetime:
         """The runtime clock's current time."""
-        return self._runtime.clock.utcnow()
+        return self.runtime.clock.utcnow()
 
     def children(self) -> ChildRuntime:
         """What starts and awaits child jobs; RuntimeError where the worker offers none."""
-        children = self._runtime.children
+        children = self.runtime.children
         if children is None:
             raise RuntimeError("child jobs need a DurableAgent worker")
         return children
@@ -408,34 +265,34 @@ class JobActor:
     async def record_step(self, index: int, name: str, result: JsonValue) -> None:
         """Journal one step, fenced by the job's epoch."""
         job = self.job
-        runtime = self._runtime
+        runtime = self.runtime
         record = new_step_record(job.id, index, name, result, job.attempts, job.epoch, runtime.clock.utcnow())
         store = runtime.store
         # the events streamed so far are logged with the step: once the step is kept, a replay skips it
         # and would never stream them again
-        events = self._events.take_now()
+        events = self.events.take_now()
         if events is None:  # a flush of them is being written: wait for it
-            events = await self._events.take()
+            events = await self.events.take()
         try:
             try:
                 await store.append_step(record, events=events)
             except StoreUnavailable:  # the write may have landed before the store broke off
                 await retry_unavailable(
-                    lambda: self._append_step_again(record, events), runtime.clock, self._log, what=f"step {name!r}"
+                    lambda: self._append_step_again(record, events), runtime.clock, self.logger, what=f"step {name!r}"
                 )
         except BaseException as exc:
-            self._events.give_back(events, [])  # not logged: they go with the next write
+            self.events.give_back(events, [])  # not logged: they go with the next write
             if isinstance(exc, StoreError) and not isinstance(exc, StaleOwnerError | VersionConflict):
-                self._store_failure = exc
+                self.store_failure = exc
             raise
-        self._events.publish(events)
-        assert self._journal is not None
-        self._journal[index] = record
-        self._events.append({"type": "step", "name": name, "index": index, "result": result})
+        self.events.publish(events)
+        assert self.journal is not None
+        self.journal[index] = record
+        self.events.append({"type": "step", "name": name, "index": index, "result": result})
 
     async def _append_step_again(self, record: StepRecord, events: list[dict[str, JsonValue]]) -> None:
         """Journal a step whose first write had an unknown outcome: if that write landed, it is done."""
-        store = self._runtime.store
+        store = self.runtime.store
         try:
             await store.append_step(record, events=events)
         except StaleOwnerError:
@@ -445,21 +302,21 @@ class JobActor:
 
     async def emit(self, data: dict[str, JsonValue]) -> None:
         """Log one agent event (numbered, persisted in a batch, then published live)."""
-        if self._events.append(data):
+        if self.events.append(data):
             try:
-                await self._events.flush()
+                await self.events.flush()
             except StoreUnavailable:
                 return  # kept buffered: the flusher (or the job's next write) persists them
             except StoreError as exc:
-                self._store_failure = exc
+                self.store_failure = exc
                 raise
 
-    # -- writing ---------------------------------------------------------------------------------
+    # -- writing (also what ends a run: durapod.actors._job_endings) -------------------------------
 
     def _status_event(self) -> None:
-        self._events.append({"type": "job_status", "job": _status_view(self.job)})
+        self.events.append({"type": "job_status", "job": _status_view(self.job)})
 
-    async def _write(
+    async def write(
         self, *, events: list[dict[str, JsonValue]] | None = None, log_status: bool = False, **changes: Any
     ) -> bool:
         """Compare-and-set the job with ``changes``; on a lost race, re-read it and write nothing more.
@@ -470,14 +327,14 @@ class JobActor:
         committed.
         """
         job = self.job
-        runtime = self._runtime
+        runtime = self.runtime
         status = changes.get("status", job.status)
         leaving = status is not JobStatus.RUNNING
         if leaving:
             if status in SETTLED:
                 changes["lease_until"] = None  # the store clears it: say so in the status event too
-            if self._journal is not None:
-                changes["steps"] = len(self._journal)
+            if self.journal is not None:
+                changes["steps"] = len(self.journal)
             if self.usage is not None:
                 changes["usage"] = dict(self.usage)
         if "updated_at" not in changes:
@@ -488,9 +345,9 @@ class JobActor:
         if leaving or log_status:
             unwritten = [*(events or ()), {"type": "job_status", "job": _status_view(new)}]
             for event in unwritten:
-                self._events.append(event)
-            taken = self._events.take_now()
-            batch = taken if taken is not None else await self._events.take()
+                self.events.append(event)
+            taken = self.events.take_now()
+            batch = taken if taken is not None else await self.events.take()
         store = runtime.store
         try:
             try:
@@ -499,24 +356,24 @@ class JobActor:
                 saved = await retry_unavailable(
                     lambda: self._save_again(new, job.version, batch),
                     runtime.clock,
-                    self._log,
+                    self.logger,
                     what=f"write {new.status}",
                 )
         except VersionConflict:
-            await self._changed_elsewhere()
+            await self.changed_elsewhere()
             return False
         except BaseException:
-            self._events.give_back(batch, unwritten)
+            self.events.give_back(batch, unwritten)
             raise
         self.job = saved
         runtime.written(saved)
         if batch:
-            self._events.publish(batch)
+            self.events.publish(batch)
         return True
 
     async def _save_again(self, new: Job, expected_version: int, batch: list[dict[str, JsonValue]]) -> Job:
         """Save ``new`` again after a try whose outcome is unknown: if that try landed, it is done."""
-        store = self._runtime.store
+        store = self.runtime.store
         try:
             return await store.save(new, expected_version=expected_version, events=batch)
         except VersionConflict as conflict:
@@ -540,19 +397,20 @@ class JobActor:
         finally:
             self._child_waits -= 1
         # taken again only to go on: a job stopped while it waits (cancel, pause) needs no slot to say so
-        semaphore = self._runtime.concurrency
+        semaphore = self.runtime.concurrency
         if released and semaphore is not None:
             await semaphore.acquire()
             self._holds_slot = True
 
     def _release_slot(self) -> None:
-        semaphore = self._runtime.concurrency
+        semaphore = self.runtime.concurrency
         if self._holds_slot and semaphore is not None:
             self._holds_slot = False
             semaphore.release()
 
-    def _log(self) -> Logger:
-        return self._runtime.log.bind(job_id=self.job.id, attempt=self.job.attempts)
+    def logger(self) -> Logger:
+        """The worker's logger, bound to this job and attempt."""
+        return self.runtime.log.bind(job_id=self.job.id, attempt=self.job.attempts)
 
 
 def _status_view(job: Job) -> dict[str, JsonValue]:
