@@ -1,4 +1,8 @@
-"""JobContext: what a running agent uses to journal steps, wait for a human and emit events."""
+"""JobContext: what a running agent uses to journal steps, wait for a human and emit events.
+
+What it checks in what the agent hands it (a step's function and result, an event, usage) is in
+:mod:`durapod._context_checks`.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,15 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, final, overload
 
-from pydantic import JsonValue, ValidationError
+from pydantic import JsonValue
 
+from durapod._context_checks import check_step_result, check_usage, event_data, is_async
 from durapod._typed import answer_codec, step_codec, type_key
 from durapod._util import NoPublicConstructor
 from durapod.budget import Budget
 from durapod.children import CHILD_STEP, ChildHandle, check_child, journaled_child
-from durapod.errors import BudgetExceeded, InvalidInput, StepMismatch
-from durapod.events import CustomEvent, custom_event_data, parse_event
-from durapod.models import StepRecord, check_json
+from durapod.errors import BudgetExceeded, StepMismatch
+from durapod.models import StepRecord
 from durapod.sleeping import SLEEP_STEP, decode_wake_time, sleep_delay, wake_time
 from durapod.versioning import PATCH_STEP, check_change_id, is_marker
 
@@ -43,36 +47,6 @@ class Suspend(BaseException):
         self.waiting_for = waiting_for
         self.answer_type = answer_type
         self.wake_at = wake_at  # a durable sleep: the job waits pending until then
-
-
-def _is_async(fn: Callable[..., Any]) -> bool:
-    code = getattr(fn, "__code__", None)  # a function or a bound method: the common, cheap case
-    if code is not None:
-        return bool(code.co_flags & inspect.CO_COROUTINE)
-    while True:
-        if inspect.iscoroutinefunction(fn):
-            return True
-        inner = getattr(fn, "func", None)  # functools.partial
-        if inner is None or not callable(inner):
-            break
-        fn = inner
-    call = getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
-    return not inspect.isfunction(fn) and not inspect.isbuiltin(fn) and inspect.iscoroutinefunction(call)
-
-
-def _check_step_json(result: Any, name: str, job_id: str) -> Any:
-    kind = type(result)
-    if kind is str or kind is int or kind is bool or result is None:
-        return result
-    what = f"result of step {name!r}"
-    try:
-        return check_json(result, what, job_id)
-    except InvalidInput:
-        if isinstance(result, dict | list | float):
-            raise
-        raise InvalidInput(
-            what, result, f"a {kind.__name__} is journaled only by the step function's return annotation", job_id
-        ) from None
 
 
 def _usage_record(tokens: int, requests: int) -> dict[str, int]:
@@ -208,7 +182,7 @@ class JobContext(metaclass=NoPublicConstructor):
         control.at_boundary()
         control.step_started()
         try:
-            if _is_async(fn):
+            if is_async(fn):
                 result = await fn(*args, **kwargs)
             else:
                 result = await asyncio.to_thread(fn, *args, **kwargs)
@@ -217,7 +191,7 @@ class JobContext(metaclass=NoPublicConstructor):
             if codec is not None:
                 data, result = codec.round_trip(result, f"result of step {name!r}", actor.job.id)
             else:
-                data = _check_step_json(result, name, actor.job.id)
+                data = check_step_result(result, name, actor.job.id)
             if self._markers:
                 await self._save_markers()
             await actor.record_step(index, name, data)
@@ -270,9 +244,7 @@ class JobContext(metaclass=NoPublicConstructor):
 
         Journaled as a step named ``usage``, so a replay counts it once; it adds to ``job.usage``.
         """
-        for what, value in (("tokens", tokens), ("requests", requests)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{what} must be an int >= 0, got {value!r}")
+        check_usage(tokens, requests)
         index = self._next_index
         self._next_index = index + 1
         recorded = await self._step(index, "usage", _usage_record, (tokens, requests), {}, budgeted=False)
@@ -484,22 +456,6 @@ class JobContext(metaclass=NoPublicConstructor):
             TypeError: not an event (or a built-in type with wrong fields).
             InvalidInput: not JSON.
         """
-        if isinstance(event, CustomEvent):
-            data = custom_event_data(event)
-        elif hasattr(event, "model_dump"):
-            data = event.model_dump(mode="json", exclude={"job_id", "seq", "replayed"})
-        elif isinstance(event, dict):
-            data = dict(event)
-        else:
-            raise TypeError(f"cannot emit {event!r}: expected a durapod.events model or a dict with a 'type'")
-        if not isinstance(data.get("type"), str):
-            raise TypeError(f"cannot emit {event!r}: an event needs a 'type'")
-        check_json(data, "event", self._actor.job.id)
-        if data["type"] == "error":
-            raise TypeError("agents report failure by raising (or by yielding an ErrorEvent from a generator)")
-        try:
-            parse_event(data)
-        except ValidationError as exc:
-            raise TypeError(f"cannot emit {event!r}: not a valid {data['type']!r} event: {exc}") from None
+        data = event_data(event, self._actor.job.id)
         if not self.is_replaying:
             await self._actor.emit(data)
