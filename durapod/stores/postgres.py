@@ -67,6 +67,8 @@ from durapod.stores._codec import (
     _redact,
 )
 from durapod.stores._postgres_listen import _Listener
+from durapod.stores._postgres_pool import _PoolKeeper
+from durapod.stores._postgres_schema import _Schema
 from durapod.stores._postgres_sql import (
     _APPEND_STEPS_SQL,
     _CLAIMABLE,
@@ -75,10 +77,8 @@ from durapod.stores._postgres_sql import (
     _EXPIRING,
     _INSERT_EVENTS_SQL,
     _JOB_COLUMNS,
-    _MIGRATIONS,
     _SAVE_ALL_SQL,
     _WRITE_CLAIM_SQL,
-    SCHEMA_VERSION,
 )
 from durapod.stores._postgres_writer import _Grouped, _Op, _Outcome, _unavailable, _Writer
 from durapod.stores.base import (
@@ -163,38 +163,28 @@ class PostgresStore(Store):
                 raise ValueError(f"invalid {name} {size!r}: expected an int >= {least}")
         if min_size > max_size:
             raise ValueError(f"invalid min_size {min_size!r}: more than max_size {max_size!r}")
-        if isinstance(dsn_or_pool, str):
-            self._dsn: str | None = dsn_or_pool
-            self._pool: asyncpg.Pool[Any] | None = None
-            self._owns_pool = True
-        else:
-            self._dsn = None
-            self._pool = dsn_or_pool
-            self._owns_pool = False
-        self._schema = schema
-        self._sql_cache: dict[str, str] = {}
+        where = dsn_or_pool if isinstance(dsn_or_pool, str) else "pool"
+        self._repr = f"PostgresStore({_redact(where)!r}, schema={schema!r})"
+        self._schema = _Schema(schema)
+        self._sql = self._schema.sql
+        self._pools = _PoolKeeper(dsn_or_pool, self._schema, min_size=min_size, max_size=max_size, label=self._repr)
         self._ttl_seconds = ttl_seconds
         self._purge_every = 60.0 if ttl_seconds is None else min(60.0, max(ttl_seconds / 10, 0.001))
         self._next_purge = 0.0
-        self._min_size = min_size
-        self._max_size = max_size
-        self._ready = False
-        self._opening: asyncio.Lock | None = None
         self._closed = False
-        self._listener = _Listener(f"{schema}_wake", f"{schema}_control")
+        self._listener = _Listener(self._schema.wake_channel, self._schema.control_channel)
         # group commit; the writer holds its connection while the pool has room for the listener's and a
         # read's besides
         pool_size = max_size if isinstance(dsn_or_pool, str) else dsn_or_pool.get_max_size()
-        self._writer = _Writer(self._open, repr(self), hold=pool_size >= 3)
+        self._writer = _Writer(self._pools.open, self._repr, hold=pool_size >= 3)
 
     def __repr__(self) -> str:
-        where = self._dsn if self._dsn is not None else "pool"
-        return f"PostgresStore({_redact(where)!r}, schema={self._schema!r})"
+        return self._repr
 
     @property
     def schema(self) -> str:
         """The Postgres schema that holds the store's tables."""
-        return self._schema
+        return self._schema.name
 
     @property
     def ttl_seconds(self) -> float | None:
@@ -203,70 +193,13 @@ class PostgresStore(Store):
 
     # -- plumbing --------------------------------------------------------------------------------------
 
-    def _sql(self, template: str) -> str:
-        sql = self._sql_cache.get(template)
-        if sql is None:
-            sql = self._sql_cache[template] = template.replace("{s}", f'"{self._schema}"')
-        return sql
-
-    async def _open(self) -> asyncpg.Pool[Any]:
-        if self._closed:
-            raise StoreError(f"{self!r} is closed")
-        if self._ready and self._pool is not None:
-            return self._pool
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._closed:
-                raise StoreError(f"{self!r} is closed")
-            if not self._ready:
-                try:
-                    import asyncpg
-                except ImportError as exc:  # pragma: no cover - the extra is missing
-                    raise StoreError("PostgresStore needs asyncpg: pip install 'durapod[postgres]'") from exc
-                try:
-                    if self._pool is None:
-                        self._pool = await asyncpg.create_pool(
-                            self._dsn, min_size=self._min_size, max_size=self._max_size, reset=_keep_session
-                        )
-                    async with self._pool.acquire() as connection:
-                        await self._migrate(connection)
-                except DurapodError:
-                    raise
-                except Exception as exc:
-                    if _unavailable(exc):
-                        raise StoreUnavailable(f"cannot reach {self!r}: {_reason(exc)}") from exc
-                    raise StoreError(f"cannot open {self!r}: {_reason(exc)}") from exc
-                self._ready = True
-        assert self._pool is not None
-        return self._pool
-
-    async def _migrate(self, connection: asyncpg.pool.PoolConnectionProxy[Any]) -> None:
-        # one migrator at a time across processes: a transaction-scoped advisory lock on the schema's name
-        async with connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"durapod:{self._schema}")
-            await connection.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {s}"))
-            await connection.execute(
-                self._sql("CREATE TABLE IF NOT EXISTS {s}.migrations (version integer PRIMARY KEY)")
-            )
-            version = await connection.fetchval(self._sql("SELECT coalesce(max(version), 0) FROM {s}.migrations"))
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self!r} has schema version {version}, newer than the version {SCHEMA_VERSION} this"
-                    " durapod knows; upgrade durapod"
-                )
-            for number, statements in enumerate(_MIGRATIONS[version:], start=version + 1):
-                for statement in statements:
-                    await connection.execute(self._sql(statement))
-                await connection.execute(self._sql("INSERT INTO {s}.migrations (version) VALUES ($1)"), number)
-
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy[Any]]:
         """A connection for a read, once the writes this process queued before it are committed."""
         barrier = self._writer.barrier()
         if barrier is not None:
             await asyncio.shield(barrier)
-        pool = await self._open()
+        pool = await self._pools.open()
         try:
             async with pool.acquire() as connection:
                 yield connection
@@ -345,7 +278,7 @@ class PostgresStore(Store):
         inserted = {
             row[0]
             for row in await connection.fetch(
-                self._sql(_CREATE_ALL_SQL), *_columns(rows, 10), _CLAIMABLE, f"{self._schema}_wake"
+                self._sql(_CREATE_ALL_SQL), *_columns(rows, 10), _CLAIMABLE, self._schema.wake_channel
             )
         }
         existing: dict[str, Any] = {}
@@ -434,7 +367,7 @@ class PostgresStore(Store):
                 *_columns(rows, 12),
                 *_columns(event_rows, 3),
                 _CLAIMABLE,
-                f"{self._schema}_wake",
+                self._schema.wake_channel,
             )
             saved = {row[0]: (row[1], row[2]) for row in found}
         versions: dict[str, int] = {}
@@ -765,7 +698,7 @@ class PostgresStore(Store):
             )
             if agent is None:
                 return False
-            await connection.execute("SELECT pg_notify($1, $2)", f"{self._schema}_wake", agent)
+            await connection.execute("SELECT pg_notify($1, $2)", self._schema.wake_channel, agent)
             return True
 
         released: bool = await self._write(op)
@@ -794,7 +727,7 @@ class PostgresStore(Store):
             )
             if not inserted:
                 raise JobNotFound(request.job_id)
-            await connection.execute("SELECT pg_notify($1, $2)", f"{self._schema}_control", request.job_id)
+            await connection.execute("SELECT pg_notify($1, $2)", self._schema.control_channel, request.job_id)
 
         await self._write(op)
 
@@ -816,7 +749,7 @@ class PostgresStore(Store):
             await asyncio.sleep(0)
             return
         try:
-            pool = await self._open()
+            pool = await self._pools.open()
             event = await self._listener.watch(pool, key)
         except StoreUnavailable:
             event = None
@@ -1020,14 +953,10 @@ class PostgresStore(Store):
         if self._closed:
             return
         self._closed = True
-        await self._writer.close(self._pool)  # what is queued is written, then the writer ends
-        await self._listener.close(self._pool)
-        if self._owns_pool and self._pool is not None:
-            pool, self._pool = self._pool, None
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(pool.close(), timeout=5)
-            if not pool.is_closing():  # a connection is still in use: do not wait for it
-                pool.terminate()
+        self._pools.refuse()
+        await self._writer.close(self._pools.pool)  # what is queued is written, then the writer ends
+        await self._listener.close(self._pools.pool)
+        await self._pools.close()
 
 
 _EXPIRING_STATUSES: Final = frozenset(JobStatus(status) for status in _EXPIRING)
@@ -1038,12 +967,6 @@ def _event_columns(
 ) -> tuple[builtins.list[int], builtins.list[str]]:
     encoded = _encode_events(job_id, events)
     return [seq for seq, _ in encoded], [text for _, text in encoded]
-
-
-async def _keep_session(connection: object) -> None:
-    """The store's own pool's reset: none. Its connections keep no session state (no ``SET``, no session
-    locks, no cursors outside a transaction; LISTEN is undone by its holder), and asyncpg's default reset
-    would cost a round trip per release."""
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> builtins.list[builtins.list[Any]]:
