@@ -19,9 +19,9 @@ A job's JSON record (``Job.model_dump_json()``) is the truth for everything exce
 maintains (``owner``, ``lease_until``, ``epoch``, ``version``; ``steps`` is the journal's length, counted on
 read), as in the SQLite store. Times are integer microseconds since the Unix epoch (UTC).
 
-Expiry: with ``ttl_seconds`` a job that becomes completed, failed or cancelled is deleted with its journal,
-events and controls that many seconds later, by a delete that the store runs at most every
-``ttl_seconds / 10`` seconds (and at least every minute) as it writes.
+Expiry (:mod:`durapod.stores._postgres_expiry`): with ``ttl_seconds`` a job that becomes completed, failed
+or cancelled is deleted with its journal, events and controls that many seconds later, by a delete that the
+store runs at most every ``ttl_seconds / 10`` seconds (and at least every minute) as it writes.
 
 Cancellation: a coroutine cancelled while it awaits a write may or may not have committed it, exactly as
 with a lost reply; re-read the job (or retry the compare-and-set, which fails safely) to find out.
@@ -35,7 +35,6 @@ import contextlib
 import json
 import math
 import re
-import time
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
@@ -66,6 +65,7 @@ from durapod.stores._codec import (
     _reason,
     _redact,
 )
+from durapod.stores._postgres_expiry import _EXPIRING_STATUSES, _Expiry
 from durapod.stores._postgres_listen import _Listener
 from durapod.stores._postgres_pool import _PoolKeeper
 from durapod.stores._postgres_schema import _Schema
@@ -74,7 +74,6 @@ from durapod.stores._postgres_sql import (
     _CLAIMABLE,
     _CLAIMABLE_SQL,
     _CREATE_ALL_SQL,
-    _EXPIRING,
     _INSERT_EVENTS_SQL,
     _JOB_COLUMNS,
     _SAVE_ALL_SQL,
@@ -168,9 +167,7 @@ class PostgresStore(Store):
         self._schema = _Schema(schema)
         self._sql = self._schema.sql
         self._pools = _PoolKeeper(dsn_or_pool, self._schema, min_size=min_size, max_size=max_size, label=self._repr)
-        self._ttl_seconds = ttl_seconds
-        self._purge_every = 60.0 if ttl_seconds is None else min(60.0, max(ttl_seconds / 10, 0.001))
-        self._next_purge = 0.0
+        self._expiry = _Expiry(ttl_seconds, self._schema)
         self._closed = False
         self._listener = _Listener(self._schema.wake_channel, self._schema.control_channel)
         # group commit; the writer holds its connection while the pool has room for the listener's and a
@@ -189,7 +186,7 @@ class PostgresStore(Store):
     @property
     def ttl_seconds(self) -> float | None:
         """Seconds a completed, failed or cancelled job is kept (None: for ever)."""
-        return self._ttl_seconds
+        return self._expiry.ttl_seconds
 
     # -- plumbing --------------------------------------------------------------------------------------
 
@@ -222,27 +219,6 @@ class PostgresStore(Store):
             raise StoreError(f"{self!r} is closed")
         return self._writer.write(op)
 
-    async def _purge_if_due(self, connection: asyncpg.pool.PoolConnectionProxy[Any]) -> None:
-        if self._ttl_seconds is None:
-            return
-        clock = time.monotonic()
-        if clock < self._next_purge:
-            return
-        self._next_purge = clock + self._purge_every
-        cutoff = _micros(datetime.now().astimezone()) - round(self._ttl_seconds * 1_000_000)
-        await connection.execute(
-            self._sql(
-                """WITH gone AS (DELETE FROM {s}.jobs WHERE finished_at < $1 RETURNING id),
-                    s AS (DELETE FROM {s}.steps WHERE job_id IN (SELECT id FROM gone)),
-                    e AS (DELETE FROM {s}.events WHERE job_id IN (SELECT id FROM gone))
-                DELETE FROM {s}.controls WHERE job_id IN (SELECT id FROM gone)"""
-            ),
-            cutoff,
-        )
-
-    def _finished_at(self, job: Job) -> int | None:
-        return _micros(job.updated_at) if self._ttl_seconds is not None and job.status in _EXPIRING_STATUSES else None
-
     # -- the Store protocol ----------------------------------------------------------------------------
 
     async def create(self, job: Job) -> tuple[Job, bool]:
@@ -270,7 +246,7 @@ class PostgresStore(Store):
                 _optional_micros(job.lease_until),
                 job.epoch,
                 job.version,
-                self._finished_at(job),
+                self._expiry.finished_at(job),
                 job.model_dump_json(),
             )
             for job in jobs
@@ -356,7 +332,7 @@ class PostgresStore(Store):
                     _optional_micros(job.lease_until),
                     job.status in SETTLED,
                     job.model_dump_json(),
-                    self._finished_at(job),
+                    self._expiry.finished_at(job),
                 )
             )
             event_rows.extend((job.id, seq, record) for seq, record in zip(seqs, records, strict=True))
@@ -390,7 +366,7 @@ class PostgresStore(Store):
             expiring = expiring or job.status in _EXPIRING_STATUSES
             outcomes.append((True, row))
         if expiring:
-            await self._purge_if_due(connection)
+            await self._expiry.purge_if_due(connection)
         return outcomes
 
     async def list(
@@ -957,9 +933,6 @@ class PostgresStore(Store):
         await self._writer.close(self._pools.pool)  # what is queued is written, then the writer ends
         await self._listener.close(self._pools.pool)
         await self._pools.close()
-
-
-_EXPIRING_STATUSES: Final = frozenset(JobStatus(status) for status in _EXPIRING)
 
 
 def _event_columns(
