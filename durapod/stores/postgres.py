@@ -51,13 +51,12 @@ from durapod.errors import (
     StoreUnavailable,
     VersionConflict,
 )
-from durapod.models import SETTLED, Job, JobStatus, StepRecord
+from durapod.models import Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
 from durapod.stores._codec import (
     _decode_event,
     _decode_job,
     _decode_schedule,
-    _encode_events,
     _encode_json,
     _micros,
     _moment,
@@ -65,21 +64,19 @@ from durapod.stores._codec import (
     _reason,
     _redact,
 )
-from durapod.stores._postgres_expiry import _EXPIRING_STATUSES, _Expiry
+from durapod.stores._postgres_expiry import _Expiry
+from durapod.stores._postgres_grouped import _event_columns, _GroupedWrites
 from durapod.stores._postgres_listen import _Listener
 from durapod.stores._postgres_pool import _PoolKeeper
 from durapod.stores._postgres_schema import _Schema
 from durapod.stores._postgres_sql import (
-    _APPEND_STEPS_SQL,
     _CLAIMABLE,
     _CLAIMABLE_SQL,
-    _CREATE_ALL_SQL,
     _INSERT_EVENTS_SQL,
     _JOB_COLUMNS,
-    _SAVE_ALL_SQL,
     _WRITE_CLAIM_SQL,
 )
-from durapod.stores._postgres_writer import _Grouped, _Op, _Outcome, _unavailable, _Writer
+from durapod.stores._postgres_writer import _Grouped, _Op, _unavailable, _Writer
 from durapod.stores.base import (
     ControlRequest,
     Page,
@@ -168,6 +165,11 @@ class PostgresStore(Store):
         self._sql = self._schema.sql
         self._pools = _PoolKeeper(dsn_or_pool, self._schema, min_size=min_size, max_size=max_size, label=self._repr)
         self._expiry = _Expiry(ttl_seconds, self._schema)
+        # bound once: the writer groups the writes of one kind by these
+        grouped = _GroupedWrites(self._schema, self._expiry)
+        self._create_all = grouped.create_all
+        self._save_all = grouped.save_all
+        self._append_steps = grouped.append_steps
         self._closed = False
         self._listener = _Listener(self._schema.wake_channel, self._schema.control_channel)
         # group commit; the writer holds its connection while the pool has room for the listener's and a
@@ -235,47 +237,6 @@ class PostgresStore(Store):
             return await self.create(job)
         return found
 
-    async def _create_all(self, connection: _Connection, jobs: builtins.list[Job]) -> builtins.list[_Outcome]:
-        rows = [
-            (
-                job.id,
-                job.agent,
-                str(job.status),
-                _micros(job.created_at),
-                job.owner,
-                _optional_micros(job.lease_until),
-                job.epoch,
-                job.version,
-                self._expiry.finished_at(job),
-                job.model_dump_json(),
-            )
-            for job in jobs
-        ]
-        inserted = {
-            row[0]
-            for row in await connection.fetch(
-                self._sql(_CREATE_ALL_SQL), *_columns(rows, 10), _CLAIMABLE, self._schema.wake_channel
-            )
-        }
-        existing: dict[str, Any] = {}
-        if len(inserted) < len(jobs):
-            found = await connection.fetch(
-                self._sql(f"SELECT {_JOB_COLUMNS} FROM {{s}}.jobs WHERE id = ANY($1::text[])"),
-                [job.id for job in jobs if job.id not in inserted],
-            )
-            existing = {row[0]: tuple(row) for row in found}
-        outcomes: builtins.list[_Outcome] = []
-        for job in jobs:
-            if job.id in inserted:
-                outcomes.append((True, (job.model_copy(update={"steps": 0}) if job.steps else job, True)))
-                continue
-            row = existing.get(job.id)
-            try:
-                outcomes.append((True, None if row is None else (_decode_job(row), False)))
-            except CorruptRecord as exc:
-                outcomes.append((False, exc))
-        return outcomes
-
     async def get(self, job_id: str) -> Job | None:
         """The job with that id, or None.
 
@@ -308,66 +269,6 @@ class PostgresStore(Store):
         if lease_until != job.lease_until or steps != job.steps:
             job = job.model_copy(update={"lease_until": lease_until, "steps": steps})
         return job
-
-    async def _save_all(
-        self,
-        connection: _Connection,
-        items: builtins.list[tuple[Job, int, builtins.list[int], builtins.list[str]]],
-    ) -> builtins.list[_Outcome]:
-        rows: builtins.list[tuple[Any, ...]] = []
-        event_rows: builtins.list[tuple[str, int, str]] = []
-        for job, expected_version, seqs, records in sorted(items, key=lambda item: item[0].id):
-            if job.version != expected_version + 1:
-                continue
-            rows.append(
-                (
-                    job.id,
-                    expected_version,
-                    job.agent,
-                    str(job.status),
-                    _micros(job.created_at),
-                    job.owner,
-                    job.epoch,
-                    job.version,
-                    _optional_micros(job.lease_until),
-                    job.status in SETTLED,
-                    job.model_dump_json(),
-                    self._expiry.finished_at(job),
-                )
-            )
-            event_rows.extend((job.id, seq, record) for seq, record in zip(seqs, records, strict=True))
-        saved: dict[str, tuple[Any, ...]] = {}
-        if rows:
-            found = await connection.fetch(
-                self._sql(_SAVE_ALL_SQL),
-                *_columns(rows, 12),
-                *_columns(event_rows, 3),
-                _CLAIMABLE,
-                self._schema.wake_channel,
-            )
-            saved = {row[0]: (row[1], row[2]) for row in found}
-        versions: dict[str, int] = {}
-        if len(saved) < len(items):
-            found = await connection.fetch(
-                self._sql("SELECT id, version FROM {s}.jobs WHERE id = ANY($1::text[])"),
-                [job.id for job, *_ in items if job.id not in saved],
-            )
-            versions = {row[0]: row[1] for row in found}
-        outcomes: builtins.list[_Outcome] = []
-        expiring = False
-        for job, expected_version, _, _ in items:
-            row = saved.get(job.id)
-            if row is None:
-                if job.id not in versions:
-                    outcomes.append((False, JobNotFound(job.id)))
-                else:
-                    outcomes.append((False, VersionConflict(job.id, expected_version, versions[job.id])))
-                continue
-            expiring = expiring or job.status in _EXPIRING_STATUSES
-            outcomes.append((True, row))
-        if expiring:
-            await self._expiry.purge_if_due(connection)
-        return outcomes
 
     async def list(
         self,
@@ -464,29 +365,6 @@ class PostgresStore(Store):
         if current_epoch != record.epoch:
             raise StaleOwnerError(record.job_id, record.epoch, current_epoch, "another worker claimed it")
         raise StaleOwnerError(record.job_id, record.epoch, current_epoch, f"step #{record.index} is journaled")
-
-    async def _append_steps(
-        self,
-        connection: _Connection,
-        items: builtins.list[tuple[StepRecord, builtins.list[int], builtins.list[str]]],
-    ) -> builtins.list[_Outcome]:
-        """Journal the steps (of different jobs). Each outcome is None (journaled), False (no such job) or
-        the job's status and epoch (refused)."""
-        rows: builtins.list[tuple[Any, ...]] = []
-        event_rows: builtins.list[tuple[str, int, str]] = []
-        for record, seqs, records in sorted(items, key=lambda item: item[0].job_id):
-            rows.append((record.job_id, record.index, record.model_dump_json(), record.epoch))
-            event_rows.extend((record.job_id, seq, text) for seq, text in zip(seqs, records, strict=True))
-        found = await connection.fetch(self._sql(_APPEND_STEPS_SQL), *_columns(rows, 4), *_columns(event_rows, 3))
-        added = {row[0] for row in found}
-        current: dict[str, tuple[Any, ...]] = {}
-        if len(added) < len(items):
-            found = await connection.fetch(
-                self._sql("SELECT id, status, epoch FROM {s}.jobs WHERE id = ANY($1::text[])"),
-                [record.job_id for record, _, _ in items if record.job_id not in added],
-            )
-            current = {row[0]: (row[1], row[2]) for row in found}
-        return [(True, None if record.job_id in added else current.get(record.job_id, False)) for record, _, _ in items]
 
     async def read_steps(self, job_id: str) -> builtins.list[StepRecord]:
         """The job's journal, in order (empty for an unknown job).
@@ -933,15 +811,3 @@ class PostgresStore(Store):
         await self._writer.close(self._pools.pool)  # what is queued is written, then the writer ends
         await self._listener.close(self._pools.pool)
         await self._pools.close()
-
-
-def _event_columns(
-    job_id: str, events: Sequence[Mapping[str, JsonValue]]
-) -> tuple[builtins.list[int], builtins.list[str]]:
-    encoded = _encode_events(job_id, events)
-    return [seq for seq, _ in encoded], [text for _, text in encoded]
-
-
-def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> builtins.list[builtins.list[Any]]:
-    """``rows`` as ``width`` columns, one array parameter each (for ``unnest``)."""
-    return [[row[column] for row in rows] for column in range(width)]
