@@ -5,6 +5,7 @@ every ``ttl_seconds / 10`` seconds (and at least every minute) as it writes.
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -22,9 +23,20 @@ _EXPIRING_STATUSES: Final = frozenset(JobStatus(status) for status in _EXPIRING)
 
 
 class _Expiry:
-    """When the jobs of ``schema`` that ended are deleted: ``ttl_seconds`` after they ended (None: never)."""
+    """When the jobs of ``schema`` that ended are deleted: ``ttl_seconds`` after they ended (None: never).
+
+    Raises:
+        ValueError: ``ttl_seconds`` is not None or seconds >= 0.001 (naming it).
+    """
 
     def __init__(self, ttl_seconds: float | None, schema: _Schema) -> None:
+        if ttl_seconds is not None and (
+            isinstance(ttl_seconds, bool)
+            or not isinstance(ttl_seconds, int | float)
+            or not math.isfinite(ttl_seconds)
+            or ttl_seconds < 0.001
+        ):
+            raise ValueError(f"invalid ttl_seconds {ttl_seconds!r}: expected None or seconds >= 0.001")
         self.ttl_seconds = ttl_seconds
         self._purge_every = 60.0 if ttl_seconds is None else min(60.0, max(ttl_seconds / 10, 0.001))
         #: the monotonic time from which the next write of an ending job runs the delete

@@ -20,11 +20,22 @@ if TYPE_CHECKING:
 
 class _PoolKeeper:
     """The store's pool: its own, made from ``dsn_or_pool`` (a URL), or the ``asyncpg.Pool`` given, which
-    stays open when the store closes. ``label`` names the store in errors."""
+    stays open when the store closes. ``label`` names the store in errors.
+
+    Raises:
+        ValueError: ``min_size`` or ``max_size`` is not valid (naming the value).
+    """
 
     def __init__(
         self, dsn_or_pool: str | asyncpg.Pool[Any], schema: _Schema, *, min_size: int, max_size: int, label: str
     ) -> None:
+        for name, size in (("min_size", min_size), ("max_size", max_size)):
+            # one connection of the store's own pool is held for LISTEN: writes and reads need another
+            least = 0 if name == "min_size" else 2
+            if isinstance(size, bool) or not isinstance(size, int) or size < least:
+                raise ValueError(f"invalid {name} {size!r}: expected an int >= {least}")
+        if min_size > max_size:
+            raise ValueError(f"invalid min_size {min_size!r}: more than max_size {max_size!r}")
         if isinstance(dsn_or_pool, str):
             self._dsn: str | None = dsn_or_pool
             self._pool: asyncpg.Pool[Any] | None = None

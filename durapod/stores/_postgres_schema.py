@@ -5,7 +5,8 @@ and its migration to the version this durapod knows (the migrations are in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import re
+from typing import TYPE_CHECKING, Any, Final
 
 from durapod.errors import StoreError
 from durapod.stores._postgres_sql import _MIGRATIONS, SCHEMA_VERSION
@@ -13,11 +14,19 @@ from durapod.stores._postgres_sql import _MIGRATIONS, SCHEMA_VERSION
 if TYPE_CHECKING:
     import asyncpg
 
+_SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,40}")
+
 
 class _Schema:
-    """The schema ``name``: statements with its quoted name for ``{s}`` (each made once), its channels."""
+    """The schema ``name``: statements with its quoted name for ``{s}`` (each made once), its channels.
+
+    Raises:
+        ValueError: ``name`` is not a valid schema name (naming it).
+    """
 
     def __init__(self, name: str) -> None:
+        if not isinstance(name, str) or not _SCHEMA_NAME.fullmatch(name):
+            raise ValueError(f"invalid schema {name!r}: expected [a-z_][a-z0-9_]*, at most 41 characters")
         self.name = name
         #: NOTIFY channel of writes that make a job claimable (payload: the agent)
         self.wake_channel = f"{name}_wake"
