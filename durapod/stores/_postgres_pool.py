@@ -1,11 +1,12 @@
 """PostgresStore's connection pool: made (or the caller's taken) and the schema migrated on first use,
-closed with the store.
+lending connections to reads, closed with the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from durapod.errors import DurapodError, StoreError, StoreUnavailable
@@ -95,6 +96,29 @@ class _PoolKeeper:
                 self._ready = True
         assert self._pool is not None
         return self._pool
+
+    @contextlib.asynccontextmanager
+    async def connection(
+        self, barrier: asyncio.Future[None] | None
+    ) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy[Any]]:
+        """A connection of the pool, once ``barrier`` (None: nothing to wait for) is done.
+
+        Raises:
+            StoreUnavailable: the server cannot be reached.
+            StoreError: any other error of the driver, with the store's label.
+        """
+        if barrier is not None:
+            await asyncio.shield(barrier)
+        pool = await self.open()
+        try:
+            async with pool.acquire() as connection:
+                yield connection
+        except DurapodError:
+            raise
+        except Exception as exc:
+            if _unavailable(exc):
+                raise StoreUnavailable(f"{self._label}: {_reason(exc)}") from exc
+            raise StoreError(f"{self._label}: {_reason(exc)}") from exc
 
     def refuse(self) -> None:
         """From now on :meth:`open` raises :class:`StoreError` (the store is closing)."""

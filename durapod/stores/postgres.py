@@ -32,16 +32,16 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import JsonValue
 
-from durapod.errors import DurapodError, JobNotFound, StaleOwnerError, StoreError, StoreUnavailable
+from durapod.errors import JobNotFound, StaleOwnerError, StoreError, StoreUnavailable
 from durapod.models import Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
-from durapod.stores._codec import _decode_job, _decode_schedule, _encode_json, _micros, _moment, _reason, _redact
+from durapod.stores._codec import _decode_job, _decode_schedule, _encode_json, _micros, _moment, _redact
 from durapod.stores._postgres_coordination import (
     _GET_SCHEDULE_SQL,
     _LIST_SCHEDULES_SQL,
@@ -75,7 +75,7 @@ from durapod.stores._postgres_ops import (
 from durapod.stores._postgres_pool import _PoolKeeper
 from durapod.stores._postgres_schema import _Schema
 from durapod.stores._postgres_sql import _CLAIMABLE, _JOB_COLUMNS
-from durapod.stores._postgres_writer import _Grouped, _Op, _unavailable, _Writer
+from durapod.stores._postgres_writer import _Grouped, _Op, _Writer
 from durapod.stores.base import ControlRequest, Page, Store, control_kind, list_arguments
 
 if TYPE_CHECKING:
@@ -156,22 +156,9 @@ class PostgresStore(Store):
 
     # -- plumbing --------------------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy[Any]]:
+    def _connection(self) -> contextlib.AbstractAsyncContextManager[asyncpg.pool.PoolConnectionProxy[Any]]:
         """A connection for a read, once the writes this process queued before it are committed."""
-        barrier = self._writer.barrier()
-        if barrier is not None:
-            await asyncio.shield(barrier)
-        pool = await self._pools.open()
-        try:
-            async with pool.acquire() as connection:
-                yield connection
-        except DurapodError:
-            raise
-        except Exception as exc:
-            if _unavailable(exc):
-                raise StoreUnavailable(f"{self!r}: {_reason(exc)}") from exc
-            raise StoreError(f"{self!r}: {_reason(exc)}") from exc
+        return self._pools.connection(self._writer.barrier())
 
     @property
     def batches(self) -> int:
