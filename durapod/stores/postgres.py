@@ -2,13 +2,17 @@
 
 Tables live in their own schema (``durapod`` unless told), created and migrated on first use; the schema
 version is kept in its ``migrations`` table (the migrations and every statement are in
-:mod:`durapod.stores._postgres_sql`). Each operation is atomic (claims lock the rows they take with
-``FOR UPDATE SKIP LOCKED``, so workers claiming at once never wait on each other or take one job twice).
+:mod:`durapod.stores._postgres_sql`, the migration is run by :mod:`durapod.stores._postgres_schema` in the
+pool :mod:`durapod.stores._postgres_pool` keeps). Each operation is atomic (claims lock the rows they take
+with ``FOR UPDATE SKIP LOCKED``, so workers claiming at once never wait on each other or take one job twice).
+The SQL each operation runs is in :mod:`durapod.stores._postgres_ops` (jobs, leases, journals, event logs)
+and :mod:`durapod.stores._postgres_coordination` (control requests, worker ids, schedules); this module
+holds the store itself.
 
 Group commit (:mod:`durapod.stores._postgres_writer`): the writes a process queues while its previous batch
 commits go together in one transaction; the creates, saves and step appends of different jobs in a batch
-are written by one statement per kind (``unnest`` of arrays), and a batch that is one such group is that
-one statement alone, in one round trip.
+are written by one statement per kind (``unnest`` of arrays, :mod:`durapod.stores._postgres_grouped`), and
+a batch that is one such group is that one statement alone, in one round trip.
 
 Wake-ups (:mod:`durapod.stores._postgres_listen`): a write that makes a job claimable sends ``NOTIFY`` on
 ``<schema>_wake`` (payload: the agent) and a control request on ``<schema>_control``; ``serve()`` and the
