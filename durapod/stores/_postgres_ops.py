@@ -196,7 +196,7 @@ def _list_query(
         params.extend((_micros(start[0]), start[1]))
         where.append(f"(created_at, id) < (${len(params) - 1}, ${len(params)})")
     for value in (metadata or {}).values():
-        # narrows the scan to records holding the value's text; ``matches`` below decides
+        # narrows the scan to records holding the value's text; ``matches`` in _page decides
         if isinstance(value, str) and _PLAIN_TEXT.fullmatch(value):
             params.append(value)
             where.append(f"strpos(record, ${len(params)}) > 0")
