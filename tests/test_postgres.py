@@ -178,7 +178,7 @@ async def test_finished_jobs_expire_after_ttl_seconds(postgres_url: str) -> None
         async with DurableAgent(echo, store) as durable:
             await durable.run("old", "x")
             await asyncio.sleep(0.01)  # let its ttl pass (a wall-clock ttl: no event to wait on)
-            store._next_purge = 0.0  # the purge runs at most every ttl/10 s; make it due now
+            store._expiry.next_purge = 0.0  # the purge runs at most every ttl/10 s; make it due now
             await durable.run("new", "y")
             assert await store.get("old") is None
             assert await store.read_steps("old") == []

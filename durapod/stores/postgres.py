@@ -2,13 +2,17 @@
 
 Tables live in their own schema (``durapod`` unless told), created and migrated on first use; the schema
 version is kept in its ``migrations`` table (the migrations and every statement are in
-:mod:`durapod.stores._postgres_sql`). Each operation is atomic (claims lock the rows they take with
-``FOR UPDATE SKIP LOCKED``, so workers claiming at once never wait on each other or take one job twice).
+:mod:`durapod.stores._postgres_sql`, the migration is run by :mod:`durapod.stores._postgres_schema` in the
+pool :mod:`durapod.stores._postgres_pool` keeps). Each operation is atomic (claims lock the rows they take
+with ``FOR UPDATE SKIP LOCKED``, so workers claiming at once never wait on each other or take one job twice).
+The SQL each operation runs is in :mod:`durapod.stores._postgres_ops` (jobs, leases, journals, event logs)
+and :mod:`durapod.stores._postgres_coordination` (control requests, worker ids, schedules); this module
+holds the store itself.
 
 Group commit (:mod:`durapod.stores._postgres_writer`): the writes a process queues while its previous batch
 commits go together in one transaction; the creates, saves and step appends of different jobs in a batch
-are written by one statement per kind (``unnest`` of arrays), and a batch that is one such group is that
-one statement alone, in one round trip.
+are written by one statement per kind (``unnest`` of arrays, :mod:`durapod.stores._postgres_grouped`), and
+a batch that is one such group is that one statement alone, in one round trip.
 
 Wake-ups (:mod:`durapod.stores._postgres_listen`): a write that makes a job claimable sends ``NOTIFY`` on
 ``<schema>_wake`` (payload: the agent) and a control request on ``<schema>_control``; ``serve()`` and the
@@ -19,9 +23,9 @@ A job's JSON record (``Job.model_dump_json()``) is the truth for everything exce
 maintains (``owner``, ``lease_until``, ``epoch``, ``version``; ``steps`` is the journal's length, counted on
 read), as in the SQLite store. Times are integer microseconds since the Unix epoch (UTC).
 
-Expiry: with ``ttl_seconds`` a job that becomes completed, failed or cancelled is deleted with its journal,
-events and controls that many seconds later, by a delete that the store runs at most every
-``ttl_seconds / 10`` seconds (and at least every minute) as it writes.
+Expiry (:mod:`durapod.stores._postgres_expiry`): with ``ttl_seconds`` a job that becomes completed, failed
+or cancelled is deleted with its journal, events and controls that many seconds later, by a delete that the
+store runs at most every ``ttl_seconds / 10`` seconds (and at least every minute) as it writes.
 
 Cancellation: a coroutine cancelled while it awaits a write may or may not have committed it, exactly as
 with a lost reply; re-read the job (or retry the compare-and-set, which fails safely) to find out.
@@ -32,81 +36,56 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import json
-import math
-import re
-import time
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import JsonValue
 
-from durapod._log import get_logger
-from durapod.errors import (
-    CorruptRecord,
-    DurapodError,
-    JobNotFound,
-    StaleOwnerError,
-    StoreError,
-    StoreUnavailable,
-    VersionConflict,
-)
-from durapod.models import SETTLED, Job, JobStatus, StepRecord
+from durapod.errors import JobNotFound, StaleOwnerError, StoreError, StoreUnavailable
+from durapod.models import Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
-from durapod.stores._codec import (
-    _decode_event,
-    _decode_job,
-    _decode_schedule,
-    _encode_events,
-    _encode_json,
-    _micros,
-    _moment,
-    _optional_micros,
-    _reason,
-    _redact,
+from durapod.stores._codec import _decode_job, _decode_schedule, _encode_json, _micros, _moment, _redact
+from durapod.stores._postgres_coordination import (
+    _GET_SCHEDULE_SQL,
+    _LIST_SCHEDULES_SQL,
+    _decode_controls,
+    _op_delete_schedule,
+    _op_register_worker,
+    _op_renew_worker,
+    _op_request_control,
+    _op_save_schedule,
+    _op_take_controls,
+    _op_unregister_worker,
 )
+from durapod.stores._postgres_expiry import _Expiry
+from durapod.stores._postgres_grouped import _event_columns, _GroupedWrites
 from durapod.stores._postgres_listen import _Listener
-from durapod.stores._postgres_sql import (
-    _APPEND_STEPS_SQL,
-    _CLAIMABLE,
-    _CLAIMABLE_SQL,
-    _CREATE_ALL_SQL,
-    _EXPIRING,
-    _INSERT_EVENTS_SQL,
-    _JOB_COLUMNS,
-    _MIGRATIONS,
-    _SAVE_ALL_SQL,
-    _WRITE_CLAIM_SQL,
-    SCHEMA_VERSION,
+from durapod.stores._postgres_ops import (
+    _NEXT_WAKE_SQL,
+    _READ_EVENTS_SQL,
+    _READ_STEPS_SQL,
+    _decode_events,
+    _decode_steps,
+    _list_query,
+    _op_append_events,
+    _op_claim,
+    _op_claim_orphans,
+    _op_delete,
+    _op_release,
+    _op_renew_leases,
+    _page,
 )
-from durapod.stores._postgres_writer import _Grouped, _Op, _Outcome, _unavailable, _Writer
-from durapod.stores.base import (
-    ControlRequest,
-    Page,
-    Store,
-    claimed_job,
-    control_kind,
-    encode_cursor,
-    list_arguments,
-    matches,
-)
+from durapod.stores._postgres_pool import _PoolKeeper
+from durapod.stores._postgres_schema import _Schema
+from durapod.stores._postgres_sql import _CLAIMABLE, _JOB_COLUMNS
+from durapod.stores._postgres_writer import _Grouped, _Op, _Writer
+from durapod.stores.base import ControlRequest, Page, Store, control_kind, list_arguments
 
 if TYPE_CHECKING:
     import asyncpg
 
-    _Connection = asyncpg.pool.PoolConnectionProxy[Any]
-
-T = TypeVar("T")
 __all__ = ["PostgresStore"]
-
-_log = get_logger("durapod.stores.postgres")
-_SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,40}")
-_PLAIN_TEXT: Final = re.compile(r"[A-Za-z0-9_\-.:@ ]+")  # written as it is in a JSON record
-
-
-def _claim_row(job: Job) -> tuple[Any, ...]:
-    return (job.id, job.owner, _optional_micros(job.lease_until), job.epoch, job.version, job.model_dump_json())
 
 
 class PostgresStore(Store):
@@ -147,135 +126,43 @@ class PostgresStore(Store):
         min_size: int = 2,
         max_size: int = 10,
     ) -> None:
-        if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
-            raise ValueError(f"invalid schema {schema!r}: expected [a-z_][a-z0-9_]*, at most 41 characters")
-        if ttl_seconds is not None and (
-            isinstance(ttl_seconds, bool)
-            or not isinstance(ttl_seconds, int | float)
-            or not math.isfinite(ttl_seconds)
-            or ttl_seconds < 0.001
-        ):
-            raise ValueError(f"invalid ttl_seconds {ttl_seconds!r}: expected None or seconds >= 0.001")
-        for name, size in (("min_size", min_size), ("max_size", max_size)):
-            # one connection of the store's own pool is held for LISTEN: writes and reads need another
-            least = 0 if name == "min_size" else 2
-            if isinstance(size, bool) or not isinstance(size, int) or size < least:
-                raise ValueError(f"invalid {name} {size!r}: expected an int >= {least}")
-        if min_size > max_size:
-            raise ValueError(f"invalid min_size {min_size!r}: more than max_size {max_size!r}")
-        if isinstance(dsn_or_pool, str):
-            self._dsn: str | None = dsn_or_pool
-            self._pool: asyncpg.Pool[Any] | None = None
-            self._owns_pool = True
-        else:
-            self._dsn = None
-            self._pool = dsn_or_pool
-            self._owns_pool = False
-        self._schema = schema
-        self._sql_cache: dict[str, str] = {}
-        self._ttl_seconds = ttl_seconds
-        self._purge_every = 60.0 if ttl_seconds is None else min(60.0, max(ttl_seconds / 10, 0.001))
-        self._next_purge = 0.0
-        self._min_size = min_size
-        self._max_size = max_size
-        self._ready = False
-        self._opening: asyncio.Lock | None = None
+        # each part checks its own settings (ValueError), in this order: schema, ttl_seconds, pool sizes
+        self._schema = _Schema(schema)
+        self._sql = self._schema.sql
+        self._expiry = _Expiry(ttl_seconds, self._schema)
+        where = dsn_or_pool if isinstance(dsn_or_pool, str) else "pool"
+        self._repr = f"PostgresStore({_redact(where)!r}, schema={schema!r})"
+        self._pools = _PoolKeeper(dsn_or_pool, self._schema, min_size=min_size, max_size=max_size, label=self._repr)
+        # bound once: the writer groups the writes of one kind by these
+        grouped = _GroupedWrites(self._schema, self._expiry)
+        self._create_all = grouped.create_all
+        self._save_all = grouped.save_all
+        self._append_steps = grouped.append_steps
         self._closed = False
-        self._listener = _Listener(f"{schema}_wake", f"{schema}_control")
+        self._listener = _Listener(self._schema.wake_channel, self._schema.control_channel)
         # group commit; the writer holds its connection while the pool has room for the listener's and a
         # read's besides
         pool_size = max_size if isinstance(dsn_or_pool, str) else dsn_or_pool.get_max_size()
-        self._writer = _Writer(self._open, repr(self), hold=pool_size >= 3)
+        self._writer = _Writer(self._pools.open, self._repr, hold=pool_size >= 3)
 
     def __repr__(self) -> str:
-        where = self._dsn if self._dsn is not None else "pool"
-        return f"PostgresStore({_redact(where)!r}, schema={self._schema!r})"
+        return self._repr
 
     @property
     def schema(self) -> str:
         """The Postgres schema that holds the store's tables."""
-        return self._schema
+        return self._schema.name
 
     @property
     def ttl_seconds(self) -> float | None:
         """Seconds a completed, failed or cancelled job is kept (None: for ever)."""
-        return self._ttl_seconds
+        return self._expiry.ttl_seconds
 
     # -- plumbing --------------------------------------------------------------------------------------
 
-    def _sql(self, template: str) -> str:
-        sql = self._sql_cache.get(template)
-        if sql is None:
-            sql = self._sql_cache[template] = template.replace("{s}", f'"{self._schema}"')
-        return sql
-
-    async def _open(self) -> asyncpg.Pool[Any]:
-        if self._closed:
-            raise StoreError(f"{self!r} is closed")
-        if self._ready and self._pool is not None:
-            return self._pool
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._closed:
-                raise StoreError(f"{self!r} is closed")
-            if not self._ready:
-                try:
-                    import asyncpg
-                except ImportError as exc:  # pragma: no cover - the extra is missing
-                    raise StoreError("PostgresStore needs asyncpg: pip install 'durapod[postgres]'") from exc
-                try:
-                    if self._pool is None:
-                        self._pool = await asyncpg.create_pool(
-                            self._dsn, min_size=self._min_size, max_size=self._max_size, reset=_keep_session
-                        )
-                    async with self._pool.acquire() as connection:
-                        await self._migrate(connection)
-                except DurapodError:
-                    raise
-                except Exception as exc:
-                    if _unavailable(exc):
-                        raise StoreUnavailable(f"cannot reach {self!r}: {_reason(exc)}") from exc
-                    raise StoreError(f"cannot open {self!r}: {_reason(exc)}") from exc
-                self._ready = True
-        assert self._pool is not None
-        return self._pool
-
-    async def _migrate(self, connection: asyncpg.pool.PoolConnectionProxy[Any]) -> None:
-        # one migrator at a time across processes: a transaction-scoped advisory lock on the schema's name
-        async with connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"durapod:{self._schema}")
-            await connection.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {s}"))
-            await connection.execute(
-                self._sql("CREATE TABLE IF NOT EXISTS {s}.migrations (version integer PRIMARY KEY)")
-            )
-            version = await connection.fetchval(self._sql("SELECT coalesce(max(version), 0) FROM {s}.migrations"))
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self!r} has schema version {version}, newer than the version {SCHEMA_VERSION} this"
-                    " durapod knows; upgrade durapod"
-                )
-            for number, statements in enumerate(_MIGRATIONS[version:], start=version + 1):
-                for statement in statements:
-                    await connection.execute(self._sql(statement))
-                await connection.execute(self._sql("INSERT INTO {s}.migrations (version) VALUES ($1)"), number)
-
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy[Any]]:
+    def _connection(self) -> contextlib.AbstractAsyncContextManager[asyncpg.pool.PoolConnectionProxy[Any]]:
         """A connection for a read, once the writes this process queued before it are committed."""
-        barrier = self._writer.barrier()
-        if barrier is not None:
-            await asyncio.shield(barrier)
-        pool = await self._open()
-        try:
-            async with pool.acquire() as connection:
-                yield connection
-        except DurapodError:
-            raise
-        except Exception as exc:
-            if _unavailable(exc):
-                raise StoreUnavailable(f"{self!r}: {_reason(exc)}") from exc
-            raise StoreError(f"{self!r}: {_reason(exc)}") from exc
+        return self._pools.connection(self._writer.barrier())
 
     @property
     def batches(self) -> int:
@@ -288,27 +175,6 @@ class PostgresStore(Store):
         if self._closed:
             raise StoreError(f"{self!r} is closed")
         return self._writer.write(op)
-
-    async def _purge_if_due(self, connection: asyncpg.pool.PoolConnectionProxy[Any]) -> None:
-        if self._ttl_seconds is None:
-            return
-        clock = time.monotonic()
-        if clock < self._next_purge:
-            return
-        self._next_purge = clock + self._purge_every
-        cutoff = _micros(datetime.now().astimezone()) - round(self._ttl_seconds * 1_000_000)
-        await connection.execute(
-            self._sql(
-                """WITH gone AS (DELETE FROM {s}.jobs WHERE finished_at < $1 RETURNING id),
-                    s AS (DELETE FROM {s}.steps WHERE job_id IN (SELECT id FROM gone)),
-                    e AS (DELETE FROM {s}.events WHERE job_id IN (SELECT id FROM gone))
-                DELETE FROM {s}.controls WHERE job_id IN (SELECT id FROM gone)"""
-            ),
-            cutoff,
-        )
-
-    def _finished_at(self, job: Job) -> int | None:
-        return _micros(job.updated_at) if self._ttl_seconds is not None and job.status in _EXPIRING_STATUSES else None
 
     # -- the Store protocol ----------------------------------------------------------------------------
 
@@ -325,47 +191,6 @@ class PostgresStore(Store):
         if found is None:  # deleted between the two statements
             return await self.create(job)
         return found
-
-    async def _create_all(self, connection: _Connection, jobs: builtins.list[Job]) -> builtins.list[_Outcome]:
-        rows = [
-            (
-                job.id,
-                job.agent,
-                str(job.status),
-                _micros(job.created_at),
-                job.owner,
-                _optional_micros(job.lease_until),
-                job.epoch,
-                job.version,
-                self._finished_at(job),
-                job.model_dump_json(),
-            )
-            for job in jobs
-        ]
-        inserted = {
-            row[0]
-            for row in await connection.fetch(
-                self._sql(_CREATE_ALL_SQL), *_columns(rows, 10), _CLAIMABLE, f"{self._schema}_wake"
-            )
-        }
-        existing: dict[str, Any] = {}
-        if len(inserted) < len(jobs):
-            found = await connection.fetch(
-                self._sql(f"SELECT {_JOB_COLUMNS} FROM {{s}}.jobs WHERE id = ANY($1::text[])"),
-                [job.id for job in jobs if job.id not in inserted],
-            )
-            existing = {row[0]: tuple(row) for row in found}
-        outcomes: builtins.list[_Outcome] = []
-        for job in jobs:
-            if job.id in inserted:
-                outcomes.append((True, (job.model_copy(update={"steps": 0}) if job.steps else job, True)))
-                continue
-            row = existing.get(job.id)
-            try:
-                outcomes.append((True, None if row is None else (_decode_job(row), False)))
-            except CorruptRecord as exc:
-                outcomes.append((False, exc))
-        return outcomes
 
     async def get(self, job_id: str) -> Job | None:
         """The job with that id, or None.
@@ -400,66 +225,6 @@ class PostgresStore(Store):
             job = job.model_copy(update={"lease_until": lease_until, "steps": steps})
         return job
 
-    async def _save_all(
-        self,
-        connection: _Connection,
-        items: builtins.list[tuple[Job, int, builtins.list[int], builtins.list[str]]],
-    ) -> builtins.list[_Outcome]:
-        rows: builtins.list[tuple[Any, ...]] = []
-        event_rows: builtins.list[tuple[str, int, str]] = []
-        for job, expected_version, seqs, records in sorted(items, key=lambda item: item[0].id):
-            if job.version != expected_version + 1:
-                continue
-            rows.append(
-                (
-                    job.id,
-                    expected_version,
-                    job.agent,
-                    str(job.status),
-                    _micros(job.created_at),
-                    job.owner,
-                    job.epoch,
-                    job.version,
-                    _optional_micros(job.lease_until),
-                    job.status in SETTLED,
-                    job.model_dump_json(),
-                    self._finished_at(job),
-                )
-            )
-            event_rows.extend((job.id, seq, record) for seq, record in zip(seqs, records, strict=True))
-        saved: dict[str, tuple[Any, ...]] = {}
-        if rows:
-            found = await connection.fetch(
-                self._sql(_SAVE_ALL_SQL),
-                *_columns(rows, 12),
-                *_columns(event_rows, 3),
-                _CLAIMABLE,
-                f"{self._schema}_wake",
-            )
-            saved = {row[0]: (row[1], row[2]) for row in found}
-        versions: dict[str, int] = {}
-        if len(saved) < len(items):
-            found = await connection.fetch(
-                self._sql("SELECT id, version FROM {s}.jobs WHERE id = ANY($1::text[])"),
-                [job.id for job, *_ in items if job.id not in saved],
-            )
-            versions = {row[0]: row[1] for row in found}
-        outcomes: builtins.list[_Outcome] = []
-        expiring = False
-        for job, expected_version, _, _ in items:
-            row = saved.get(job.id)
-            if row is None:
-                if job.id not in versions:
-                    outcomes.append((False, JobNotFound(job.id)))
-                else:
-                    outcomes.append((False, VersionConflict(job.id, expected_version, versions[job.id])))
-                continue
-            expiring = expiring or job.status in _EXPIRING_STATUSES
-            outcomes.append((True, row))
-        if expiring:
-            await self._purge_if_due(connection)
-        return outcomes
-
     async def list(
         self,
         *,
@@ -483,54 +248,17 @@ class PostgresStore(Store):
         A record that cannot be decoded is skipped and logged as a warning naming its job.
         """
         statuses, start = list_arguments(status, limit, cursor)
-        where: builtins.list[str] = []
-        params: builtins.list[Any] = []
-        if statuses is not None:
-            if not statuses:
-                return Page([], None)
-            params.append(statuses)
-            where.append(f"status = ANY(${len(params)}::text[])")
-        if agent is not None:
-            params.append(agent)
-            where.append(f"agent = ${len(params)}")
-        if start is not None:
-            params.extend((_micros(start[0]), start[1]))
-            where.append(f"(created_at, id) < (${len(params) - 1}, ${len(params)})")
-        for value in (metadata or {}).values():
-            # narrows the scan to records holding the value's text; ``matches`` below decides
-            if isinstance(value, str) and _PLAIN_TEXT.fullmatch(value):
-                params.append(value)
-                where.append(f"strpos(record, ${len(params)}) > 0")
-        sql = f"SELECT {_JOB_COLUMNS} FROM {{s}}.jobs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, id DESC"
-        found: builtins.list[Job] = []
+        query = _list_query(statuses, agent, start, metadata)
+        if query is None:
+            return Page([], None)
+        sql, params = query
         prefetch = 200 if limit is None else min(limit + 1, 500)
         async with self._connection() as connection, connection.transaction(readonly=True):
-            async for row in connection.cursor(self._sql(sql), *params, prefetch=prefetch):
-                try:
-                    job = _decode_job(tuple(row))
-                except CorruptRecord as exc:  # one bad record never hides the others
-                    _log.warning("corrupt job record skipped in a listing", job_id=row[0], error=str(exc))
-                    continue
-                if metadata and not matches(job, None, None, metadata):
-                    continue
-                found.append(job)
-                if limit is not None and len(found) > limit:
-                    page = found[:limit]
-                    return Page(page, encode_cursor(page[-1]) if page else None)
-        return Page(found, None)
+            return await _page(connection.cursor(self._sql(sql), *params, prefetch=prefetch), limit, metadata)
 
     async def delete(self, job_id: str) -> bool:
         """Remove a job with its journal, events and control requests. True if it existed."""
-
-        async def op(connection: _Connection) -> Any:
-            for table in ("steps", "events", "controls"):
-                await connection.execute(self._sql(f"DELETE FROM {{s}}.{table} WHERE job_id = $1"), job_id)
-            return await connection.fetchval(self._sql("DELETE FROM {s}.jobs WHERE id = $1 RETURNING true"), job_id)
-
-        deleted = await self._write(op)
+        deleted = await self._write(_op_delete(self._sql, job_id))
         return bool(deleted)
 
     async def append_step(self, record: StepRecord, *, events: Sequence[Mapping[str, JsonValue]] = ()) -> None:
@@ -556,29 +284,6 @@ class PostgresStore(Store):
             raise StaleOwnerError(record.job_id, record.epoch, current_epoch, "another worker claimed it")
         raise StaleOwnerError(record.job_id, record.epoch, current_epoch, f"step #{record.index} is journaled")
 
-    async def _append_steps(
-        self,
-        connection: _Connection,
-        items: builtins.list[tuple[StepRecord, builtins.list[int], builtins.list[str]]],
-    ) -> builtins.list[_Outcome]:
-        """Journal the steps (of different jobs). Each outcome is None (journaled), False (no such job) or
-        the job's status and epoch (refused)."""
-        rows: builtins.list[tuple[Any, ...]] = []
-        event_rows: builtins.list[tuple[str, int, str]] = []
-        for record, seqs, records in sorted(items, key=lambda item: item[0].job_id):
-            rows.append((record.job_id, record.index, record.model_dump_json(), record.epoch))
-            event_rows.extend((record.job_id, seq, text) for seq, text in zip(seqs, records, strict=True))
-        found = await connection.fetch(self._sql(_APPEND_STEPS_SQL), *_columns(rows, 4), *_columns(event_rows, 3))
-        added = {row[0] for row in found}
-        current: dict[str, tuple[Any, ...]] = {}
-        if len(added) < len(items):
-            found = await connection.fetch(
-                self._sql("SELECT id, status, epoch FROM {s}.jobs WHERE id = ANY($1::text[])"),
-                [record.job_id for record, _, _ in items if record.job_id not in added],
-            )
-            current = {row[0]: (row[1], row[2]) for row in found}
-        return [(True, None if record.job_id in added else current.get(record.job_id, False)) for record, _, _ in items]
-
     async def read_steps(self, job_id: str) -> builtins.list[StepRecord]:
         """The job's journal, in order (empty for an unknown job).
 
@@ -586,16 +291,8 @@ class PostgresStore(Store):
             CorruptRecord: a step cannot be decoded (``.key`` is ``"<job id>/steps/<index>"``).
         """
         async with self._connection() as connection:
-            rows = await connection.fetch(
-                self._sql("SELECT idx, record FROM {s}.steps WHERE job_id = $1 ORDER BY idx"), job_id
-            )
-        steps: builtins.list[StepRecord] = []
-        for index, record in rows:
-            try:
-                steps.append(StepRecord.model_validate_json(record))
-            except (ValueError, TypeError) as exc:
-                raise CorruptRecord(f"{job_id}/steps/{index}", _reason(exc)) from None
-        return steps
+            rows = await connection.fetch(self._sql(_READ_STEPS_SQL), job_id)
+        return _decode_steps(job_id, rows)
 
     async def append_events(
         self, job_id: str, events: Sequence[Mapping[str, JsonValue]], *, epoch: int | None = None
@@ -611,30 +308,13 @@ class PostgresStore(Store):
         seqs, records = _event_columns(job_id, events)
         if not seqs:
             return
-
-        async def op(connection: _Connection) -> Any:
-            if epoch is not None:  # fenced: only the job's current owner adds to its log
-                current = await connection.fetchval(
-                    self._sql("SELECT epoch FROM {s}.jobs WHERE id = $1 FOR SHARE"), job_id
-                )
-                if current != epoch:
-                    raise StaleOwnerError(job_id, epoch, current, "event log")
-            await connection.execute(self._sql(_INSERT_EVENTS_SQL), job_id, seqs, records)
-
-        await self._write(op)
+        await self._write(_op_append_events(self._sql, job_id, seqs, records, epoch))
 
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
         """The job's logged events whose ``seq`` is greater than ``after``, in ``seq`` order."""
         async with self._connection() as connection:
-            rows = await connection.fetch(
-                self._sql("SELECT seq, record FROM {s}.events WHERE job_id = $1 AND seq > $2 ORDER BY seq"),
-                job_id,
-                after,
-            )
-        events: builtins.list[dict[str, JsonValue]] = []
-        for seq, record in rows:
-            events.append(_decode_event(job_id, seq, record))
-        return events
+            rows = await connection.fetch(self._sql(_READ_EVENTS_SQL), job_id, after)
+        return _decode_events(job_id, rows)
 
     async def claim(
         self, job_id: str, owner: str, *, lease_until: datetime, now: datetime, reclaim_own: bool = False
@@ -648,23 +328,7 @@ class PostgresStore(Store):
         Raises:
             CorruptRecord: the job's record cannot be decoded; nothing is written.
         """
-
-        async def op(connection: _Connection) -> Any:
-            row = await connection.fetchrow(
-                self._sql(f"SELECT {_JOB_COLUMNS} FROM {{s}}.jobs WHERE id = $1 AND {_CLAIMABLE_SQL} FOR UPDATE"),
-                job_id,
-                _CLAIMABLE,
-                _micros(now),
-                reclaim_own,
-                owner,
-            )
-            if row is None:
-                return None
-            claimed = claimed_job(_decode_job(tuple(row)), owner, lease_until, now)
-            await connection.execute(self._sql(_WRITE_CLAIM_SQL), *_claim_row(claimed))
-            return claimed
-
-        found: Job | None = await self._write(op)
+        found: Job | None = await self._write(_op_claim(self._sql, job_id, owner, lease_until, now, reclaim_own))
         return found
 
     async def claim_orphans(
@@ -685,33 +349,9 @@ class PostgresStore(Store):
         """
         if limit <= 0:
             return []
-
-        async def op(connection: _Connection) -> Any:
-            claimed: builtins.list[Job] = []
-            rows = await connection.fetch(
-                self._sql(
-                    f"SELECT {_JOB_COLUMNS} FROM {{s}}.jobs WHERE {_CLAIMABLE_SQL}"
-                    " AND ($1::text IS NULL OR agent = $1) ORDER BY created_at, id LIMIT $6 FOR UPDATE SKIP LOCKED"
-                ),
-                agent,
-                _CLAIMABLE,
-                _micros(now),
-                reclaim_own,
-                owner,
-                limit,
-            )
-            for row in rows:
-                try:
-                    job = _decode_job(tuple(row))
-                except CorruptRecord as exc:  # one undecodable job must not stop every worker
-                    _log.warning("corrupt job skipped by claim", job_id=row[0], error=str(exc))
-                    continue
-                claimed.append(claimed_job(job, owner, lease_until, now))
-            if claimed:
-                await connection.executemany(self._sql(_WRITE_CLAIM_SQL), [_claim_row(job) for job in claimed])
-            return claimed
-
-        claimed: builtins.list[Job] = await self._write(op)
+        claimed: builtins.list[Job] = await self._write(
+            _op_claim_orphans(self._sql, agent, owner, lease_until, now, limit, reclaim_own)
+        )
         return claimed
 
     async def renew_leases(
@@ -723,52 +363,18 @@ class PostgresStore(Store):
         """
         if not job_ids:
             return set()
-
-        async def op(connection: _Connection) -> Any:
-            rows = await connection.fetch(
-                self._sql(
-                    "UPDATE {s}.jobs SET lease_until = $1 WHERE owner = $2 AND status = ANY($3::text[])"
-                    " AND id = ANY($4::text[]) RETURNING id"
-                ),
-                _micros(lease_until),
-                owner,
-                _CLAIMABLE,
-                builtins.list(job_ids),
-            )
-            return [row[0] for row in rows]
-
-        held: builtins.list[str] = await self._write(op)
+        held: builtins.list[str] = await self._write(_op_renew_leases(self._sql, owner, job_ids, lease_until))
         return set(held)
 
     async def next_wake(self, agent: str | None, *, now: datetime) -> datetime | None:
         """When the next sleeping job of ``agent`` (None: any) wakes; see :meth:`Store.next_wake`."""
         async with self._connection() as connection:
-            wake = await connection.fetchval(
-                self._sql(
-                    "SELECT min(lease_until) FROM {s}.jobs WHERE status = ANY($1::text[]) AND owner IS NULL"
-                    " AND lease_until >= $2 AND ($3::text IS NULL OR agent = $3)"
-                ),
-                _CLAIMABLE,
-                _micros(now),
-                agent,
-            )
+            wake = await connection.fetchval(self._sql(_NEXT_WAKE_SQL), _CLAIMABLE, _micros(now), agent)
         return None if wake is None else _moment(wake)
 
     async def release(self, job_id: str, owner: str) -> bool:
         """Clear ``owner``'s lease on the job so any worker may claim it. False if ``owner`` is not its owner."""
-
-        async def op(connection: _Connection) -> Any:
-            agent = await connection.fetchval(
-                self._sql("UPDATE {s}.jobs SET lease_until = NULL WHERE id = $1 AND owner = $2 RETURNING agent"),
-                job_id,
-                owner,
-            )
-            if agent is None:
-                return False
-            await connection.execute("SELECT pg_notify($1, $2)", f"{self._schema}_wake", agent)
-            return True
-
-        released: bool = await self._write(op)
+        released: bool = await self._write(_op_release(self._sql, self._schema.wake_channel, job_id, owner))
         return released
 
     async def request_control(self, request: ControlRequest) -> None:
@@ -780,23 +386,7 @@ class PostgresStore(Store):
         """
         kind = control_kind(request.kind, request.job_id)
         payload = _encode_json(request.payload, "control payload", request.job_id)
-
-        async def op(connection: _Connection) -> Any:
-            inserted = await connection.fetchval(
-                self._sql(
-                    "INSERT INTO {s}.controls (job_id, kind, payload, requested_at)"
-                    " SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM {s}.jobs WHERE id = $1) RETURNING true"
-                ),
-                request.job_id,
-                str(kind.value),
-                payload,
-                _micros(request.requested_at),
-            )
-            if not inserted:
-                raise JobNotFound(request.job_id)
-            await connection.execute("SELECT pg_notify($1, $2)", f"{self._schema}_control", request.job_id)
-
-        await self._write(op)
+        await self._write(_op_request_control(self._sql, self._schema.control_channel, request, kind, payload))
 
     async def wait_for_control(self, timeout: float) -> None:
         """Wait until some process asks for a pause, resume or cancel (NOTIFY), or ``timeout`` seconds pass."""
@@ -816,7 +406,7 @@ class PostgresStore(Store):
             await asyncio.sleep(0)
             return
         try:
-            pool = await self._open()
+            pool = await self._pools.open()
             event = await self._listener.watch(pool, key)
         except StoreUnavailable:
             event = None
@@ -832,31 +422,8 @@ class PostgresStore(Store):
         """Remove and return the control requests of ``job_ids``, oldest first."""
         if not job_ids:
             return []
-
-        async def op(connection: _Connection) -> Any:
-            rows = await connection.fetch(
-                self._sql(
-                    "DELETE FROM {s}.controls WHERE job_id = ANY($1::text[])"
-                    " RETURNING id, job_id, kind, payload, requested_at"
-                ),
-                builtins.list(job_ids),
-            )
-            return [tuple(row) for row in rows]
-
-        rows = await self._write(op)
-        taken: builtins.list[tuple[int, int, ControlRequest]] = []
-        for control_id, job_id, kind, payload, requested_at in rows:
-            try:
-                decoded = json.loads(payload)
-            except (ValueError, TypeError) as exc:
-                _log.warning("control request ignored", job_id=job_id, kind=kind, error=_reason(exc))
-                continue
-            try:
-                taken.append((requested_at, control_id, ControlRequest(job_id, kind, _moment(requested_at), decoded)))
-            except ValueError as exc:  # garbage in the table: dropped, and said so
-                _log.warning("control request ignored", job_id=job_id, kind=kind, error=str(exc))
-        taken.sort(key=lambda item: (item[0], item[1]))
-        return [request for _, _, request in taken]
+        rows = await self._write(_op_take_controls(self._sql, job_ids))
+        return _decode_controls(rows)
 
     async def register_worker(
         self,
@@ -870,55 +437,21 @@ class PostgresStore(Store):
     ) -> str | None:
         """Claim ``worker_id`` for ``token`` (see :meth:`Store.register_worker`). Returns the live holder's
         info when refused, else None."""
-
-        async def op(connection: _Connection) -> Any:
-            taken = await connection.fetchval(
-                self._sql(
-                    "INSERT INTO {s}.workers (id, token, info, lease_until) VALUES ($1, $2, $3, $4)"
-                    " ON CONFLICT (id) DO UPDATE SET token = $2, info = $3, lease_until = $4"
-                    " WHERE workers.token = $2 OR workers.lease_until < $5"
-                    " OR workers.token IS NOT DISTINCT FROM $6::text RETURNING true"
-                ),
-                worker_id,
-                token,
-                info,
-                _micros(lease_until),
-                _micros(now),
-                replace,
-            )
-            if taken:
-                return None
-            holder = await connection.fetchval(self._sql("SELECT info FROM {s}.workers WHERE id = $1"), worker_id)
-            return "" if holder is None else str(holder)
-
-        refused: str | None = await self._write(op)
+        refused: str | None = await self._write(
+            _op_register_worker(self._sql, worker_id, token, info, lease_until, now, replace)
+        )
         return refused
 
     async def renew_worker(
         self, worker_id: str, token: str, *, lease_until: datetime, now: datetime | None = None
     ) -> bool:
         """Extend the claim ``token`` holds on ``worker_id``. False if it holds it no longer."""
-
-        async def op(connection: _Connection) -> Any:
-            return await connection.fetchval(
-                self._sql("UPDATE {s}.workers SET lease_until = $3 WHERE id = $1 AND token = $2 RETURNING true"),
-                worker_id,
-                token,
-                _micros(lease_until),
-            )
-
-        renewed = await self._write(op)
+        renewed = await self._write(_op_renew_worker(self._sql, worker_id, token, lease_until))
         return bool(renewed)
 
     async def unregister_worker(self, worker_id: str, token: str) -> None:
         """Let go of the claim ``token`` holds on ``worker_id``."""
-
-        async def op(connection: _Connection) -> Any:
-            await connection.execute(
-                self._sql("DELETE FROM {s}.workers WHERE id = $1 AND token = $2"), worker_id, token
-            )
-
-        await self._write(op)
+        await self._write(_op_unregister_worker(self._sql, worker_id, token))
 
     async def get_schedule(self, agent: str, name: str) -> ScheduleState | None:
         """The schedule ``name`` of ``agent``, or None.
@@ -927,9 +460,7 @@ class PostgresStore(Store):
             CorruptRecord: its record cannot be decoded (``.key`` is ``"schedules/<agent>/<name>"``).
         """
         async with self._connection() as connection:
-            record = await connection.fetchval(
-                self._sql("SELECT record FROM {s}.schedules WHERE agent = $1 AND name = $2"), agent, name
-            )
+            record = await connection.fetchval(self._sql(_GET_SCHEDULE_SQL), agent, name)
         return None if record is None else _decode_schedule(agent, name, record)
 
     async def save_schedule(self, state: ScheduleState, *, expected_version: int | None) -> ScheduleState:
@@ -945,66 +476,18 @@ class PostgresStore(Store):
             VersionConflict: any of those does not hold (``.job_id`` is ``"schedule <agent>/<name>"``).
         """
         record = state.model_dump_json()
-
-        async def op(connection: _Connection) -> Any:
-            if expected_version is None:
-                written = await connection.fetchval(
-                    self._sql(
-                        "INSERT INTO {s}.schedules (agent, name, version, record) VALUES ($1, $2, $3, $4)"
-                        " ON CONFLICT DO NOTHING RETURNING true"
-                    ),
-                    state.agent,
-                    state.name,
-                    state.version,
-                    record,
-                )
-            elif state.version == expected_version + 1:
-                written = await connection.fetchval(
-                    self._sql(
-                        "UPDATE {s}.schedules SET version = $3, record = $4 WHERE agent = $1 AND name = $2"
-                        " AND version = $5 RETURNING true"
-                    ),
-                    state.agent,
-                    state.name,
-                    state.version,
-                    record,
-                    expected_version,
-                )
-            else:
-                written = None
-            if written:
-                return state
-            found = await connection.fetchval(
-                self._sql("SELECT version FROM {s}.schedules WHERE agent = $1 AND name = $2"), state.agent, state.name
-            )
-            raise VersionConflict(
-                f"schedule {state.agent}/{state.name}", 0 if expected_version is None else expected_version, found
-            )
-
-        saved: ScheduleState = await self._write(op)
+        saved: ScheduleState = await self._write(_op_save_schedule(self._sql, state, record, expected_version))
         return saved
 
     async def list_schedules(self, agent: str | None = None) -> builtins.list[ScheduleState]:
         """The schedules of ``agent`` (None: every agent), by agent and name."""
         async with self._connection() as connection:
-            rows = await connection.fetch(
-                self._sql(
-                    "SELECT agent, name, record FROM {s}.schedules WHERE $1::text IS NULL OR agent = $1"
-                    " ORDER BY agent, name"
-                ),
-                agent,
-            )
+            rows = await connection.fetch(self._sql(_LIST_SCHEDULES_SQL), agent)
         return [_decode_schedule(*row) for row in rows]
 
     async def delete_schedule(self, agent: str, name: str) -> bool:
         """Remove a schedule. True if it existed."""
-
-        async def op(connection: _Connection) -> Any:
-            return await connection.fetchval(
-                self._sql("DELETE FROM {s}.schedules WHERE agent = $1 AND name = $2 RETURNING true"), agent, name
-            )
-
-        deleted = await self._write(op)
+        deleted = await self._write(_op_delete_schedule(self._sql, agent, name))
         return bool(deleted)
 
     async def drop_schema(self) -> None:
@@ -1020,32 +503,7 @@ class PostgresStore(Store):
         if self._closed:
             return
         self._closed = True
-        await self._writer.close(self._pool)  # what is queued is written, then the writer ends
-        await self._listener.close(self._pool)
-        if self._owns_pool and self._pool is not None:
-            pool, self._pool = self._pool, None
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(pool.close(), timeout=5)
-            if not pool.is_closing():  # a connection is still in use: do not wait for it
-                pool.terminate()
-
-
-_EXPIRING_STATUSES: Final = frozenset(JobStatus(status) for status in _EXPIRING)
-
-
-def _event_columns(
-    job_id: str, events: Sequence[Mapping[str, JsonValue]]
-) -> tuple[builtins.list[int], builtins.list[str]]:
-    encoded = _encode_events(job_id, events)
-    return [seq for seq, _ in encoded], [text for _, text in encoded]
-
-
-async def _keep_session(connection: object) -> None:
-    """The store's own pool's reset: none. Its connections keep no session state (no ``SET``, no session
-    locks, no cursors outside a transaction; LISTEN is undone by its holder), and asyncpg's default reset
-    would cost a round trip per release."""
-
-
-def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> builtins.list[builtins.list[Any]]:
-    """``rows`` as ``width`` columns, one array parameter each (for ``unnest``)."""
-    return [[row[column] for row in rows] for column in range(width)]
+        self._pools.refuse()
+        await self._writer.close(self._pools.pool)  # what is queued is written, then the writer ends
+        await self._listener.close(self._pools.pool)
+        await self._pools.close()
