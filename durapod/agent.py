@@ -149,7 +149,7 @@ class DurableAgent:
         self.agent = agent
         self.store = store
         self._types = invoker.types
-        self.budget = check_budget(budget)
+        budget = check_budget(budget)
         self.retry_policy = retry
         self.lease_ttl = check_lease_ttl(lease_ttl)
         self.name = name_of(agent, name)
@@ -189,7 +189,7 @@ class DurableAgent:
             store_timeout=seconds("store_timeout", store_timeout, allow_zero=False),
         )
         self._patient = self._client._patient
-        self._jobs = JobStarter(self._patient, self._worker, self._types, self.metadata, self.budget)
+        self._jobs = JobStarter(self._patient, self._worker, self._types, self.metadata, budget)
         children.store, children.agent, children.adopt = self._patient, self.name, self._jobs.adopt_child
         children.dump_input, children.typed = self._types.dump_input, self._typed
         self._scheduler = Scheduler(
@@ -221,6 +221,16 @@ class DurableAgent:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    @property
+    def budget(self) -> Budget | None:
+        """What each job may use unless ``start`` gives it its own (None: no limit). An assignment applies
+        to the jobs started from then on."""
+        return self._jobs.budget
+
+    @budget.setter
+    def budget(self, budget: Budget | None) -> None:
+        self._jobs.budget = check_budget(budget)
 
     @property
     def is_running(self) -> bool:

@@ -55,6 +55,19 @@ async def test_a_per_job_budget_replaces_the_agents_and_counts_requests() -> Non
     assert job.budget == {"tokens": None, "requests": 2, "steps": None, "on_exceeded": "fail"}
 
 
+async def test_an_assigned_agent_budget_applies_to_the_jobs_started_after_it() -> None:
+    model = CountingModel()
+    async with DurableAgent(make_agent(model), MemoryStore()) as durable:
+        assert durable.budget is None
+        assert (await durable.run("free", "hi")).status is JobStatus.COMPLETED
+        durable.budget = Budget(requests=2)
+        limited = await durable.run("limited", "hi")
+        with pytest.raises(TypeError, match=r"durapod\.Budget"):
+            durable.budget = {"requests": 2}  # type: ignore[assignment]
+    assert limited.status is JobStatus.FAILED and limited.error_type == "BudgetExceeded"
+    assert durable.budget == Budget(requests=2)
+
+
 async def test_a_steps_budget_counts_journaled_steps() -> None:
     model = CountingModel()
     async with DurableAgent(make_agent(model, rounds=3), MemoryStore()) as durable:
