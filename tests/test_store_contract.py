@@ -30,7 +30,7 @@ from durapod.errors import (
 from durapod.models import SETTLED, ControlKind, Job, JobStatus, StepRecord, utcnow
 from durapod.schedules import ScheduleState
 from durapod.stores import sqlite as sqlite_module
-from durapod.stores.base import ControlRequest, Store, encode_cursor
+from durapod.stores.base import ControlRequest, Store, WorkerRecord, encode_cursor
 from durapod.stores.sqlite import SQLiteStore
 
 NOW = utcnow()
@@ -883,6 +883,18 @@ async def test_unregister_worker_frees_the_id_only_for_its_holder(store: Store) 
     assert await store.renew_worker("w1", "mine", lease_until=LATER, now=NOW) is False
     assert await store.register_worker("w1", "theirs", info="theirs", lease_until=LATER, now=NOW) is None
     await store.unregister_worker("nobody", "mine")  # an unknown id: nothing to do
+
+
+async def test_list_workers_lists_the_live_registrations_by_id(store: Store) -> None:
+    assert await store.list_workers(now=NOW) == []
+    assert await store.register_worker("w2", "b", info="b's", lease_until=LATER, now=NOW) is None
+    assert await store.register_worker("w1", "a", info="a's", lease_until=LIVE, now=NOW) is None
+    assert await store.register_worker("lapsed", "c", info="c's", lease_until=EXPIRED, now=NOW) is None
+    assert await store.register_worker("gone", "d", info="d's", lease_until=LIVE, now=NOW) is None
+    await store.unregister_worker("gone", "d")
+    assert await store.list_workers(now=NOW) == [WorkerRecord("w1", "a's", LIVE), WorkerRecord("w2", "b's", LATER)]
+    assert await store.renew_worker("lapsed", "c", lease_until=LATER, now=NOW) is True
+    assert [record.worker_id for record in await store.list_workers(now=NOW)] == ["lapsed", "w1", "w2"]
 
 
 # -- schedules --------------------------------------------------------------------------------------

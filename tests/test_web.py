@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -401,16 +402,20 @@ def test_schedules_list_their_next_fire_times(server: LiveServer, http: httpx.Cl
     assert "version" not in schedules[0]
 
 
-def test_health_reports_the_store_and_the_workers_with_live_leases(http: httpx.Client) -> None:
+def test_health_reports_the_store_the_live_workers_and_the_busy_ones(http: httpx.Client) -> None:
     idle = http.get("/api/health")
     assert idle.status_code == 200
     assert idle.json()["ok"] is True
     assert idle.json()["workers"] == []
+    # the server's worker is live while idle: its id, host and pid, never the token that proves its claim
+    (live,) = idle.json()["live_workers"]
+    assert set(live) == {"id", "host", "pid", "lease_until"}
+    assert live["host"] == socket.gethostname() and live["pid"] == os.getpid()
     submit(http, "busy", gate=True)
     events_until(http, "busy", lambda event: event.event == "token")
     busy = http.get("/api/health").json()
-    assert len(busy["workers"]) == 1
-    assert busy["workers"] == [http.get("/api/jobs/busy").json()["owner"]]
+    assert busy["workers"] == [http.get("/api/jobs/busy").json()["owner"]] == [live["id"]]
+    assert [worker["id"] for worker in busy["live_workers"]] == [live["id"]]
 
 
 # -- security -----------------------------------------------------------------------------------------

@@ -11,10 +11,10 @@ import importlib
 import urllib.parse
 from collections.abc import Callable
 
-from durapod.stores.base import ControlRequest, Page, Store
+from durapod.stores.base import ControlRequest, Page, Store, WorkerRecord
 from durapod.stores.memory import MemoryStore
 
-__all__ = ["ControlRequest", "MemoryStore", "Page", "Store", "open_store"]
+__all__ = ["ControlRequest", "MemoryStore", "Page", "Store", "WorkerRecord", "open_store"]
 
 
 def open_store(url: str) -> Store:

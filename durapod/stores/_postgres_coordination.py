@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 _log = get_logger("durapod.stores.postgres")
 _GET_SCHEDULE_SQL: Final = "SELECT record FROM {s}.schedules WHERE agent = $1 AND name = $2"
+_LIST_WORKERS_SQL: Final = "SELECT id, info, lease_until FROM {s}.workers WHERE lease_until >= $1 ORDER BY id"
 _LIST_SCHEDULES_SQL: Final = (
     "SELECT agent, name, record FROM {s}.schedules WHERE $1::text IS NULL OR agent = $1 ORDER BY agent, name"
 )

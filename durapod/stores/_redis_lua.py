@@ -380,31 +380,62 @@ redis.call('HSET', KEYS[1], 'v:' .. ARGV[2], ARGV[4], 'r:' .. ARGV[2], ARGV[5])
 return {0}
 """
 
-# KEYS: worker. ARGV: P token info lease_us now_us replace. Returns the live holder's info, or false.
+# A worker id's registration is live while its lease lasts on the server's clock or on the writer's
+# (``lease_at`` is missing in registrations written before it existed). ``cur``: lease_us, lease_at.
+_LUA_WORKER_LIVE: Final = """
+local function worker_live(lease_us, lease_at, now_us)
+  return tonumber(lease_at or lease_us) >= server_us() or tonumber(lease_us) >= tonumber(now_us)
+end
+"""
+
+# KEYS: worker. ARGV: P token info lease_us now_us replace id. Returns the live holder's info, or false.
+# ``P workers`` (a set of worker ids) lets list_workers find the registrations.
 _LUA_REGISTER_WORKER: Final = """
 local cur = redis.call('HMGET', KEYS[1], 'token', 'info', 'lease_us', 'lease_at')
-local live = cur[1] and (tonumber(cur[4] or cur[3]) >= server_us() or tonumber(cur[3]) >= tonumber(ARGV[5]))
+local live = cur[1] and worker_live(cur[3], cur[4], ARGV[5])
 if live and cur[1] ~= ARGV[2] and cur[1] ~= ARGV[6] then
   return cur[2]
 end
 redis.call('HSET', KEYS[1], 'token', ARGV[2], 'info', ARGV[3], 'lease_us', ARGV[4], 'lease_at',
   lease_end(ARGV[4], ARGV[5]))
 redis.call('EXPIRE', KEYS[1], 86400)
+redis.call('SADD', ARGV[1] .. 'workers', ARGV[7])
 return false
 """
 
-# KEYS: worker. ARGV: P token lease_us now_us (the writer's clock). Returns 1 if the token holds the id.
+# KEYS: worker. ARGV: P token lease_us now_us (the writer's clock) id. Returns 1 if the token holds the id.
 _LUA_RENEW_WORKER: Final = """
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'lease_us', ARGV[3], 'lease_at', lease_end(ARGV[3], ARGV[4]))
 redis.call('EXPIRE', KEYS[1], 86400)
+redis.call('SADD', ARGV[1] .. 'workers', ARGV[5])
 return 1
 """
 
-# KEYS: worker. ARGV: P token.
+# KEYS: worker. ARGV: P token id.
 _LUA_UNREGISTER_WORKER: Final = """
-if redis.call('HGET', KEYS[1], 'token') == ARGV[2] then redis.call('DEL', KEYS[1]) end
+if redis.call('HGET', KEYS[1], 'token') == ARGV[2] then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', ARGV[1] .. 'workers', ARGV[3])
+end
 return 0
+"""
+
+# ARGV: P now_us. Returns id, info, lease_us of each live registration (flat); forgets the ids whose
+# registration expired (a worker that never unregistered: its hash expires a day after its last renewal).
+_LUA_LIST_WORKERS: Final = """
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', ARGV[1] .. 'workers')) do
+  local cur = redis.call('HMGET', ARGV[1] .. 'worker:{' .. id .. '}', 'info', 'lease_us', 'lease_at')
+  if not cur[1] then
+    redis.call('SREM', ARGV[1] .. 'workers', id)
+  elseif worker_live(cur[2], cur[3], ARGV[2]) then
+    out[#out + 1] = id
+    out[#out + 1] = cur[1]
+    out[#out + 1] = cur[2]
+  end
+end
+return out
 """
 
 _WITH_INDEX: Final = _LUA_BASE + _LUA_INDEX
@@ -422,9 +453,10 @@ _SCRIPTS: Final = {
     "take_controls": _LUA_TAKE_CONTROLS,
     "forget": _WITH_EXPIRY + _LUA_FORGET,
     "save_schedule": _LUA_SAVE_SCHEDULE,
-    "register_worker": _LUA_SERVER_TIME + _LUA_REGISTER_WORKER,
+    "register_worker": _LUA_SERVER_TIME + _LUA_WORKER_LIVE + _LUA_REGISTER_WORKER,
     "renew_worker": _LUA_SERVER_TIME + _LUA_RENEW_WORKER,
     "unregister_worker": _LUA_UNREGISTER_WORKER,
+    "list_workers": _LUA_SERVER_TIME + _LUA_WORKER_LIVE + _LUA_LIST_WORKERS,
 }
 
 

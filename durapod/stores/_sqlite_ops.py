@@ -381,3 +381,9 @@ def _op_renew_worker(conn: sqlite3.Connection, worker_id: str, token: str, lease
 
 def _op_unregister_worker(conn: sqlite3.Connection, worker_id: str, token: str) -> None:
     conn.execute("DELETE FROM workers WHERE id = ? AND token = ?", (worker_id, token))
+
+
+def _op_list_workers(conn: sqlite3.Connection, now: int) -> list[tuple[str, str, int]]:
+    return conn.execute(
+        "SELECT id, info, lease_until FROM workers WHERE lease_until >= ? ORDER BY id", (now,)
+    ).fetchall()

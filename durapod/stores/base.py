@@ -46,6 +46,7 @@ __all__ = [
     "ControlRequest",
     "Page",
     "Store",
+    "WorkerRecord",
     "claimed_job",
     "control_kind",
     "decode_cursor",
@@ -81,6 +82,22 @@ class ControlRequest:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", control_kind(self.kind, self.job_id))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A worker id's live registration, as :meth:`Store.list_workers` returns it.
+
+    Attributes:
+        worker_id: the id a worker runs under (``DurableAgent(worker_id=...)``).
+        info: what the worker registered with its id (JSON text: its host and pid, and the token that
+            proves its claim; show the host and pid, not the token).
+        lease_until: when the registration lapses unless the worker renews it.
+    """
+
+    worker_id: str
+    info: str
+    lease_until: datetime
 
 
 def control_kind(kind: str, job_id: str) -> ControlKind:
@@ -385,6 +402,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def unregister_worker(self, worker_id: str, token: str) -> None:
         """Let go of the claim ``token`` holds on ``worker_id`` (nothing if it holds none)."""
+        ...
+
+    @abc.abstractmethod
+    async def list_workers(self, *, now: datetime) -> builtins.list[WorkerRecord]:
+        """The worker ids whose registration is live at ``now`` (judged as :meth:`register_worker` judges
+        it), by worker id: every running worker, busy or idle."""
         ...
 
     @abc.abstractmethod

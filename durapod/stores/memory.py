@@ -21,6 +21,7 @@ from durapod.stores.base import (
     ControlRequest,
     Page,
     Store,
+    WorkerRecord,
     claimed_job,
     control_kind,
     encode_cursor,
@@ -318,6 +319,13 @@ class MemoryStore(Store):
         held = self._workers.get(worker_id)
         if held is not None and held[0] == token:
             del self._workers[worker_id]
+
+    async def list_workers(self, *, now: datetime) -> builtins.list[WorkerRecord]:
+        return [
+            WorkerRecord(worker_id, info, lease_until)
+            for worker_id, (_, info, lease_until) in sorted(self._workers.items())
+            if lease_until >= now
+        ]
 
     async def get_schedule(self, agent: str, name: str) -> ScheduleState | None:
         return self._schedules.get((agent, name))

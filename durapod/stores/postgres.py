@@ -49,6 +49,7 @@ from durapod.stores._codec import _decode_job, _decode_schedule, _encode_json, _
 from durapod.stores._postgres_coordination import (
     _GET_SCHEDULE_SQL,
     _LIST_SCHEDULES_SQL,
+    _LIST_WORKERS_SQL,
     _decode_controls,
     _op_delete_schedule,
     _op_register_worker,
@@ -80,7 +81,7 @@ from durapod.stores._postgres_pool import _PoolKeeper
 from durapod.stores._postgres_schema import _Schema
 from durapod.stores._postgres_sql import _CLAIMABLE, _JOB_COLUMNS
 from durapod.stores._postgres_writer import _Grouped, _Op, _Writer
-from durapod.stores.base import ControlRequest, Page, Store, control_kind, list_arguments
+from durapod.stores.base import ControlRequest, Page, Store, WorkerRecord, control_kind, list_arguments
 
 if TYPE_CHECKING:
     import asyncpg
@@ -452,6 +453,12 @@ class PostgresStore(Store):
     async def unregister_worker(self, worker_id: str, token: str) -> None:
         """Let go of the claim ``token`` holds on ``worker_id``."""
         await self._write(_op_unregister_worker(self._sql, worker_id, token))
+
+    async def list_workers(self, *, now: datetime) -> builtins.list[WorkerRecord]:
+        """The worker ids registered with a lease that has not ended at ``now``, by id."""
+        async with self._connection() as connection:
+            rows = await connection.fetch(self._sql(_LIST_WORKERS_SQL), _micros(now))
+        return [WorkerRecord(row[0], row[1], _moment(row[2])) for row in rows]
 
     async def get_schedule(self, agent: str, name: str) -> ScheduleState | None:
         """The schedule ``name`` of ``agent``, or None.

@@ -30,6 +30,8 @@ Key layout (``P`` is ``key_prefix``; ``<m>`` is a job's index member, see below)
     P expiry              jobs given a TTL: [<m>, status, agent] scored by when they expire (ms)
     P schedules           hash: ``v:<k>`` version and ``r:<k>`` JSON of each schedule
     P wake:<agent>        pub/sub channel: a job became claimable (``wait_for_work``)
+    P worker:{<wid>}      hash: a worker id's registration (token, info, lease_us, lease_at)
+    P workers             set: the registered worker ids (``list_workers``)
 
 ``<m>`` is ``<created_at as 18 zero-padded digits of microseconds>:<id>``: byte order of the members is
 (created_at, id) order, so the lexicographic ``ZRANGE ... BYLEX`` pages newest first from a cursor
@@ -95,7 +97,7 @@ from durapod.stores._redis_pipeline import _Pipeline
 from durapod.stores._redis_records import _record_args, _saved
 from durapod.stores._redis_schedules import _delete_schedule, _get_schedule, _list_schedules, _save_schedule
 from durapod.stores._redis_wakeups import _CONTROL_CHANNEL, _Wakeups
-from durapod.stores.base import ControlRequest, Page, Store
+from durapod.stores.base import ControlRequest, Page, Store, WorkerRecord
 
 __all__ = ["RedisStore"]
 
@@ -558,6 +560,7 @@ class RedisStore(Store):
             _micros(lease_until),
             _micros(now),
             replace or "",
+            worker_id,
         )
         return None if holder is None else holder.decode()
 
@@ -566,11 +569,20 @@ class RedisStore(Store):
     ) -> bool:
         """Extend the claim ``token`` holds on ``worker_id``. False if it holds it no longer."""
         lease, at = _micros(lease_until), _micros(now or utcnow())
-        return bool(await self._script("renew_worker", (self._worker_key(worker_id),), token, lease, at))
+        return bool(await self._script("renew_worker", (self._worker_key(worker_id),), token, lease, at, worker_id))
 
     async def unregister_worker(self, worker_id: str, token: str) -> None:
         """Let go of the claim ``token`` holds on ``worker_id``."""
-        await self._script("unregister_worker", (self._worker_key(worker_id),), token)
+        await self._script("unregister_worker", (self._worker_key(worker_id),), token, worker_id)
+
+    async def list_workers(self, *, now: datetime) -> builtins.list[WorkerRecord]:
+        """The worker ids whose registration is live (judged as :meth:`register_worker` judges it), by id."""
+        flat = await self._script("list_workers", (), _micros(now))
+        found = [
+            WorkerRecord(flat[at].decode(), flat[at + 1].decode(), _moment(int(flat[at + 2])))
+            for at in range(0, len(flat), 3)
+        ]
+        return sorted(found, key=lambda record: record.worker_id)
 
     # -- schedules -------------------------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ from durapod.stores._sqlite_ops import (
     _op_has_controls,
     _op_list,
     _op_list_schedules,
+    _op_list_workers,
     _op_next_wake,
     _op_read_events,
     _op_read_steps,
@@ -65,7 +66,15 @@ from durapod.stores._sqlite_ops import (
 )
 from durapod.stores._sqlite_schema import _IntegrityCheck, _open
 from durapod.stores._sqlite_worker import _Group, _Stop, _Worker
-from durapod.stores.base import ControlRequest, Page, Store, control_kind, encode_cursor, list_arguments
+from durapod.stores.base import (
+    ControlRequest,
+    Page,
+    Store,
+    WorkerRecord,
+    control_kind,
+    encode_cursor,
+    list_arguments,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -432,6 +441,11 @@ class SQLiteStore(Store):
     async def unregister_worker(self, worker_id: str, token: str) -> None:
         """Let go of the claim ``token`` holds on ``worker_id``."""
         await self._write(_op_unregister_worker, worker_id, token)
+
+    async def list_workers(self, *, now: datetime) -> builtins.list[WorkerRecord]:
+        """The worker ids registered with a lease that has not ended at ``now``, by id."""
+        rows = await self._read(_op_list_workers, _micros(now))
+        return [WorkerRecord(worker_id, info, _moment(lease)) for worker_id, info, lease in rows]
 
     async def get_schedule(self, agent: str, name: str) -> ScheduleState | None:
         """The schedule ``name`` of ``agent``, or None.

@@ -8,7 +8,6 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -23,12 +22,13 @@ from durapod._waiting import parse_statuses
 from durapod.client import ALL_AGENTS, Client
 from durapod.errors import InvalidJobId, JobConflictError
 from durapod.events import Event
+from durapod.lowlevel.clock import Clock
 from durapod.models import Job, JobStatus, StepRecord, validate_job_id
 from durapod.schedules import ScheduleState
 from durapod.stores.base import Page, Store
 from durapod.web._http import REFUSALS, Guard, HTTPProblem, json_response, problem_response, read_json
 from durapod.web._sse import KEEP_ALIVE_INTERVAL, OpenStreams, job_events
-from durapod.web._views import job_view, run_starts, schedule_view, step_timeline
+from durapod.web._views import job_view, run_starts, schedule_view, step_timeline, worker_view
 
 __all__ = ["DEFAULT_MAX_BODY", "DurapodApp", "JobSource", "create_app"]
 
@@ -55,6 +55,9 @@ class JobSource(Protocol):
 
     @property
     def store(self) -> Store: ...
+
+    @property
+    def clock(self) -> Clock: ...
 
     async def status(self, job_id: str) -> Job | None: ...
 
@@ -281,18 +284,31 @@ async def list_schedules(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    """``GET /api/health``: 200 when the store answers, 503 when not; the workers holding live leases."""
-    store = _source(request).store
+    """``GET /api/health``: 200 when the store answers, 503 when not.
+
+    ``workers``: the ids of the workers holding a live job lease (busy); ``live_workers``: every worker
+    whose registration is live (busy or idle), with its host and pid; ``running_jobs``: how many run.
+    """
+    source = _source(request)
+    store, now = source.store, source.clock.utcnow()
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT):
             page = await store.list(status=frozenset({JobStatus.RUNNING}), limit=MAX_PAGE)
+            registered = await store.list_workers(now=now)
     except Exception as exc:  # any failure of the store is the answer here
         return json_response({"ok": False, "store": "unreachable", "error": f"{type(exc).__name__}: {exc}"}, 503)
-    now = datetime.now(UTC)
-    workers = sorted(
+    busy = sorted(
         {job.owner for job in page.jobs if job.owner and job.lease_until is not None and job.lease_until > now}
     )
-    return json_response({"ok": True, "store": "reachable", "workers": workers, "running_jobs": len(page.jobs)})
+    return json_response(
+        {
+            "ok": True,
+            "store": "reachable",
+            "workers": busy,
+            "live_workers": [worker_view(record) for record in registered],
+            "running_jobs": len(page.jobs),
+        }
+    )
 
 
 async def index(request: Request) -> Response:

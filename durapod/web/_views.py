@@ -16,8 +16,9 @@ from pydantic import JsonValue
 from durapod.events import Event, JobStatusEvent
 from durapod.models import Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
+from durapod.stores.base import WorkerRecord
 
-__all__ = ["PREVIEW_LIMIT", "event_view", "job_view", "run_starts", "schedule_view", "step_timeline"]
+__all__ = ["PREVIEW_LIMIT", "event_view", "job_view", "run_starts", "schedule_view", "step_timeline", "worker_view"]
 
 #: The longest JSON preview of a step's result in the timeline (characters).
 PREVIEW_LIMIT: Final = 500
@@ -127,3 +128,20 @@ def schedule_view(schedule: ScheduleState) -> dict[str, JsonValue]:
     """The public JSON form of a schedule (its compare-and-set version left out)."""
     data: dict[str, JsonValue] = schedule.model_dump(mode="json", exclude={"version"})
     return data
+
+
+def worker_view(record: WorkerRecord) -> dict[str, JsonValue]:
+    """The public JSON form of a live worker: its id, host, pid and lease end (never the token that proves
+    its claim on the id, which is in the same registration)."""
+    try:
+        info = json.loads(record.info)
+    except ValueError:
+        info = None
+    details: dict[str, Any] = info if isinstance(info, dict) else {}
+    host, pid = details.get("host"), details.get("pid")
+    return {
+        "id": record.worker_id,
+        "host": host if isinstance(host, str) else None,
+        "pid": pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+        "lease_until": record.lease_until.isoformat(),
+    }

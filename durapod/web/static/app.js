@@ -139,10 +139,11 @@ async function refreshHealth() {
   const node = $("health");
   try {
     const health = await api("api/health");
-    const workers = health.workers.length;
+    const busy = health.workers.length;
+    const live = health.live_workers.length;
     node.className = "health ok";
-    node.textContent = `${workers} worker${workers === 1 ? "" : "s"} busy`;
-    node.title = "the store answers; workers holding a job's lease now";
+    node.textContent = `${busy} of ${live} worker${live === 1 ? "" : "s"} busy`;
+    node.title = "the store answers; workers running now, and those holding a job's lease";
   } catch (error) {
     node.className = "health bad";
     node.textContent = error.status === 503 ? "store unreachable" : "server unreachable";
