@@ -341,3 +341,23 @@ async def test_a_parent_waiting_for_children_of_its_own_agent_frees_its_concurre
     async with DurableAgent(tree, store, name="tree", max_concurrency=1) as durable:
         done = await asyncio.wait_for(durable.run("t", 2), WAIT)  # one slot, seven jobs: no deadlock
     assert done.result == 4
+
+
+async def test_a_parent_takes_its_slot_back_only_once_it_waits_for_no_child(store: Store) -> None:
+    """One slot. The parent waits for a leaf and for a middle child that waits for a leaf of its own. The
+    first leaf ends while the middle child runs; had the parent taken its slot back then (it still waits
+    for the middle child), the middle child's leaf would never get the slot: a deadlock."""
+
+    async def family(role: str, ctx: JobContext) -> str:
+        if role == "parent":
+            leaf = await ctx.start_child(f"{ctx.job_id}.a", "leaf")
+            middle = await ctx.start_child(f"{ctx.job_id}.b", "middle")
+            first, second = await asyncio.gather(leaf, middle)
+            return f"{first}+{second}"
+        if role == "middle":
+            return f"m({await (await ctx.start_child(f'{ctx.job_id}.c', 'leaf'))})"
+        return "leaf"
+
+    async with DurableAgent(family, store, name="family", max_concurrency=1) as durable:
+        done = await asyncio.wait_for(durable.run("p", "parent"), WAIT)
+    assert done.result == "leaf+m(leaf)"

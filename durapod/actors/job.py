@@ -55,6 +55,7 @@ class JobActor:
         "_child_waits",
         "_holds_slot",
         "_reload",
+        "_slot_lent",
         "agent_called",
         "attempt_counted",
         "control",
@@ -78,6 +79,7 @@ class JobActor:
         self.agent_called = False  # a job paused before this had not begun its attempt
         self._holds_slot = False
         self._child_waits = 0  # awaits of child jobs in progress: the job gives its slot up meanwhile
+        self._slot_lent = False  # it gave its slot up for them: it takes it again once they all end
         self._reload = reload
         #: a store error (not "unavailable") met while the agent ran: the store's failure, not the agent's
         self.store_failure: StoreError | None = None
@@ -389,16 +391,19 @@ class JobActor:
         """While the agent waits for child jobs, its ``max_concurrency`` slot is free for them (a child
         of the same agent would otherwise wait for the slot its parent holds)."""
         self._child_waits += 1
-        released = self._child_waits == 1 and self._holds_slot
-        if released:
+        if self._child_waits == 1 and self._holds_slot:
             self._release_slot()
+            self._slot_lent = True
         try:
             yield
         finally:
             self._child_waits -= 1
-        # taken again only to go on: a job stopped while it waits (cancel, pause) needs no slot to say so
+        # Taken again once the last wait ends, not the first: a parent that took its slot back while it
+        # still waits for another child would hold the slot that child needs (with max_concurrency=1,
+        # forever). Taken again only to go on: a job stopped while it waits needs no slot to say so.
         semaphore = self.runtime.concurrency
-        if released and semaphore is not None:
+        if self._child_waits == 0 and self._slot_lent and semaphore is not None:
+            self._slot_lent = False
             await semaphore.acquire()
             self._holds_slot = True
 
