@@ -21,7 +21,7 @@ import pydantic_core
 from pydantic import BaseModel, JsonValue
 
 from durapod.errors import CorruptRecord, InvalidInput
-from durapod.models import Job
+from durapod.models import SETTLED, Job
 from durapod.schedules import ScheduleState
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -82,6 +82,24 @@ def _is_seq(value: object) -> TypeGuard[int]:
 def _record_json(record: BaseModel) -> str:
     """``record.model_dump_json()`` without its Python wrapper (a job or a step, on every write)."""
     return record.__pydantic_serializer__.to_json(record).decode()
+
+
+def _save_columns(job: Job, expected_version: int) -> tuple[Any, ...]:
+    """What a compare-and-set save of ``job`` binds, in the order the SQL stores' statements number it:
+    id, expected version, agent, status, created_at, owner, epoch, version, lease_until, settled, record."""
+    return (
+        job.id,
+        expected_version,
+        job.agent,
+        str(job.status),
+        _micros(job.created_at),
+        job.owner,
+        job.epoch,
+        job.version,
+        _optional_micros(job.lease_until),
+        job.status in SETTLED,
+        _record_json(job),
+    )
 
 
 def _encode_json(value: object, what: str, job_id: str) -> str:

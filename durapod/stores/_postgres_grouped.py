@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import JsonValue
 
 from durapod.errors import CorruptRecord, JobNotFound, VersionConflict
-from durapod.models import SETTLED, Job, StepRecord
-from durapod.stores._codec import _decode_job, _encode_events, _micros, _optional_micros
+from durapod.models import Job, StepRecord
+from durapod.stores._codec import _decode_job, _encode_events, _micros, _optional_micros, _save_columns
 from durapod.stores._postgres_expiry import _EXPIRING_STATUSES
 from durapod.stores._postgres_sql import (
     _APPEND_STEPS_SQL,
@@ -100,22 +100,7 @@ class _GroupedWrites:
         for job, expected_version, seqs, records in sorted(items, key=lambda item: item[0].id):
             if job.version != expected_version + 1:
                 continue
-            rows.append(
-                (
-                    job.id,
-                    expected_version,
-                    job.agent,
-                    str(job.status),
-                    _micros(job.created_at),
-                    job.owner,
-                    job.epoch,
-                    job.version,
-                    _optional_micros(job.lease_until),
-                    job.status in SETTLED,
-                    job.model_dump_json(),
-                    self._finished_at(job),
-                )
-            )
+            rows.append((*_save_columns(job, expected_version), self._finished_at(job)))
             event_rows.extend((job.id, seq, record) for seq, record in zip(seqs, records, strict=True))
         saved: dict[str, tuple[Any, ...]] = {}
         if rows:

@@ -12,34 +12,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from durapod.errors import CorruptRecord
 from durapod.models import Job
 from durapod.stores._codec import _micros, _moment
 from durapod.stores._redis_codec import _first_line, _member_id, _text
-from durapod.stores._redis_listing import _CHUNK
-
-
-class _ClaimsStore(Protocol):
-    """What claiming needs of its store (a :class:`~durapod.stores.redis.RedisStore`)."""
-
-    @property
-    def key_prefix(self) -> str: ...
-
-    def _job_key(self, job_id: str) -> str: ...
-
-    def _script(self, name: str, keys: Sequence[str], *args: Any) -> asyncio.Future[Any]: ...
-
-    def _read(self, *args: Any) -> asyncio.Future[Any]: ...
-
-    async def _gather(self, futures: Iterable[asyncio.Future[Any]]) -> list[Any]: ...
+from durapod.stores._redis_listing import _CHUNK, _IndexedStore
 
 
 def _claim(
-    store: _ClaimsStore, job_id: str, owner: str, lease_micros: int, now_micros: int, reclaim_own: bool, updated: int
+    store: _IndexedStore, job_id: str, owner: str, lease_micros: int, now_micros: int, reclaim_own: bool, updated: int
 ) -> asyncio.Future[Any]:
     """Run the claim script on one job (times in microseconds); its reply is None if it is not claimable."""
     return store._script(
@@ -70,7 +54,7 @@ def _claimed(job_id: str, reply: Any, owner: str, lease_until: datetime, updated
 
 
 async def _claim_orphans(
-    store: _ClaimsStore,
+    store: _IndexedStore,
     agent: str | None,
     owner: str,
     lease_until: datetime,

@@ -28,8 +28,9 @@ _log = get_logger("durapod.stores.redis")
 _CHUNK: Final = 256  # index members read per round trip by list and claim_orphans
 
 
-class _ListingStore(Protocol):
-    """What a listing needs of its store (a :class:`~durapod.stores.redis.RedisStore`)."""
+class _IndexedStore(Protocol):
+    """What walking the job indexes (a listing here, ``claim_orphans`` in ``_redis_claims``) needs of its
+    store (a :class:`~durapod.stores.redis.RedisStore`)."""
 
     @property
     def key_prefix(self) -> str: ...
@@ -44,7 +45,7 @@ class _ListingStore(Protocol):
 
 
 async def _list_jobs(
-    store: _ListingStore,
+    store: _IndexedStore,
     status: Collection[JobStatus] | None,
     agent: str | None,
     metadata: Mapping[str, JsonValue] | None,
@@ -74,7 +75,7 @@ async def _list_jobs(
 
 
 async def _list_page(
-    store: _ListingStore,
+    store: _IndexedStore,
     walk: AsyncGenerator[list[tuple[str, bytes]], None],
     wanted_status: set[bytes] | None,
     wanted_agent: bytes | None,
@@ -117,7 +118,7 @@ async def _list_page(
 
 
 async def _walk_newest_first(
-    store: _ListingStore, indexes: Sequence[str], start: str, chunk: int
+    store: _IndexedStore, indexes: Sequence[str], start: str, chunk: int
 ) -> AsyncGenerator[list[tuple[str, bytes]], None]:
     """Members of ``indexes`` merged in descending order from ``start``, a chunk at a time."""
     bounds = dict.fromkeys(indexes, start)
@@ -152,7 +153,7 @@ async def _walk_newest_first(
         yield out
 
 
-async def _forget(store: _ListingStore, stale: Mapping[str, Sequence[bytes]]) -> None:
+async def _forget(store: _IndexedStore, stale: Mapping[str, Sequence[bytes]]) -> None:
     for index, members in stale.items():
         if members:
             await store._script("forget", (), index, *members)

@@ -32,9 +32,17 @@ from typing import Any, Literal, TypeVar
 from pydantic import JsonValue
 
 from durapod.errors import StoreError
-from durapod.models import SETTLED, Job, JobStatus, StepRecord
+from durapod.models import Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
-from durapod.stores._codec import _encode_events, _encode_json, _micros, _moment, _optional_micros, _record_json
+from durapod.stores._codec import (
+    _encode_events,
+    _encode_json,
+    _micros,
+    _moment,
+    _optional_micros,
+    _record_json,
+    _save_columns,
+)
 
 # the operations are looked up here, by name, when a method runs (so a test can patch one in this module)
 from durapod.stores._sqlite_ops import (
@@ -238,19 +246,7 @@ class SQLiteStore(Store):
             VersionConflict: the stored version is not ``expected_version``, or ``job.version`` is not
                 one higher.
         """
-        values = (
-            job.id,
-            expected_version,
-            job.agent,
-            str(job.status),
-            _micros(job.created_at),
-            job.owner,
-            job.epoch,
-            job.version,
-            _optional_micros(job.lease_until),
-            job.status in SETTLED,
-            _record_json(job),
-        )
+        values = _save_columns(job, expected_version)
         rows = self._event_rows(job.id, events) if events else None
         lease_micros, steps = await self._write(_op_save, values, rows)
         lease_until = None if lease_micros is None else _moment(lease_micros)
