@@ -84,6 +84,21 @@ def _record_json(record: BaseModel) -> str:
     return record.__pydantic_serializer__.to_json(record).decode()
 
 
+def _create_columns(job: Job) -> tuple[Any, ...]:
+    """The maintained columns a new job's row starts with in the SQL stores: id, agent, status,
+    created_at, owner, lease_until, epoch, version (each store adds its own, then the record)."""
+    return (
+        job.id,
+        job.agent,
+        str(job.status),
+        _micros(job.created_at),
+        job.owner,
+        _optional_micros(job.lease_until),
+        job.epoch,
+        job.version,
+    )
+
+
 def _save_columns(job: Job, expected_version: int) -> tuple[Any, ...]:
     """What a compare-and-set save of ``job`` binds, in the order the SQL stores' statements number it:
     id, expected version, agent, status, created_at, owner, epoch, version, lease_until, settled, record."""

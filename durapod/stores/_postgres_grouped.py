@@ -13,7 +13,13 @@ from pydantic import JsonValue
 
 from durapod.errors import CorruptRecord, JobNotFound, VersionConflict
 from durapod.models import Job, StepRecord
-from durapod.stores._codec import _decode_job, _encode_events, _micros, _optional_micros, _save_columns
+from durapod.stores._codec import (
+    _create_columns,
+    _decode_job,
+    _encode_events,
+    _record_json,
+    _save_columns,
+)
 from durapod.stores._postgres_expiry import _EXPIRING_STATUSES
 from durapod.stores._postgres_sql import (
     _APPEND_STEPS_SQL,
@@ -48,21 +54,7 @@ class _GroupedWrites:
     async def create_all(self, connection: _Connection, jobs: list[Job]) -> list[_Outcome]:
         """Insert the jobs whose ids are free. Each outcome is the stored job and whether it was created,
         None (the job that had its id was deleted meanwhile), or the CorruptRecord of the existing job."""
-        rows = [
-            (
-                job.id,
-                job.agent,
-                str(job.status),
-                _micros(job.created_at),
-                job.owner,
-                _optional_micros(job.lease_until),
-                job.epoch,
-                job.version,
-                self._finished_at(job),
-                job.model_dump_json(),
-            )
-            for job in jobs
-        ]
+        rows = [(*_create_columns(job), self._finished_at(job), _record_json(job)) for job in jobs]
         inserted = {
             row[0]
             for row in await connection.fetch(

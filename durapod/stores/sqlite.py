@@ -35,11 +35,11 @@ from durapod.errors import StoreError
 from durapod.models import Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
 from durapod.stores._codec import (
+    _create_columns,
     _encode_events,
     _encode_json,
     _micros,
     _moment,
-    _optional_micros,
     _record_json,
     _save_columns,
 )
@@ -209,18 +209,8 @@ class SQLiteStore(Store):
         Raises:
             CorruptRecord: the existing job's record cannot be decoded.
         """
-        values = (
-            job.id,
-            job.agent,
-            str(job.status),
-            _micros(job.created_at),
-            job.owner,
-            _optional_micros(job.lease_until),
-            job.epoch,
-            job.version,
-            0,  # the journal's length is the truth for ``steps``, and a new job's journal is empty
-            _record_json(job),
-        )
+        # the journal's length is the truth for ``steps``, and a new job's journal is empty
+        values = (*_create_columns(job), 0, _record_json(job))
         existing = await self._write(_op_create, values)
         return (job, True) if existing is None else (existing, False)
 
