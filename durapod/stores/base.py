@@ -407,7 +407,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_workers(self, *, now: datetime) -> builtins.list[WorkerRecord]:
         """The worker ids whose registration is live at ``now`` (judged as :meth:`register_worker` judges
-        it), by worker id: every running worker, busy or idle."""
+        it), by worker id: every running worker, busy or idle. A worker that died without closing stays
+        listed until its lease ends (``lease_ttl`` after its last renewal)."""
         ...
 
     @abc.abstractmethod
