@@ -438,6 +438,14 @@ end
 return out
 """
 
+# KEYS: asleep[:<agent>]. ARGV: P now_us. Returns the score (lease_us) of the first sleeper waking at or
+# after now, or false: one round trip where ZRANGE and ZSCORE would take two.
+_LUA_NEXT_WAKE: Final = """
+local first = redis.call('ZRANGE', KEYS[1], ARGV[2], '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
+if #first == 0 then return false end
+return first[2]
+"""
+
 _WITH_INDEX: Final = _LUA_BASE + _LUA_INDEX
 _WITH_EXPIRY: Final = _WITH_INDEX + _LUA_EXPIRY
 _SCRIPTS: Final = {
@@ -457,6 +465,7 @@ _SCRIPTS: Final = {
     "renew_worker": _LUA_SERVER_TIME + _LUA_RENEW_WORKER,
     "unregister_worker": _LUA_UNREGISTER_WORKER,
     "list_workers": _LUA_SERVER_TIME + _LUA_WORKER_LIVE + _LUA_LIST_WORKERS,
+    "next_wake": _LUA_NEXT_WAKE,
 }
 
 

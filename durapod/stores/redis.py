@@ -451,11 +451,8 @@ class RedisStore(Store):
     async def next_wake(self, agent: str | None, *, now: datetime) -> datetime | None:
         """When the next sleeping job of ``agent`` (None: any) wakes; see :meth:`Store.next_wake`."""
         key = f"{self._prefix}asleep" + ("" if agent is None else ":" + agent)
-        first = await self._read("ZRANGE", key, _micros(now), "+inf", "BYSCORE", "LIMIT", 0, 1)
-        score = await self._read("ZSCORE", key, first[0]) if first else None
-        if score is None:  # none sleeps (or the one found woke meanwhile)
-            return None
-        return _moment(int(float(score)))
+        score = await self._script("next_wake", (key,), _micros(now))
+        return None if score is None else _moment(int(float(score)))
 
     async def renew_leases(
         self, owner: str, job_ids: Collection[str], *, lease_until: datetime, now: datetime | None = None
