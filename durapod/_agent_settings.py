@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import JsonValue
 
 from durapod._invoke import agent_name
+from durapod._util import seconds
 from durapod.budget import Budget
 from durapod.models import check_metadata
 from durapod.versioning import VERSION_KEY
 
-__all__ = ["check_budget", "check_lease_ttl", "count", "jobs_metadata", "name_of", "seconds"]
-
-
-def seconds(name: str, value: float, *, allow_zero: bool = True) -> float:
-    """``value`` as a float if it is a finite number of seconds, >= 0 (> 0 without ``allow_zero``)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-    return float(value)
+__all__ = ["check_budget", "check_lease_ttl", "count", "jobs_metadata", "name_of"]
 
 
 def count(name: str, value: int, minimum: int) -> int:

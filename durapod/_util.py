@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, TypeVar
 
-__all__ = ["NoPublicConstructor"]
+__all__ = ["NoPublicConstructor", "seconds"]
 
 T = TypeVar("T")
 
@@ -20,3 +21,12 @@ class NoPublicConstructor(type):
 
     def _create(cls: type[T], *args: Any, **kwargs: Any) -> T:
         return super().__call__(*args, **kwargs)  # type: ignore[misc,no-any-return]
+
+
+def seconds(name: str, value: float, *, allow_zero: bool = True) -> float:
+    """``value`` as a float if it is a finite number of seconds, >= 0 (> 0 without ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return float(value)

@@ -18,11 +18,12 @@ from typing import Any, Self
 
 from pydantic import JsonValue
 
-from durapod._agent_settings import check_budget, check_lease_ttl, count, jobs_metadata, name_of, seconds
+from durapod._agent_settings import check_budget, check_lease_ttl, count, jobs_metadata, name_of
 from durapod._agent_start import JobStarter
 from durapod._agent_types import resume_answer, typed_result
 from durapod._invoke import AgentInvoker
 from durapod._stream import Subscribers, follow
+from durapod._util import seconds
 from durapod._waiting import Waiters
 from durapod.budget import Budget
 from durapod.children import ChildRuntime

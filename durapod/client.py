@@ -23,6 +23,7 @@ from durapod._control import ALLOWED, apply_control, get_job, resumed
 from durapod._log import get_logger
 from durapod._outage import PatientStore
 from durapod._stream import EventSource, Subscribers, follow
+from durapod._util import seconds
 from durapod._waiting import Waiters, parse_statuses
 from durapod.actors.job import Cancel, Pause
 from durapod.children import cancel_children
@@ -55,16 +56,8 @@ __all__ = ["ALL_AGENTS", "Client"]
 ALL_AGENTS = "*"
 
 
-def _seconds(name: str, value: float, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value in (float("inf"),):
-        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} seconds, got {value!r}")
-    return float(value)
-
-
 def _timeout(timeout: float | None) -> float | None:
-    return None if timeout is None else _seconds("timeout", timeout, allow_zero=True)
+    return None if timeout is None else seconds("timeout", timeout)
 
 
 def _optional_str(name: str, value: object) -> str | None:
@@ -113,8 +106,8 @@ class Client:
         if not isinstance(store, Store):
             raise TypeError(f"store must be a durapod store (MemoryStore, SQLiteStore, RedisStore), got {store!r}")
         self.store = store
-        self.poll_interval = _seconds("poll_interval", poll_interval)
-        self.store_timeout = _seconds("store_timeout", store_timeout)
+        self.poll_interval = seconds("poll_interval", poll_interval, allow_zero=False)
+        self.store_timeout = seconds("store_timeout", store_timeout, allow_zero=False)
         self.clock: Clock = clock or SYSTEM_CLOCK
         self._log = get_logger("durapod.client")
         # a proxy with every Store method (each made patient), so typed as one

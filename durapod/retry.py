@@ -14,11 +14,11 @@ most ``max_retries + 1``.
 from __future__ import annotations
 
 import asyncio
-import math
 import random as _random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from durapod._util import seconds
 from durapod.errors import InvalidInput, NonRetryableError, StepMismatch
 from durapod.lowlevel.policy import Backoff
 
@@ -26,12 +26,6 @@ __all__ = ["RetryDecision", "RetryPolicy"]
 
 #: Errors that no retry can fix: the job fails at once, whatever ``retry_on`` says.
 NEVER_RETRY: tuple[type[BaseException], ...] = (NonRetryableError, InvalidInput, StepMismatch)
-
-
-def _seconds(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +83,10 @@ class RetryPolicy:
             raise TypeError(f"retry_on must be a callable taking the exception, got {retry_on!r}")
         self.max_retries = max_retries
         self.backoff = Backoff(
-            initial_delay=_seconds("retry_delay", retry_delay),
-            max_delay=_seconds("max_retry_delay", max_retry_delay),
+            initial_delay=seconds("retry_delay", retry_delay),
+            max_delay=seconds("max_retry_delay", max_retry_delay),
             multiplier=backoff,
-            jitter=_seconds("jitter", jitter),
+            jitter=seconds("jitter", jitter),
         )
         self.retry_on = retry_on
         self._random = random or _random.random
