@@ -23,7 +23,10 @@ the ratios compare like with like on one machine:
 
 ``--compare-concurrency 50,1000`` also runs durapod at each of those concurrencies (a fresh store each)
 and reports the throughput at the highest over that at the lowest. Each measured run (baseline or durapod)
-follows a discarded warm-up run of ``--warm-up`` jobs. Prints one JSON object.
+follows a discarded warm-up run of ``--warm-up`` jobs. Prints one JSON object. On Linux each durapod run
+also reports the CPU time per job of each thread (the event loop's, a store's writer) next to the wall
+time per job: with SQLite the two threads take turns (the GIL, and every job waiting for one commit), so
+the wall time is about their sum.
 
     python bench/throughput.py [--store memory|sqlite|redis|postgres] [--jobs 5000] [--concurrency 50]
                                [--compare-concurrency 50,1000] [--warm-up 500] [--quick]
@@ -111,6 +114,20 @@ async def run_pool(jobs: int, concurrency: int, one: Callable[[int], Awaitable[A
     return time.perf_counter() - started
 
 
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds each thread of this process has used, by thread name (Linux: /proc; else empty)."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    used: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        used[thread.name] = used.get(thread.name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
 async def bench_durapod(store: AnyStore, jobs: int, concurrency: int) -> dict[str, Any]:
     async with DurableAgent(agent, store, name="bench") as durable:
 
@@ -119,8 +136,20 @@ async def bench_durapod(store: AnyStore, jobs: int, concurrency: int) -> dict[st
             if job.status is not JobStatus.COMPLETED:
                 raise RuntimeError(f"job-{index} ended {job.status}: {job.error}")
 
+        before = thread_cpu_seconds()
         elapsed = await run_pool(jobs, concurrency, one)
-    return rate(jobs, elapsed)
+        after = thread_cpu_seconds()
+    result = rate(jobs, elapsed)
+    # where the time goes: the event loop's thread and a store's own threads (SQLite's writer runs one
+    # batch while the loop waits for it: wall time is about their sum, not the larger of the two)
+    if after:
+        result["cpu_us_per_job_by_thread"] = {
+            name: round((seconds - before.get(name, 0.0)) / jobs * 1e6, 1)
+            for name, seconds in after.items()
+            if seconds - before.get(name, 0.0) > 0
+        }
+        result["wall_us_per_job"] = round(elapsed / jobs * 1e6, 1)
+    return result
 
 
 async def bench_bare(jobs: int, concurrency: int) -> dict[str, Any]:
