@@ -14,6 +14,7 @@ import durapod.integrations
 import durapod.integrations.langchain
 import durapod.integrations.pydantic_ai
 import durapod.lowlevel
+import durapod.stores
 import durapod.testing
 from durapod import JobContext
 from durapod.lowlevel import ActorRef, Mailbox
@@ -96,10 +97,12 @@ def _public(module: ModuleType) -> set[str]:
 
 #: Modules users import from besides ``durapod``: each has a complete ``__all__`` and documented names.
 INTEGRATIONS = [durapod.integrations, durapod.integrations.langchain, durapod.integrations.pydantic_ai]
+#: What a store's author imports besides ``durapod.Store``: the types its operations take and return.
+STORE_LAYER = [durapod.stores]
 
 
 @pytest.mark.parametrize(
-    "module", [durapod, durapod.lowlevel, durapod.testing, *INTEGRATIONS], ids=lambda m: m.__name__
+    "module", [durapod, durapod.lowlevel, durapod.testing, *INTEGRATIONS, *STORE_LAYER], ids=lambda m: m.__name__
 )
 def test_all_lists_every_public_name_once_sorted(module: ModuleType) -> None:
     assert _public(module) - set(module.__all__) == set(), "public names missing from __all__"
@@ -117,7 +120,7 @@ def test_the_top_level_surface_is_what_users_touch() -> None:
 
 def _documented_names() -> list[tuple[str, object]]:
     out: list[tuple[str, object]] = []
-    for module in (durapod, durapod.lowlevel, durapod.testing, *INTEGRATIONS):
+    for module in (durapod, durapod.lowlevel, durapod.testing, *INTEGRATIONS, *STORE_LAYER):
         out.extend((f"{module.__name__}.{name}", getattr(module, name)) for name in module.__all__)
     return [(name, value) for name, value in out if not name.rsplit(".", 1)[1].startswith("__")]
 
