@@ -897,6 +897,17 @@ async def test_list_workers_lists_the_live_registrations_by_id(store: Store) -> 
     assert [record.worker_id for record in await store.list_workers(now=NOW)] == ["lapsed", "w1", "w2"]
 
 
+async def test_a_registration_whose_lease_ended_over_a_day_ago_is_forgotten(store: Store) -> None:
+    long_ago = NOW - timedelta(days=2)
+    assert await store.register_worker("crashed", "old", info="old", lease_until=long_ago, now=NOW) is None
+    assert await store.register_worker("lapsed", "recent", info="recent", lease_until=EXPIRED, now=NOW) is None
+    assert await store.register_worker("w1", "live", info="live", lease_until=LIVE, now=NOW) is None
+    # forgotten: its token holds nothing any more; a registration that lapsed a minute ago is kept
+    assert await store.renew_worker("crashed", "old", lease_until=LATER, now=NOW) is False
+    assert await store.renew_worker("lapsed", "recent", lease_until=LATER, now=NOW) is True
+    assert [record.worker_id for record in await store.list_workers(now=NOW)] == ["lapsed", "w1"]
+
+
 # -- schedules --------------------------------------------------------------------------------------
 
 

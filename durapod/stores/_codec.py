@@ -84,6 +84,12 @@ def _record_json(record: BaseModel) -> str:
     return record.__pydantic_serializer__.to_json(record).decode()
 
 
+#: A worker id's registration whose lease ended this long ago is deleted by the next registration (as
+#: RedisStore's expire a day after their last renewal): each process start has an id of its own, and the
+#: ids of processes that died without closing would otherwise pile up.
+_WORKER_FORGOTTEN_AFTER: Final = timedelta(days=1)
+
+
 def _create_columns(job: Job) -> tuple[Any, ...]:
     """The maintained columns a new job's row starts with in the SQL stores: id, agent, status,
     created_at, owner, lease_until, epoch, version (each store adds its own, then the record)."""

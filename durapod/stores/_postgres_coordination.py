@@ -17,7 +17,7 @@ from durapod._log import get_logger
 from durapod.errors import JobNotFound, VersionConflict
 from durapod.models import ControlKind
 from durapod.schedules import ScheduleState
-from durapod.stores._codec import _micros, _moment, _reason
+from durapod.stores._codec import _WORKER_FORGOTTEN_AFTER, _micros, _moment, _reason
 from durapod.stores.base import ControlRequest
 
 if TYPE_CHECKING:
@@ -122,6 +122,8 @@ def _op_register_worker(
             replace,
         )
         if taken:
+            forgotten = _micros(now - _WORKER_FORGOTTEN_AFTER)
+            await connection.execute(sql("DELETE FROM {s}.workers WHERE lease_until < $1"), forgotten)
             return None
         holder = await connection.fetchval(sql("SELECT info FROM {s}.workers WHERE id = $1"), worker_id)
         return "" if holder is None else str(holder)

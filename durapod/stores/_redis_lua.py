@@ -388,6 +388,14 @@ local function worker_live(lease_us, lease_at, now_us)
 end
 """
 
+# A registration is forgotten (its hash expires) a day after its lease ends, as the SQL stores delete it.
+_LUA_WORKER_EXPIRY: Final = """
+local function keep_registration(key, until_us, now_us)
+  local seconds = math.floor((tonumber(until_us) - tonumber(now_us)) / 1000000) + 86400
+  if seconds > 0 then redis.call('EXPIRE', key, seconds) else redis.call('DEL', key) end
+end
+"""
+
 # KEYS: worker. ARGV: P token info lease_us now_us replace id. Returns the live holder's info, or false.
 # ``P workers`` (a set of worker ids) lets list_workers find the registrations.
 _LUA_REGISTER_WORKER: Final = """
@@ -398,7 +406,7 @@ if live and cur[1] ~= ARGV[2] and cur[1] ~= ARGV[6] then
 end
 redis.call('HSET', KEYS[1], 'token', ARGV[2], 'info', ARGV[3], 'lease_us', ARGV[4], 'lease_at',
   lease_end(ARGV[4], ARGV[5]))
-redis.call('EXPIRE', KEYS[1], 86400)
+keep_registration(KEYS[1], ARGV[4], ARGV[5])
 redis.call('SADD', ARGV[1] .. 'workers', ARGV[7])
 return false
 """
@@ -407,7 +415,7 @@ return false
 _LUA_RENEW_WORKER: Final = """
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'lease_us', ARGV[3], 'lease_at', lease_end(ARGV[3], ARGV[4]))
-redis.call('EXPIRE', KEYS[1], 86400)
+keep_registration(KEYS[1], ARGV[3], ARGV[4])
 redis.call('SADD', ARGV[1] .. 'workers', ARGV[5])
 return 1
 """
@@ -461,8 +469,8 @@ _SCRIPTS: Final = {
     "take_controls": _LUA_TAKE_CONTROLS,
     "forget": _WITH_EXPIRY + _LUA_FORGET,
     "save_schedule": _LUA_SAVE_SCHEDULE,
-    "register_worker": _LUA_SERVER_TIME + _LUA_WORKER_LIVE + _LUA_REGISTER_WORKER,
-    "renew_worker": _LUA_SERVER_TIME + _LUA_RENEW_WORKER,
+    "register_worker": _LUA_SERVER_TIME + _LUA_WORKER_LIVE + _LUA_WORKER_EXPIRY + _LUA_REGISTER_WORKER,
+    "renew_worker": _LUA_SERVER_TIME + _LUA_WORKER_EXPIRY + _LUA_RENEW_WORKER,
     "unregister_worker": _LUA_UNREGISTER_WORKER,
     "list_workers": _LUA_SERVER_TIME + _LUA_WORKER_LIVE + _LUA_LIST_WORKERS,
     "next_wake": _LUA_NEXT_WAKE,

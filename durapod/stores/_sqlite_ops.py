@@ -12,7 +12,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from pydantic import JsonValue
@@ -22,6 +22,7 @@ from durapod.errors import CorruptRecord, JobNotFound, StaleOwnerError, VersionC
 from durapod.models import CLAIMABLE, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
 from durapod.stores._codec import (
+    _WORKER_FORGOTTEN_AFTER,
     _decode_event,
     _decode_job,
     _decode_schedule,
@@ -369,6 +370,8 @@ def _op_register_worker(
         " SET token = ?2, info = ?3, lease_until = ?4",
         (worker_id, token, info, lease_until),
     )
+    forgotten = now - _WORKER_FORGOTTEN_AFTER // timedelta(microseconds=1)
+    conn.execute("DELETE FROM workers WHERE lease_until < ?", (forgotten,))
     return None
 
 

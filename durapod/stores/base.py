@@ -388,6 +388,10 @@ class Store(abc.ABC):
         The claim succeeds (returns None) when nobody holds the id, when the holder's lease ended before
         ``now``, when ``token`` holds it already, or when ``replace`` is the holder's token (its process is
         known to be gone). Otherwise it returns the holder's ``info`` and changes nothing.
+
+        A registration whose lease ended more than a day before ``now`` is forgotten (as if unregistered):
+        each process has an id of its own, and those of processes that died without closing must not pile
+        up. The SQL stores delete them when a worker registers, RedisStore lets them expire.
         """
         ...
 

@@ -16,7 +16,7 @@ from pydantic import JsonValue
 from durapod.errors import InvalidInput, JobNotFound, StaleOwnerError, VersionConflict
 from durapod.models import CLAIMABLE, SETTLED, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
-from durapod.stores._codec import _is_seq
+from durapod.stores._codec import _WORKER_FORGOTTEN_AFTER, _is_seq
 from durapod.stores.base import (
     ControlRequest,
     Page,
@@ -304,6 +304,9 @@ class MemoryStore(Store):
         if held is not None and held[0] != token and held[2] >= now and held[0] != replace:
             return held[1]
         self._workers[worker_id] = (token, info, lease_until)
+        forgotten = now - _WORKER_FORGOTTEN_AFTER
+        for gone in [other for other, (_, _, until) in self._workers.items() if until < forgotten]:
+            del self._workers[gone]
         return None
 
     async def renew_worker(
