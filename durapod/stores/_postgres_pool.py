@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from durapod.errors import DurapodError, StoreError, StoreUnavailable
 from durapod.stores._codec import _reason
-from durapod.stores._postgres_writer import _unavailable
+from durapod.stores._postgres_writer import _driver_error, _unavailable
 
 if TYPE_CHECKING:
     import asyncpg
@@ -116,9 +116,7 @@ class _PoolKeeper:
         except DurapodError:
             raise
         except Exception as exc:
-            if _unavailable(exc):
-                raise StoreUnavailable(f"{self._label}: {_reason(exc)}") from exc
-            raise StoreError(f"{self._label}: {_reason(exc)}") from exc
+            raise _driver_error(self._label, exc) from exc
 
     def refuse(self) -> None:
         """From now on :meth:`open` raises :class:`StoreError` (the store is closing)."""

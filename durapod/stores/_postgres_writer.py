@@ -67,6 +67,14 @@ def _unavailable(exc: BaseException) -> bool:
     )
 
 
+def _driver_error(label: str, exc: Exception) -> StoreError:
+    """The store's error for a failure of the driver: :class:`StoreUnavailable` if the server cannot be
+    reached, else :class:`StoreError`, each naming the store (``label``)."""
+    if _unavailable(exc):
+        return StoreUnavailable(f"{label}: {_reason(exc)}")
+    return StoreError(f"{label}: {_reason(exc)}")
+
+
 class _Writer:
     """One group-committing writer. ``hold``: keep its connection from batch to batch (a pool's acquire
     and release cost round trips) rather than take one from the pool for each batch."""
@@ -179,7 +187,7 @@ class _Writer:
                 for item in batch:
                     await self._run_batch([item])
                 return
-            error = exc if isinstance(exc, DurapodError) else self._store_error(exc)
+            error = exc if isinstance(exc, DurapodError) else _driver_error(self._label, exc)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
@@ -220,11 +228,6 @@ class _Writer:
                 outcomes[index] = (False, refused)
         await run_groups()
         return outcomes
-
-    def _store_error(self, exc: Exception) -> StoreError:
-        if _unavailable(exc):
-            return StoreUnavailable(f"{self._label}: {_reason(exc)}")
-        return StoreError(f"{self._label}: {_reason(exc)}")
 
 
 def _one_group(ops: Sequence[_Op | _Grouped]) -> tuple[Callable[..., Awaitable[list[_Outcome]]], list[Any]] | None:
