@@ -20,9 +20,11 @@ from urllib.parse import urlsplit
 import pydantic_core
 from pydantic import BaseModel, JsonValue
 
+from durapod._log import Logger
 from durapod.errors import CorruptRecord, InvalidInput
 from durapod.models import SETTLED, Job
 from durapod.schedules import ScheduleState
+from durapod.stores.base import matches
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -153,6 +155,20 @@ def _encode_events(job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> li
         # a plain dict (every event the runtime makes) is encoded as it is; another mapping is copied
         encoded.append((seq, _encode_json(event if type(event) is dict else dict(event), "event", job_id)))
     return encoded
+
+
+def _listed_job(row: Sequence[Any], metadata: Mapping[str, JsonValue] | None, log: Logger) -> Job | None:
+    """A listing's job from its row (as :func:`_decode_job` takes it), or None when its metadata does not
+    match ``metadata`` or its record cannot be decoded: that one is logged (a warning naming the job) and
+    skipped, so that one bad record never hides the others."""
+    try:
+        job = _decode_job(row)
+    except CorruptRecord as exc:
+        log.warning("corrupt job record skipped in a listing", job_id=row[0], error=str(exc))
+        return None
+    if metadata and not matches(job, None, None, metadata):
+        return None
+    return job
 
 
 def _decode_event(job_id: str, seq: int, record: str | bytes) -> dict[str, JsonValue]:

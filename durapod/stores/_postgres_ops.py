@@ -18,7 +18,7 @@ from pydantic import JsonValue
 from durapod._log import get_logger
 from durapod.errors import CorruptRecord, StaleOwnerError
 from durapod.models import Job, StepRecord
-from durapod.stores._codec import _decode_event, _decode_job, _micros, _optional_micros, _reason
+from durapod.stores._codec import _decode_event, _decode_job, _listed_job, _micros, _optional_micros, _reason
 from durapod.stores._postgres_sql import (
     _CLAIMABLE,
     _CLAIMABLE_SQL,
@@ -26,7 +26,7 @@ from durapod.stores._postgres_sql import (
     _JOB_COLUMNS,
     _WRITE_CLAIM_SQL,
 )
-from durapod.stores.base import Page, claimed_job, encode_cursor, matches
+from durapod.stores.base import Page, claimed_job, encode_cursor
 
 if TYPE_CHECKING:
     import asyncpg
@@ -212,12 +212,8 @@ async def _page(rows: AsyncIterable[Any], limit: int | None, metadata: Mapping[s
     all) whose metadata matches. A record that cannot be decoded is skipped and logged as a warning."""
     found: list[Job] = []
     async for row in rows:
-        try:
-            job = _decode_job(tuple(row))
-        except CorruptRecord as exc:  # one bad record never hides the others
-            _log.warning("corrupt job record skipped in a listing", job_id=row[0], error=str(exc))
-            continue
-        if metadata and not matches(job, None, None, metadata):
+        job = _listed_job(tuple(row), metadata, _log)
+        if job is None:
             continue
         found.append(job)
         if limit is not None and len(found) > limit:

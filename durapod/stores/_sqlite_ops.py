@@ -26,11 +26,12 @@ from durapod.stores._codec import (
     _decode_event,
     _decode_job,
     _decode_schedule,
+    _listed_job,
     _moment,
     _optional_micros,
     _reason,
 )
-from durapod.stores.base import ControlRequest, claimed_job, matches
+from durapod.stores.base import ControlRequest, claimed_job
 
 _CLAIMABLE_STATUSES: Final = ", ".join(f"'{status.value}'" for status in sorted(CLAIMABLE))
 _CLAIMABLE_SQL: Final = (
@@ -139,12 +140,8 @@ def _op_list(
         for row in conn.execute(sql, params if after is None else [*params, *after]):
             fetched += 1
             after = (row[-1], row[0])
-            try:
-                job = _decode_job(row[:-1])
-            except CorruptRecord as exc:
-                _log.warning("corrupt job record skipped in a listing", job_id=row[0], error=str(exc))
-                continue
-            if metadata and not matches(job, None, None, metadata):
+            job = _listed_job(row[:-1], metadata, _log)
+            if job is None:
                 continue
             found.append(job)
             if limit is not None and len(found) > limit:
