@@ -281,6 +281,9 @@ class StepRecord(BaseModel):
         attempt: the execution (``Job.attempts``) that recorded it.
         epoch: the owner's fencing epoch when it was recorded.
         recorded_at: when it was committed.
+        event_seq: the ``seq`` of the ``step`` event that the journal gives the job's event log for this
+            step (:meth:`Store.read_events <durapod.stores.Store.read_events>` derives it from the
+            record: the step is not logged a second time); None when no event is derived from it.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -292,6 +295,18 @@ class StepRecord(BaseModel):
     attempt: int = 0
     epoch: int = 0
     recorded_at: datetime
+    event_seq: int | None = Field(default=None, ge=0)
+
+    def step_event(self) -> dict[str, JsonValue]:
+        """The ``step`` event derived from this record (at ``event_seq``), as the event log holds it."""
+        return {
+            "type": "step",
+            "name": self.name,
+            "index": self.index,
+            "result": self.result,
+            "job_id": self.job_id,
+            "seq": self.event_seq,
+        }
 
 
 class Job(BaseModel):
@@ -425,7 +440,14 @@ _STEP_FIELDS: Final = set(StepRecord.model_fields)
 
 
 def new_step_record(
-    job_id: str, index: int, name: str, result: JsonValue, attempt: int, epoch: int, recorded_at: datetime
+    job_id: str,
+    index: int,
+    name: str,
+    result: JsonValue,
+    attempt: int,
+    epoch: int,
+    recorded_at: datetime,
+    event_seq: int | None = None,
 ) -> StepRecord:
     """A :class:`StepRecord` of values the runtime made (a checked JSON result), without validation."""
     values = {
@@ -436,6 +458,7 @@ def new_step_record(
         "attempt": attempt,
         "epoch": epoch,
         "recorded_at": recorded_at,
+        "event_seq": event_seq,
     }
     return _assemble(StepRecord, values, _STEP_FIELDS)
 

@@ -599,6 +599,67 @@ async def test_event_appends_with_an_epoch_are_fenced(store: Store) -> None:
     assert [event["seq"] for event in await store.read_events("a")] == [0, 1]
 
 
+async def test_a_journaled_step_gives_the_log_its_step_event_in_seq_order(store: Store) -> None:
+    await running_job(store, "a")
+    await store.append_events("a", [{"seq": 0, "type": "token", "token": "x"}])
+    first = step("a", 0, result={"r": [1, None]}).model_copy(update={"event_seq": 2})
+    await store.append_step(first, events=[{"seq": 1, "type": "token", "token": "y"}])
+    await store.append_step(step("a", 1, result="no event"))  # no event_seq: nothing derived
+    await store.append_events("a", [{"seq": 3, "type": "token", "token": "z"}])
+    await store.append_step(step("a", 2, name="last").model_copy(update={"event_seq": 4}))
+    derived = {"type": "step", "name": "step-0", "index": 0, "result": {"r": [1, None]}, "job_id": "a", "seq": 2}
+    everything = await store.read_events("a")
+    assert [event["seq"] for event in everything] == [0, 1, 2, 3, 4]
+    assert everything[2] == derived
+    assert everything[4] == {"type": "step", "name": "last", "index": 2, "result": None, "job_id": "a", "seq": 4}
+    assert await store.read_events("a", after=1) == everything[2:]
+    assert await store.read_events("a", after=2) == everything[3:]
+    assert await store.read_events("a", after=4) == []
+    assert [record.event_seq for record in await store.read_steps("a")] == [2, None, 4]
+    assert await store.read_events("other") == []
+
+
+async def test_a_refused_step_gives_the_log_no_event(store: Store) -> None:
+    await running_job(store, "a")
+    with pytest.raises(StaleOwnerError):
+        await store.append_step(step("a", 0, epoch=7).model_copy(update={"event_seq": 0}))
+    assert await store.read_events("a") == []
+
+
+async def test_an_appended_event_is_read_where_a_step_event_has_its_seq(store: Store) -> None:
+    await running_job(store, "a")
+    await store.append_step(step("a", 0).model_copy(update={"event_seq": 0}))
+    await store.append_events("a", [{"seq": 0, "type": "token", "token": "first"}, {"seq": 1, "type": "token"}])
+    assert await store.read_events("a") == [{"seq": 0, "type": "token", "token": "first"}, {"seq": 1, "type": "token"}]
+
+
+async def test_save_with_a_status_seq_logs_the_written_job_after_its_events(store: Store) -> None:
+    job = await running_job(store, "a", metadata={"k": "v"})
+    done = {"seq": 0, "type": "done", "content": "ok"}
+    completed = job.evolve(status=JobStatus.COMPLETED, result="ok")
+    with pytest.raises(VersionConflict):
+        await store.save(completed, expected_version=job.version + 1, events=[done], status_seq=1)
+    assert await store.read_events("a") == []
+    saved = await store.save(completed, expected_version=job.version, events=[done], status_seq=1)
+    logged = await store.read_events("a")
+    assert logged[0] == done
+    assert {key: logged[1][key] for key in ("type", "job_id", "seq")} == {"type": "job_status", "job_id": "a", "seq": 1}
+    status = logged[1]["job"]
+    assert isinstance(status, dict)
+    assert Job.model_validate(status) == completed  # the record as given (the runtime clears a settled lease)
+    assert (status["status"], status["result"], status["metadata"]) == ("completed", "ok", {"k": "v"})
+    assert saved.status is JobStatus.COMPLETED
+    # alone, and after a seq the log holds: logged once
+    again = await store.save(saved.evolve(), expected_version=saved.version, status_seq=2)
+    await store.save(again.evolve(), expected_version=again.version, status_seq=2)
+    assert [(event["seq"], event["type"]) for event in await store.read_events("a", after=0)] == [
+        (1, "job_status"),
+        (2, "job_status"),
+    ]
+    versions = [event["job"]["version"] for event in await store.read_events("a", after=0)]  # type: ignore[index,call-overload]
+    assert versions == [saved.version, again.version]
+
+
 async def test_appending_no_events_changes_nothing(store: Store) -> None:
     await store.create(make_job("a"))
     await store.append_events("a", [])

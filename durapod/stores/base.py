@@ -234,11 +234,21 @@ class Store(abc.ABC):
         ...
 
     @abc.abstractmethod
-    async def save(self, job: Job, *, expected_version: int, events: Sequence[Mapping[str, JsonValue]] = ()) -> Job:
+    async def save(
+        self,
+        job: Job,
+        *,
+        expected_version: int,
+        events: Sequence[Mapping[str, JsonValue]] = (),
+        status_seq: int | None = None,
+    ) -> Job:
         """Compare-and-set write of ``job`` (see the module rules). Returns the job as stored.
 
         ``events`` (each with an int ``seq``) are appended to the job's log in the same atomic operation,
         only if the write succeeds (as :meth:`append_events` would, a logged ``seq`` keeping its event).
+        With ``status_seq`` the write also logs, after them, a ``job_status`` event at that ``seq`` whose
+        ``job`` is ``job`` as given (``job.model_dump(mode="json")``): derived from the write, so the
+        job is serialised once.
 
         Raises:
             JobNotFound: no job has that id.
@@ -280,6 +290,9 @@ class Store(abc.ABC):
         ``events`` (each with an int ``seq``) are appended to the job's log in the same atomic operation,
         only if the step is journaled (as :meth:`append_events` would): the events an agent streamed
         before a step are never lost while the step is kept, so a replay that skips it loses no output.
+        A record with an ``event_seq`` gives the log its ``step`` event at that ``seq``
+        (:meth:`StepRecord.step_event`), derived from the journal when the log is read: it is never
+        written twice.
 
         Raises:
             JobNotFound: no job has that id.
@@ -308,7 +321,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
-        """The job's logged events whose ``seq`` is greater than ``after``, in order."""
+        """The job's logged events whose ``seq`` is greater than ``after``, in ``seq`` order: those
+        appended, and the ``step`` events derived from journaled steps with an ``event_seq`` (where a
+        ``seq`` was both appended and given to a step, the appended event is the one read)."""
         ...
 
     @abc.abstractmethod
