@@ -1,8 +1,10 @@
 """A job's journal and event log on Redis: the arguments of the scripts that append to them, what their
 replies mean, and the steps and events decoded from them.
 
-The journal (``P steps:{<id>}``) holds one StepRecord JSON per step, the event log (``P events:{<id>}``)
-the events' JSON scored by their ``seq``.
+The journal (``P steps:{<id>}``) is a hash of one StepRecord JSON per step, by index; the event log
+(``P events:{<id>}``) the appended events' JSON scored by their ``seq``. A step's ``step`` event (a record
+with an ``event_seq``) is not in the event log: the read_events script returns the journal's records that
+may give one with the events, and :func:`_merge_log` derives them (an appended event keeps its ``seq``).
 """
 
 from __future__ import annotations
@@ -54,20 +56,27 @@ def _step_refused(record: StepRecord, reply: Any) -> None:
         raise StaleOwnerError(record.job_id, record.epoch, int(reply[1]), reply[2].decode())
 
 
+def _decode_step(job_id: str, field: bytes, raw: bytes) -> StepRecord:
+    """The step of the journal's ``field`` (its index).
+
+    Raises:
+        CorruptRecord: it cannot be decoded (``.key`` is ``"<job id>/steps/<index>"``).
+    """
+    try:
+        return StepRecord.model_validate_json(raw)
+    except ValueError as exc:
+        raise CorruptRecord(f"{job_id}/steps/{field.decode(errors='replace')}", _first_line(exc)) from None
+
+
 def _decode_steps(job_id: str, journal: Any) -> list[StepRecord]:
     """The steps of a journal read by ``HGETALL``, in order.
 
     Raises:
         CorruptRecord: a step cannot be decoded (``.key`` is ``"<job id>/steps/<index>"``).
     """
-    steps: list[StepRecord] = []
     # a flat [field, value, ...] reply, or a map (the parser of some redis-py releases makes one)
     pairs = journal.items() if isinstance(journal, dict) else zip(journal[::2], journal[1::2], strict=True)
-    for field, raw in pairs:
-        try:
-            steps.append(StepRecord.model_validate_json(raw))
-        except ValueError as exc:
-            raise CorruptRecord(f"{job_id}/steps/{field.decode(errors='replace')}", _first_line(exc)) from None
+    steps = [_decode_step(job_id, field, raw) for field, raw in pairs]
     steps.sort(key=lambda record: record.index)
     return steps
 
@@ -88,3 +97,41 @@ def _decode_events(job_id: str, raws: Sequence[bytes]) -> list[dict[str, JsonVal
             raise CorruptRecord(f"{job_id}/events/{position}", "not a JSON object")
         events.append(event)
     return events
+
+
+def _read_events_command(sha: str, keys: Sequence[str], prefix: str, after: int) -> tuple[Any, ...]:
+    """The ``EVALSHA`` of the read_events script (whose ``sha`` this is) on the job's ``keys`` (job, steps,
+    events, controls): one round trip, one atomic read of the event log and the journal."""
+    return ("EVALSHA", sha, 2, keys[1], keys[2], prefix, after)
+
+
+def _merge_log(job_id: str, after: int, reply: Any) -> list[dict[str, JsonValue]]:
+    """The event log above ``after``, in ``seq`` order, from the read_events script's reply: the appended
+    events, and the ``step`` events of the journaled steps sent with them whose ``event_seq`` is above
+    ``after`` and not the ``seq`` of an appended event (at one ``seq``, the step of the lowest index).
+
+    Raises:
+        CorruptRecord: an event (``.key`` is ``"<job id>/events/<position>"``) or a step sent (``.key`` is
+            ``"<job id>/steps/<index>"``) cannot be decoded.
+    """
+    logged, journal = reply
+    events = _decode_events(job_id, logged[::2])
+    if not journal:
+        return events
+    derived: list[tuple[int, int, dict[str, JsonValue]]] = []
+    for field, raw in zip(journal[::2], journal[1::2], strict=True):
+        record = _decode_step(job_id, field, raw)
+        if record.event_seq is not None and record.event_seq > after:
+            derived.append((record.event_seq, record.index, record.step_event()))
+    if not derived:
+        return events
+    seqs = [int(float(score)) for score in logged[1::2]]  # scores are the seqs: integers, sent as text
+    taken = set(seqs)
+    derived.sort(key=lambda item: item[:2])
+    merged: list[tuple[int, dict[str, JsonValue]]] = list(zip(seqs, events, strict=True))
+    for seq, _, event in derived:
+        if seq not in taken:
+            taken.add(seq)
+            merged.append((seq, event))
+    merged.sort(key=lambda item: item[0])  # stable: the appended events keep their order
+    return [event for _, event in merged]

@@ -192,9 +192,10 @@ return false
 """
 
 # KEYS: job steps events controls. ARGV: P ttl_ms record status agent member owner lease_us epoch
-# version recoveries now_us expected_version [seq event]... Returns steps (the lease is the one sent),
-# {0, lease_us, steps}, {1} (not found) or {2, version}. The events are logged with the write (a seq already
-# logged keeps its first event).
+# version recoveries now_us expected_version status_seq status_head [seq event]... Returns steps (the lease
+# is the one sent), {0, lease_us, steps}, {1} (not found) or {2, version}. The events are logged with the
+# write, then (status_seq not '') the job_status event: status_head .. record .. '}', the record sent
+# for the write wrapped, not sent twice. A seq already logged keeps its first event.
 _LUA_SAVE: Final = """
 local cur = redis.call('HMGET', KEYS[1], 'status', 'agent', 'member', 'owner', 'lease_us', 'version', 'epoch',
   'steps', 'lease_at')
@@ -227,8 +228,11 @@ else
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('HDEL', KEYS[1], unpack(gone))
-for i = 14, #ARGV, 2 do
+for i = 16, #ARGV, 2 do
   if redis.call('ZCOUNT', KEYS[3], ARGV[i], ARGV[i]) == 0 then redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i + 1]) end
+end
+if ARGV[14] ~= '' and redis.call('ZCOUNT', KEYS[3], ARGV[14], ARGV[14]) == 0 then
+  redis.call('ZADD', KEYS[3], ARGV[14], ARGV[15] .. ARGV[3] .. '}')
 end
 reindex(old, new)
 set_ttl(old, new, ARGV[2])
@@ -237,8 +241,9 @@ if lease_us == optional(ARGV[8]) then return tonumber(cur[8]) or 0 end
 return {0, lease_us, tonumber(cur[8]) or 0}
 """
 
-# KEYS: job steps. ARGV: index epoch record. Returns 0, {1} (not found) or {2, epoch, why}.
-# The journal is a hash by index: steps started together are journaled in the order they finish.
+# KEYS: job steps events. ARGV: index epoch record [seq event]... Returns 0, {1} (not found) or
+# {2, epoch, why}. The journal is a hash by index: steps started together are journaled in the order they
+# finish. A record's step event (its event_seq) is not logged: read_events derives it from the journal.
 _LUA_APPEND_STEP: Final = """
 local cur = redis.call('HMGET', KEYS[1], 'status', 'epoch')
 if not cur[1] then return {1} end
@@ -254,6 +259,35 @@ for i = 4, #ARGV, 2 do  -- the events streamed before the step, logged with it
   end
 end
 return 0
+"""
+
+# KEYS: steps events. ARGV: P after. Read only. Returns {logged, steps}: ``logged`` the events whose seq is
+# above ``after`` (event, seq, ... in seq order), ``steps`` the journal's records that may give the log a
+# step event above it (index, record, ...). A record that ends as StepRecord's JSON does is judged by its
+# tail, without decoding it: ``"event_seq":<n>}`` (kept when n > after), ``"event_seq":null}`` or (a record
+# written before event_seq existed) ``"recorded_at":"..."}`` (no event). Any other record is sent for the
+# reader to decode (and report if it is corrupt).
+_LUA_READ_EVENTS: Final = """
+local after = tonumber(ARGV[2])
+local logged = redis.call('ZRANGE', KEYS[2], '(' .. ARGV[2], '+inf', 'BYSCORE', 'WITHSCORES')
+local journal = redis.call('HGETALL', KEYS[1])
+local steps = {}
+for i = 1, #journal, 2 do
+  local record = journal[i + 1]
+  local tail = string.sub(record, -64)
+  local seq = string.match(tail, '"event_seq":(%d+)}$')
+  local keep
+  if seq then
+    keep = tonumber(seq) > after
+  else
+    keep = not (string.sub(tail, -17) == '"event_seq":null}' or string.match(tail, '"recorded_at":"[^"]*"}$'))
+  end
+  if keep then
+    steps[#steps + 1] = journal[i]
+    steps[#steps + 1] = record
+  end
+end
+return {logged, steps}
 """
 
 # KEYS: job. ARGV: P id owner lease_us now_us reclaim_own updated_us. The lease is free once it ended on
@@ -460,6 +494,7 @@ _SCRIPTS: Final = {
     "create": _WITH_EXPIRY + _LUA_CREATE,
     "save": _WITH_EXPIRY + _LUA_SAVE,
     "append_step": _LUA_APPEND_STEP,
+    "read_events": _LUA_READ_EVENTS,
     "claim": _WITH_INDEX + _LUA_CLAIM,
     "renew": _WITH_INDEX + _LUA_RENEW,
     "release": _WITH_INDEX + _LUA_RELEASE,

@@ -1,13 +1,15 @@
 """How RedisStore writes a job's record: the arguments the create and save scripts take (the JSON record
-and the hash fields the store maintains), and the job as stored, from a save script's reply."""
+and the hash fields the store maintains, and a save's ``job_status`` event), and the job as stored, from a
+save script's reply."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from durapod.errors import JobNotFound, VersionConflict
+from durapod.errors import InvalidInput, JobNotFound, VersionConflict
 from durapod.models import Job
-from durapod.stores._codec import _micros, _moment
+from durapod.stores._codec import _is_seq, _micros, _moment
 from durapod.stores._redis_codec import _member, _owner_arg
 
 
@@ -26,6 +28,23 @@ def _record_args(ttl_ms: str, job: Job) -> tuple[Any, ...]:
         job.recoveries,
         _micros(job.updated_at),  # the writer's clock: the lease lasts lease_until - updated_at
     )
+
+
+def _status_args(job_id: str, status_seq: int | None) -> tuple[Any, str]:
+    """The save script's ``status_seq, status_head`` arguments (``"", ""``: no ``job_status`` event).
+
+    The script logs ``status_head + record + "}"``: the event wraps the record sent for the write, so the
+    job is serialised (and sent) once.
+
+    Raises:
+        InvalidInput: ``status_seq`` is not an int.
+    """
+    if status_seq is None:
+        return "", ""
+    if not _is_seq(status_seq):
+        raise InvalidInput("status_seq", status_seq, "not an int", job_id)
+    seq = int(status_seq)
+    return seq, '{"type":"job_status","job_id":' + json.dumps(job_id) + ',"seq":' + str(seq) + ',"job":'
 
 
 def _saved(job: Job, expected_version: int, reply: Any) -> Job:

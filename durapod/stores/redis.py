@@ -17,8 +17,8 @@ Key layout (``P`` is ``key_prefix``; ``<m>`` is a job's index member, see below)
                           recoveries, updated_us (set by a claim until the next save). ``lease_us``
                           is the lease as its writer sent it (its clock), ``lease_at`` when it ends
                           on the server's clock: leases are judged by ``TIME`` (see _redis_lua)
-    P steps:{<id>}        list: the journal, one StepRecord JSON per step
-    P events:{<id>}       sorted set: event JSON scored by its ``seq``
+    P steps:{<id>}        hash: the journal, one StepRecord JSON per step, by index
+    P events:{<id>}       sorted set: the appended events' JSON, each scored by its ``seq``
     P controls:{<id>}     list: control requests (JSON) waiting for the owner
     P created             sorted set of every job's <m>, all scores 0 (ordered by <m>)
     P status:<status>     same, per status
@@ -42,6 +42,10 @@ order: it never visits a job that another worker holds.
 The JSON record is the truth for everything but the maintained fields, which reads apply onto the decoded
 job (a lease renewal, a claim or a journaled step changes only them; Lua never re-encodes a record).
 Times are integers (microseconds since the Unix epoch) in those fields, so Lua compares them exactly.
+
+The event log a reader sees is ``events`` merged with the ``step`` events that the journal's records with
+an ``event_seq`` give it (:meth:`StepRecord.step_event <durapod.models.StepRecord.step_event>`): those are
+derived when the log is read, never written to ``events`` (one script reads both, atomically).
 
 Atomicity and Redis Cluster: a job's keys share the hash tag ``{<id>}``, so they live in one cluster
 slot. The scripts update the job's keys *and* the index keys in one atomic step, which holds on a single
@@ -86,15 +90,16 @@ from durapod.stores._redis_compat import CONNECTION_ERRORS
 from durapod.stores._redis_controls import _control_entry, _decode_controls
 from durapod.stores._redis_journal import (
     _append_step_command,
-    _decode_events,
     _decode_steps,
     _event_args,
+    _merge_log,
+    _read_events_command,
     _step_refused,
 )
 from durapod.stores._redis_listing import _list_jobs
 from durapod.stores._redis_lua import _register_scripts
 from durapod.stores._redis_pipeline import _Pipeline
-from durapod.stores._redis_records import _record_args, _saved
+from durapod.stores._redis_records import _record_args, _saved, _status_args
 from durapod.stores._redis_schedules import _delete_schedule, _get_schedule, _list_schedules, _save_schedule
 from durapod.stores._redis_wakeups import _CONTROL_CHANNEL, _Wakeups
 from durapod.stores.base import ControlRequest, Page, Store, WorkerRecord
@@ -300,11 +305,20 @@ class RedisStore(Store):
             return None
         return _decode_job(job_id, values)
 
-    async def save(self, job: Job, *, expected_version: int, events: Sequence[Mapping[str, JsonValue]] = ()) -> Job:
+    async def save(
+        self,
+        job: Job,
+        *,
+        expected_version: int,
+        events: Sequence[Mapping[str, JsonValue]] = (),
+        status_seq: int | None = None,
+    ) -> Job:
         """Compare-and-set write of ``job``: only if the stored version is ``expected_version``.
 
         ``job.version`` must be ``expected_version + 1``. The stored lease and step count are kept as the
-        store rules say (see :mod:`durapod.stores.base`). ``events`` are logged by the same script.
+        store rules say (see :mod:`durapod.stores.base`). ``events`` are logged by the same script, then
+        with ``status_seq`` the ``job_status`` event at that ``seq``, which the script makes by wrapping
+        the record it writes (the job is serialised and sent once).
 
         Returns:
             The job as stored.
@@ -313,10 +327,13 @@ class RedisStore(Store):
             JobNotFound: no job has that id.
             VersionConflict: the stored version is not ``expected_version``, or ``job.version`` is not
                 one higher.
+            InvalidInput: an event is not JSON or has no int ``seq``, or ``status_seq`` is not an int;
+                nothing is written.
         """
         logged = _event_args(job.id, events) if events else ()
+        status = _status_args(job.id, status_seq)
         args = _record_args(self._ttl_ms, job)
-        reply = await self._script("save", self._job_keys(job.id), *args, expected_version, *logged)
+        reply = await self._script("save", self._job_keys(job.id), *args, expected_version, *status, *logged)
         return _saved(job, expected_version, reply)
 
     async def list(
@@ -355,7 +372,9 @@ class RedisStore(Store):
 
     async def append_step(self, record: StepRecord, *, events: Sequence[Mapping[str, JsonValue]] = ()) -> None:
         """Journal one step, fenced: the job must be running with ``record.epoch`` and its journal must not
-        hold ``record.index`` yet. Counts it in the job's ``steps`` without changing its version.
+        hold ``record.index`` yet. Counts it in the job's ``steps`` without changing its version. ``events``
+        are logged by the same script, only if the step is journaled. A record with an ``event_seq`` gives
+        the log its ``step`` event, derived from the journal by :meth:`read_events` (not logged twice).
 
         Raises:
             JobNotFound: no job has that id.
@@ -396,13 +415,21 @@ class RedisStore(Store):
                 raise StaleOwnerError(job_id, epoch if epoch is not None else -1, held, "event log")
 
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
-        """The job's logged events whose ``seq`` is greater than ``after``, in ``seq`` order.
+        """The job's logged events whose ``seq`` is greater than ``after``, in ``seq`` order: those appended,
+        merged with the ``step`` events of journaled steps with an ``event_seq`` (an appended event keeps
+        its ``seq``).
+
+        One script reads the event log and the journal atomically, in one round trip; it sends only the
+        steps that may give an event above ``after`` (it judges a record by its JSON's tail), which are
+        the only ones decoded.
 
         Raises:
-            CorruptRecord: an event cannot be decoded (``.key`` is ``"<job id>/events/<position>"``).
+            CorruptRecord: an event (``.key`` is ``"<job id>/events/<position>"``) or a step sent
+                (``.key`` is ``"<job id>/steps/<index>"``) cannot be decoded.
         """
-        raws = await self._read("ZRANGE", self._job_keys(job_id)[2], f"({after}", "+inf", "BYSCORE")
-        return _decode_events(job_id, raws)
+        script = self._scripts["read_events"]
+        command = _read_events_command(script.sha, self._job_keys(job_id), self._prefix, after)
+        return _merge_log(job_id, after, await self._submit(command, script, writes=False))
 
     # -- leases ----------------------------------------------------------------------------------------
 
