@@ -6,17 +6,19 @@ written by one statement per kind (``unnest`` of arrays; the statements are in
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import JsonValue
 
-from durapod.errors import CorruptRecord, JobNotFound, VersionConflict
+from durapod.errors import CorruptRecord, InvalidInput, JobNotFound, VersionConflict
 from durapod.models import Job, StepRecord
 from durapod.stores._codec import (
     _create_columns,
     _decode_job,
     _encode_events,
+    _is_seq,
     _record_json,
     _save_columns,
 )
@@ -83,22 +85,24 @@ class _GroupedWrites:
     async def save_all(
         self,
         connection: _Connection,
-        items: list[tuple[Job, int, list[int], list[str]]],
+        items: list[tuple[Job, int, list[int], list[str], int | None]],
     ) -> list[_Outcome]:
-        """Compare-and-set writes of the jobs, each with its events. Each outcome is the stored
-        ``lease_until`` and step count, or the JobNotFound or VersionConflict it refused with."""
+        """Compare-and-set writes of the jobs, each with its events and ``job_status`` event's ``seq`` (or
+        None). Each outcome is the stored ``lease_until`` and step count, or the JobNotFound or
+        VersionConflict it refused with."""
         rows: list[tuple[Any, ...]] = []
         event_rows: list[tuple[str, int, str]] = []
-        for job, expected_version, seqs, records in sorted(items, key=lambda item: item[0].id):
+        for job, expected_version, seqs, records, status_seq in sorted(items, key=lambda item: item[0].id):
             if job.version != expected_version + 1:
                 continue
-            rows.append((*_save_columns(job, expected_version), self._finished_at(job)))
+            head = None if status_seq is None else _status_head(job.id, status_seq)
+            rows.append((*_save_columns(job, expected_version), self._finished_at(job), status_seq, head))
             event_rows.extend((job.id, seq, record) for seq, record in zip(seqs, records, strict=True))
         saved: dict[str, tuple[Any, ...]] = {}
         if rows:
             found = await connection.fetch(
                 self._sql(_SAVE_ALL_SQL),
-                *_columns(rows, 12),
+                *_columns(rows, 14),
                 *_columns(event_rows, 3),
                 _CLAIMABLE,
                 self._wake_channel,
@@ -113,7 +117,7 @@ class _GroupedWrites:
             versions = {row[0]: row[1] for row in found}
         outcomes: list[_Outcome] = []
         expiring = False
-        for job, expected_version, _, _ in items:
+        for job, expected_version, *_ in items:
             row = saved.get(job.id)
             if row is None:
                 if job.id not in versions:
@@ -154,6 +158,21 @@ class _GroupedWrites:
 def _event_columns(job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> tuple[list[int], list[str]]:
     encoded = _encode_events(job_id, events)
     return [seq for seq, _ in encoded], [text for _, text in encoded]
+
+
+def _status_seq(job_id: str, status_seq: int | None) -> int | None:
+    """``status_seq`` as a save takes it (None: no ``job_status`` event); InvalidInput if it is not an int."""
+    if status_seq is None:
+        return None
+    if not _is_seq(status_seq):
+        raise InvalidInput("status_seq", status_seq, "not an int", job_id)
+    return int(status_seq)
+
+
+def _status_head(job_id: str, status_seq: int) -> str:
+    """The text of a ``job_status`` event before its ``job``: the statement logs ``head + record + "}"``, the
+    record it writes wrapped (so the job is serialised, and sent, once)."""
+    return '{"type":"job_status","job_id":' + json.dumps(job_id) + ',"seq":' + str(status_seq) + ',"job":'
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:

@@ -38,7 +38,23 @@ if TYPE_CHECKING:
 _log = get_logger("durapod.stores.postgres")
 _PLAIN_TEXT: Final = re.compile(r"[A-Za-z0-9_\-.:@ ]+")  # written as it is in a JSON record
 _READ_STEPS_SQL: Final = "SELECT idx, record FROM {s}.steps WHERE job_id = $1 ORDER BY idx"
-_READ_EVENTS_SQL: Final = "SELECT seq, record FROM {s}.events WHERE job_id = $1 AND seq > $2 ORDER BY seq"
+# The event log above $2: the appended events (idx NULL) and the steps whose record's event_seq is above it,
+# by seq (a step at the seq of an appended event is dropped in Python). OFFSET 0 keeps the subquery whole,
+# so that each record's JSON is read once. A step record that is not JSON (or whose event_seq is not an
+# integer) fails the statement with a DataError: then _READ_LOG_ALL_STEPS_SQL reads every step, to decode
+# in Python.
+_READ_LOG_SQL: Final = """
+    SELECT seq, record, NULL::integer AS idx FROM {s}.events WHERE job_id = $1 AND seq > $2
+    UNION ALL
+    SELECT seq, record, idx FROM (
+        SELECT (record::json ->> 'event_seq')::bigint AS seq, record, idx FROM {s}.steps WHERE job_id = $1 OFFSET 0
+    ) AS derived WHERE seq > $2
+    ORDER BY seq, idx NULLS FIRST"""
+_READ_LOG_ALL_STEPS_SQL: Final = """
+    SELECT seq, record, NULL::integer AS idx FROM {s}.events WHERE job_id = $1 AND seq > $2
+    UNION ALL
+    SELECT NULL, record, idx FROM {s}.steps WHERE job_id = $1
+    ORDER BY seq, idx"""
 # $1: the claimable statuses, $2: now, $3: the agent (NULL: any)
 _NEXT_WAKE_SQL: Final = (
     "SELECT min(lease_until) FROM {s}.jobs WHERE status = ANY($1::text[]) AND owner IS NULL"
@@ -222,24 +238,52 @@ async def _page(rows: AsyncIterable[Any], limit: int | None, metadata: Mapping[s
     return Page(found, None)
 
 
+def _decode_step(job_id: str, index: int, record: str) -> StepRecord:
+    """The step of ``job_id`` at ``index`` from its record.
+
+    Raises:
+        CorruptRecord: it cannot be decoded (``.key`` is ``"<job id>/steps/<index>"``).
+    """
+    try:
+        return StepRecord.model_validate_json(record)
+    except (ValueError, TypeError) as exc:
+        raise CorruptRecord(f"{job_id}/steps/{index}", _reason(exc)) from None
+
+
 def _decode_steps(job_id: str, rows: list[Any]) -> list[StepRecord]:
     """The journal of ``job_id`` from its ``idx, record`` rows.
 
     Raises:
         CorruptRecord: a step cannot be decoded (``.key`` is ``"<job id>/steps/<index>"``).
     """
-    steps: list[StepRecord] = []
-    for index, record in rows:
-        try:
-            steps.append(StepRecord.model_validate_json(record))
-        except (ValueError, TypeError) as exc:
-            raise CorruptRecord(f"{job_id}/steps/{index}", _reason(exc)) from None
-    return steps
+    return [_decode_step(job_id, index, record) for index, record in rows]
 
 
-def _decode_events(job_id: str, rows: list[Any]) -> list[dict[str, JsonValue]]:
-    """The logged events of ``job_id`` from their ``seq, record`` rows."""
-    events: list[dict[str, JsonValue]] = []
-    for seq, record in rows:
-        events.append(_decode_event(job_id, seq, record))
-    return events
+def _merge_log(job_id: str, after: int, rows: list[Any]) -> list[dict[str, JsonValue]]:
+    """The event log of ``job_id`` above ``after``, in ``seq`` order, from the ``seq, record, idx`` rows of
+    :data:`_READ_LOG_SQL` or :data:`_READ_LOG_ALL_STEPS_SQL`: the appended events (``idx`` NULL), and the
+    ``step`` events of the steps whose ``event_seq`` is above ``after`` and not the ``seq`` of an appended
+    event (at one ``seq``, the step of the lowest index).
+
+    Raises:
+        CorruptRecord: an event (``.key`` is ``"<job id>/events/<seq>"``) or a step (``.key`` is
+            ``"<job id>/steps/<index>"``) cannot be decoded.
+    """
+    logged = [(seq, _decode_event(job_id, seq, record)) for seq, record, index in rows if index is None]
+    if len(logged) == len(rows):
+        return [event for _, event in logged]
+    taken = {seq for seq, _ in logged}
+    derived: list[tuple[int, int, dict[str, JsonValue]]] = []
+    for _, record, index in rows:
+        if index is not None:
+            step = _decode_step(job_id, index, record)
+            if step.event_seq is not None and step.event_seq > after:
+                derived.append((step.event_seq, index, step.step_event()))
+    derived.sort(key=lambda item: item[:2])
+    merged = logged
+    for seq, _, event in derived:
+        if seq not in taken:
+            taken.add(seq)
+            merged.append((seq, event))
+    merged.sort(key=lambda item: item[0])  # stable: the appended events keep their order
+    return [event for _, event in merged]

@@ -67,8 +67,10 @@ _CREATE_ALL_SQL: Final = """
     )
     SELECT id, CASE WHEN status = ANY($11::text[]) AND lease_until IS NULL THEN pg_notify($12, agent) END
     FROM created"""
-# events ($13-$15: job id, seq, record) are logged for the jobs saved; a job saved claimable with no
-# lease wakes its agent's workers ($16: the claimable statuses, $17: the wake channel)
+# events ($15-$17: job id, seq, record) are logged for the jobs saved, then a job's job_status event when
+# it has a status_seq: its status_head, the record written, '}' (the record is sent once); in that order,
+# so that the first of a seq stays. A job saved claimable with no lease wakes its agent's workers ($18: the
+# claimable statuses, $19: the wake channel)
 _SAVE_ALL_SQL: Final = """
     WITH saved AS (
         UPDATE {s}.jobs SET
@@ -79,22 +81,29 @@ _SAVE_ALL_SQL: Final = """
             owner = u.owner,
             finished_at = u.finished_at
         FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[],
-            $8::bigint[], $9::bigint[], $10::boolean[], $11::text[], $12::bigint[])
+            $8::bigint[], $9::bigint[], $10::boolean[], $11::text[], $12::bigint[], $13::bigint[], $14::text[])
             AS u(id, expected, agent, status, created_at, owner, epoch, version, lease_until, settled, record,
-                finished_at)
+                finished_at, status_seq, status_head)
         WHERE jobs.id = u.id AND jobs.version = u.expected
-        RETURNING jobs.id, jobs.agent, jobs.status, jobs.owner, jobs.lease_until
+        RETURNING jobs.id, jobs.agent, jobs.status, jobs.owner, jobs.lease_until, u.status_seq,
+            u.status_head || u.record || '}' AS status_event
     ), logged AS (
         INSERT INTO {s}.events (job_id, seq, record)
-        SELECT e.job_id, e.seq, e.record FROM unnest($13::text[], $14::bigint[], $15::text[]) AS e(job_id, seq, record)
-        WHERE e.job_id IN (SELECT id FROM saved)
+        SELECT l.job_id, l.seq, l.record FROM (
+            SELECT e.job_id, e.seq, e.record, e.n
+            FROM unnest($15::text[], $16::bigint[], $17::text[]) WITH ORDINALITY AS e(job_id, seq, record, n)
+            WHERE e.job_id IN (SELECT id FROM saved)
+            UNION ALL
+            SELECT id, status_seq, status_event, NULL FROM saved WHERE status_seq IS NOT NULL
+        ) AS l ORDER BY l.n NULLS LAST
         ON CONFLICT DO NOTHING
     )
     SELECT id, lease_until, (SELECT count(*) FROM {s}.steps WHERE steps.job_id = saved.id)::int,
-        CASE WHEN status = ANY($16::text[]) AND lease_until IS NULL THEN pg_notify($17, agent) END
+        CASE WHEN status = ANY($18::text[]) AND lease_until IS NULL THEN pg_notify($19, agent) END
     FROM saved"""
 # a step is journaled only if its job is running with its epoch (the row share-locked, so a concurrent
-# claim waits or wins); events ($5-$7: job id, seq, record) are logged for the steps journaled
+# claim waits or wins); events ($5-$7: job id, seq, record) are logged for the steps journaled. A step's
+# own step event (its record's event_seq) is not logged: _READ_LOG_SQL derives it
 _APPEND_STEPS_SQL: Final = """
     WITH fenced AS (
         SELECT a.job_id, a.idx, a.record FROM unnest($1::text[], $2::integer[], $3::text[], $4::bigint[])

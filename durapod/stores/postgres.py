@@ -23,6 +23,10 @@ A job's JSON record (``Job.model_dump_json()``) is the truth for everything exce
 maintains (``owner``, ``lease_until``, ``epoch``, ``version``; ``steps`` is the journal's length, counted on
 read), as in the SQLite store. Times are integer microseconds since the Unix epoch (UTC).
 
+Event logs: the ``events`` table holds the appended events (``job_id, seq, record``); a journaled step whose
+record (in ``steps``) has an ``event_seq`` gives the log its ``step`` event, derived when the log is read
+(one query: the events and those steps, by ``seq``), never written to ``events``.
+
 Expiry (:mod:`durapod.stores._postgres_expiry`): with ``ttl_seconds`` a job that becomes completed, failed
 or cancelled is deleted with its journal, events and controls that many seconds later, by a delete that the
 store runs at most every ``ttl_seconds / 10`` seconds (and at least every minute) as it writes.
@@ -60,15 +64,16 @@ from durapod.stores._postgres_coordination import (
     _op_unregister_worker,
 )
 from durapod.stores._postgres_expiry import _Expiry
-from durapod.stores._postgres_grouped import _event_columns, _GroupedWrites
+from durapod.stores._postgres_grouped import _event_columns, _GroupedWrites, _status_seq
 from durapod.stores._postgres_listen import _Listener
 from durapod.stores._postgres_ops import (
     _NEXT_WAKE_SQL,
-    _READ_EVENTS_SQL,
+    _READ_LOG_ALL_STEPS_SQL,
+    _READ_LOG_SQL,
     _READ_STEPS_SQL,
-    _decode_events,
     _decode_steps,
     _list_query,
+    _merge_log,
     _op_append_events,
     _op_claim,
     _op_claim_orphans,
@@ -203,11 +208,20 @@ class PostgresStore(Store):
             row = await connection.fetchrow(self._sql(f"SELECT {_JOB_COLUMNS} FROM {{s}}.jobs WHERE id = $1"), job_id)
         return None if row is None else _decode_job(tuple(row))
 
-    async def save(self, job: Job, *, expected_version: int, events: Sequence[Mapping[str, JsonValue]] = ()) -> Job:
+    async def save(
+        self,
+        job: Job,
+        *,
+        expected_version: int,
+        events: Sequence[Mapping[str, JsonValue]] = (),
+        status_seq: int | None = None,
+    ) -> Job:
         """Compare-and-set write of ``job``: only if the stored version is ``expected_version``.
 
         ``job.version`` must be ``expected_version + 1``. The stored lease and step count are kept as the
-        store rules say (see :mod:`durapod.stores.base`). ``events`` are logged in the same statement.
+        store rules say (see :mod:`durapod.stores.base`). ``events`` are logged in the same statement, then
+        with ``status_seq`` the ``job_status`` event at that ``seq``, which the statement makes by wrapping
+        the record it writes (the job is serialised and sent once).
 
         Returns:
             The job as stored.
@@ -216,10 +230,13 @@ class PostgresStore(Store):
             JobNotFound: no job has that id.
             VersionConflict: the stored version is not ``expected_version``, or ``job.version`` is not
                 one higher.
+            InvalidInput: an event is not JSON or has no int ``seq``, or ``status_seq`` is not an int;
+                nothing is written.
         """
         seqs, records = _event_columns(job.id, events)
+        status = _status_seq(job.id, status_seq)
         lease_micros, steps = await self._write(
-            _Grouped(self._save_all, job.id, (job, expected_version, seqs, records))
+            _Grouped(self._save_all, job.id, (job, expected_version, seqs, records, status))
         )
         lease_until = None if lease_micros is None else _moment(lease_micros)
         if lease_until != job.lease_until or steps != job.steps:
@@ -265,7 +282,9 @@ class PostgresStore(Store):
     async def append_step(self, record: StepRecord, *, events: Sequence[Mapping[str, JsonValue]] = ()) -> None:
         """Journal one step, fenced: the job must be running with ``record.epoch`` and its journal must not
         hold ``record.index`` yet (the job's row is share-locked, so a concurrent claim waits or wins).
-        ``events`` are logged in the same transaction, only if the step is journaled.
+        ``events`` are logged in the same transaction, only if the step is journaled. A record with an
+        ``event_seq`` gives the log its ``step`` event, derived from the journal by :meth:`read_events`
+        (not logged twice).
 
         Raises:
             JobNotFound: no job has that id.
@@ -312,10 +331,26 @@ class PostgresStore(Store):
         await self._write(_op_append_events(self._sql, job_id, seqs, records, epoch))
 
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
-        """The job's logged events whose ``seq`` is greater than ``after``, in ``seq`` order."""
+        """The job's logged events whose ``seq`` is greater than ``after``, in ``seq`` order: those appended,
+        merged with the ``step`` events of journaled steps with an ``event_seq`` (an appended event keeps
+        its ``seq``).
+
+        One query reads both: the events, and the steps whose record's ``event_seq`` (read by SQL's JSON
+        functions) is above ``after``, the only ones decoded. If a step record is not JSON, a second query
+        reads every step, to decode in Python and name the corrupt one.
+
+        Raises:
+            CorruptRecord: an event (``.key`` is ``"<job id>/events/<seq>"``) or a step (``.key`` is
+                ``"<job id>/steps/<index>"``) cannot be decoded.
+        """
+        import asyncpg
+
         async with self._connection() as connection:
-            rows = await connection.fetch(self._sql(_READ_EVENTS_SQL), job_id, after)
-        return _decode_events(job_id, rows)
+            try:
+                rows = await connection.fetch(self._sql(_READ_LOG_SQL), job_id, after)
+            except asyncpg.DataError:  # a step record that SQL cannot read: each is decoded in Python
+                rows = await connection.fetch(self._sql(_READ_LOG_ALL_STEPS_SQL), job_id, after)
+        return _merge_log(job_id, after, rows)
 
     async def claim(
         self, job_id: str, owner: str, *, lease_until: datetime, now: datetime, reclaim_own: bool = False
