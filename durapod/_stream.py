@@ -55,6 +55,10 @@ class Subscribers:
             if not subscriptions:
                 self._by_job.pop(job_id, None)
 
+    def listening(self, job_id: str) -> bool:
+        """True while the job has a live subscriber."""
+        return job_id in self._by_job
+
     def publish(self, job_id: str, event: dict[str, JsonValue]) -> None:
         """Offer ``event`` to every subscriber of the job; never blocks, never fails the publisher."""
         for subscription in self._by_job.get(job_id, ()):

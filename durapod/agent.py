@@ -179,6 +179,7 @@ class DurableAgent:
             written=self._waiters.publish,
             let_go=self._waiters.nudge,
             publish_event=self._subscribers.publish,
+            listening=self._subscribers.listening,
             redact_errors=redact_errors,
             children=children,
         )

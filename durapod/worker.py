@@ -84,6 +84,7 @@ class Worker:
         written: Callable[[Job], None],
         let_go: Callable[[str], None],
         publish_event: Callable[[str, dict[str, JsonValue]], None],
+        listening: Callable[[str], bool] | None = None,
         redact_errors: Callable[[BaseException], str] | None = None,
         children: ChildRuntime | None = None,
     ) -> None:
@@ -111,6 +112,7 @@ class Worker:
             log=self.log,
             written=written,
             publish_event=publish_event,
+            listening=listening,
             flusher=Flusher(),
             describe_error=functools.partial(error_text, redact=redact_errors),
             children=children,

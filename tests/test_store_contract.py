@@ -635,7 +635,7 @@ async def test_an_appended_event_is_read_where_a_step_event_has_its_seq(store: S
 
 async def test_save_with_a_status_seq_logs_the_written_job_after_its_events(store: Store) -> None:
     job = await running_job(store, "a", metadata={"k": "v"})
-    done = {"seq": 0, "type": "done", "content": "ok"}
+    done: dict[str, JsonValue] = {"seq": 0, "type": "done", "content": "ok"}
     completed = job.evolve(status=JobStatus.COMPLETED, result="ok")
     with pytest.raises(VersionConflict):
         await store.save(completed, expected_version=job.version + 1, events=[done], status_seq=1)

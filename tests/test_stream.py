@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +22,7 @@ from durapod import (
     JobStatus,
     JobStatusEvent,
     MemoryStore,
+    SQLiteStore,
     StepEvent,
     StepRestartedEvent,
     TokenEvent,
@@ -263,3 +268,38 @@ async def test_stream_of_an_unknown_job_raises() -> None:
     async with DurableAgent(agent, MemoryStore()) as durable:
         with pytest.raises(JobNotFound):
             await anext(durable.stream("missing"))
+
+
+async def test_step_and_status_events_are_derived_from_the_writes_that_carry_them(tmp_path: Path) -> None:
+    """A 3-step job's log reads job_status, step x3, done, job_status, live and from the store alike; the
+    step events come from the journal and the status events from the job writes: the SQLite ``events``
+    table holds only the done event and the two status changes."""
+
+    async def agent(job_input: str, ctx: JobContext) -> str:
+        for index in range(3):
+            await ctx.step(f"s{index}", asyncio.sleep, 0, f"r{index}")
+        return "ok"
+
+    store = SQLiteStore(tmp_path / "jobs.db")
+    async with DurableAgent(agent, store) as durable:
+        live = [event async for event in durable.run_stream("j", "in")]
+    logged = [parse_event(data) for data in await store.read_events("j")]
+    await store.close()
+    assert logged == live
+    assert [event.type for event in live] == ["job_status", "step", "step", "step", "done", "job_status"]
+    assert_contiguous(live)
+    steps = [event for event in live if isinstance(event, StepEvent)]
+    assert [(event.name, event.index, event.result) for event in steps] == [
+        ("s0", 0, "r0"),
+        ("s1", 1, "r1"),
+        ("s2", 2, "r2"),
+    ]
+    final = live[-1]
+    assert isinstance(final, JobStatusEvent) and final.job.status is JobStatus.COMPLETED and final.job.result == "ok"
+    with contextlib.closing(sqlite3.connect(tmp_path / "jobs.db")) as conn:
+        rows = [json.loads(record)["type"] for (record,) in conn.execute("SELECT record FROM events ORDER BY seq")]
+        journal = [
+            json.loads(record)["event_seq"] for (record,) in conn.execute("SELECT record FROM steps ORDER BY idx")
+        ]
+    assert rows == ["job_status", "done", "job_status"]
+    assert journal == [1, 2, 3]

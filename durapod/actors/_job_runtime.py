@@ -69,6 +69,8 @@ class JobRuntime:
     flusher: Flusher
     #: the text stored for a failed attempt's exception (``DurableAgent(redact_errors=...)``)
     describe_error: Callable[[BaseException], str] = error_text
+    #: whether a job has live subscribers (an event derived from a write is made only for them); None: any
+    listening: Callable[[str], bool] | None = None
     #: called with the actor and its task once the task has ended (the worker's supervision)
     exited: Callable[[JobActor, asyncio.Task[Exit]], None] = lambda actor, task: None
     #: starts and awaits child jobs (``ctx.start_child``); None where the worker offers none

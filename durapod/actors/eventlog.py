@@ -97,6 +97,7 @@ class EventLog:
         "_epoch",
         "_flusher",
         "_in_flight",
+        "_listening",
         "_loaded",
         "_logged_steps",
         "_publish",
@@ -115,10 +116,12 @@ class EventLog:
         flusher: Flusher,
         *,
         fresh: bool,
+        listening: Callable[[str], bool] | None = None,
     ) -> None:
         self.job_id = job_id
         self._store = store
         self._publish = publish
+        self._listening = listening  # whether the job has live subscribers (None: assume it has)
         self._flusher = flusher
         self._epoch: int | None = None
         self._buffer: list[dict[str, JsonValue]] | None = None
@@ -207,10 +210,43 @@ class EventLog:
         self._track_partial(event)
         return len(buffer) >= _BATCH_SIZE
 
+    def number_step(self, index: int) -> int:
+        """Number the ``step`` event that journaling step ``index`` gives the log: the store derives it
+        from the step's record (:attr:`StepRecord.event_seq <durapod.models.StepRecord.event_seq>`), so
+        it is not buffered. Returns its seq."""
+        seq = self.next_seq
+        self.next_seq += 1
+        self.partial_from = None  # the output streamed before it is the step's
+        if self._logged_steps is None:
+            self._logged_steps = set()
+        self._logged_steps.add(index)
+        return seq
+
+    def number_status(self, *, running: bool) -> int:
+        """Number the ``job_status`` event a write of the job logs (derived from that write: see
+        ``Store.save``'s ``status_seq``). Returns its seq."""
+        seq = self.next_seq
+        self.next_seq += 1
+        if not running:
+            self.stale_agent_events = 0  # that execution ended: the next one is new, not a replay
+        return seq
+
+    def unnumber(self, seq: int) -> None:
+        """The write that was to log ``seq`` failed: the number is free again if it was the last given
+        (a write started since keeps its own)."""
+        if self.next_seq == seq + 1:
+            self.next_seq = seq
+
     def publish(self, events: list[dict[str, JsonValue]]) -> None:
         """Hand events taken by a write to the live subscribers, once that write has committed."""
         for event in events:
             self._publish(self.job_id, event)
+
+    def publish_derived(self, make: Callable[[], dict[str, JsonValue]]) -> None:
+        """Hand an event a committed write derived (a step, a status) to the live subscribers: made by
+        ``make`` only if the job has any."""
+        if self._listening is None or self._listening(self.job_id):
+            self._publish(self.job_id, make())
 
     async def take(self) -> list[dict[str, JsonValue]]:
         """Everything buffered, for a write that logs it (after a flush in progress has finished)."""

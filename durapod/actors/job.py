@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -73,7 +74,9 @@ class JobActor:
         #: the mailbox and the interrupts (the job's JobContext calls it at step boundaries)
         self.control = JobControl(job.id, runtime)
         #: the job's event log: numbered, buffered, written in batches
-        self.events = EventLog(job.id, runtime.store, runtime.publish_event, runtime.flusher, fresh=fresh)
+        self.events = EventLog(
+            job.id, runtime.store, runtime.publish_event, runtime.flusher, fresh=fresh, listening=runtime.listening
+        )
         self.journal: dict[int, StepRecord] | None = {} if fresh else None  # None: not read yet
         self.attempt_counted = False  # this actor counted a new attempt when it started the job
         self.agent_called = False  # a job paused before this had not begun its attempt
@@ -268,13 +271,17 @@ class JobActor:
         """Journal one step, fenced by the job's epoch."""
         job = self.job
         runtime = self.runtime
-        record = new_step_record(job.id, index, name, result, job.attempts, job.epoch, runtime.clock.utcnow())
         store = runtime.store
         # the events streamed so far are logged with the step: once the step is kept, a replay skips it
         # and would never stream them again
         events = self.events.take_now()
         if events is None:  # a flush of them is being written: wait for it
             events = await self.events.take()
+        # the step's own event is derived from its record by the store: numbered after those
+        seq = self.events.number_step(index)
+        record = new_step_record(
+            job.id, index, name, result, job.attempts, job.epoch, runtime.clock.utcnow(), event_seq=seq
+        )
         try:
             try:
                 await store.append_step(record, events=events)
@@ -283,14 +290,15 @@ class JobActor:
                     lambda: self._append_step_again(record, events), runtime.clock, self.logger, what=f"step {name!r}"
                 )
         except BaseException as exc:
+            self.events.unnumber(seq)
             self.events.give_back(events, [])  # not logged: they go with the next write
             if isinstance(exc, StoreError) and not isinstance(exc, StaleOwnerError | VersionConflict):
                 self.store_failure = exc
             raise
         self.events.publish(events)
+        self.events.publish_derived(record.step_event)
         assert self.journal is not None
         self.journal[index] = record
-        self.events.append({"type": "step", "name": name, "index": index, "result": result})
 
     async def _append_step_again(self, record: StepRecord, events: list[dict[str, JsonValue]]) -> None:
         """Journal a step whose first write had an unknown outcome: if that write landed, it is done."""
@@ -316,7 +324,7 @@ class JobActor:
     # -- writing (also what ends a run: durapod.actors._job_endings) -------------------------------
 
     def _status_event(self) -> None:
-        self.events.append({"type": "job_status", "job": _status_view(self.job)})
+        self.events.append({"type": "job_status", "job": self.job.model_dump(mode="json")})
 
     async def write(
         self, *, events: list[dict[str, JsonValue]] | None = None, log_status: bool = False, **changes: Any
@@ -325,8 +333,8 @@ class JobActor:
 
         When the job leaves ``running`` (it settles, or waits for a retry or another worker), or with
         ``log_status``, the write also logs what the event log holds, the given ``events`` and a
-        ``job_status`` event, in the same store operation; live subscribers get the new events once it is
-        committed.
+        ``job_status`` event (derived by the store from the job written), in the same store operation;
+        live subscribers get the new events once it is committed.
         """
         job = self.job
         runtime = self.runtime
@@ -343,20 +351,21 @@ class JobActor:
             changes["updated_at"] = runtime.clock.utcnow()
         new = job.evolve(**changes)
         batch: list[dict[str, JsonValue]] = []
-        unwritten: list[dict[str, JsonValue]] = []
+        unwritten = events or []
+        status_seq: int | None = None
         if leaving or log_status:
-            unwritten = [*(events or ()), {"type": "job_status", "job": _status_view(new)}]
             for event in unwritten:
                 self.events.append(event)
             taken = self.events.take_now()
             batch = taken if taken is not None else await self.events.take()
+            status_seq = self.events.number_status(running=not leaving)
         store = runtime.store
         try:
             try:
-                saved = await store.save(new, expected_version=job.version, events=batch)
+                saved = await store.save(new, expected_version=job.version, events=batch, status_seq=status_seq)
             except StoreUnavailable:  # a store that blinks does not fail the job: the write waits here
                 saved = await retry_unavailable(
-                    lambda: self._save_again(new, job.version, batch),
+                    lambda: self._save_again(new, job.version, batch, status_seq),
                     runtime.clock,
                     self.logger,
                     what=f"write {new.status}",
@@ -365,19 +374,25 @@ class JobActor:
             await self.changed_elsewhere()
             return False
         except BaseException:
-            self.events.give_back(batch, unwritten)
+            if status_seq is not None:
+                self.events.unnumber(status_seq)
+                self.events.give_back(batch, unwritten)
             raise
         self.job = saved
         runtime.written(saved)
         if batch:
             self.events.publish(batch)
+        if status_seq is not None:
+            self.events.publish_derived(functools.partial(_status_event, new, status_seq))
         return True
 
-    async def _save_again(self, new: Job, expected_version: int, batch: list[dict[str, JsonValue]]) -> Job:
+    async def _save_again(
+        self, new: Job, expected_version: int, batch: list[dict[str, JsonValue]], status_seq: int | None
+    ) -> Job:
         """Save ``new`` again after a try whose outcome is unknown: if that try landed, it is done."""
         store = self.runtime.store
         try:
-            return await store.save(new, expected_version=expected_version, events=batch)
+            return await store.save(new, expected_version=expected_version, events=batch, status_seq=status_seq)
         except VersionConflict as conflict:
             if conflict.actual == new.version:
                 stored = await store.get(new.id)
@@ -418,9 +433,7 @@ class JobActor:
         return self.runtime.log.bind(job_id=self.job.id, attempt=self.job.attempts)
 
 
-def _status_view(job: Job) -> dict[str, JsonValue]:
-    """The job as a ``job_status`` event carries it: its JSON without the fields that hold their default
-    (the event model fills them in again), so that every status change logs a small record."""
-    # model_dump(mode="json", exclude_defaults=True) without its Python wrapper: two of these per job
-    view: dict[str, JsonValue] = job.__pydantic_serializer__.to_python(job, mode="json", exclude_defaults=True)
-    return view
+def _status_event(job: Job, seq: int) -> dict[str, JsonValue]:
+    """The ``job_status`` event a write of ``job`` logged at ``seq`` (as the store derives it), for live
+    subscribers."""
+    return {"type": "job_status", "job_id": job.id, "seq": seq, "job": job.model_dump(mode="json")}

@@ -157,6 +157,25 @@ def _encode_events(job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> li
     return encoded
 
 
+def _status_seq(job_id: str, status_seq: int | None) -> int | None:
+    """A save's ``status_seq`` (None: no ``job_status`` event), checked before anything is written.
+
+    Raises:
+        InvalidInput: it is not an int.
+    """
+    if status_seq is None:
+        return None
+    if not _is_seq(status_seq):
+        raise InvalidInput("status_seq", status_seq, "not an int", job_id)
+    return int(status_seq)
+
+
+def _status_head(job_id: str, status_seq: int) -> str:
+    """The JSON text of the ``job_status`` event a save logs at ``status_seq``, up to its ``job``: the
+    store logs ``head + record + "}"``, the job's record text as written, so the job is serialised once."""
+    return f'{{"type":"job_status","job_id":{json.dumps(job_id)},"seq":{status_seq},"job":'
+
+
 def _listed_job(row: Sequence[Any], metadata: Mapping[str, JsonValue] | None, log: Logger) -> Job | None:
     """A listing's job from its row (as :func:`_decode_job` takes it), or None when its metadata does not
     match ``metadata`` or its record cannot be decoded: that one is logged (a warning naming the job) and

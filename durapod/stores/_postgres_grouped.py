@@ -6,21 +6,20 @@ written by one statement per kind (``unnest`` of arrays; the statements are in
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import JsonValue
 
-from durapod.errors import CorruptRecord, InvalidInput, JobNotFound, VersionConflict
+from durapod.errors import CorruptRecord, JobNotFound, VersionConflict
 from durapod.models import Job, StepRecord
 from durapod.stores._codec import (
     _create_columns,
     _decode_job,
     _encode_events,
-    _is_seq,
     _record_json,
     _save_columns,
+    _status_head,
 )
 from durapod.stores._postgres_expiry import _EXPIRING_STATUSES
 from durapod.stores._postgres_sql import (
@@ -158,21 +157,6 @@ class _GroupedWrites:
 def _event_columns(job_id: str, events: Sequence[Mapping[str, JsonValue]]) -> tuple[list[int], list[str]]:
     encoded = _encode_events(job_id, events)
     return [seq for seq, _ in encoded], [text for _, text in encoded]
-
-
-def _status_seq(job_id: str, status_seq: int | None) -> int | None:
-    """``status_seq`` as a save takes it (None: no ``job_status`` event); InvalidInput if it is not an int."""
-    if status_seq is None:
-        return None
-    if not _is_seq(status_seq):
-        raise InvalidInput("status_seq", status_seq, "not an int", job_id)
-    return int(status_seq)
-
-
-def _status_head(job_id: str, status_seq: int) -> str:
-    """The text of a ``job_status`` event before its ``job``: the statement logs ``head + record + "}"``, the
-    record it writes wrapped (so the job is serialised, and sent, once)."""
-    return '{"type":"job_status","job_id":' + json.dumps(job_id) + ',"seq":' + str(status_seq) + ',"job":'
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:

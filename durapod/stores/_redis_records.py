@@ -4,12 +4,11 @@ save script's reply."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from durapod.errors import InvalidInput, JobNotFound, VersionConflict
+from durapod.errors import JobNotFound, VersionConflict
 from durapod.models import Job
-from durapod.stores._codec import _is_seq, _micros, _moment
+from durapod.stores._codec import _micros, _moment, _status_head, _status_seq
 from durapod.stores._redis_codec import _member, _owner_arg
 
 
@@ -39,12 +38,8 @@ def _status_args(job_id: str, status_seq: int | None) -> tuple[Any, str]:
     Raises:
         InvalidInput: ``status_seq`` is not an int.
     """
-    if status_seq is None:
-        return "", ""
-    if not _is_seq(status_seq):
-        raise InvalidInput("status_seq", status_seq, "not an int", job_id)
-    seq = int(status_seq)
-    return seq, '{"type":"job_status","job_id":' + json.dumps(job_id) + ',"seq":' + str(seq) + ',"job":'
+    seq = _status_seq(job_id, status_seq)
+    return ("", "") if seq is None else (seq, _status_head(job_id, seq))
 
 
 def _saved(job: Job, expected_version: int, reply: Any) -> Job:

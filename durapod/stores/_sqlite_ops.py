@@ -180,14 +180,16 @@ def _op_append_step(
     raise StaleOwnerError(job_id, epoch, current_epoch, f"step #{index} is journaled")
 
 
+def _decode_step(job_id: str, index: int, record: str) -> StepRecord:
+    try:
+        return StepRecord.model_validate_json(record)
+    except (ValueError, TypeError) as exc:
+        raise CorruptRecord(f"{job_id}/steps/{index}", _reason(exc)) from None
+
+
 def _op_read_steps(conn: sqlite3.Connection, job_id: str) -> list[StepRecord]:
-    steps: list[StepRecord] = []
-    for index, record in conn.execute("SELECT idx, record FROM steps WHERE job_id = ? ORDER BY idx", (job_id,)):
-        try:
-            steps.append(StepRecord.model_validate_json(record))
-        except (ValueError, TypeError) as exc:
-            raise CorruptRecord(f"{job_id}/steps/{index}", _reason(exc)) from None
-    return steps
+    rows = conn.execute("SELECT idx, record FROM steps WHERE job_id = ? ORDER BY idx", (job_id,))
+    return [_decode_step(job_id, index, record) for index, record in rows]
 
 
 def _op_append_events(
@@ -201,11 +203,28 @@ def _op_append_events(
     conn.executemany("INSERT OR IGNORE INTO events (job_id, seq, record) VALUES (?, ?, ?)", rows)
 
 
+# the logged events after a seq, with the steps whose records give the log an event (``event_seq``): an
+# appended event first where both have one seq. A step record that is not JSON is read last, to be reported.
+_READ_EVENTS_SQL: Final = """
+    SELECT seq, record, idx FROM (
+        SELECT seq, record, NULL AS idx FROM events WHERE job_id = ?1 AND seq > ?2
+        UNION ALL
+        SELECT seq, record, idx FROM (
+            SELECT CASE WHEN json_valid(record) THEN json_extract(record, '$.event_seq') END AS seq, record, idx
+            FROM steps WHERE job_id = ?1
+        ) WHERE seq > ?2 OR NOT json_valid(record)
+    ) ORDER BY seq IS NULL, seq, idx"""
+
+
 def _op_read_events(conn: sqlite3.Connection, job_id: str, after: int) -> list[dict[str, JsonValue]]:
     events: list[dict[str, JsonValue]] = []
-    rows = conn.execute("SELECT seq, record FROM events WHERE job_id = ? AND seq > ? ORDER BY seq", (job_id, after))
-    for seq, record in rows:
-        events.append(_decode_event(job_id, seq, record))
+    last = None
+    for seq, record, step_index in conn.execute(_READ_EVENTS_SQL, (job_id, after)):
+        if step_index is None:
+            events.append(_decode_event(job_id, seq, record))
+        elif seq is None or seq != last:  # (None: not JSON, reported by decoding it)
+            events.append(_decode_step(job_id, step_index, record).step_event())
+        last = seq
     return events
 
 

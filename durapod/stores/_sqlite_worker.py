@@ -43,28 +43,24 @@ _Work = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
 
 
 class _Group:
-    """Operations queued on one event loop for the writer, in order, ended by a marker (``_op_nothing``)
-    whose future is done once they are committed.
+    """Operations queued on one event loop during one turn of it, in order, ended by a marker
+    (``_op_nothing``) whose future is done once they are committed.
 
-    The group is handed to the writer with its first operation, so an idle writer wakes at once (no
-    loop turn is spent handing it over); operations queued until the writer takes it join it (taking it
-    needs the GIL, which the loop holds until its turn ends: the operations of one turn go together).
-    Then it is closed: later operations start a new group.
+    The store hands the group to the writer at the end of the loop's turn (a ``call_soon`` made with its
+    first operation), closed: later operations start a new group. So the writer gets every write of a
+    turn in one item, and takes nothing the loop still adds to: no lock between the two threads.
     """
 
-    __slots__ = ("closed", "lock", "loop", "marker", "works")
+    __slots__ = ("closed", "loop", "marker", "works")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, lock: threading.Lock) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.lock = lock  # the store's: the one that orders appends and closing
         self.marker: asyncio.Future[None] = loop.create_future()
         self.works: list[_Work] = []
         self.closed = False
 
     def take(self) -> list[_Work]:
-        """Close the group and return its operations and marker (the writer calls this)."""
-        with self.lock:
-            self.closed = True
+        """Its operations and marker (the writer calls this, once the group is closed)."""
         return [*self.works, (_op_nothing, (), self.marker)]
 
 

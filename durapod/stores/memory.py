@@ -16,7 +16,7 @@ from pydantic import JsonValue
 from durapod.errors import InvalidInput, JobNotFound, StaleOwnerError, VersionConflict
 from durapod.models import CLAIMABLE, SETTLED, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
-from durapod.stores._codec import _WORKER_FORGOTTEN_AFTER, _is_seq
+from durapod.stores._codec import _WORKER_FORGOTTEN_AFTER, _is_seq, _status_seq
 from durapod.stores.base import (
     ControlRequest,
     Page,
@@ -53,6 +53,15 @@ def _index(record: StepRecord) -> int:
     return record.index
 
 
+def _first(pair: tuple[int, Any]) -> int:
+    return pair[0]
+
+
+def _status_event(job_id: str, seq: int, job: bytes) -> dict[str, JsonValue]:
+    """The ``job_status`` event a write logged, from the compact JSON of the job it wrote."""
+    return {"type": "job_status", "job_id": job_id, "seq": seq, "job": json.loads(job)}
+
+
 class MemoryStore(Store):
     """Jobs, journals and events in dicts, for one event loop.
 
@@ -68,8 +77,9 @@ class MemoryStore(Store):
         self._jobs: dict[str, Job] = {}
         self._steps: defaultdict[str, dict[int, StepRecord]] = defaultdict(dict)
         # each job's log, flat: seq, event, seq, event... (no tuple per event: fewer objects for the garbage
-        # collector to track); a job_status event (a whole job) is kept as compact JSON bytes: a third of the
-        # memory of its dicts, and no reader shares its nested job with the store
+        # collector to track); the job_status event of a write (save's status_seq) is kept as the job's
+        # compact JSON bytes: a third of the memory of its dicts, and no reader shares it with the store.
+        # The step events are derived from the journal when the log is read.
         self._events: defaultdict[str, list[Any]] = defaultdict(list)
         self._controls: defaultdict[str, list[tuple[int, ControlRequest]]] = defaultdict(list)
         self._asked = itertools.count()
@@ -113,9 +123,18 @@ class MemoryStore(Store):
         job = self._jobs.get(job_id)
         return self._current(job) if job is not None else None
 
-    async def save(self, job: Job, *, expected_version: int, events: Sequence[Mapping[str, JsonValue]] = ()) -> Job:
+    async def save(
+        self,
+        job: Job,
+        *,
+        expected_version: int,
+        events: Sequence[Mapping[str, JsonValue]] = (),
+        status_seq: int | None = None,
+    ) -> Job:
         if events:
             _check_events(job.id, events)
+        status_seq = _status_seq(job.id, status_seq)
+        given = job
         stored = self._jobs.get(job.id)
         if stored is None:
             raise JobNotFound(job.id)
@@ -132,6 +151,8 @@ class MemoryStore(Store):
         self._put(job)
         if events:
             self._append(job.id, events)
+        if status_seq is not None:
+            self._append_status(job.id, status_seq, given)
         return self._current(job)
 
     async def list(
@@ -196,21 +217,35 @@ class MemoryStore(Store):
         for event in events:
             seq = event["seq"]
             if isinstance(seq, int) and seq > last:  # a logged seq is ignored
-                if event.get("type") == "job_status":
-                    kept: dict[str, JsonValue] | bytes = _dumps(event)
-                else:  # the writer hands its events over; a mapping of another kind is copied
-                    kept = event if type(event) is dict else dict(event)
-                log.append(seq)
-                log.append(kept)
+                log.append(seq)  # the writer hands its events over; a mapping of another kind is copied
+                log.append(event if type(event) is dict else dict(event))
                 last = seq
+
+    def _append_status(self, job_id: str, seq: int, job: Job) -> None:
+        """Log the ``job_status`` event of a write at ``seq``: the job kept as its compact JSON."""
+        log = self._events[job_id]
+        if not log or seq > log[-2]:
+            log.append(seq)
+            log.append(_dumps(job))
 
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
         log = self._events.get(job_id, [])
-        return [
-            json.loads(kept) if isinstance(kept, bytes) else dict(kept)
+        appended = [
+            (seq, _status_event(job_id, seq, kept) if isinstance(kept, bytes) else dict(kept))
             for seq, kept in zip(log[::2], log[1::2], strict=True)
             if seq > after
         ]
+        derived = [
+            (record.event_seq, record.step_event())
+            for record in self._steps.get(job_id, {}).values()
+            if record.event_seq is not None and record.event_seq > after
+        ]
+        if not derived:
+            return [event for _, event in appended]
+        taken = {seq for seq, _ in appended}
+        merged = appended + [(seq, event) for seq, event in derived if seq not in taken]
+        merged.sort(key=_first)
+        return [event for _, event in merged]
 
     async def claim(
         self, job_id: str, owner: str, *, lease_until: datetime, now: datetime, reclaim_own: bool = False

@@ -49,7 +49,15 @@ from pydantic import JsonValue
 from durapod.errors import JobNotFound, StaleOwnerError, StoreError, StoreUnavailable
 from durapod.models import Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
-from durapod.stores._codec import _decode_job, _decode_schedule, _encode_json, _micros, _moment, _redact
+from durapod.stores._codec import (
+    _decode_job,
+    _decode_schedule,
+    _encode_json,
+    _micros,
+    _moment,
+    _redact,
+    _status_seq,
+)
 from durapod.stores._postgres_coordination import (
     _GET_SCHEDULE_SQL,
     _LIST_SCHEDULES_SQL,
@@ -64,7 +72,7 @@ from durapod.stores._postgres_coordination import (
     _op_unregister_worker,
 )
 from durapod.stores._postgres_expiry import _Expiry
-from durapod.stores._postgres_grouped import _event_columns, _GroupedWrites, _status_seq
+from durapod.stores._postgres_grouped import _event_columns, _GroupedWrites
 from durapod.stores._postgres_listen import _Listener
 from durapod.stores._postgres_ops import (
     _NEXT_WAKE_SQL,

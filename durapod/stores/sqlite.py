@@ -42,6 +42,8 @@ from durapod.stores._codec import (
     _moment,
     _record_json,
     _save_columns,
+    _status_head,
+    _status_seq,
 )
 
 # the operations are looked up here, by name, when a method runs (so a test can patch one in this module)
@@ -135,7 +137,7 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()
         self._closed = False
         self._writer: _Worker | None = None
-        # the last group of operations handed to the writer (open until the writer takes it; see _submit)
+        # the last group of operations for the writer (open until the end of its loop's turn; see _submit)
         self._pending: _Group | None = None
         self._reader: _Worker | None = None
         self._stopped: list[asyncio.Future[None]] = []
@@ -184,13 +186,20 @@ class SQLiteStore(Store):
             else:
                 if self._writer is None:
                     self._writer = self._worker("writer")
-                # The writes of one loop turn go to the writer together: the group goes to the writer
-                # with the first of them, and the others join it until the writer takes it.
+                # The writes of one loop turn go to the writer together, handed over as the turn ends.
                 if group is None or group.closed or group.loop is not loop:
-                    group = self._pending = _Group(loop, self._lock)
-                    self._writer.queue.put(group)
+                    group = self._pending = _Group(loop)
+                    loop.call_soon(self._hand_over, group)
                 group.works.append((op, args, future))
         return future
+
+    def _hand_over(self, group: _Group) -> None:
+        """Give the writer a loop turn's group of operations (unless :meth:`close` did already)."""
+        with self._lock:
+            if not group.closed:
+                group.closed = True
+                assert self._writer is not None
+                self._writer.queue.put(group)
 
     def _write(self, op: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         return self._submit(False, op, args)
@@ -222,11 +231,19 @@ class SQLiteStore(Store):
         """
         return await self._read(_op_get, job_id)
 
-    async def save(self, job: Job, *, expected_version: int, events: Sequence[Mapping[str, JsonValue]] = ()) -> Job:
+    async def save(
+        self,
+        job: Job,
+        *,
+        expected_version: int,
+        events: Sequence[Mapping[str, JsonValue]] = (),
+        status_seq: int | None = None,
+    ) -> Job:
         """Compare-and-set write of ``job``: only if the stored version is ``expected_version``.
 
         ``job.version`` must be ``expected_version + 1``. The stored lease and step count are kept as the
-        store rules say (see :mod:`durapod.stores.base`). ``events`` are logged in the same transaction.
+        store rules say (see :mod:`durapod.stores.base`). ``events`` are logged in the same transaction,
+        then with ``status_seq`` a ``job_status`` event made of the record written (not serialised again).
 
         Returns:
             The job as stored.
@@ -238,6 +255,10 @@ class SQLiteStore(Store):
         """
         values = _save_columns(job, expected_version)
         rows = self._event_rows(job.id, events) if events else None
+        seq = _status_seq(job.id, status_seq)
+        if seq is not None:
+            status_row = (job.id, seq, _status_head(job.id, seq) + values[-1] + "}")
+            rows = [status_row] if rows is None else [*rows, status_row]
         lease_micros, steps = await self._write(_op_save, values, rows)
         lease_until = None if lease_micros is None else _moment(lease_micros)
         if lease_until != job.lease_until or steps != job.steps:
@@ -319,7 +340,12 @@ class SQLiteStore(Store):
         return [(job_id, seq, text) for seq, text in _encode_events(job_id, events)]
 
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
-        """The job's logged events whose ``seq`` is greater than ``after``, in ``seq`` order."""
+        """The job's logged events whose ``seq`` is greater than ``after``, in ``seq`` order, with the step
+        events derived from its journal (see :meth:`Store.read_events`).
+
+        Raises:
+            CorruptRecord: an event or a step cannot be decoded (``.key`` names it).
+        """
         return await self._read(_op_read_events, job_id, after)
 
     async def claim(
@@ -475,6 +501,11 @@ class SQLiteStore(Store):
         with self._lock:
             if not self._closed:
                 self._closed = True
+                pending = self._pending
+                if pending is not None and not pending.closed:  # queued this turn: committed before the stop
+                    pending.closed = True
+                    assert self._writer is not None
+                    self._writer.queue.put(pending)
                 for worker in (self._writer, self._reader):
                     if worker is not None:
                         done: asyncio.Future[None] = loop.create_future()
