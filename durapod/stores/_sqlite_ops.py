@@ -66,6 +66,24 @@ def _write_claim(conn: sqlite3.Connection, job: Job) -> None:
     )
 
 
+# ``INSERT OR IGNORE`` of 1 to 8 events in one statement (a seq already logged keeps its first event:
+# readers may have seen it); more go through executemany
+_LOG_EVENTS_SQL: Final = tuple(
+    "INSERT OR IGNORE INTO events (job_id, seq, record) VALUES " + ", ".join(["(?, ?, ?)"] * count)
+    for count in range(1, 9)
+)
+
+
+def _log_events(conn: sqlite3.Connection, rows: list[tuple[str, int, str]]) -> None:
+    """Append ``rows`` (job id, seq, JSON) to the event log: a write of a few events is one statement."""
+    if not rows:
+        return
+    if len(rows) <= len(_LOG_EVENTS_SQL):
+        conn.execute(_LOG_EVENTS_SQL[len(rows) - 1], [value for row in rows for value in row])
+    else:
+        conn.executemany(_LOG_EVENTS_SQL[0], rows)
+
+
 def _op_nothing(conn: sqlite3.Connection) -> None:
     """Marks the end of a batch: its future is done once everything queued before it is committed."""
 
@@ -95,7 +113,7 @@ def _op_save(
         row = conn.execute(_SAVE_SQL, values).fetchone()
         if row is not None:
             if events:  # the job's log, written with it (a seq already logged keeps its first event)
-                conn.executemany("INSERT OR IGNORE INTO events (job_id, seq, record) VALUES (?, ?, ?)", events)
+                _log_events(conn, events)
             return row[0], row[1]
     found = conn.execute("SELECT version FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if found is None:
@@ -167,7 +185,7 @@ def _op_append_step(
 ) -> None:
     if conn.execute(_APPEND_STEP_SQL, (job_id, index, record, epoch)).rowcount:
         if events:  # the events streamed before the step, logged with it
-            conn.executemany("INSERT OR IGNORE INTO events (job_id, seq, record) VALUES (?, ?, ?)", events)
+            _log_events(conn, events)
         return
     found = conn.execute("SELECT status, epoch FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if found is None:
@@ -199,8 +217,7 @@ def _op_append_events(
         row = conn.execute("SELECT epoch FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None or row[0] != epoch:
             raise StaleOwnerError(job_id, epoch, row[0] if row is not None else None, "event log")
-    # a seq already logged keeps its first event: readers may have seen it
-    conn.executemany("INSERT OR IGNORE INTO events (job_id, seq, record) VALUES (?, ?, ?)", rows)
+    _log_events(conn, rows)
 
 
 # the logged events after a seq, with the steps whose records give the log an event (``event_seq``): an
