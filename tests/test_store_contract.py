@@ -100,6 +100,21 @@ async def test_create_of_an_existing_id_returns_the_stored_job_and_false(store: 
     assert (await store.get("a")) == first
 
 
+async def test_create_with_a_status_seq_logs_the_created_job_only_when_it_is_created(store: Store) -> None:
+    job = make_job("a", status=JobStatus.RUNNING, attempts=1, version=2, owner="w1", lease_until=LIVE, epoch=1)
+    stored, created = await store.create(job, status_seq=0)
+    assert created is True and stored == job
+    logged = await store.read_events("a")
+    assert [(event["type"], event["seq"], event["job_id"]) for event in logged] == [("job_status", 0, "a")]
+    assert Job.model_validate(logged[0]["job"]) == job
+    again, created = await store.create(make_job("a", input="other"), status_seq=0)
+    assert created is False and again == job
+    assert await store.read_events("a") == logged
+    with pytest.raises(InvalidInput):
+        await store.create(make_job("b"), status_seq="0")  # type: ignore[arg-type]
+    assert await store.get("b") is None
+
+
 async def test_get_of_a_missing_job_is_none(store: Store) -> None:
     assert await store.get("nope") is None
 

@@ -224,8 +224,13 @@ class Store(abc.ABC):
         return None
 
     @abc.abstractmethod
-    async def create(self, job: Job) -> tuple[Job, bool]:
-        """Insert ``job`` if no job has its id. Returns the stored job and whether it was created."""
+    async def create(self, job: Job, *, status_seq: int | None = None) -> tuple[Job, bool]:
+        """Insert ``job`` if no job has its id. Returns the stored job and whether it was created.
+
+        With ``status_seq`` a created job's log starts with a ``job_status`` event at that ``seq`` whose
+        ``job`` is ``job`` (as :meth:`save` logs one): a job created already running logs its start with
+        the one write. Nothing is logged when the id exists.
+        """
         ...
 
     @abc.abstractmethod
