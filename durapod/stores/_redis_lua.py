@@ -169,7 +169,10 @@ end
 
 
 # KEYS: job steps events controls. ARGV: P ttl_ms record status agent member owner lease_us epoch
-# version recoveries now_us (the writer's clock). Returns nil if created, else the existing job's _READ_FIELDS.
+# version recoveries now_us (the writer's clock) status_seq status_head. Returns nil if created, else the
+# existing job's _READ_FIELDS. A job created with a status_seq (not '') logs the job_status event
+# status_head .. record .. '}', the record sent for the write wrapped (as the save script does); a seq
+# already logged keeps its first event.
 _LUA_CREATE: Final = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.call('HMGET', KEYS[1], 'record', 'owner', 'lease_us', 'epoch', 'version', 'steps',
@@ -186,6 +189,9 @@ end
 redis.call('HSET', KEYS[1], unpack(fields))
 -- a new job starts from an empty journal, whatever a previous job of that id left
 redis.call('DEL', KEYS[2])
+if ARGV[13] ~= '' and redis.call('ZCOUNT', KEYS[3], ARGV[13], ARGV[13]) == 0 then
+  redis.call('ZADD', KEYS[3], ARGV[13], ARGV[14] .. ARGV[3] .. '}')
+end
 reindex(nil, new)
 set_ttl(nil, new, ARGV[2])
 return false

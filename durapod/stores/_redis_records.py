@@ -1,6 +1,6 @@
 """How RedisStore writes a job's record: the arguments the create and save scripts take (the JSON record
-and the hash fields the store maintains, and a save's ``job_status`` event), and the job as stored, from a
-save script's reply."""
+and the hash fields the store maintains, and the ``job_status`` event a create or save logs), and the job
+as stored, from a save script's reply."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def _record_args(ttl_ms: str, job: Job) -> tuple[Any, ...]:
 
 
 def _status_args(job_id: str, status_seq: int | None) -> tuple[Any, str]:
-    """The save script's ``status_seq, status_head`` arguments (``"", ""``: no ``job_status`` event).
+    """The create and save scripts' ``status_seq, status_head`` arguments (``"", ""``: no ``job_status``
+    event).
 
     The script logs ``status_head + record + "}"``: the event wraps the record sent for the write, so the
     job is serialised (and sent) once.

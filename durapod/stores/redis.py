@@ -279,17 +279,21 @@ class RedisStore(Store):
 
     # -- jobs ------------------------------------------------------------------------------------------
 
-    async def create(self, job: Job) -> tuple[Job, bool]:
-        """Insert ``job`` if no job has its id.
+    async def create(self, job: Job, *, status_seq: int | None = None) -> tuple[Job, bool]:
+        """Insert ``job`` if no job has its id. With ``status_seq`` the script that creates it logs the
+        ``job_status`` event at that ``seq``, wrapping the record it writes (the job is serialised and sent
+        once); nothing is logged when the id exists.
 
         Returns:
             The stored job and True if it was created; the existing job and False otherwise.
 
         Raises:
             CorruptRecord: the existing job's record cannot be decoded.
+            InvalidInput: ``status_seq`` is not an int; nothing is written.
             StoreUnavailable: the server cannot be reached.
         """
-        existing = await self._script("create", self._job_keys(job.id), *_record_args(self._ttl_ms, job))
+        status = _status_args(job.id, status_seq)
+        existing = await self._script("create", self._job_keys(job.id), *_record_args(self._ttl_ms, job), *status)
         if existing is None:
             return job, True
         return _decode_job(job.id, existing), False
