@@ -52,14 +52,25 @@ class _GroupedWrites:
         self._finished_at = expiry.finished_at
         self._purge_if_due = expiry.purge_if_due
 
-    async def create_all(self, connection: _Connection, jobs: list[Job]) -> list[_Outcome]:
-        """Insert the jobs whose ids are free. Each outcome is the stored job and whether it was created,
-        None (the job that had its id was deleted meanwhile), or the CorruptRecord of the existing job."""
-        rows = [(*_create_columns(job), self._finished_at(job), _record_json(job)) for job in jobs]
+    async def create_all(self, connection: _Connection, items: list[tuple[Job, int | None]]) -> list[_Outcome]:
+        """Insert the jobs whose ids are free, each created with a ``status_seq`` logging its ``job_status``
+        event. Each outcome is the stored job and whether it was created, None (the job that had its id was
+        deleted meanwhile), or the CorruptRecord of the existing job."""
+        jobs = [job for job, _ in items]
+        rows = [
+            (
+                *_create_columns(job),
+                self._finished_at(job),
+                _record_json(job),
+                status_seq,
+                None if status_seq is None else _status_head(job.id, status_seq),
+            )
+            for job, status_seq in items
+        ]
         inserted = {
             row[0]
             for row in await connection.fetch(
-                self._sql(_CREATE_ALL_SQL), *_columns(rows, 10), _CLAIMABLE, self._wake_channel
+                self._sql(_CREATE_ALL_SQL), *_columns(rows, 12), _CLAIMABLE, self._wake_channel
             )
         }
         existing: dict[str, Any] = {}

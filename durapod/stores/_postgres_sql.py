@@ -55,17 +55,28 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
-# $11: the claimable statuses, $12: the wake channel; a claimable job with no lease wakes its agent's
-# workers (NOTIFY is sent on commit, once per agent)
+# a job created with a status_seq ($11, NULL for none) logs its job_status event: its status_head ($12), the
+# record written, '}' (the record is sent once); only the jobs inserted log one, and a seq already logged
+# keeps its first event. $13: the claimable statuses, $14: the wake channel; a claimable job with no lease
+# wakes its agent's workers (NOTIFY is sent on commit, once per agent)
 _CREATE_ALL_SQL: Final = """
     WITH created AS (
         INSERT INTO {s}.jobs (id, agent, status, created_at, owner, lease_until, epoch, version, finished_at,
             record)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
+        SELECT id, agent, status, created_at, owner, lease_until, epoch, version, finished_at, record
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
             $7::bigint[], $8::bigint[], $9::bigint[], $10::text[])
-        ON CONFLICT (id) DO NOTHING RETURNING id, agent, status, lease_until
+            AS c(id, agent, status, created_at, owner, lease_until, epoch, version, finished_at, record)
+        ON CONFLICT (id) DO NOTHING RETURNING id, agent, status, lease_until, record
+    ), logged AS (
+        INSERT INTO {s}.events (job_id, seq, record)
+        SELECT created.id, l.status_seq, l.status_head || created.record || '}'
+        FROM unnest($1::text[], $11::bigint[], $12::text[]) AS l(id, status_seq, status_head)
+        JOIN created ON created.id = l.id
+        WHERE l.status_seq IS NOT NULL
+        ON CONFLICT DO NOTHING
     )
-    SELECT id, CASE WHEN status = ANY($11::text[]) AND lease_until IS NULL THEN pg_notify($12, agent) END
+    SELECT id, CASE WHEN status = ANY($13::text[]) AND lease_until IS NULL THEN pg_notify($14, agent) END
     FROM created"""
 # events ($15-$17: job id, seq, record) are logged for the jobs saved, then a job's job_status event when
 # it has a status_seq: its status_head, the record written, '}' (the record is sent once); in that order,

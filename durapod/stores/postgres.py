@@ -192,18 +192,22 @@ class PostgresStore(Store):
 
     # -- the Store protocol ----------------------------------------------------------------------------
 
-    async def create(self, job: Job) -> tuple[Job, bool]:
-        """Insert ``job`` if no job has its id.
+    async def create(self, job: Job, *, status_seq: int | None = None) -> tuple[Job, bool]:
+        """Insert ``job`` if no job has its id. With ``status_seq`` the statement that inserts it logs the
+        ``job_status`` event at that ``seq``, wrapping the record it writes (the job is serialised and sent
+        once); nothing is logged when the id exists.
 
         Returns:
             The stored job and True if it was created; the existing job and False otherwise.
 
         Raises:
             CorruptRecord: the existing job's record cannot be decoded.
+            InvalidInput: ``status_seq`` is not an int; nothing is written.
         """
-        found: tuple[Job, bool] | None = await self._write(_Grouped(self._create_all, job.id, job))
+        status = _status_seq(job.id, status_seq)
+        found: tuple[Job, bool] | None = await self._write(_Grouped(self._create_all, job.id, (job, status)))
         if found is None:  # deleted between the two statements
-            return await self.create(job)
+            return await self.create(job, status_seq=status)
         return found
 
     async def get(self, job_id: str) -> Job | None:
