@@ -82,12 +82,38 @@ class JobStarter:
             budget=None if budget is None else budget.model_dump(mode="json"),
         )
 
+    async def create_and_run(self, job: Job) -> tuple[Job, bool]:
+        """Create the new job ``job`` (owned by this worker, pending) if its id is free, and run it here.
+
+        Returns ``job`` and True when it was created; the stored job and False when the id exists.
+
+        When the worker can run it at once (a ``max_concurrency`` slot is free), the job is created
+        already running: its first attempt counted and its ``job_status`` event logged by that one
+        write, instead of a pending write and then a running one. What is returned is ``job`` as it was
+        made (pending, version 1); the store holds its next version.
+        """
+        worker = self.worker
+        if not await worker.take_slot():
+            stored, created = await self.store.create(job)
+            if created:
+                worker.spawn(stored, fresh=True)
+            return stored, created
+        running = job.evolve(status=JobStatus.RUNNING, attempts=1, updated_at=job.updated_at)
+        try:
+            stored, created = await self.store.create(running, status_seq=0)
+            if created:
+                worker.spawn(stored, fresh=True, started=True)  # its actor holds the slot from here
+                return job, True
+        except BaseException:
+            worker.give_slot()
+            raise
+        worker.give_slot()
+        return stored, False
+
     async def start_fired(self, job_id: str, input: JsonValue, metadata: dict[str, JsonValue]) -> bool:
         """Create a schedule fire's job if absent and run it here (the scheduler calls this)."""
         job = self.new_job(validate_job_id(job_id), input, metadata, owned=True)
-        stored, created = await self.store.create(job)
-        if created:
-            self.worker.spawn(stored, fresh=True)
+        _, created = await self.create_and_run(job)
         return created
 
     async def adopt_child(self, job: Job) -> None:

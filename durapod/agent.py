@@ -334,13 +334,15 @@ class DurableAgent:
         naming it, before anything is written. ``budget`` replaces the agent's for this job. A caller that
         cannot choose ids passes ``None`` and an ``idempotency_key`` (see :meth:`Client.submit`): a key
         seen before returns its job.
+
+        A new job comes back as created: pending, version 1. When a ``max_concurrency`` slot is free the
+        worker writes it running with that same write, so the store holds its next version already.
         """
         job_id = keyed_job_id(job_id, idempotency_key)
         job = self._jobs.new_job(job_id, input, with_key(metadata, idempotency_key), owned=True, budget=budget)
         self._require_running()
-        stored, created = await self._patient.create(job)
+        stored, created = await self._jobs.create_and_run(job)
         if created:
-            self._worker.spawn(stored, fresh=True)
             return stored
         return await self._jobs.start_existing(stored, job.input)
 

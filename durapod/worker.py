@@ -218,10 +218,28 @@ class Worker:
 
     # -- running jobs ----------------------------------------------------------------------------
 
-    def spawn(self, job: Job, *, fresh: bool = False, reload: bool = False) -> None:
+    async def take_slot(self) -> bool:
+        """Take a ``max_concurrency`` slot for a job about to start here, if one is free now: True (always
+        without a limit). The job's actor, spawned with ``started=True``, gives it back; a caller that
+        spawns none gives it back with :meth:`give_slot`."""
+        semaphore = self._runtime.concurrency
+        if semaphore is None:
+            return True
+        if semaphore.locked():
+            return False
+        await semaphore.acquire()  # free: taken without waiting
+        return True
+
+    def give_slot(self) -> None:
+        """Give back a slot :meth:`take_slot` took for a job that did not start here."""
+        if self._runtime.concurrency is not None:
+            self._runtime.concurrency.release()
+
+    def spawn(self, job: Job, *, fresh: bool = False, reload: bool = False, started: bool = False) -> None:
         """Run ``job`` here now (in a new actor), or arm its retry timer if that is not due yet.
 
-        The caller made sure no actor of this job runs here (see :meth:`start`).
+        ``started``: the job was created running by this worker, which took a slot for it (see
+        :meth:`take_slot`). The caller made sure no actor of this job runs here (see :meth:`start`).
         """
         if not self._accepting:
             raise RuntimeError(f"{self!r} is not running")
@@ -233,7 +251,7 @@ class Worker:
             if delay > 0:
                 self._wait(job, delay, reload=False)
                 return
-        actor = JobActor(self._runtime, job, fresh=fresh, reload=reload)
+        actor = JobActor(self._runtime, job, fresh=fresh, reload=reload, started=started)
         task = actor.task = asyncio.get_running_loop().create_task(actor.run(), name=job.id)
         self._actors[job.id] = actor
         task.add_done_callback(actor.task_done, context=self._callback_context)

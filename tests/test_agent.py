@@ -543,6 +543,44 @@ async def test_max_concurrency_bounds_running_agents() -> None:
     assert peak == 2
 
 
+async def test_a_job_started_with_a_free_slot_is_created_running_in_one_write() -> None:
+    """start() returns the job as made (pending, v1); the store already holds it running (v2, its first
+    attempt counted, its job_status event logged with it). A job that waits for a slot is created pending."""
+    probe = Probe()
+
+    async def agent(text: str, ctx: JobContext) -> str:
+        await probe.hold(text)
+        return await ctx.step("s", probe.step, text, "s")
+
+    store = MemoryStore()
+    async with DurableAgent(agent, store, max_concurrency=1) as durable:
+        first = await durable.start("first", "first")
+        assert (first.status, first.version, first.attempts) == (JobStatus.PENDING, 1, 0)
+        stored = await store.get("first")
+        assert stored is not None
+        assert (stored.status, stored.version, stored.attempts, stored.owner) == (
+            JobStatus.RUNNING,
+            2,
+            1,
+            durable.worker_id,
+        )
+        logged = await store.read_events("first")
+        assert [(event["type"], event["seq"]) for event in logged] == [("job_status", 0)]
+        assert Job.model_validate(logged[0]["job"]) == stored
+        await asyncio.wait_for(probe.arrived("first").wait(), WAIT)
+        second = await durable.start("second", "second")  # the only slot is taken: created pending
+        waiting = await store.get("second")
+        assert waiting is not None and (waiting.status, waiting.version) == (JobStatus.PENDING, 1)
+        assert await store.read_events("second") == []
+        probe.gate("first").set()
+        probe.gate("second").set()
+        for job in (first, second):
+            done = await settle(durable, job.id)
+            assert (done.status, done.attempts, done.result) == (JobStatus.COMPLETED, 1, "s-done")
+            events = [event["type"] for event in await store.read_events(job.id)]
+            assert events == ["job_status", "step", "done", "job_status"]
+
+
 async def test_agent_shapes() -> None:
     class ObjectAgent:
         async def run(self, text: str, ctx: JobContext) -> str:

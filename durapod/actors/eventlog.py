@@ -210,16 +210,14 @@ class EventLog:
         self._track_partial(event)
         return len(buffer) >= _BATCH_SIZE
 
-    def number_step(self, index: int) -> int:
-        """Number the ``step`` event that journaling step ``index`` gives the log: the store derives it
-        from the step's record (:attr:`StepRecord.event_seq <durapod.models.StepRecord.event_seq>`), so
-        it is not buffered. Returns its seq."""
+    def number_step(self) -> int:
+        """Number the ``step`` event that journaling a step gives the log: the store derives it from the
+        step's record (:attr:`StepRecord.event_seq <durapod.models.StepRecord.event_seq>`), so it is not
+        buffered. Returns its seq. (The steps whose events are logged matter to :meth:`restart_step`
+        only, at the start of an execution: :meth:`load` reads them.)"""
         seq = self.next_seq
         self.next_seq += 1
         self.partial_from = None  # the output streamed before it is the step's
-        if self._logged_steps is None:
-            self._logged_steps = set()
-        self._logged_steps.add(index)
         return seq
 
     def number_status(self, *, running: bool) -> int:

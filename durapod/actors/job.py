@@ -57,6 +57,7 @@ class JobActor:
         "_holds_slot",
         "_reload",
         "_slot_lent",
+        "_started",
         "agent_called",
         "attempt_counted",
         "control",
@@ -68,7 +69,9 @@ class JobActor:
         "usage",
     )
 
-    def __init__(self, runtime: JobRuntime, job: Job, *, fresh: bool = False, reload: bool = False) -> None:
+    def __init__(
+        self, runtime: JobRuntime, job: Job, *, fresh: bool = False, reload: bool = False, started: bool = False
+    ) -> None:
         self.job = job
         self.runtime = runtime  # what the worker gives this actor
         #: the mailbox and the interrupts (the job's JobContext calls it at step boundaries)
@@ -78,9 +81,14 @@ class JobActor:
             job.id, runtime.store, runtime.publish_event, runtime.flusher, fresh=fresh, listening=runtime.listening
         )
         self.journal: dict[int, StepRecord] | None = {} if fresh else None  # None: not read yet
-        self.attempt_counted = False  # this actor counted a new attempt when it started the job
+        # started: the job was created running, its attempt counted, its max_concurrency slot taken for
+        # this actor and its job_status event logged (seq 0) by that one write (see JobStarter)
+        self._started = started
+        if started:
+            self.events.next_seq = 1
+        self.attempt_counted = started  # this actor counted a new attempt when it started the job
         self.agent_called = False  # a job paused before this had not begun its attempt
-        self._holds_slot = False
+        self._holds_slot = started and runtime.concurrency is not None
         self._child_waits = 0  # awaits of child jobs in progress: the job gives its slot up meanwhile
         self._slot_lent = False  # it gave its slot up for them: it takes it again once they all end
         self._reload = reload
@@ -174,7 +182,7 @@ class JobActor:
         control = self.control
         if self._reload and not await self._reload_job():
             return Exit.DONE
-        if runtime.concurrency is not None:
+        if runtime.concurrency is not None and not self._holds_slot:
             control.interruptible = True
             try:
                 await runtime.concurrency.acquire()
@@ -184,7 +192,7 @@ class JobActor:
         if control.reason is not None:
             return await endings.interrupted(self, None)
         job = self.job
-        status_logged = False
+        status_logged = self._started
         if job.status is JobStatus.PENDING:
             # A resumed job continues its execution; a new or retried one starts another attempt.
             attempts = job.attempts if job.resuming else job.attempts + 1
@@ -278,7 +286,7 @@ class JobActor:
         if events is None:  # a flush of them is being written: wait for it
             events = await self.events.take()
         # the step's own event is derived from its record by the store: numbered after those
-        seq = self.events.number_step(index)
+        seq = self.events.number_step()
         record = new_step_record(
             job.id, index, name, result, job.attempts, job.epoch, runtime.clock.utcnow(), event_seq=seq
         )

@@ -88,13 +88,15 @@ def _op_nothing(conn: sqlite3.Connection) -> None:
     """Marks the end of a batch: its future is done once everything queued before it is committed."""
 
 
-def _op_create(conn: sqlite3.Connection, values: tuple[Any, ...]) -> Job | None:
+def _op_create(conn: sqlite3.Connection, values: tuple[Any, ...], status: tuple[str, int, str] | None) -> Job | None:
     inserted = conn.execute(
         "INSERT INTO jobs (id, agent, status, created_at, owner, lease_until, epoch, version, steps, record)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
         values,
     ).rowcount
     if inserted:
+        if status is not None:
+            _log_events(conn, [status])
         return None
     row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (values[0],)).fetchone()
     return _decode_job(row)

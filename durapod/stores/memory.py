@@ -92,11 +92,14 @@ class MemoryStore(Store):
     def __repr__(self) -> str:
         return f"MemoryStore(jobs={len(self._jobs)})"
 
-    async def create(self, job: Job) -> tuple[Job, bool]:
+    async def create(self, job: Job, *, status_seq: int | None = None) -> tuple[Job, bool]:
+        status_seq = _status_seq(job.id, status_seq)
         existing = self._jobs.get(job.id)
         if existing is not None:
             return self._current(existing), False
         self._jobs[job.id] = job
+        if status_seq is not None:
+            self._append_status(job.id, status_seq, job)
         return self._current(job), True
 
     def _current(self, job: Job) -> Job:

@@ -209,8 +209,9 @@ class SQLiteStore(Store):
 
     # -- the Store protocol ----------------------------------------------------------------------------
 
-    async def create(self, job: Job) -> tuple[Job, bool]:
-        """Insert ``job`` if no job has its id.
+    async def create(self, job: Job, *, status_seq: int | None = None) -> tuple[Job, bool]:
+        """Insert ``job`` if no job has its id (with ``status_seq``, and its ``job_status`` event: see
+        :meth:`Store.create`).
 
         Returns:
             The stored job and True if it was created; the existing job and False otherwise.
@@ -220,7 +221,9 @@ class SQLiteStore(Store):
         """
         # the journal's length is the truth for ``steps``, and a new job's journal is empty
         values = (*_create_columns(job), 0, _record_json(job))
-        existing = await self._write(_op_create, values)
+        seq = _status_seq(job.id, status_seq)
+        status_row = None if seq is None else (job.id, seq, _status_head(job.id, seq) + values[-1] + "}")
+        existing = await self._write(_op_create, values, status_row)
         return (job, True) if existing is None else (existing, False)
 
     async def get(self, job_id: str) -> Job | None:
