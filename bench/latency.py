@@ -2,7 +2,7 @@
 
 (a) ``durable.run()`` of one 3-step job at a time (concurrency 1) on a SQLiteStore in a temporary file,
 ``--jobs`` jobs one after another: p50, p99 and mean in ms. The baseline, in the same run, writes the same
-6 rows per job (insert the job, mark it running, 3 steps, mark it completed) with plain sqlite3 through a
+5 rows per job (insert the job running, 3 steps, mark it completed) with plain sqlite3 through a
 writer thread, each write handed to the thread and awaited; with nothing else in flight that is one
 transaction per write. The ratio is durapod's mean over the baseline's.
 

@@ -231,11 +231,11 @@ def sqlite_connect(path: str) -> sqlite3.Connection:
 
 
 def sqlite_writes(index: int) -> list[tuple[str, tuple[Any, ...]]]:
-    """The rows durapod writes for one job: insert the job, mark it running, 3 steps, mark it completed."""
+    """The rows durapod writes for one job: insert the job running, 3 steps, mark it completed (a worker
+    with a free slot creates a job it runs at once as running: no separate pending write)."""
     job_id = f"job-{index}"
     record = json.dumps({"id": job_id, "input": f"input-{index}"})
-    out: list[tuple[str, tuple[Any, ...]]] = [("INSERT INTO jobs VALUES (?, 'pending', ?)", (job_id, record))]
-    out.append(("UPDATE jobs SET status='running', record=? WHERE id=?", (record, job_id)))
+    out: list[tuple[str, tuple[Any, ...]]] = [("INSERT INTO jobs VALUES (?, 'running', ?)", (job_id, record))]
     for step in range(STEPS):
         out.append(("INSERT INTO steps VALUES (?, ?, ?)", (job_id, step, json.dumps(step_result(step)))))
     out.append(("UPDATE jobs SET status='completed', record=? WHERE id=?", (record, job_id)))
@@ -243,7 +243,8 @@ def sqlite_writes(index: int) -> list[tuple[str, tuple[Any, ...]]]:
 
 
 def sqlite_baseline(path: str, jobs: int, concurrency: int, group: bool) -> dict[str, Any]:
-    """The same rows durapod writes (job, running, 3 steps, completed), with plain sqlite3 on the loop thread.
+    """The same rows durapod writes (the job running, 3 steps, completed), with plain sqlite3 on the loop
+    thread.
 
     ``group=False``: one transaction per write. ``group=True``: the writes of ``concurrency`` jobs that
     are in flight together share one transaction per round.
@@ -362,8 +363,7 @@ async def sqlite_group_commit_baseline(path: str, jobs: int, concurrency: int) -
 def redis_commands(index: int) -> list[tuple[str, ...]]:
     job_id = f"job-{index}"
     record = json.dumps({"id": job_id, "input": f"input-{index}"})
-    out: list[tuple[str, ...]] = [("HSET", f"base:job:{{{job_id}}}", "record", record, "status", "pending")]
-    out.append(("HSET", f"base:job:{{{job_id}}}", "status", "running"))
+    out: list[tuple[str, ...]] = [("HSET", f"base:job:{{{job_id}}}", "record", record, "status", "running")]
     for step in range(STEPS):
         out.append(("RPUSH", f"base:steps:{{{job_id}}}", json.dumps(step_result(step))))
     out.append(("HSET", f"base:job:{{{job_id}}}", "status", "completed"))
@@ -532,13 +532,12 @@ POSTGRES_SCHEMA = (
 
 
 def postgres_writes(table: str, index: int) -> list[tuple[str, tuple[Any, ...]]]:
-    """The rows durapod writes for one job: insert the job, mark it running, 3 steps, mark it completed."""
+    """The rows durapod writes for one job: insert the job running, 3 steps, mark it completed."""
     job_id = f"job-{index}"
     record = json.dumps({"id": job_id, "input": f"input-{index}"})
     out: list[tuple[str, tuple[Any, ...]]] = [
-        (f"INSERT INTO {table}_jobs VALUES ($1, 'pending', $2)", (job_id, record))
+        (f"INSERT INTO {table}_jobs VALUES ($1, 'running', $2)", (job_id, record))
     ]
-    out.append((f"UPDATE {table}_jobs SET status='running', record=$1 WHERE id=$2", (record, job_id)))
     for step in range(STEPS):
         out.append((f"INSERT INTO {table}_steps VALUES ($1, $2, $3)", (job_id, step, json.dumps(step_result(step)))))
     out.append((f"UPDATE {table}_jobs SET status='completed', record=$1 WHERE id=$2", (record, job_id)))
