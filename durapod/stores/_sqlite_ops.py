@@ -45,11 +45,12 @@ _SAVE_SQL: Final = """
         owner = ?6
     WHERE id = ?1 AND version = ?2
     RETURNING lease_until, (SELECT count(*) FROM steps WHERE steps.job_id = jobs.id)"""
+# a step already journaled at that index is left as it is (OR IGNORE: the primary key refuses the row,
+# with no lookup of its own first); _op_append_step then reads why nothing was written
 _APPEND_STEP_SQL: Final = """
-    INSERT INTO steps (job_id, idx, record)
+    INSERT OR IGNORE INTO steps (job_id, idx, record)
     SELECT ?1, ?2, ?3 FROM jobs
-    WHERE id = ?1 AND status = 'running' AND epoch = ?4
-        AND NOT EXISTS (SELECT 1 FROM steps WHERE job_id = ?1 AND idx = ?2)"""
+    WHERE id = ?1 AND status = 'running' AND epoch = ?4"""
 _log = get_logger("durapod.stores.sqlite")
 # the columns every job read selects, in the order _decode_job expects (the journal's length is counted:
 # a journaled step writes its own row only)
