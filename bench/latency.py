@@ -4,7 +4,9 @@
 ``--jobs`` jobs one after another: p50, p99 and mean in ms. The baseline, in the same run, writes the same
 5 rows per job (insert the job running, 3 steps, mark it completed) with plain sqlite3 through a
 writer thread, each write handed to the thread and awaited; with nothing else in flight that is one
-transaction per write. The ratio is durapod's mean over the baseline's.
+transaction per write. The two take turns, in 10 rounds, each round after a warm-up of its own kind, so
+that a machine whose speed drifts during the run weighs on both alike. The ratio is durapod's mean over
+the baseline's.
 
 (b) ``await durable.pause(id)`` and ``await durable.cancel(id)`` in the worker's own process on a
 MemoryStore, ``--tries`` each, p50, p99 and max in ms. Pause: the agent loops on a quick step
@@ -36,7 +38,8 @@ from throughput import SQLiteWriter, agent, json_output, sqlite_writes
 
 from durapod import DurableAgent, JobContext, JobStatus, MemoryStore, SQLiteStore
 
-WARM_UP = 20  # runs before the measured ones, discarded
+WARM_UP = 20  # runs before the measured ones of each round, discarded
+ROUNDS = 10  # (a): the baseline and durapod take turns this many times
 
 
 def summary(samples: list[float]) -> dict[str, Any]:
@@ -55,34 +58,34 @@ def summary(samples: list[float]) -> dict[str, Any]:
     }
 
 
-async def timed(count: int, one: Callable[[int], Awaitable[None]]) -> list[float]:
-    """``one(i)`` for i in range(count), one after another: the seconds each took (after a warm-up)."""
-    for index in range(WARM_UP):
-        await one(-1 - index)
-    gc.collect()
+async def timed(count: int, one: Callable[[int], Awaitable[None]], first: int = 0) -> list[float]:
+    """``one(i)`` for i in range(first, first + count), one after another: the seconds each took."""
     samples = []
-    for index in range(count):
+    for index in range(first, first + count):
         started = time.perf_counter()
         await one(index)
         samples.append(time.perf_counter() - started)
     return samples
 
 
+async def warm_up(one: Callable[[int], Awaitable[None]], first: int) -> None:
+    """``WARM_UP`` runs before the measured ones of a round, discarded."""
+    for index in range(WARM_UP):
+        await one(-1 - first * WARM_UP - index)
+
+
 async def sqlite_run_latency(folder: str, jobs: int) -> dict[str, Any]:
+    """The baseline and durapod take turns, ``ROUNDS`` rounds of ``jobs / ROUNDS`` jobs each: a machine
+    that slows down or speeds up during the run weighs on both alike."""
     writer = SQLiteWriter(f"{folder}/baseline.db")
+    store = SQLiteStore(f"{folder}/durapod.db")
 
     async def baseline_job(index: int) -> None:
         for sql, args in sqlite_writes(index):
             await writer.execute(sql, args)
 
-    try:
-        baseline = summary(await timed(jobs, baseline_job))
-    finally:
-        writer.close()
-    if writer.batches != (jobs + WARM_UP) * len(sqlite_writes(0)):
-        raise RuntimeError("the baseline grouped writes: it was meant to have one write in flight")
-
-    store = SQLiteStore(f"{folder}/durapod.db")
+    baseline_samples: list[float] = []
+    durapod_samples: list[float] = []
     try:
         async with DurableAgent(agent, store, name="latency") as durable:
 
@@ -91,11 +94,26 @@ async def sqlite_run_latency(folder: str, jobs: int) -> dict[str, Any]:
                 if job.status is not JobStatus.COMPLETED:
                     raise RuntimeError(f"job-{index} ended {job.status}: {job.error}")
 
-            result = summary(await timed(jobs, durapod_job))
+            gc.collect()
+            size = max(jobs // ROUNDS, 1)
+            for first in range(0, jobs, size):
+                count = min(size, jobs - first)
+                # each side warms up before each of its rounds: measured after its own kind of load, not
+                # after the other's (a virtual machine's CPU wakes faster after a busy stretch)
+                await warm_up(baseline_job, first)
+                baseline_samples += await timed(count, baseline_job, first)
+                await warm_up(durapod_job, first)
+                durapod_samples += await timed(count, durapod_job, first)
     finally:
+        writer.close()
         await store.close()
+    if writer.batches != (jobs + WARM_UP * math.ceil(jobs / size)) * len(sqlite_writes(0)):
+        raise RuntimeError("the baseline grouped writes: it was meant to have one write in flight")
+    baseline = summary(baseline_samples)
+    result = summary(durapod_samples)
     return {
         "what": "run() of one 3-step job at a time on SQLiteStore (temp file), ms per job",
+        "rounds": ROUNDS,
         "baselines": {"sqlite3 through a writer thread, each write awaited": baseline},
         "durapod": result,
         "ratio_durapod_to_baseline": {
