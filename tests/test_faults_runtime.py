@@ -166,6 +166,12 @@ async def test_a_step_whose_journal_write_fails_does_not_fail_the_job(
     assert ran["a"] == 1
     assert ran["b"] >= 2
     assert job.attempts == 1
+    # the number the refused step's event had is given back: the log has no gap, one step event each
+    store = SQLiteStore(db)
+    logged = await store.read_events("j")
+    await store.close()
+    assert [event["seq"] for event in logged] == list(range(len(logged)))
+    assert [event["name"] for event in logged if event["type"] == "step"] == ["a", "b"]
 
 
 async def test_a_pause_asked_for_while_a_step_cannot_be_journaled_is_carried_out(tmp_path: Path) -> None:
