@@ -46,8 +46,9 @@ class _Group:
     """Operations queued on one event loop during one turn of it, in order, ended by a marker
     (``_op_nothing``) whose future is done once they are committed.
 
-    The store hands the group to the writer at the end of the loop's turn (a ``call_soon`` made with its
-    first operation), closed: later operations start a new group. So the writer gets every write of a
+    The store's dispatcher (:mod:`durapod.stores._sqlite_queue`) hands the group to the writer at the end
+    of the loop's turn (a ``call_soon`` made with its first operation), closed: later operations start a
+    new group. So the writer gets every write of a
     turn in one item, and takes nothing the loop still adds to: no lock between the two threads.
     """
 

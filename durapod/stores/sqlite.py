@@ -1,10 +1,10 @@
 """SQLiteStore: the store contract in one SQLite file, with group commit across jobs.
 
 Writes are group-committed by a writer thread and reads batched on a reader thread
-(:mod:`durapod.stores._sqlite_worker`); no sqlite call ever runs on the event loop. The file's tables,
-migrations and connection setup are in :mod:`durapod.stores._sqlite_schema`, how a job is encoded in its
-row in :mod:`durapod.stores._codec`, and the SQL each operation runs in
-:mod:`durapod.stores._sqlite_ops`.
+(:mod:`durapod.stores._sqlite_worker`), to which :mod:`durapod.stores._sqlite_queue` queues each
+operation; no sqlite call ever runs on the event loop. The file's tables, migrations and connection setup
+are in :mod:`durapod.stores._sqlite_schema`, how a job is encoded in its row in
+:mod:`durapod.stores._codec`, and the SQL each operation runs in :mod:`durapod.stores._sqlite_ops`.
 
 Durability: with ``durability="normal"`` (WAL, ``synchronous=NORMAL``) a committed write survives a
 process crash; ``"full"`` (``synchronous=FULL``) also survives power loss, at the price of an fsync per
@@ -23,15 +23,12 @@ import builtins
 import functools
 import json
 import os
-import threading
-import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from pydantic import JsonValue
 
-from durapod.errors import StoreError
 from durapod.models import Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
 from durapod.stores._codec import (
@@ -74,8 +71,8 @@ from durapod.stores._sqlite_ops import (
     _op_take_controls,
     _op_unregister_worker,
 )
+from durapod.stores._sqlite_queue import _Dispatcher
 from durapod.stores._sqlite_schema import _IntegrityCheck, _open
-from durapod.stores._sqlite_worker import _Group, _Stop, _Worker
 from durapod.stores.base import (
     ControlRequest,
     Page,
@@ -128,20 +125,19 @@ class SQLiteStore(Store):
             raise ValueError(f"invalid busy_timeout {busy_timeout!r}: expected seconds >= 0")
         self._path = os.fspath(path)
         in_memory = self._path in (":memory:", "")
-        self._file = self._path if in_memory else os.path.abspath(self._path)
-        self._synchronous = "FULL" if durability == "full" else "NORMAL"
+        file = self._path if in_memory else os.path.abspath(self._path)
+        synchronous = "FULL" if durability == "full" else "NORMAL"
         self._durability = durability
-        self._busy_timeout = float(busy_timeout)
-        # an in-memory database lives in one connection: reads go to the writer too
-        self._shares_connection = in_memory
-        self._lock = threading.Lock()
-        self._closed = False
-        self._writer: _Worker | None = None
-        # the last group of operations for the writer (open until the end of its loop's turn; see _submit)
-        self._pending: _Group | None = None
-        self._reader: _Worker | None = None
-        self._stopped: list[asyncio.Future[None]] = []
-        self._integrity = _IntegrityCheck()
+        connect = functools.partial(_open, self._path, file, synchronous, float(busy_timeout), _IntegrityCheck())
+        # the threads and the queueing of operations (it must not hold the store: see _Dispatcher)
+        self._dispatcher = _Dispatcher(
+            repr(self),
+            self._path,
+            connect,
+            # an in-memory database lives in one connection: reads go to the writer too
+            shares_connection=in_memory,
+            file=None if in_memory else file,
+        )
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self._path!r})"
@@ -158,54 +154,11 @@ class SQLiteStore(Store):
 
     # -- plumbing ------------------------------------------------------------------------------------
 
-    def _worker(self, role: str) -> _Worker:
-        # the worker must not hold the store, so that a store dropped without close() is collected
-        # and its finalizer stops the thread
-        connect = functools.partial(
-            _open, self._path, self._file, self._synchronous, self._busy_timeout, self._integrity
-        )
-        file = None if self._shares_connection else self._file
-        worker = _Worker(self._path, role, connect, writes=role == "writer", file=file)
-        weakref.finalize(self, worker.queue.put, _Stop(None))
-        return worker
-
-    def _submit(self, reads: bool, op: Callable[..., T], args: tuple[Any, ...]) -> asyncio.Future[T]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        with self._lock:  # so that nothing is queued after the stop item, nor joins a group once taken
-            if self._closed:
-                raise StoreError(f"{self!r} is closed")
-            # A read goes to the reader, unless writes asked for before it are not committed yet: then
-            # it queues behind them on the writer, so that it sees them.
-            group = self._pending
-            writes_ahead = group is not None and not group.marker.done()
-            if reads and not self._shares_connection and not writes_ahead:
-                if self._reader is None:
-                    self._reader = self._worker("reader")
-                self._reader.queue.put((op, args, future))
-            else:
-                if self._writer is None:
-                    self._writer = self._worker("writer")
-                # The writes of one loop turn go to the writer together, handed over as the turn ends.
-                if group is None or group.closed or group.loop is not loop:
-                    group = self._pending = _Group(loop)
-                    loop.call_soon(self._hand_over, group)
-                group.works.append((op, args, future))
-        return future
-
-    def _hand_over(self, group: _Group) -> None:
-        """Give the writer a loop turn's group of operations (unless :meth:`close` did already)."""
-        with self._lock:
-            if not group.closed:
-                group.closed = True
-                assert self._writer is not None
-                self._writer.queue.put(group)
-
     def _write(self, op: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        return self._submit(False, op, args)
+        return self._dispatcher.submit(False, op, args)
 
     def _read(self, op: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        return self._submit(True, op, args)
+        return self._dispatcher.submit(True, op, args)
 
     # -- the Store protocol ----------------------------------------------------------------------------
 
@@ -500,20 +453,5 @@ class SQLiteStore(Store):
 
         Operations called after ``close`` raise :class:`StoreError`.
         """
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                pending = self._pending
-                if pending is not None and not pending.closed:  # queued this turn: committed before the stop
-                    pending.closed = True
-                    assert self._writer is not None
-                    self._writer.queue.put(pending)
-                for worker in (self._writer, self._reader):
-                    if worker is not None:
-                        done: asyncio.Future[None] = loop.create_future()
-                        self._stopped.append(done)
-                        worker.queue.put(_Stop(done))
-            waiting = [future for future in self._stopped if future.get_loop() is loop]
-        for future in waiting:
+        for future in self._dispatcher.close():
             await asyncio.shield(future)
