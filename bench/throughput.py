@@ -21,8 +21,9 @@ the ratios compare like with like on one machine:
   ``DURAPOD_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``), in a database it
   makes and drops.
 
-``--compare-concurrency 50,1000`` also runs durapod at each of those concurrencies (a fresh store each)
-and reports the throughput at the highest over that at the lowest. Each measured run (baseline or durapod)
+``--compare-concurrency 50,1000`` also runs durapod at each of those concurrencies (a fresh store each run,
+taking turns for ``--repeat`` rounds after a warm-up, as the baselines do) and reports the median
+throughput at the highest over that at the lowest. Each measured run (baseline or durapod)
 follows a discarded warm-up run of ``--warm-up`` jobs. Prints one JSON object. On Linux each durapod run
 also reports the CPU time per job of each thread (the event loop's, a store's writer) next to the wall
 time per job: with SQLite the two threads take turns (the GIL, and every job waiting for one commit), so
@@ -677,19 +678,30 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def compare_concurrency(
-    make_store: Callable[[str], AnyStore], jobs: int, concurrencies: list[int]
+    make_store: Callable[[str], AnyStore], jobs: int, concurrencies: list[int], repeat: int, warm_up: int
 ) -> dict[str, Any]:
-    """durapod at each concurrency (a fresh store each), and the highest's throughput over the lowest's."""
-    runs: dict[str, dict[str, Any]] = {}
-    for concurrency in concurrencies:
-        store = make_store(f"c{concurrency}")
-        try:
-            runs[str(concurrency)] = await bench_durapod(store, jobs, concurrency)
-        finally:
-            await store.close()
-        gc.collect()
+    """durapod at each concurrency (a fresh store each run), and the highest's throughput over the lowest's.
+
+    As for the baselines: a warm-up run first, then the concurrencies take turns for ``repeat`` rounds and
+    their medians are compared.
+    """
+    found: dict[str, list[dict[str, Any]]] = {str(concurrency): [] for concurrency in concurrencies}
+    for round_ in range(repeat):
+        for concurrency in concurrencies:
+
+            async def run(count: int, tag: str, concurrency: int = concurrency) -> dict[str, Any]:
+                store = make_store(f"c{concurrency}-{tag}")
+                try:
+                    return await bench_durapod(store, count, concurrency)
+                finally:
+                    await store.close()
+
+            found[str(concurrency)].append(
+                await measured(run, jobs, warm_up if round_ == 0 else 0, f"c{concurrency}-r{round_}")
+            )
+    runs = {name: median_run(results) for name, results in found.items()}
     lowest, highest = runs[str(concurrencies[0])], runs[str(concurrencies[-1])]
-    return {"jobs": jobs, "runs": runs, "ratio_highest_to_lowest": ratio(highest, lowest)}
+    return {"jobs": jobs, "repeat": repeat, "runs": runs, "ratio_highest_to_lowest": ratio(highest, lowest)}
 
 
 def baselines_for(store: str, folder: str, url: str, concurrency: int) -> dict[str, Measure]:
@@ -807,7 +819,7 @@ async def main() -> None:
             report["ratio_durapod_to_baseline"] = {name: ratio(result, base) for name, base in baselines.items()}
             if args.compare_concurrency:
                 report["concurrency_comparison"] = await compare_concurrency(
-                    make_store, args.jobs, args.compare_concurrency
+                    make_store, args.jobs, args.compare_concurrency, args.repeat, args.warm_up
                 )
         finally:
             if server is not None:
