@@ -98,6 +98,7 @@ class JobStarter:
             if created:
                 worker.spawn(stored, fresh=True)
             return stored, created
+        # the table's create (new -> pending) and claim (pending -> running, by this worker), written as one
         running = job.evolve(status=JobStatus.RUNNING, attempts=1, updated_at=job.updated_at)
         try:
             stored, created = await self.store.create(running, status_seq=0)
