@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -90,7 +91,7 @@ class PatientStore:
             except StoreUnavailable as exc:
                 failed = exc
             return await retry_unavailable(
-                lambda: operation(*args, **kwargs),
+                functools.partial(operation, *args, **kwargs),  # a lambda would make cells on every call
                 self._clock,
                 lambda: self._log,
                 what=name,

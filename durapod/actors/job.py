@@ -221,7 +221,7 @@ class JobActor:
             )
             return Exit.DONE
         if self.journal is None:
-            steps = await self._patiently(lambda: runtime.store.read_steps(job.id), "read the journal")
+            steps = await self._patiently(functools.partial(runtime.store.read_steps, job.id), "read the journal")
             self.journal = {record.index: record for record in steps}
         await self._patiently(self.events.load, "read the event log")
         if control.reason is not None:  # told to stop while the store was read (the lease was lost, say)
@@ -294,9 +294,9 @@ class JobActor:
             try:
                 await store.append_step(record, events=events)
             except StoreUnavailable:  # the write may have landed before the store broke off
-                await retry_unavailable(
-                    lambda: self._append_step_again(record, events), runtime.clock, self.logger, what=f"step {name!r}"
-                )
+                # (a partial, not a lambda: a lambda here would make cells of these names on every step)
+                again = functools.partial(self._append_step_again, record, events)
+                await retry_unavailable(again, runtime.clock, self.logger, what=f"step {name!r}")
         except BaseException as exc:
             self.events.unnumber(seq)
             self.events.give_back(events, [])  # not logged: they go with the next write
@@ -373,7 +373,7 @@ class JobActor:
                 saved = await store.save(new, expected_version=job.version, events=batch, status_seq=status_seq)
             except StoreUnavailable:  # a store that blinks does not fail the job: the write waits here
                 saved = await retry_unavailable(
-                    lambda: self._save_again(new, job.version, batch, status_seq),
+                    functools.partial(self._save_again, new, job.version, batch, status_seq),
                     runtime.clock,
                     self.logger,
                     what=f"write {new.status}",
