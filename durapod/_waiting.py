@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 from durapod.errors import JobNotFound
 from durapod.models import Job, JobStatus
@@ -47,7 +48,7 @@ class Waiters:
             if not future.done():
                 future.set_result(None)
 
-    async def wait(
+    def wait(
         self,
         store: Store,
         job_id: str,
@@ -55,20 +56,25 @@ class Waiters:
         poll_interval: float,
         is_local: Callable[[str], bool],
         known: Job | None = None,
-    ) -> Job:
-        """Wait for the job to settle.
+    ) -> Coroutine[Any, Any, Job]:
+        """Wait for the job to settle (await what this returns).
 
         While this process runs the job (``is_local``), its writes wake the waiter, with no timer; once it
         lets go of the job it nudges the waiter, which then polls the store like for a job another process
         runs: quickly at first (every 10 ms, doubling up to ``poll_interval``).
 
         ``known`` is the job as the caller has just read or written it (no await since): the first store
-        read is skipped.
+        read is skipped, and the wait holds it no longer than that (a caller that drops its own reference
+        keeps no copy of the job alive while it waits).
         """
-        if timeout is None:  # no timeout scope: it costs more than the rest of a local wait
-            return await self._wait(store, job_id, poll_interval, is_local, known)
+        if timeout is None:  # no timeout scope (it costs more than the rest of a local wait), no frame
+            return self._wait(store, job_id, poll_interval, is_local, known)
+        return self._wait_within(timeout, self._wait(store, job_id, poll_interval, is_local, known))
+
+    @staticmethod
+    async def _wait_within(timeout: float, waiting: Coroutine[Any, Any, Job]) -> Job:
         async with asyncio.timeout(timeout):
-            return await self._wait(store, job_id, poll_interval, is_local, known)
+            return await waiting
 
     async def _wait(
         self, store: Store, job_id: str, poll_interval: float, is_local: Callable[[str], bool], known: Job | None

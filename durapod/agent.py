@@ -315,8 +315,9 @@ class DurableAgent:
         """
         job = await self.start(job_id, input, metadata=metadata, budget=budget, idempotency_key=idempotency_key)
         # no await between start() and registering the waiter: the job cannot settle unseen in between
-        settled = await self._waiters.wait(self._patient, job.id, None, self.poll_interval, self._worker.holds, job)
-        return self._typed(settled)
+        waiting = self._waiters.wait(self._patient, job.id, None, self.poll_interval, self._worker.holds, job)
+        del job  # the job as started is not kept alive while it runs (one object less per job in flight)
+        return self._typed(await waiting)
 
     async def start(
         self,
