@@ -93,6 +93,7 @@ class Waiters:
                     raise JobNotFound(job_id)
                 if job.status.is_settled:
                     return job
+                job = None  # not kept alive while the job runs
                 if is_local(job_id):
                     settled = await future
                     if settled is not None:
