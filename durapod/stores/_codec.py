@@ -12,7 +12,7 @@ A record that cannot be decoded raises :class:`CorruptRecord` naming its key, wi
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeGuard
 from urllib.parse import urlsplit
@@ -22,7 +22,7 @@ from pydantic import BaseModel, JsonValue
 
 from durapod._log import Logger
 from durapod.errors import CorruptRecord, InvalidInput
-from durapod.models import SETTLED, Job
+from durapod.models import SETTLED, Job, StepRecord
 from durapod.schedules import ScheduleState
 from durapod.stores.base import matches
 
@@ -174,6 +174,36 @@ def _status_head(job_id: str, status_seq: int) -> str:
     """The JSON text of the ``job_status`` event a save logs at ``status_seq``, up to its ``job``: the
     store logs ``head + record + "}"``, the job's record text as written, so the job is serialised once."""
     return f'{{"type":"job_status","job_id":{json.dumps(job_id)},"seq":{status_seq},"job":'
+
+
+def _with_step_events(
+    logged: list[tuple[int, dict[str, JsonValue]]], steps: Iterable[StepRecord], after: int
+) -> list[dict[str, JsonValue]]:
+    """A job's event log above ``after``, in ``seq`` order: the appended events ``logged`` (``(seq, event)``,
+    in ``seq`` order) and the ``step`` events of the journaled ``steps`` whose ``event_seq`` is above
+    ``after`` and not the ``seq`` of an appended event (at one ``seq``, the step of the lowest index).
+    The stores that derive step events in Python share this (SQLite merges in its query)."""
+    derived = [step for step in steps if step.event_seq is not None and step.event_seq > after]
+    if not derived:
+        return [event for _, event in logged]
+    derived.sort(key=_event_position)
+    taken = {seq for seq, _ in logged}
+    merged = list(logged)
+    for step in derived:
+        seq = step.event_seq
+        if seq is not None and seq not in taken:
+            taken.add(seq)
+            merged.append((seq, step.step_event()))
+    merged.sort(key=_seq_of)  # stable: the appended events keep their order
+    return [event for _, event in merged]
+
+
+def _event_position(step: StepRecord) -> tuple[int, int]:
+    return (step.event_seq or 0, step.index)
+
+
+def _seq_of(pair: tuple[int, dict[str, JsonValue]]) -> int:
+    return pair[0]
 
 
 def _listed_job(row: Sequence[Any], metadata: Mapping[str, JsonValue] | None, log: Logger) -> Job | None:

@@ -18,7 +18,15 @@ from pydantic import JsonValue
 from durapod._log import get_logger
 from durapod.errors import CorruptRecord, StaleOwnerError
 from durapod.models import Job, StepRecord
-from durapod.stores._codec import _decode_event, _decode_job, _listed_job, _micros, _optional_micros, _reason
+from durapod.stores._codec import (
+    _decode_event,
+    _decode_job,
+    _listed_job,
+    _micros,
+    _optional_micros,
+    _reason,
+    _with_step_events,
+)
 from durapod.stores._postgres_sql import (
     _CLAIMABLE,
     _CLAIMABLE_SQL,
@@ -262,8 +270,7 @@ def _decode_steps(job_id: str, rows: list[Any]) -> list[StepRecord]:
 def _merge_log(job_id: str, after: int, rows: list[Any]) -> list[dict[str, JsonValue]]:
     """The event log of ``job_id`` above ``after``, in ``seq`` order, from the ``seq, record, idx`` rows of
     :data:`_READ_LOG_SQL` or :data:`_READ_LOG_ALL_STEPS_SQL`: the appended events (``idx`` NULL), and the
-    ``step`` events of the steps whose ``event_seq`` is above ``after`` and not the ``seq`` of an appended
-    event (at one ``seq``, the step of the lowest index).
+    ``step`` events of the steps (see :func:`_with_step_events`).
 
     Raises:
         CorruptRecord: an event (``.key`` is ``"<job id>/events/<seq>"``) or a step (``.key`` is
@@ -272,18 +279,5 @@ def _merge_log(job_id: str, after: int, rows: list[Any]) -> list[dict[str, JsonV
     logged = [(seq, _decode_event(job_id, seq, record)) for seq, record, index in rows if index is None]
     if len(logged) == len(rows):
         return [event for _, event in logged]
-    taken = {seq for seq, _ in logged}
-    derived: list[tuple[int, int, dict[str, JsonValue]]] = []
-    for _, record, index in rows:
-        if index is not None:
-            step = _decode_step(job_id, index, record)
-            if step.event_seq is not None and step.event_seq > after:
-                derived.append((step.event_seq, index, step.step_event()))
-    derived.sort(key=lambda item: item[:2])
-    merged = logged
-    for seq, _, event in derived:
-        if seq not in taken:
-            taken.add(seq)
-            merged.append((seq, event))
-    merged.sort(key=lambda item: item[0])  # stable: the appended events keep their order
-    return [event for _, event in merged]
+    steps = [_decode_step(job_id, index, record) for _, record, index in rows if index is not None]
+    return _with_step_events(logged, steps, after)

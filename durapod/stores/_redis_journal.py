@@ -17,7 +17,7 @@ from pydantic import JsonValue
 
 from durapod.errors import CorruptRecord, JobNotFound, StaleOwnerError
 from durapod.models import StepRecord
-from durapod.stores._codec import _encode_events
+from durapod.stores._codec import _encode_events, _with_step_events
 from durapod.stores._redis_codec import _first_line
 
 
@@ -107,8 +107,7 @@ def _read_events_command(sha: str, keys: Sequence[str], prefix: str, after: int)
 
 def _merge_log(job_id: str, after: int, reply: Any) -> list[dict[str, JsonValue]]:
     """The event log above ``after``, in ``seq`` order, from the read_events script's reply: the appended
-    events, and the ``step`` events of the journaled steps sent with them whose ``event_seq`` is above
-    ``after`` and not the ``seq`` of an appended event (at one ``seq``, the step of the lowest index).
+    events, and the ``step`` events of the journaled steps sent with them (see :func:`_with_step_events`).
 
     Raises:
         CorruptRecord: an event (``.key`` is ``"<job id>/events/<position>"``) or a step sent (``.key`` is
@@ -118,20 +117,6 @@ def _merge_log(job_id: str, after: int, reply: Any) -> list[dict[str, JsonValue]
     events = _decode_events(job_id, logged[::2])
     if not journal:
         return events
-    derived: list[tuple[int, int, dict[str, JsonValue]]] = []
-    for field, raw in zip(journal[::2], journal[1::2], strict=True):
-        record = _decode_step(job_id, field, raw)
-        if record.event_seq is not None and record.event_seq > after:
-            derived.append((record.event_seq, record.index, record.step_event()))
-    if not derived:
-        return events
+    steps = [_decode_step(job_id, field, raw) for field, raw in zip(journal[::2], journal[1::2], strict=True)]
     seqs = [int(float(score)) for score in logged[1::2]]  # scores are the seqs: integers, sent as text
-    taken = set(seqs)
-    derived.sort(key=lambda item: item[:2])
-    merged: list[tuple[int, dict[str, JsonValue]]] = list(zip(seqs, events, strict=True))
-    for seq, _, event in derived:
-        if seq not in taken:
-            taken.add(seq)
-            merged.append((seq, event))
-    merged.sort(key=lambda item: item[0])  # stable: the appended events keep their order
-    return [event for _, event in merged]
+    return _with_step_events(list(zip(seqs, events, strict=True)), steps, after)

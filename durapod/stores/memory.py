@@ -16,7 +16,7 @@ from pydantic import JsonValue
 from durapod.errors import InvalidInput, JobNotFound, StaleOwnerError, VersionConflict
 from durapod.models import CLAIMABLE, SETTLED, Job, JobStatus, StepRecord
 from durapod.schedules import ScheduleState
-from durapod.stores._codec import _WORKER_FORGOTTEN_AFTER, _is_seq, _status_seq
+from durapod.stores._codec import _WORKER_FORGOTTEN_AFTER, _is_seq, _status_seq, _with_step_events
 from durapod.stores.base import (
     ControlRequest,
     Page,
@@ -51,10 +51,6 @@ _dumps = pydantic_core.to_json  # compact JSON bytes, fast (the JSON was checked
 
 def _index(record: StepRecord) -> int:
     return record.index
-
-
-def _first(pair: tuple[int, Any]) -> int:
-    return pair[0]
 
 
 def _status_event(job_id: str, seq: int, job: bytes) -> dict[str, JsonValue]:
@@ -238,17 +234,8 @@ class MemoryStore(Store):
             for seq, kept in zip(log[::2], log[1::2], strict=True)
             if seq > after
         ]
-        derived = [
-            (record.event_seq, record.step_event())
-            for record in self._steps.get(job_id, {}).values()
-            if record.event_seq is not None and record.event_seq > after
-        ]
-        if not derived:
-            return [event for _, event in appended]
-        taken = {seq for seq, _ in appended}
-        merged = appended + [(seq, event) for seq, event in derived if seq not in taken]
-        merged.sort(key=_first)
-        return [event for _, event in merged]
+        journal = self._steps.get(job_id)
+        return _with_step_events(appended, journal.values() if journal else (), after)
 
     async def claim(
         self, job_id: str, owner: str, *, lease_until: datetime, now: datetime, reclaim_own: bool = False
