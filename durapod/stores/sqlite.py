@@ -174,9 +174,7 @@ class SQLiteStore(Store):
         """
         # the journal's length is the truth for ``steps``, and a new job's journal is empty
         values = (*_create_columns(job), 0, _record_json(job))
-        seq = _status_seq(job.id, status_seq)
-        status_row = None if seq is None else (job.id, seq, _status_head(job.id, seq) + values[-1] + "}")
-        existing = await self._write(_op_create, values, status_row)
+        existing = await self._write(_op_create, values, _status_row(job.id, status_seq, values[-1]))
         return (job, True) if existing is None else (existing, False)
 
     async def get(self, job_id: str) -> Job | None:
@@ -211,9 +209,8 @@ class SQLiteStore(Store):
         """
         values = _save_columns(job, expected_version)
         rows = self._event_rows(job.id, events) if events else None
-        seq = _status_seq(job.id, status_seq)
-        if seq is not None:
-            status_row = (job.id, seq, _status_head(job.id, seq) + values[-1] + "}")
+        status_row = _status_row(job.id, status_seq, values[-1])
+        if status_row is not None:
             rows = [status_row] if rows is None else [*rows, status_row]
         lease_micros, steps = await self._write(_op_save, values, rows)
         lease_until = None if lease_micros is None else _moment(lease_micros)
@@ -455,3 +452,10 @@ class SQLiteStore(Store):
         """
         for future in self._dispatcher.close():
             await asyncio.shield(future)
+
+
+def _status_row(job_id: str, status_seq: int | None, record: str) -> tuple[str, int, str] | None:
+    """The ``events`` row of the ``job_status`` event a create or save logs at ``status_seq`` (None: none),
+    made around the record text the write stores."""
+    seq = _status_seq(job_id, status_seq)
+    return None if seq is None else (job_id, seq, _status_head(job_id, seq) + record + "}")
