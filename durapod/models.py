@@ -33,6 +33,7 @@ __all__ = [
     "error_text",
     "new_job",
     "new_step_record",
+    "status_event",
     "utcnow",
     "validate_job_id",
 ]
@@ -437,6 +438,12 @@ def _assemble(cls: type[_Model], values: dict[str, Any], fields: set[str]) -> _M
 
 _JOB_FIELDS: Final = set(Job.model_fields)
 _STEP_FIELDS: Final = set(StepRecord.model_fields)
+
+
+def status_event(job_id: str, seq: int, job: JsonValue) -> dict[str, JsonValue]:
+    """The ``job_status`` event a write of a job logs at ``seq``, ``job`` being that job's JSON (as
+    ``job.model_dump(mode="json")`` gives it): the shape every store derives from the write."""
+    return {"type": "job_status", "job_id": job_id, "seq": seq, "job": job}
 
 
 def new_step_record(

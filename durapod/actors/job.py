@@ -37,7 +37,7 @@ from durapod.children import ChildRuntime
 from durapod.context import JobContext, Suspend
 from durapod.errors import StaleOwnerError, StoreError, StoreUnavailable, VersionConflict
 from durapod.lowlevel.actor import ControlMessage
-from durapod.models import SETTLED, Job, JobStatus, StepRecord, check_json, new_step_record
+from durapod.models import SETTLED, Job, JobStatus, StepRecord, check_json, new_step_record, status_event
 
 __all__ = ["Cancel", "Drain", "Exit", "JobActor", "JobRuntime", "LeaseLost", "Pause", "RecoveryLimitExceeded"]
 
@@ -442,6 +442,6 @@ class JobActor:
 
 
 def _status_event(job: Job, seq: int) -> dict[str, JsonValue]:
-    """The ``job_status`` event a write of ``job`` logged at ``seq`` (as the store derives it), for live
-    subscribers."""
-    return {"type": "job_status", "job_id": job.id, "seq": seq, "job": job.model_dump(mode="json")}
+    """The ``job_status`` event a write of ``job`` logged at ``seq``, for live subscribers (a function of
+    its own, not a lambda in ``write``: that would make cells of the frame's variables on every write)."""
+    return status_event(job.id, seq, job.model_dump(mode="json"))

@@ -14,7 +14,7 @@ import pydantic_core
 from pydantic import JsonValue
 
 from durapod.errors import InvalidInput, JobNotFound, StaleOwnerError, VersionConflict
-from durapod.models import CLAIMABLE, SETTLED, Job, JobStatus, StepRecord
+from durapod.models import CLAIMABLE, SETTLED, Job, JobStatus, StepRecord, status_event
 from durapod.schedules import ScheduleState
 from durapod.stores._codec import _WORKER_FORGOTTEN_AFTER, _is_seq, _status_seq, _with_step_events
 from durapod.stores.base import (
@@ -51,11 +51,6 @@ _dumps = pydantic_core.to_json  # compact JSON bytes, fast (the JSON was checked
 
 def _index(record: StepRecord) -> int:
     return record.index
-
-
-def _status_event(job_id: str, seq: int, job: bytes) -> dict[str, JsonValue]:
-    """The ``job_status`` event a write logged, from the compact JSON of the job it wrote."""
-    return {"type": "job_status", "job_id": job_id, "seq": seq, "job": json.loads(job)}
 
 
 class MemoryStore(Store):
@@ -230,7 +225,7 @@ class MemoryStore(Store):
     async def read_events(self, job_id: str, *, after: int = -1) -> builtins.list[dict[str, JsonValue]]:
         log = self._events.get(job_id, [])
         appended = [
-            (seq, _status_event(job_id, seq, kept) if isinstance(kept, bytes) else dict(kept))
+            (seq, status_event(job_id, seq, json.loads(kept)) if isinstance(kept, bytes) else dict(kept))
             for seq, kept in zip(log[::2], log[1::2], strict=True)
             if seq > after
         ]
