@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from durapod import Client, DurableAgent, PostgresStore, open_store
+from durapod import Client, DurableAgent, FakeClock, JobContext, PostgresStore, open_store
 from durapod.errors import JobNotFound, StaleOwnerError, StoreError, VersionConflict
 from durapod.models import ControlKind, JobStatus, utcnow
 from durapod.schedules import fire_job_id
@@ -166,22 +166,30 @@ async def test_two_stores_on_one_schema_see_each_others_jobs_and_migrate_once(po
         await second.close()
 
 
-async def test_finished_jobs_expire_after_ttl_seconds(postgres_url: str) -> None:
+async def test_finished_jobs_expire_after_ttl_seconds_of_the_runtimes_clock(postgres_url: str) -> None:
+    """A job is deleted ``ttl_seconds`` after it ended by the clock the runtime was given: on a FakeClock
+    it stays until the clock has moved past its ttl (the machine's wall clock, later than the FakeClock's
+    start, never enters)."""
     schema = postgres_url.rpartition("schema=")[2]
     base = postgres_url.partition("?")[0]
-    store = PostgresStore(base, schema=schema, ttl_seconds=0.001)
+    store = PostgresStore(base, schema=schema, ttl_seconds=60)
+    clock = FakeClock()
 
-    async def echo(text: str) -> str:
-        return text
+    async def echo(text: str, ctx: JobContext) -> str:
+        return await ctx.step("echo", str.upper, text)
 
     try:
-        async with DurableAgent(echo, store) as durable:
+        async with DurableAgent(echo, store, clock=clock) as durable:
             await durable.run("old", "x")
-            await asyncio.sleep(0.01)  # let its ttl pass (a wall-clock ttl: no event to wait on)
-            store._expiry.next_purge = 0.0  # the purge runs at most every ttl/10 s; make it due now
-            await durable.run("new", "y")
+            await durable.run("same-moment", "y")  # its write could run the delete: "old" has not expired
+            assert await store.get("old") is not None
+            assert len(await store.read_steps("old")) == 1
+            await clock.advance(61)
+            await durable.run("new", "z")
             assert await store.get("old") is None
             assert await store.read_steps("old") == []
+            assert await store.get("same-moment") is None
+            assert await store.get("new") is not None
     finally:
         await store.close()
 

@@ -1,13 +1,17 @@
 """PostgresStore's expiry: with ``ttl_seconds`` a job that becomes completed, failed or cancelled is deleted
 with its journal, events and controls that many seconds later, by a delete that the store runs at most
 every ``ttl_seconds / 10`` seconds (and at least every minute) as it writes.
+
+Time is the jobs' own: a job ends at its ``updated_at``, stamped by the clock its runtime was given, and
+"now" for a delete is the latest end among the jobs whose write runs it. So a runtime on a
+:class:`~durapod.clock.FakeClock` sees its jobs expire as its clock moves, and the database's or the
+machine's wall clock never enters.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from datetime import datetime
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 from durapod.models import Job, JobStatus
@@ -38,24 +42,27 @@ class _Expiry:
         ):
             raise ValueError(f"invalid ttl_seconds {ttl_seconds!r}: expected None or seconds >= 0.001")
         self.ttl_seconds = ttl_seconds
-        self._purge_every = 60.0 if ttl_seconds is None else min(60.0, max(ttl_seconds / 10, 0.001))
-        #: the monotonic time from which the next write of an ending job runs the delete
-        self.next_purge = 0.0
+        purge_every = 60.0 if ttl_seconds is None else min(60.0, max(ttl_seconds / 10, 0.001))
+        self._ttl_micros = 0 if ttl_seconds is None else round(ttl_seconds * 1_000_000)
+        self._purge_every_micros = round(purge_every * 1_000_000)
+        #: the jobs' time (epoch microseconds) from which the next write of an ending job runs the delete
+        self.next_purge: int | None = None
         self._sql = schema.sql
 
     def finished_at(self, job: Job) -> int | None:
         """The job's ``finished_at`` column: when it ended, if it is to expire."""
         return _micros(job.updated_at) if self.ttl_seconds is not None and job.status in _EXPIRING_STATUSES else None
 
-    async def purge_if_due(self, connection: asyncpg.pool.PoolConnectionProxy[Any]) -> None:
-        """Delete the jobs that ended more than ``ttl_seconds`` ago, if the last delete is old enough."""
+    async def purge_if_due(self, connection: asyncpg.pool.PoolConnectionProxy[Any], ended: Iterable[Job]) -> None:
+        """Delete the jobs that ended more than ``ttl_seconds`` before the latest of ``ended`` (the ending
+        jobs being written), if the last delete is ``ttl_seconds / 10`` older than that (at most a minute)."""
         if self.ttl_seconds is None:
             return
-        clock = time.monotonic()
-        if clock < self.next_purge:
+        now = max((_micros(job.updated_at) for job in ended if job.status in _EXPIRING_STATUSES), default=None)
+        if now is None or (self.next_purge is not None and now < self.next_purge):
             return
-        self.next_purge = clock + self._purge_every
-        cutoff = _micros(datetime.now().astimezone()) - round(self.ttl_seconds * 1_000_000)
+        self.next_purge = now + self._purge_every_micros
+        cutoff = now - self._ttl_micros
         await connection.execute(
             self._sql(
                 """WITH gone AS (DELETE FROM {s}.jobs WHERE finished_at < $1 RETURNING id),

@@ -126,7 +126,7 @@ class _GroupedWrites:
             )
             versions = {row[0]: row[1] for row in found}
         outcomes: list[_Outcome] = []
-        expiring = False
+        ended: list[Job] = []
         for job, expected_version, *_ in items:
             row = saved.get(job.id)
             if row is None:
@@ -135,10 +135,11 @@ class _GroupedWrites:
                 else:
                     outcomes.append((False, VersionConflict(job.id, expected_version, versions[job.id])))
                 continue
-            expiring = expiring or job.status in _EXPIRING_STATUSES
+            if job.status in _EXPIRING_STATUSES:
+                ended.append(job)
             outcomes.append((True, row))
-        if expiring:
-            await self._purge_if_due(connection)
+        if ended:
+            await self._purge_if_due(connection, ended)
         return outcomes
 
     async def append_steps(

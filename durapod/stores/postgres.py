@@ -29,7 +29,8 @@ record (in ``steps``) has an ``event_seq`` gives the log its ``step`` event, der
 
 Expiry (:mod:`durapod.stores._postgres_expiry`): with ``ttl_seconds`` a job that becomes completed, failed
 or cancelled is deleted with its journal, events and controls that many seconds later, by a delete that the
-store runs at most every ``ttl_seconds / 10`` seconds (and at least every minute) as it writes.
+store runs at most every ``ttl_seconds / 10`` seconds (and at least every minute) as it writes. Seconds are
+the runtime's clock's: a job ends at its ``updated_at``, and the delete's "now" is the latest end it writes.
 
 Cancellation: a coroutine cancelled while it awaits a write may or may not have committed it, exactly as
 with a lost reply; re-read the job (or retry the compare-and-set, which fails safely) to find out.
@@ -115,7 +116,7 @@ class PostgresStore(Store):
         schema: the Postgres schema that holds durapod's tables (created if missing): lower-case letters,
             digits and ``_``, at most 41 characters.
         ttl_seconds: if set, a job that becomes completed, failed or cancelled is deleted (with its journal
-            and events) that many seconds later.
+            and events) that many seconds later, by the clock of the runtime that ended it.
         min_size: the fewest connections the store's own pool keeps open.
         max_size: the most connections the store's own pool opens. The store holds one of them for LISTEN
             and, when the pool (its own or the one passed) has three or more, one for its writes.
