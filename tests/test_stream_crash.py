@@ -123,7 +123,9 @@ def test_a_consumer_resumes_after_a_worker_is_killed_mid_stream(tmp_path: Path) 
             await client.submit("story", "tell me", agent="storyteller")
 
     asyncio.run(submit())
-    first = start_worker(url, "first")
+    # held after 25 tokens, mid-chunk: the kill lands before the chunk's checkpoint, however late the
+    # consumer sees the 25th token
+    first = start_worker(url, "first", "--hold-after", "25")
     try:
 
         async def before_the_kill() -> list[Event]:
