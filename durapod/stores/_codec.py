@@ -82,8 +82,21 @@ def _is_seq(value: object) -> TypeGuard[int]:
 
 
 def _record_json(record: BaseModel) -> str:
-    """``record.model_dump_json()`` without its Python wrapper (a job or a step, on every write)."""
+    """``record.model_dump_json()`` without its Python wrapper (a step, on every write)."""
     return record.__pydantic_serializer__.to_json(record).decode()
+
+
+_JOB_SERIALIZER: Final = Job.__pydantic_serializer__
+
+
+def _job_json(job: Job) -> str:
+    """A job's record as the SQL stores write it: its fields that differ from their defaults.
+
+    About 250 bytes instead of 550 for a job just started: less to write and to read back, in its row and
+    in the ``job_status`` events made of the same text. Reading it gives the same job (the missing
+    fields take their defaults).
+    """
+    return _JOB_SERIALIZER.to_json(job, exclude_defaults=True).decode()
 
 
 #: A worker id's registration whose lease ended this long ago is deleted by the next registration (as
@@ -121,7 +134,7 @@ def _save_columns(job: Job, expected_version: int) -> tuple[Any, ...]:
         job.version,
         _optional_micros(job.lease_until),
         job.status in SETTLED,
-        _record_json(job),
+        _job_json(job),
     )
 
 

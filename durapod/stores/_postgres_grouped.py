@@ -17,7 +17,7 @@ from durapod.stores._codec import (
     _create_columns,
     _decode_job,
     _encode_events,
-    _record_json,
+    _job_json,
     _save_columns,
     _status_head,
 )
@@ -61,7 +61,7 @@ class _GroupedWrites:
             (
                 *_create_columns(job),
                 self._finished_at(job),
-                _record_json(job),
+                _job_json(job),
                 status_seq,
                 None if status_seq is None else _status_head(job.id, status_seq),
             )

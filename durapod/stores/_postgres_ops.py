@@ -21,6 +21,7 @@ from durapod.models import Job, StepRecord
 from durapod.stores._codec import (
     _decode_event,
     _decode_job,
+    _job_json,
     _listed_job,
     _micros,
     _optional_micros,
@@ -71,7 +72,7 @@ _NEXT_WAKE_SQL: Final = (
 
 
 def _claim_row(job: Job) -> tuple[Any, ...]:
-    return (job.id, job.owner, _optional_micros(job.lease_until), job.epoch, job.version, job.model_dump_json())
+    return (job.id, job.owner, _optional_micros(job.lease_until), job.epoch, job.version, _job_json(job))
 
 
 def _op_claim(

@@ -26,6 +26,7 @@ from durapod.stores._codec import (
     _decode_event,
     _decode_job,
     _decode_schedule,
+    _job_json,
     _listed_job,
     _moment,
     _optional_micros,
@@ -63,7 +64,7 @@ _PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9_\-]+")
 def _write_claim(conn: sqlite3.Connection, job: Job) -> None:
     conn.execute(
         "UPDATE jobs SET owner = ?, lease_until = ?, epoch = ?, version = ?, record = ? WHERE id = ?",
-        (job.owner, _optional_micros(job.lease_until), job.epoch, job.version, job.model_dump_json(), job.id),
+        (job.owner, _optional_micros(job.lease_until), job.epoch, job.version, _job_json(job), job.id),
     )
 
 

@@ -1,10 +1,10 @@
 """The SQLite file's format: tables, migrations, and opening a connection to it.
 
-Schema (``PRAGMA user_version`` 2): ``jobs`` holds each job's JSON record (``Job.model_dump_json()``)
-next to the queryable columns; ``steps``, ``events`` and ``controls`` hold each job's journal, event log
-and pending control requests; ``schedules`` holds each schedule's record; ``workers`` the worker ids
-in use. How a job maps onto its row is
-in :mod:`durapod.stores._codec` (shared with the Postgres store).
+Schema (``PRAGMA user_version`` 2): ``jobs`` holds each job's JSON record (its fields that differ from their
+defaults: ``_codec._job_json``) next to the queryable columns; ``steps``, ``events`` and ``controls`` hold
+each job's journal, event log and pending control requests; ``schedules`` holds each schedule's record;
+``workers`` the worker ids in use. How a job maps onto its row is in :mod:`durapod.stores._codec` (shared
+with the Postgres store).
 
 A connection runs in WAL mode with the ``synchronous`` level the store's durability asks for. A new file
 is created readable by its owner only (mode 0600); SQLite gives the ``-wal`` and ``-shm`` files the mode

@@ -19,9 +19,10 @@ Wake-ups (:mod:`durapod.stores._postgres_listen`): a write that makes a job clai
 lease keepers ``LISTEN`` on one held connection, so new work and cross-process pause/cancel land at once
 instead of at the next poll.
 
-A job's JSON record (``Job.model_dump_json()``) is the truth for everything except the columns the store
-maintains (``owner``, ``lease_until``, ``epoch``, ``version``; ``steps`` is the journal's length, counted on
-read), as in the SQLite store. Times are integer microseconds since the Unix epoch (UTC).
+A job's JSON record (its fields that differ from their defaults: ``_codec._job_json``) is the truth for
+everything except the columns the store maintains (``owner``, ``lease_until``, ``epoch``, ``version``;
+``steps`` is the journal's length, counted on read), as in the SQLite store. Times are integer microseconds
+since the Unix epoch (UTC).
 
 Event logs: the ``events`` table holds the appended events (``job_id, seq, record``); a journaled step whose
 record (in ``steps``) has an ``event_seq`` gives the log its ``step`` event, derived when the log is read

@@ -35,6 +35,7 @@ from durapod.stores._codec import (
     _create_columns,
     _encode_events,
     _encode_json,
+    _job_json,
     _micros,
     _moment,
     _record_json,
@@ -173,7 +174,7 @@ class SQLiteStore(Store):
             CorruptRecord: the existing job's record cannot be decoded.
         """
         # the journal's length is the truth for ``steps``, and a new job's journal is empty
-        values = (*_create_columns(job), 0, _record_json(job))
+        values = (*_create_columns(job), 0, _job_json(job))
         existing = await self._write(_op_create, values, _status_row(job.id, status_seq, values[-1]))
         return (job, True) if existing is None else (existing, False)
 
