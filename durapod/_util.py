@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any, TypeVar
 
-__all__ = ["NoPublicConstructor", "seconds"]
+__all__ = ["NoPublicConstructor", "cancel_and_wait", "seconds"]
 
 T = TypeVar("T")
 
@@ -30,3 +31,16 @@ def seconds(name: str, value: float, *, allow_zero: bool = True) -> float:
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
     return float(value)
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended, however it ends (its error, if it had one, is dropped:
+    it was being stopped).
+
+    Unlike ``with suppress(CancelledError): await task``, a cancellation of the caller while it waits is
+    not swallowed: it propagates, and the task has been asked to stop.
+    """
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # retrieved, so that asyncio does not report it as never retrieved

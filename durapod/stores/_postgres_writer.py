@@ -20,6 +20,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from durapod._util import cancel_and_wait
 from durapod.errors import DurapodError, StoreError, StoreUnavailable
 from durapod.stores._codec import _reason
 
@@ -121,9 +122,7 @@ class _Writer:
             self._queued_event.set()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(task), timeout=10)
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            await cancel_and_wait(task)
         connection, self._held = self._held, None
         if connection is not None and pool is not None:
             with contextlib.suppress(Exception):

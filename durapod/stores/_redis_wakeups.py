@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from durapod._util import cancel_and_wait
 from durapod.stores._redis_codec import _text
 from durapod.stores._redis_compat import CONNECTION_ERRORS, _subscribe
 
@@ -81,9 +82,7 @@ class _Wakeups:
         pubsub, self._pubsub = self._pubsub, None
         self._subscribed.clear()
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel_and_wait(task)
         if pubsub is not None:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -9,7 +9,6 @@ at its next settle), and with a ``shutdown`` event when the server stops.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Final, Literal, Protocol
 from pydantic import JsonValue
 
 from durapod._log import get_logger
+from durapod._util import cancel_and_wait
 from durapod.errors import JobNotFound
 from durapod.events import Event
 from durapod.models import Job, JobStatus
@@ -153,6 +153,4 @@ async def job_events(
                 return
     finally:
         streams.queues.discard(queue)
-        producer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await producer
+        await cancel_and_wait(producer)
