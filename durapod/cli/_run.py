@@ -28,8 +28,6 @@ T = TypeVar("T")
 #: The environment variable that holds the token ``durapod ui`` requires when ``--token`` is not given.
 _UI_TOKEN_ENV = "DURAPOD_UI_TOKEN"
 _UI_HOST = "127.0.0.1"
-#: How often a worker without ``serve()`` looks for queued jobs (seconds).
-_WORKER_POLL_INTERVAL = 1.0
 
 
 async def _cmd_worker(args: argparse.Namespace) -> int:
@@ -47,11 +45,7 @@ async def _cmd_worker(args: argparse.Namespace) -> int:
                 "(Ctrl-C or SIGTERM to stop)",
                 flush=True,
             )
-            serve = getattr(durable, "serve", None)
-            if callable(serve):
-                await serve()
-            else:
-                await _poll_for_jobs(durable)
+            await durable.serve()
         finally:
             await durable.aclose()
 
@@ -88,13 +82,6 @@ async def _cmd_ui(args: argparse.Namespace) -> int:
         with contextlib.suppress(DurapodError):
             await store.close()
     return 0
-
-
-async def _poll_for_jobs(durable: DurableAgent) -> None:
-    """Stand-in for ``DurableAgent.serve()``: take queued and orphaned jobs of the agent now and then."""
-    while True:
-        await asyncio.sleep(_WORKER_POLL_INTERVAL)
-        await durable.recover()
 
 
 async def _cmd_demo(args: argparse.Namespace) -> int:
