@@ -8,6 +8,12 @@ transaction per write. The two take turns, in 10 rounds, each round after a warm
 that a machine whose speed drifts during the run weighs on both alike. The ratio is durapod's mean over
 the baseline's.
 
+(a') The same on one CPU (Linux): the process is pinned to one CPU for the run, so the loop thread and the
+writer thread take turns on one core. Unpinned, every write's two thread wake-ups may cross cores, and
+on a virtual machine what that costs depends on where the scheduler happens to put the threads (the
+baseline alone, or durapod, can run at half the speed it shows after the other has run). Pinned, the
+ratio is what each side costs in CPU.
+
 (b) ``await durable.pause(id)`` and ``await durable.cancel(id)`` in the worker's own process on a
 MemoryStore, ``--tries`` each, p50, p99 and max in ms. Pause: the agent loops on a quick step
 (``await ctx.step("tick", ...)`` then ``await asyncio.sleep(0)``), so the pause lands at the next step
@@ -24,14 +30,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import math
+import os
 import platform
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from throughput import SQLiteWriter, agent, json_output, sqlite_writes
@@ -72,6 +80,19 @@ async def warm_up(one: Callable[[int], Awaitable[None]], first: int) -> None:
     """``WARM_UP`` runs before the measured ones of a round, discarded."""
     for index in range(WARM_UP):
         await one(-1 - first * WARM_UP - index)
+
+
+@contextlib.contextmanager
+def one_cpu() -> Iterator[int]:
+    """Pin this thread, and so the threads it starts meanwhile, to one of the CPUs it may use; restore its
+    CPUs after. Yields the CPU."""
+    allowed = os.sched_getaffinity(0)
+    cpu = min(allowed)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield cpu
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 async def sqlite_run_latency(folder: str, jobs: int) -> dict[str, Any]:
@@ -208,6 +229,11 @@ async def main() -> None:
     }
     with tempfile.TemporaryDirectory() as folder:
         report["run_one_job_sqlite"] = await sqlite_run_latency(folder, args.jobs)
+    if hasattr(os, "sched_setaffinity"):
+        with tempfile.TemporaryDirectory() as folder, one_cpu() as cpu:
+            pinned = await sqlite_run_latency(folder, args.jobs)
+        pinned["what"] += f", the process pinned to CPU {cpu}"
+        report["run_one_job_sqlite_one_cpu"] = pinned
     report["control_in_process_memory"] = {
         "what": "await durable.pause(id) / durable.cancel(id) in the worker's process on MemoryStore, ms",
         "pause": await pause_latency(args.tries),
