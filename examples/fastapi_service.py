@@ -54,15 +54,15 @@ jobs = create_app(durable)  # the DurableAgent itself: its events stream live, w
 
 @contextlib.asynccontextmanager
 async def lifespan(service: FastAPI) -> AsyncIterator[None]:
-    """Run the worker for as long as the service runs; hand unfinished jobs back when it stops."""
-    async with durable:
-        serving = asyncio.create_task(durable.serve())
-        try:
-            yield
-        finally:
-            serving.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await serving
+    """Run the worker for as long as the service runs; hand unfinished jobs back when it stops.
+
+    The task group owns the ``serve()`` task: if it fails, the service stops with its error instead of
+    running on without a worker loop.
+    """
+    async with durable, asyncio.TaskGroup() as tasks:
+        serving = tasks.create_task(durable.serve())
+        yield
+        serving.cancel()
 
 
 app = FastAPI(title="support desk", lifespan=lifespan)
