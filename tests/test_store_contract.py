@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ from durapod.errors import (
 from durapod.models import SETTLED, ControlKind, Job, JobStatus, StepRecord, utcnow
 from durapod.schedules import ScheduleState
 from durapod.stores import sqlite as sqlite_module
+from durapod.stores._sqlite_schema import _MIGRATIONS
 from durapod.stores.base import ControlRequest, Store, WorkerRecord, encode_cursor
 from durapod.stores.sqlite import SQLiteStore
 
@@ -675,6 +677,35 @@ async def test_save_with_a_status_seq_logs_the_written_job_after_its_events(stor
     assert versions == [saved.version, again.version]
 
 
+async def test_a_later_write_of_the_job_keeps_its_logged_status_event_as_it_was(store: Store) -> None:
+    """A job_status event holds the job as that write made it: a takeover, and a save without a status
+    change, that come after it change the job, not the event."""
+    job = make_job("a", agent="triage", status=JobStatus.RUNNING, attempts=1, version=2, owner="w1")
+    job = job.model_copy(update={"lease_until": EXPIRED, "epoch": 1})
+    await store.create(job, status_seq=0)
+    first = await store.read_events("a")
+    [taken] = await store.claim_orphans("triage", "w2", lease_until=LIVE, now=NOW, limit=1)
+    assert taken.owner == "w2"
+    assert await store.read_events("a") == first
+    assert Job.model_validate(first[0]["job"]) == job
+    running = await store.save(taken.evolve(attempts=2), expected_version=taken.version, status_seq=1)
+    logged = await store.read_events("a")
+    with pytest.raises(VersionConflict):  # refused: nothing changes
+        await store.save(running.evolve(attempts=9), expected_version=running.version + 5)
+    assert await store.read_events("a") == logged
+    saved = await store.save(running.evolve(metadata={"k": "v"}), expected_version=running.version)
+    assert await store.read_events("a") == logged
+    assert Job.model_validate(logged[1]["job"]).metadata == {}
+    completed = saved.evolve(status=JobStatus.COMPLETED, lease_until=None, result="ok")
+    await store.save(completed, expected_version=saved.version, status_seq=2)
+    assert [(event["seq"], event["job"]["attempts"]) for event in await store.read_events("a")] == [  # type: ignore[index,call-overload]
+        (0, 1),
+        (1, 2),
+        (2, 2),
+    ]
+    assert await store.read_events("a", after=1) == (await store.read_events("a"))[2:]
+
+
 async def test_appending_no_events_changes_nothing(store: Store) -> None:
     await store.create(make_job("a"))
     await store.append_events("a", [])
@@ -1119,12 +1150,13 @@ async def test_sqlite_writes_are_committed_when_the_call_returns(sqlite_store: S
         conn.close()
 
 
-async def test_sqlite_file_is_in_wal_mode_with_schema_version_2(sqlite_store: SQLiteStore, db_path: Path) -> None:
+async def test_sqlite_file_is_in_wal_mode_with_schema_version_3(sqlite_store: SQLiteStore, db_path: Path) -> None:
     await sqlite_store.create(make_job("a"))
     conn = raw(db_path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+        assert "status_seq" in {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"jobs", "steps", "events", "controls", "workers"} <= tables
         indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
@@ -1224,15 +1256,54 @@ async def test_sqlite_two_stores_on_one_file_see_each_other_and_conflict(db_path
         await right.close()
 
 
+async def test_sqlite_opens_a_schema_version_2_file_and_its_logs_read_as_before(db_path: Path) -> None:
+    """A file written before status events were derived from the job's row (schema version 2: every
+    job_status event a row of ``events``) is migrated when opened, and reads as it did."""
+    job = make_job("a", status=JobStatus.RUNNING, attempts=1, version=2, owner="w1", lease_until=LIVE, epoch=1)
+    status = {"type": "job_status", "job_id": "a", "seq": 0, "job": job.model_dump(mode="json")}
+    conn = raw(db_path)
+    try:
+        for statements in _MIGRATIONS[:2]:
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute(
+            "INSERT INTO jobs (id, agent, status, created_at, owner, lease_until, epoch, version, steps, record)"
+            " VALUES ('a', ?, 'running', 0, 'w1', ?, 1, 2, 0, ?)",
+            (job.agent, int(LIVE.timestamp() * 1_000_000), job.model_dump_json()),
+        )
+        conn.execute("INSERT INTO events (job_id, seq, record) VALUES ('a', 0, ?)", (json.dumps(status),))
+        conn.execute("PRAGMA user_version = 2")
+    finally:
+        conn.close()
+    store = SQLiteStore(db_path)
+    try:
+        assert await store.read_events("a") == [json.loads(json.dumps(status))]
+        stored = await store.get("a")
+        assert stored is not None and stored.version == 2
+        completed = stored.evolve(status=JobStatus.COMPLETED, lease_until=None, result="ok")
+        await store.save(completed, expected_version=stored.version, status_seq=1)
+        assert [(event["seq"], event["job"]["status"]) for event in await store.read_events("a")] == [  # type: ignore[index,call-overload]
+            (0, "running"),
+            (1, "completed"),
+        ]
+    finally:
+        await store.close()
+    conn = raw(db_path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+    finally:
+        conn.close()
+
+
 async def test_sqlite_refuses_a_newer_schema_naming_the_file(db_path: Path) -> None:
     conn = raw(db_path)
-    conn.execute("PRAGMA user_version = 3")
+    conn.execute("PRAGMA user_version = 4")
     conn.close()
     store = SQLiteStore(db_path)
     try:
         with pytest.raises(StoreError, match=r"jobs\.db") as caught:
             await store.get("a")
-        assert "schema version 3" in str(caught.value)
+        assert "schema version 4" in str(caught.value)
         with pytest.raises(StoreError, match=r"jobs\.db"):
             await store.create(make_job("a"))
     finally:

@@ -31,6 +31,7 @@ from durapod.stores._codec import (
     _moment,
     _optional_micros,
     _reason,
+    _status_head,
 )
 from durapod.stores.base import ControlRequest, claimed_job
 
@@ -41,7 +42,7 @@ _CLAIMABLE_SQL: Final = (
 )
 _SAVE_SQL: Final = """
     UPDATE jobs SET
-        agent = ?3, status = ?4, created_at = ?5, epoch = ?7, version = ?8, record = ?11,
+        agent = ?3, status = ?4, created_at = ?5, epoch = ?7, version = ?8, record = ?11, status_seq = ?12,
         lease_until = CASE WHEN ?10 THEN NULL WHEN owner IS ?6 AND epoch = ?7 THEN lease_until ELSE ?9 END,
         owner = ?6
     WHERE id = ?1 AND version = ?2
@@ -61,9 +62,21 @@ _JOB_COLUMNS: Final = f"id, record, owner, lease_until, epoch, version, {_STEPS_
 _PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9_\-]+")
 
 
+# Before a write replaces a job's record, the ``job_status`` event derived from it (``status_seq``) is
+# copied into ``events``, as the event ``_status_head`` makes: the log keeps it. ?2: the version the write
+# expects (NULL: any).
+_KEEP_STATUS_EVENT_SQL: Final = """
+    INSERT OR IGNORE INTO events (job_id, seq, record)
+    SELECT id, status_seq,
+        '{"type":"job_status","job_id":' || json_quote(id) || ',"seq":' || status_seq || ',"job":' || record || '}'
+    FROM jobs WHERE id = ?1 AND status_seq IS NOT NULL AND (?2 IS NULL OR version = ?2)"""
+
+
 def _write_claim(conn: sqlite3.Connection, job: Job) -> None:
+    conn.execute(_KEEP_STATUS_EVENT_SQL, (job.id, None))
     conn.execute(
-        "UPDATE jobs SET owner = ?, lease_until = ?, epoch = ?, version = ?, record = ? WHERE id = ?",
+        "UPDATE jobs SET owner = ?, lease_until = ?, epoch = ?, version = ?, record = ?, status_seq = NULL"
+        " WHERE id = ?",
         (job.owner, _optional_micros(job.lease_until), job.epoch, job.version, _job_json(job), job.id),
     )
 
@@ -90,15 +103,15 @@ def _op_nothing(conn: sqlite3.Connection) -> None:
     """Marks the end of a batch: its future is done once everything queued before it is committed."""
 
 
-def _op_create(conn: sqlite3.Connection, values: tuple[Any, ...], status: tuple[str, int, str] | None) -> Job | None:
+def _op_create(conn: sqlite3.Connection, values: tuple[Any, ...]) -> Job | None:
+    """Insert the job (its ``job_status`` event, if ``status_seq`` is set, is derived from the row).
+    None if inserted; else the existing job."""
     inserted = conn.execute(
-        "INSERT INTO jobs (id, agent, status, created_at, owner, lease_until, epoch, version, steps, record)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO jobs (id, agent, status, created_at, owner, lease_until, epoch, version, steps, record,"
+        " status_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
         values,
     ).rowcount
     if inserted:
-        if status is not None:
-            _log_events(conn, [status])
         return None
     row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (values[0],)).fetchone()
     return _decode_job(row)
@@ -114,6 +127,7 @@ def _op_save(
 ) -> tuple[int | None, int]:
     job_id, expected_version, version = values[0], values[1], values[7]
     if version == expected_version + 1:
+        conn.execute(_KEEP_STATUS_EVENT_SQL, (job_id, expected_version))
         row = conn.execute(_SAVE_SQL, values).fetchone()
         if row is not None:
             if events:  # the job's log, written with it (a seq already logged keeps its first event)
@@ -224,27 +238,37 @@ def _op_append_events(
     _log_events(conn, rows)
 
 
-# the logged events after a seq, with the steps whose records give the log an event (``event_seq``): an
-# appended event first where both have one seq. A step record that is not JSON is read last, to be reported.
+# the logged events after a seq (kind 0), the job's latest ``job_status`` event derived from its row (kind
+# 1, idx -1) and the steps whose records give the log an event (``event_seq``, kind 1, idx >= 0): an
+# appended event first where several have one seq. A step record that is not JSON is read last, to be
+# reported.
 _READ_EVENTS_SQL: Final = """
     SELECT seq, record, idx FROM (
-        SELECT seq, record, NULL AS idx FROM events WHERE job_id = ?1 AND seq > ?2
+        SELECT seq, record, NULL AS idx, 0 AS kind FROM events WHERE job_id = ?1 AND seq > ?2
         UNION ALL
-        SELECT seq, record, idx FROM (
+        SELECT status_seq, record, -1, 1 FROM jobs WHERE id = ?1 AND status_seq > ?2
+        UNION ALL
+        SELECT seq, record, idx, 1 FROM (
             SELECT CASE WHEN json_valid(record) THEN json_extract(record, '$.event_seq') END AS seq, record, idx
             FROM steps WHERE job_id = ?1
         ) WHERE seq > ?2 OR NOT json_valid(record)
-    ) ORDER BY seq IS NULL, seq, idx"""
+    ) ORDER BY seq IS NULL, seq, kind, idx"""
 
 
 def _op_read_events(conn: sqlite3.Connection, job_id: str, after: int) -> list[dict[str, JsonValue]]:
     events: list[dict[str, JsonValue]] = []
     last = None
-    for seq, record, step_index in conn.execute(_READ_EVENTS_SQL, (job_id, after)):
-        if step_index is None:
+    for seq, record, index in conn.execute(_READ_EVENTS_SQL, (job_id, after)):
+        if index is None:
             events.append(_decode_event(job_id, seq, record))
         elif seq is None or seq != last:  # (None: not JSON, reported by decoding it)
-            events.append(_decode_step(job_id, step_index, record).step_event())
+            if index < 0 and seq is not None:  # the job's row: its latest status change (a bad record is the job's)
+                try:
+                    events.append(_decode_event(job_id, seq, _status_head(job_id, seq) + record + "}"))
+                except CorruptRecord:
+                    raise CorruptRecord(job_id, "its record is not JSON") from None
+            else:
+                events.append(_decode_step(job_id, index, record).step_event())
         last = seq
     return events
 

@@ -1,8 +1,9 @@
 """The SQLite file's format: tables, migrations, and opening a connection to it.
 
-Schema (``PRAGMA user_version`` 2): ``jobs`` holds each job's JSON record (its fields that differ from their
-defaults: ``_codec._job_json``) next to the queryable columns; ``steps``, ``events`` and ``controls`` hold
-each job's journal, event log and pending control requests; ``schedules`` holds each schedule's record;
+Schema (``PRAGMA user_version`` 3): ``jobs`` holds each job's JSON record (its fields that differ from their
+defaults: ``_codec._job_json``) next to the queryable columns, and the seq of its latest ``job_status``
+event, which is derived from the row (``status_seq``); ``steps``, ``events`` and ``controls`` hold each
+job's journal, event log and pending control requests; ``schedules`` holds each schedule's record;
 ``workers`` the worker ids in use. How a job maps onto its row is in :mod:`durapod.stores._codec` (shared
 with the Postgres store).
 
@@ -71,8 +72,14 @@ _SCHEMA_2: Final = (
         id TEXT PRIMARY KEY, token TEXT NOT NULL, info TEXT NOT NULL, lease_until INTEGER NOT NULL
     ) WITHOUT ROWID""",
 )
+_SCHEMA_3: Final = (
+    # a job's latest ``job_status`` event is derived from its row, not written again: ``status_seq`` is
+    # its seq (NULL: none) and its job the row's record; a write that replaces the record first copies
+    # that event into ``events`` (see _sqlite_ops._KEEP_STATUS_EVENT_SQL)
+    "ALTER TABLE jobs ADD COLUMN status_seq INTEGER",
+)
 #: ``_MIGRATIONS[n]`` takes a file from schema version ``n`` to ``n + 1``; append, never edit.
-_MIGRATIONS: Final = (_SCHEMA_1, _SCHEMA_2)
+_MIGRATIONS: Final = (_SCHEMA_1, _SCHEMA_2, _SCHEMA_3)
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
 

@@ -40,7 +40,6 @@ from durapod.stores._codec import (
     _moment,
     _record_json,
     _save_columns,
-    _status_head,
     _status_seq,
 )
 
@@ -174,8 +173,8 @@ class SQLiteStore(Store):
             CorruptRecord: the existing job's record cannot be decoded.
         """
         # the journal's length is the truth for ``steps``, and a new job's journal is empty
-        values = (*_create_columns(job), 0, _job_json(job))
-        existing = await self._write(_op_create, values, _status_row(job.id, status_seq, values[-1]))
+        values = (*_create_columns(job), 0, _job_json(job), _status_seq(job.id, status_seq))
+        existing = await self._write(_op_create, values)
         return (job, True) if existing is None else (existing, False)
 
     async def get(self, job_id: str) -> Job | None:
@@ -208,11 +207,8 @@ class SQLiteStore(Store):
             VersionConflict: the stored version is not ``expected_version``, or ``job.version`` is not
                 one higher.
         """
-        values = _save_columns(job, expected_version)
+        values = (*_save_columns(job, expected_version), _status_seq(job.id, status_seq))
         rows = self._event_rows(job.id, events) if events else None
-        status_row = _status_row(job.id, status_seq, values[-1])
-        if status_row is not None:
-            rows = [status_row] if rows is None else [*rows, status_row]
         lease_micros, steps = await self._write(_op_save, values, rows)
         lease_until = None if lease_micros is None else _moment(lease_micros)
         if lease_until != job.lease_until or steps != job.steps:
@@ -453,10 +449,3 @@ class SQLiteStore(Store):
         """
         for future in self._dispatcher.close():
             await asyncio.shield(future)
-
-
-def _status_row(job_id: str, status_seq: int | None, record: str) -> tuple[str, int, str] | None:
-    """The ``events`` row of the ``job_status`` event a create or save logs at ``status_seq`` (None: none),
-    made around the record text the write stores."""
-    seq = _status_seq(job_id, status_seq)
-    return None if seq is None else (job_id, seq, _status_head(job_id, seq) + record + "}")
