@@ -1231,6 +1231,21 @@ async def test_sqlite_corrupt_step_and_event_name_their_keys(sqlite_store: SQLit
     assert from_events.value.key == "a/events/0"
 
 
+async def test_sqlite_a_corrupt_job_row_names_the_job_when_its_status_event_is_read(
+    sqlite_store: SQLiteStore, db_path: Path
+) -> None:
+    job = make_job("a", status=JobStatus.RUNNING, attempts=1, version=2, owner="w1", lease_until=LIVE, epoch=1)
+    await sqlite_store.create(job, status_seq=0)
+    conn = raw(db_path)
+    try:
+        conn.execute("UPDATE jobs SET record = 'garbage'")
+    finally:
+        conn.close()
+    with pytest.raises(CorruptRecord) as caught:
+        await sqlite_store.read_events("a")
+    assert caught.value.key == "a"
+
+
 async def test_sqlite_two_stores_on_one_file_see_each_other_and_conflict(db_path: Path) -> None:
     left, right = SQLiteStore(db_path), SQLiteStore(db_path)
     try:

@@ -31,7 +31,6 @@ from durapod.stores._codec import (
     _moment,
     _optional_micros,
     _reason,
-    _status_head,
 )
 from durapod.stores.base import ControlRequest, claimed_job
 
@@ -62,13 +61,16 @@ _JOB_COLUMNS: Final = f"id, record, owner, lease_until, epoch, version, {_STEPS_
 _PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9_\-]+")
 
 
-# Before a write replaces a job's record, the ``job_status`` event derived from it (``status_seq``) is
-# copied into ``events``, as the event ``_status_head`` makes: the log keeps it. ?2: the version the write
-# expects (NULL: any).
-_KEEP_STATUS_EVENT_SQL: Final = """
+# The text of the ``job_status`` event a job's row gives its log while ``status_seq`` names it (the shape
+# ``_codec._status_head`` makes): read from the row by ``read_events``, and copied into ``events`` as is
+# before a write replaces the record, so that the log keeps it.
+_ROW_STATUS_EVENT: Final = (
+    """'{"type":"job_status","job_id":' || json_quote(id) || ',"seq":' || status_seq || ',"job":' || record || '}'"""
+)
+# ?2: the version the write expects (NULL: any)
+_KEEP_STATUS_EVENT_SQL: Final = f"""
     INSERT OR IGNORE INTO events (job_id, seq, record)
-    SELECT id, status_seq,
-        '{"type":"job_status","job_id":' || json_quote(id) || ',"seq":' || status_seq || ',"job":' || record || '}'
+    SELECT id, status_seq, {_ROW_STATUS_EVENT}
     FROM jobs WHERE id = ?1 AND status_seq IS NOT NULL AND (?2 IS NULL OR version = ?2)"""
 
 
@@ -242,11 +244,11 @@ def _op_append_events(
 # 1, idx -1) and the steps whose records give the log an event (``event_seq``, kind 1, idx >= 0): an
 # appended event first where several have one seq. A step record that is not JSON is read last, to be
 # reported.
-_READ_EVENTS_SQL: Final = """
+_READ_EVENTS_SQL: Final = f"""
     SELECT seq, record, idx FROM (
         SELECT seq, record, NULL AS idx, 0 AS kind FROM events WHERE job_id = ?1 AND seq > ?2
         UNION ALL
-        SELECT status_seq, record, -1, 1 FROM jobs WHERE id = ?1 AND status_seq > ?2
+        SELECT status_seq, {_ROW_STATUS_EVENT}, -1, 1 FROM jobs WHERE id = ?1 AND status_seq > ?2
         UNION ALL
         SELECT seq, record, idx, 1 FROM (
             SELECT CASE WHEN json_valid(record) THEN json_extract(record, '$.event_seq') END AS seq, record, idx
@@ -264,7 +266,7 @@ def _op_read_events(conn: sqlite3.Connection, job_id: str, after: int) -> list[d
         elif seq is None or seq != last:  # (None: not JSON, reported by decoding it)
             if index < 0 and seq is not None:  # the job's row: its latest status change (a bad record is the job's)
                 try:
-                    events.append(_decode_event(job_id, seq, _status_head(job_id, seq) + record + "}"))
+                    events.append(_decode_event(job_id, seq, record))
                 except CorruptRecord:
                     raise CorruptRecord(job_id, "its record is not JSON") from None
             else:
