@@ -54,12 +54,13 @@ class _Expiry:
         return _micros(job.updated_at) if self.ttl_seconds is not None and job.status in _EXPIRING_STATUSES else None
 
     async def purge_if_due(self, connection: asyncpg.pool.PoolConnectionProxy[Any], ended: Iterable[Job]) -> None:
-        """Delete the jobs that ended more than ``ttl_seconds`` before the latest of ``ended`` (the ending
-        jobs being written), if the last delete is ``ttl_seconds / 10`` older than that (at most a minute)."""
+        """Delete the jobs that ended more than ``ttl_seconds`` before the latest of ``ended`` (the jobs
+        this write ends: at least one), if the last delete is ``ttl_seconds / 10`` older than that (at most
+        a minute)."""
         if self.ttl_seconds is None:
             return
-        now = max((_micros(job.updated_at) for job in ended if job.status in _EXPIRING_STATUSES), default=None)
-        if now is None or (self.next_purge is not None and now < self.next_purge):
+        now = max(_micros(job.updated_at) for job in ended)
+        if self.next_purge is not None and now < self.next_purge:
             return
         self.next_purge = now + self._purge_every_micros
         cutoff = now - self._ttl_micros
