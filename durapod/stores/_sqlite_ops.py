@@ -101,10 +101,6 @@ def _log_events(conn: sqlite3.Connection, rows: list[tuple[str, int, str]]) -> N
         conn.executemany(_LOG_EVENTS_SQL[0], rows)
 
 
-def _op_nothing(conn: sqlite3.Connection) -> None:
-    """Marks the end of a batch: its future is done once everything queued before it is committed."""
-
-
 def _op_create(conn: sqlite3.Connection, values: tuple[Any, ...]) -> Job | None:
     """Insert the job (its ``job_status`` event, if ``status_seq`` is set, is derived from the row).
     None if inserted; else the existing job."""

@@ -92,7 +92,7 @@ class _Dispatcher:
             # A read goes to the reader, unless writes asked for before it are not committed yet: then
             # it queues behind them on the writer, so that it sees them.
             group = self._pending
-            writes_ahead = group is not None and not group.marker.done()
+            writes_ahead = group is not None and not group.committed
             if reads and not self._shares_connection and not writes_ahead:
                 if self._reader is None:
                     self._reader = self._worker("reader")

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from typing import Any
 
 from durapod.errors import DurapodError, StoreError, StoreUnavailable
-from durapod.stores._sqlite_ops import _op_nothing
 
 
 class _Stop:
@@ -43,26 +42,22 @@ _Work = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
 
 
 class _Group:
-    """Operations queued on one event loop during one turn of it, in order, ended by a marker
-    (``_op_nothing``) whose future is done once they are committed.
+    """Operations queued on one event loop during one turn of it, in order.
 
     The store's dispatcher (:mod:`durapod.stores._sqlite_queue`) hands the group to the writer at the end
     of the loop's turn (a ``call_soon`` made with its first operation), closed: later operations start a
-    new group. So the writer gets every write of a
-    turn in one item, and takes nothing the loop still adds to: no lock between the two threads.
+    new group. So the writer gets every write of a turn in one item, and takes nothing the loop still adds
+    to: no lock between the two threads. The writer sets ``committed`` once the batch that holds the group
+    has ended (committed, or failed as a whole): a read asked for after that need not queue behind it.
     """
 
-    __slots__ = ("closed", "loop", "marker", "works")
+    __slots__ = ("closed", "committed", "loop", "works")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.marker: asyncio.Future[None] = loop.create_future()
         self.works: list[_Work] = []
         self.closed = False
-
-    def take(self) -> list[_Work]:
-        """Its operations and marker (the writer calls this, once the group is closed)."""
-        return [*self.works, (_op_nothing, (), self.marker)]
+        self.committed = False
 
 
 # one operation, a group of them, or the stop item
@@ -83,13 +78,16 @@ def _settle(outcomes: list[_Outcome]) -> None:
 
 
 def _deliver(outcomes: list[_Outcome]) -> None:
-    """One ``call_soon_threadsafe`` per event loop for the whole batch."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
-    for outcome in outcomes:
-        by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
-    for loop, settled in by_loop.items():
+    """One ``call_soon_threadsafe`` per event loop for the whole batch (most batches come from one)."""
+    loop = outcomes[0][0].get_loop()
+    by_loop = {loop: outcomes}
+    if any(outcome[0].get_loop() is not loop for outcome in outcomes):
+        by_loop = {}
+        for outcome in outcomes:
+            by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
+    for target, settled in by_loop.items():
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits these any more
-            loop.call_soon_threadsafe(_settle, settled)
+            target.call_soon_threadsafe(_settle, settled)
 
 
 def _store_error(path: str, exc: BaseException) -> StoreError:
@@ -132,13 +130,15 @@ class _Worker:
         try:
             while stop is None:
                 batch: list[_Work] = []
+                groups: list[_Group] = []
                 item = self.queue.get()
                 while True:
                     if isinstance(item, _Stop):
                         stop = item
                         break
                     if isinstance(item, _Group):
-                        batch.extend(item.take())
+                        groups.append(item)
+                        batch.extend(item.works)
                     else:
                         batch.append(item)
                     if len(batch) >= self.max_batch:
@@ -152,9 +152,11 @@ class _Worker:
                         outcomes = self._run(batch)
                     except Exception as exc:  # a bug here must not stop the thread nor strand the callers
                         outcomes = [(future, False, _store_error(self._path, exc)) for _, _, future in batch]
+                    for group in groups:
+                        group.committed = True
                     _deliver(outcomes)
                     # the thread waits for the next batch: it must not keep this one's results alive
-                    del outcomes, batch, item
+                    del outcomes, batch, groups, item
         finally:
             if self._conn is not None:
                 self._conn.close()
@@ -170,11 +172,8 @@ class _Worker:
                 return [(future, False, StoreError(str(exc))) for _, _, future in batch]
             self._identity = self._file_identity()
         lost = self._lost or self._check_file()
-        if lost is not None:  # (a batch's end marker is awaited by nobody: it just ends)
-            return [
-                (future, True, None) if op is _op_nothing else (future, False, StoreError(str(lost)))
-                for op, _, future in batch
-            ]
+        if lost is not None:
+            return [(future, False, StoreError(str(lost))) for _, _, future in batch]
         conn = self._conn
         if not self._writes:
             return [self._run_one(conn, op, args, future) for op, args, future in batch]
