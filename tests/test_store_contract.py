@@ -1358,6 +1358,16 @@ async def test_sqlite_close_commits_what_is_queued(db_path: Path) -> None:
         await reopened.close()
 
 
+async def test_sqlite_a_read_asked_for_while_a_write_is_queued_sees_that_write(sqlite_store: SQLiteStore) -> None:
+    job, _ = await sqlite_store.create(make_job("a"))
+    for n in range(20):
+        saving = asyncio.ensure_future(sqlite_store.save(job.evolve(input=f"v{n}"), expected_version=job.version))
+        await asyncio.sleep(0)  # the save is queued, not yet committed: the read must wait behind it
+        seen = await sqlite_store.get("a")
+        job = await saving
+        assert seen == job
+
+
 async def test_sqlite_close_of_an_unused_store(db_path: Path) -> None:
     store = SQLiteStore(db_path)
     await store.close()
