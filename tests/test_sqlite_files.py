@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sqlite3
 import stat
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from durapod import Client, DurableAgent, JobContext, SQLiteStore, StoreError
+from durapod.stores import _sqlite_worker as sqlite_worker
+from durapod.stores._sqlite_checkpoint import _Checkpointer
 
 
 @pytest.fixture
@@ -146,3 +149,41 @@ async def test_a_worker_whose_file_is_deleted_reports_it_instead_of_completing_i
             await asyncio.wait_for(durable.wait("job-1"), timeout=10)
         assert str(path) in str(refused.value) and "deleted" in str(refused.value)
     assert not path.exists()  # nothing was written into a new file behind the caller's back
+
+
+async def test_the_log_is_copied_into_the_file_by_a_thread_of_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No write waits for SQLite to copy its write-ahead log into the database file: the store's
+    checkpointer thread does it, on a connection of its own, while the store is open."""
+    made: list[_Checkpointer] = []
+
+    class Checkpointer(_Checkpointer):
+        interval = 0.0  # every commit asks for a checkpoint (by default, at most one in 10 ms)
+
+        def __init__(self, path: str, conn: sqlite3.Connection) -> None:
+            super().__init__(path, conn)
+            made.append(self)
+
+    monkeypatch.setattr(sqlite_worker, "_Checkpointer", Checkpointer)
+    path = tmp_path / "jobs.db"
+    store = SQLiteStore(path)
+    try:
+        await Client(store).submit("job-1")
+        [checkpointer] = made
+
+        def checkpointed() -> None:
+            with checkpointer.ran:
+                assert checkpointer.ran.wait_for(lambda: checkpointer.runs >= 1, timeout=10)
+
+        await asyncio.to_thread(checkpointed)
+        # the database file alone, without its log, holds the job: the log was copied into it
+        alone = tmp_path / "alone.db"
+        await asyncio.to_thread(shutil.copyfile, path, alone)
+        conn = sqlite3.connect(alone)
+        try:
+            assert conn.execute("SELECT id FROM jobs").fetchall() == [("job-1",)]
+        finally:
+            conn.close()
+    finally:
+        await store.close()

@@ -1525,7 +1525,11 @@ async def test_sqlite_a_store_dropped_without_close_stops_its_threads(db_path: P
     await store.create(make_job("a"))
     assert await store.get("a") is not None
     started = [thread for thread in threading.enumerate() if thread not in before]
-    assert sorted(thread.name for thread in started) == ["durapod-sqlite-reader", "durapod-sqlite-writer"]
+    assert sorted(thread.name for thread in started) == [
+        "durapod-sqlite-checkpoint",
+        "durapod-sqlite-reader",
+        "durapod-sqlite-writer",
+    ]
     del store
     gc.collect()
     for thread in started:

@@ -32,10 +32,13 @@ class _Dispatcher:
         connect: opens a connection to the file (called on the worker's thread).
         shares_connection: reads go to the writer too (an in-memory database lives in one connection).
         file: the file the workers watch for being deleted or replaced (None: nothing to watch).
+        checkpoint_connect: opens the connection of the writer's checkpointer thread (None: no such thread;
+            see :mod:`durapod.stores._sqlite_checkpoint`).
     """
 
     __slots__ = (
         "__weakref__",
+        "_checkpoint_connect",
         "_closed",
         "_connect",
         "_file",
@@ -57,12 +60,14 @@ class _Dispatcher:
         *,
         shares_connection: bool,
         file: str | None,
+        checkpoint_connect: Callable[[], sqlite3.Connection] | None = None,
     ) -> None:
         self._name = name
         self._path = path
         self._connect = connect
         self._shares_connection = shares_connection
         self._file = file
+        self._checkpoint_connect = checkpoint_connect
         self._lock = threading.Lock()
         self._closed = False
         self._writer: _Worker | None = None
@@ -74,7 +79,15 @@ class _Dispatcher:
     def _worker(self, role: str) -> _Worker:
         # the worker must not hold the dispatcher, so that a store dropped without close() is collected
         # and this finalizer stops the thread
-        worker = _Worker(self._path, role, self._connect, writes=role == "writer", file=self._file)
+        writes = role == "writer"
+        worker = _Worker(
+            self._path,
+            role,
+            self._connect,
+            writes=writes,
+            file=self._file,
+            checkpoint_connect=self._checkpoint_connect if writes else None,
+        )
         weakref.finalize(self, worker.queue.put, _Stop(None))
         return worker
 

@@ -15,6 +15,7 @@ of the database file.
 from __future__ import annotations
 
 import os
+import pathlib
 import sqlite3
 import threading
 from typing import Final
@@ -106,6 +107,19 @@ def _connect(path: str, *, synchronous: str, busy_timeout: float) -> sqlite3.Con
         finally:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _connect_for_checkpoints(file: str, *, synchronous: str, busy_timeout: float) -> sqlite3.Connection:
+    """A plain connection to a store's existing file (``file`` absolute), for the checkpointer thread: its
+    checkpoints sync the files as the store's ``synchronous`` level says. It never creates the file."""
+    uri = pathlib.Path(file).as_uri() + "?mode=rw"
+    conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
     except BaseException:
         conn.close()
         raise

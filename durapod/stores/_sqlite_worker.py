@@ -26,7 +26,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from durapod._log import get_logger
 from durapod.errors import DurapodError, StoreError, StoreUnavailable
+from durapod.stores._sqlite_checkpoint import BACKSTOP_PAGES, _Checkpointer
+
+_log = get_logger("durapod.stores.sqlite")
 
 
 class _Stop:
@@ -113,6 +117,7 @@ class _Worker:
         *,
         writes: bool,
         file: str | None = None,
+        checkpoint_connect: Callable[[], sqlite3.Connection] | None = None,
     ) -> None:
         self.queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._path = path
@@ -122,6 +127,10 @@ class _Worker:
         self._file = file  # None: in memory, nothing to watch
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file the connection opened
         self._lost: StoreError | None = None  # set once the file was deleted or replaced: no more work
+        # copies the log into the file in a thread of its own (a writer on a file only), started with the
+        # writer's connection; the writer tells it of each commit
+        self._checkpoint_connect = checkpoint_connect
+        self.checkpointer: _Checkpointer | None = None
         self._thread = threading.Thread(target=self._main, name=f"durapod-sqlite-{role}", daemon=True)
         self._thread.start()
 
@@ -155,9 +164,13 @@ class _Worker:
                     for group in groups:
                         group.committed = True
                     _deliver(outcomes)
+                    if self.checkpointer is not None:
+                        self.checkpointer.committed()
                     # the thread waits for the next batch: it must not keep this one's results alive
                     del outcomes, batch, groups, item
         finally:
+            if self.checkpointer is not None:  # first: the last connection to close checkpoints the whole log
+                self.checkpointer.stop()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -171,6 +184,8 @@ class _Worker:
             except StoreError as exc:  # the file cannot be opened: the next batch tries again
                 return [(future, False, StoreError(str(exc))) for _, _, future in batch]
             self._identity = self._file_identity()
+            if self._checkpoint_connect is not None:
+                self._start_checkpointer(self._conn)
         lost = self._lost or self._check_file()
         if lost is not None:
             return [(future, False, StoreError(str(lost))) for _, _, future in batch]
@@ -190,6 +205,18 @@ class _Worker:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             return [self._run_alone(conn, op, args, future) for op, args, future in batch]
+
+    def _start_checkpointer(self, conn: sqlite3.Connection) -> None:
+        """Leave copying the log into the file to a thread of its own, SQLite's own checkpoint in this
+        connection kept as a backstop (see :mod:`durapod.stores._sqlite_checkpoint`)."""
+        assert self._checkpoint_connect is not None
+        try:
+            other = self._checkpoint_connect()
+        except sqlite3.Error as exc:  # SQLite's own checkpoints go on as they would without the thread
+            _log.warning("no background checkpoints for this store", path=self._path, error=repr(exc))
+            return
+        conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+        self.checkpointer = _Checkpointer(self._path, other)
 
     def _file_identity(self) -> tuple[int, int] | None:
         if self._file is None:

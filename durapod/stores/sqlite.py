@@ -2,7 +2,9 @@
 
 Writes are group-committed by a writer thread and reads batched on a reader thread
 (:mod:`durapod.stores._sqlite_worker`), to which :mod:`durapod.stores._sqlite_queue` queues each
-operation; no sqlite call ever runs on the event loop. The file's tables, migrations and connection setup
+operation; no sqlite call ever runs on the event loop. A third thread copies the write-ahead log into the
+file (:mod:`durapod.stores._sqlite_checkpoint`), so that no write waits for that copy and its fsyncs. The
+file's tables, migrations and connection setup
 are in :mod:`durapod.stores._sqlite_schema`, how a job is encoded in its row in
 :mod:`durapod.stores._codec`, and the SQL each operation runs in :mod:`durapod.stores._sqlite_ops`.
 
@@ -72,7 +74,7 @@ from durapod.stores._sqlite_ops import (
     _op_unregister_worker,
 )
 from durapod.stores._sqlite_queue import _Dispatcher
-from durapod.stores._sqlite_schema import _IntegrityCheck, _open
+from durapod.stores._sqlite_schema import _connect_for_checkpoints, _IntegrityCheck, _open
 from durapod.stores.base import (
     ControlRequest,
     Page,
@@ -137,6 +139,12 @@ class SQLiteStore(Store):
             # an in-memory database lives in one connection: reads go to the writer too
             shares_connection=in_memory,
             file=None if in_memory else file,
+            # the log is copied into the file by a thread of its own, not by whichever write fills it
+            checkpoint_connect=None
+            if in_memory
+            else functools.partial(
+                _connect_for_checkpoints, file, synchronous=synchronous, busy_timeout=float(busy_timeout)
+            ),
         )
 
     def __repr__(self) -> str:
