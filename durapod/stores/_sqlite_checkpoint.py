@@ -5,11 +5,11 @@ In WAL mode SQLite appends every commit to the ``-wal`` file, and by default the
 takes the log past 1,000 pages copies the log into the database file then and there, with an fsync of
 each file: a stall of several milliseconds for whichever writes were in that commit (on a 3-step job, one
 ``run()`` in fifty). Here the writer connection leaves that copy to this thread's connection
-(``PRAGMA wal_checkpoint(PASSIVE)``, which never blocks the writer nor a reader) and nudges it every
-:attr:`_Checkpointer.every_batches` commits. A passive checkpoint can let the log grow while writes keep
-coming (SQLite starts the log over only once a checkpoint has caught up before the next commit), so the
-writer keeps SQLite's own checkpoint as a backstop, at :data:`BACKSTOP_PAGES` pages: by then this thread
-has copied nearly all of it, and the backstop has little left to do.
+(``PRAGMA wal_checkpoint(PASSIVE)``, which never blocks the writer nor a reader) and nudges it after a
+commit, at most every :attr:`_Checkpointer.interval` seconds. A passive checkpoint can let the log grow
+while writes keep coming (SQLite starts the log over only once a checkpoint has caught up before the next
+commit), so the writer keeps SQLite's own checkpoint as a backstop, at :data:`BACKSTOP_PAGES` pages: by
+then this thread has copied nearly all of it, and the backstop has little left to do.
 
 A checkpoint that fails (the file is busy, or gone) is left for the next nudge or the backstop: it loses
 nothing, since every commit is in the log already.
@@ -40,7 +40,7 @@ class _Checkpointer:
             the store opened, even if it is deleted or replaced later); closed when the thread stops.
     """
 
-    #: a commit nudges this thread if it last checkpointed at least this long ago (seconds): often enough
+    #: a commit nudges this thread if the last nudge is at least this old (seconds): often enough
     #: that the backstop finds little left to copy, seldom enough that a page written again and again is
     #: copied once, whatever the load
     interval = 0.010
@@ -51,7 +51,7 @@ class _Checkpointer:
         self._wake = threading.Event()
         self._stopping = False
         self._nudged_at = time.monotonic()
-        #: checkpoints run so far (tests wait on ``ran`` for the next one)
+        #: checkpoints run so far, failed ones included (a test waits on ``ran`` for one)
         self.runs = 0
         self.ran = threading.Condition()
         self._thread = threading.Thread(target=self._main, name="durapod-sqlite-checkpoint", daemon=True)

@@ -210,12 +210,15 @@ class _Worker:
         """Leave copying the log into the file to a thread of its own, SQLite's own checkpoint in this
         connection kept as a backstop (see :mod:`durapod.stores._sqlite_checkpoint`)."""
         assert self._checkpoint_connect is not None
+        other: sqlite3.Connection | None = None
         try:
             other = self._checkpoint_connect()
+            conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         except sqlite3.Error as exc:  # SQLite's own checkpoints go on as they would without the thread
+            if other is not None:
+                other.close()
             _log.warning("no background checkpoints for this store", path=self._path, error=repr(exc))
             return
-        conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         self.checkpointer = _Checkpointer(self._path, other)
 
     def _file_identity(self) -> tuple[int, int] | None:
