@@ -1,12 +1,18 @@
 """Latency: one job at a time on SQLite, and pause and cancel in-process on MemoryStore.
 
 (a) ``durable.run()`` of one 3-step job at a time (concurrency 1) on a SQLiteStore in a temporary file,
-``--jobs`` jobs one after another: p50, p99 and mean in ms. The baseline, in the same run, writes the same
-5 rows per job (insert the job running, 3 steps, mark it completed) with plain sqlite3 through a
-writer thread, each write handed to the thread and awaited; with nothing else in flight that is one
-transaction per write. The two take turns, in 10 rounds, each round after a warm-up of its own kind, so
-that a machine whose speed drifts during the run weighs on both alike. The ratio is durapod's mean over
-the baseline's.
+one job after another: p50, p99 and mean in ms. The baseline, in the same run, writes the same 5 rows per
+job (insert the job running, 3 steps, mark it completed) with plain sqlite3 through a writer thread, each
+write handed to the thread and awaited; with nothing else in flight that is one transaction per write.
+The two take turns, in 10 rounds, each round after a warm-up of its own kind, so that a machine whose
+speed drifts during the run weighs on both alike. The ratio is durapod's mean over the baseline's.
+
+Each side's round lasts ``--round-seconds`` (0.5 s), not a number of jobs. On a virtual machine, two
+threads that wake each other up run fast for the first 50 to 100 ms after the process was idle, then at
+about half that speed for as long as they go on (the baseline alone: about 0.2 ms per job for its first
+250 jobs, then 0.5 to 0.7 ms; durapod: 0.6 ms for its first 50 to 100, then 1.0 ms). Rounds of 50 jobs
+each measured all of the baseline's round (15 ms) inside that fast start and most of durapod's (60 ms)
+past it. Rounds of equal time, ten times as long, measure both sides mostly as they run when busy.
 
 (a') The same on one CPU (Linux): the process is pinned to one CPU for the run, so the loop thread and the
 writer thread take turns on one core. Unpinned, every write's two thread wake-ups may cross cores, and
@@ -23,7 +29,7 @@ finishes (it awaits an Event); the clock starts once the job is inside it. Each 
 durapod's logging is left as the library sets it up by default; anything it prints to stdout goes to
 stderr, and stdout holds one JSON object.
 
-    python bench/latency.py [--jobs 500] [--tries 1000] [--quick]
+    python bench/latency.py [--round-seconds 0.5] [--tries 1000] [--quick]
 """
 
 from __future__ import annotations
@@ -66,20 +72,22 @@ def summary(samples: list[float]) -> dict[str, Any]:
     }
 
 
-async def timed(count: int, one: Callable[[int], Awaitable[None]], first: int = 0) -> list[float]:
-    """``one(i)`` for i in range(first, first + count), one after another: the seconds each took."""
-    samples = []
-    for index in range(first, first + count):
+async def timed(seconds: float, one: Callable[[int], Awaitable[None]], first: int) -> list[float]:
+    """``one(i)`` for i = first, first + 1... one after another, for ``seconds`` (at least once): the
+    seconds each took."""
+    samples: list[float] = []
+    ends = time.perf_counter() + seconds
+    while not samples or time.perf_counter() < ends:
         started = time.perf_counter()
-        await one(index)
+        await one(first + len(samples))
         samples.append(time.perf_counter() - started)
     return samples
 
 
-async def warm_up(one: Callable[[int], Awaitable[None]], first: int) -> None:
-    """``WARM_UP`` runs before the measured ones of a round, discarded."""
+async def warm_up(one: Callable[[int], Awaitable[None]], round_number: int) -> None:
+    """``WARM_UP`` runs before the measured ones of a round, discarded (negative indexes of their own)."""
     for index in range(WARM_UP):
-        await one(-1 - first * WARM_UP - index)
+        await one(-1 - round_number * WARM_UP - index)
 
 
 @contextlib.contextmanager
@@ -95,9 +103,9 @@ def one_cpu() -> Iterator[int]:
         os.sched_setaffinity(0, allowed)
 
 
-async def sqlite_run_latency(folder: str, jobs: int) -> dict[str, Any]:
-    """The baseline and durapod take turns, ``ROUNDS`` rounds of ``jobs / ROUNDS`` jobs each: a machine
-    that slows down or speeds up during the run weighs on both alike."""
+async def sqlite_run_latency(folder: str, round_seconds: float) -> dict[str, Any]:
+    """The baseline and durapod take turns, ``ROUNDS`` rounds of ``round_seconds`` each: a machine that
+    slows down or speeds up during the run weighs on both alike."""
     writer = SQLiteWriter(f"{folder}/baseline.db")
     store = SQLiteStore(f"{folder}/durapod.db")
 
@@ -116,25 +124,24 @@ async def sqlite_run_latency(folder: str, jobs: int) -> dict[str, Any]:
                     raise RuntimeError(f"job-{index} ended {job.status}: {job.error}")
 
             gc.collect()
-            size = max(jobs // ROUNDS, 1)
-            for first in range(0, jobs, size):
-                count = min(size, jobs - first)
+            for round_number in range(ROUNDS):
                 # each side warms up before each of its rounds: measured after its own kind of load, not
-                # after the other's (a virtual machine's CPU wakes faster after a busy stretch)
-                await warm_up(baseline_job, first)
-                baseline_samples += await timed(count, baseline_job, first)
-                await warm_up(durapod_job, first)
-                durapod_samples += await timed(count, durapod_job, first)
+                # after the other's
+                await warm_up(baseline_job, round_number)
+                baseline_samples += await timed(round_seconds, baseline_job, len(baseline_samples))
+                await warm_up(durapod_job, round_number)
+                durapod_samples += await timed(round_seconds, durapod_job, len(durapod_samples))
     finally:
         writer.close()
         await store.close()
-    if writer.batches != (jobs + WARM_UP * math.ceil(jobs / size)) * len(sqlite_writes(0)):
+    if writer.batches != (len(baseline_samples) + WARM_UP * ROUNDS) * len(sqlite_writes(0)):
         raise RuntimeError("the baseline grouped writes: it was meant to have one write in flight")
     baseline = summary(baseline_samples)
     result = summary(durapod_samples)
     return {
         "what": "run() of one 3-step job at a time on SQLiteStore (temp file), ms per job",
         "rounds": ROUNDS,
+        "round_seconds": round_seconds,
         "baselines": {"sqlite3 through a writer thread, each write awaited": baseline},
         "durapod": result,
         "ratio_durapod_to_baseline": {
@@ -213,12 +220,14 @@ async def cancel_latency(tries: int) -> dict[str, Any]:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, default=500, help="sequential jobs for (a)")
+    parser.add_argument(
+        "--round-seconds", type=float, default=0.5, help="how long each side runs jobs in each round of (a)"
+    )
     parser.add_argument("--tries", type=int, default=1000, help="pauses and cancels for (b), each")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 50 jobs, 100 tries")
+    parser.add_argument("--quick", action="store_true", help="smoke run: rounds of 0.02 s, 100 tries")
     args = parser.parse_args()
     if args.quick:
-        args.jobs = min(args.jobs, 50)
+        args.round_seconds = min(args.round_seconds, 0.02)
         args.tries = min(args.tries, 100)
     output = json_output()
     report: dict[str, Any] = {
@@ -228,10 +237,10 @@ async def main() -> None:
         "warm_up_runs": WARM_UP,
     }
     with tempfile.TemporaryDirectory() as folder:
-        report["run_one_job_sqlite"] = await sqlite_run_latency(folder, args.jobs)
+        report["run_one_job_sqlite"] = await sqlite_run_latency(folder, args.round_seconds)
     if hasattr(os, "sched_setaffinity"):
         with tempfile.TemporaryDirectory() as folder, one_cpu() as cpu:
-            pinned = await sqlite_run_latency(folder, args.jobs)
+            pinned = await sqlite_run_latency(folder, args.round_seconds)
         pinned["what"] += f", the process pinned to CPU {cpu}"
         report["run_one_job_sqlite_one_cpu"] = pinned
     report["control_in_process_memory"] = {
