@@ -61,7 +61,7 @@ test-redis-lowest: $(LOW_VENV)/.installed-redis-$(REDIS_LOWEST)
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/throughput.py --store memory --compare-concurrency 50,1000
-	$(BIN)/python bench/throughput.py --store sqlite
+	$(BIN)/python bench/throughput.py --store sqlite --compare-concurrency 50,1000
 	$(BIN)/python bench/throughput.py --store redis
 	$(BIN)/python bench/throughput.py --store postgres   # the server at DURAPOD_POSTGRES_URL
 	$(BIN)/python bench/memory.py
